@@ -1,0 +1,178 @@
+"""The guest image: Debian's cloud kernel plus an initramfs we assemble ourselves.
+
+The initramfs is busybox (init, shell, tools), dropbear (sshd) with its
+libraries, the virtio modules in load order, a host key generated at build time
+(the harness pins it: no trust-on-first-use), and our ``usemem``. The balloon
+driver is kept out of the base archive and appended as a second cpio archive
+(the kernel unpacks concatenated archives in order), so the stock and the patched
+image share one base and differ only in that one module.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.build import cache, cpio, debian
+from harness.build.kernel import GuestKernel
+from harness.build.steps import run_step, say
+from harness.errors import BuildError
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGES = REPO / "images"
+ROOTFS = IMAGES / "rootfs"
+USEMEM_SRC = IMAGES / "usemem.c"
+USEMEM_CFLAGS = ["-static", "-O2", "-Wall", "-Wextra"]
+
+# Loaded at boot, with their dependencies, in this order. virtio_balloon is
+# listed but shipped by the overlay archive (stock or patched).
+GUEST_MODULES = ["virtio_pci", "virtio_net", "virtio_balloon"]
+BALLOON_MODULE = "virtio_balloon"
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    """What ``Machine`` boots: kernel, initrd, and the host key to pin."""
+
+    kernel: GuestKernel
+    initrd: Path
+    host_key: str            # OpenSSH public key line of the guest's sshd
+    balloon_module: str      # label: "stock" or "patched"
+    balloon_module_sha256: str
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.kernel.vmlinuz
+
+
+def _tree_hash(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): cache.file_sha256(p)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _package_version(pkg: str) -> str:
+    return debian.installed_version(pkg) or "unknown"
+
+
+def build_usemem() -> Path:
+    """Compile ``images/usemem.c`` statically; cached by source hash and compiler."""
+    cc = debian.tool_path("cc")
+    cc_version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    inputs = {"src": cache.file_sha256(USEMEM_SRC), "cc": cc_version, "cflags": USEMEM_CFLAGS}
+
+    def build(out: Path, log: Path) -> None:
+        run_step("compile usemem", [cc, *USEMEM_CFLAGS, "-o", out / "usemem", USEMEM_SRC],
+                 log, quiet=True)
+
+    return cache.ensure("usemem", inputs, build).path / "usemem"
+
+
+def _shared_libs(binary: Path) -> list[Path]:
+    """The shared objects ``binary`` loads (ldd), including the dynamic loader."""
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        m = re.search(r"(/\S+)\s+\(0x", line)
+        if m:
+            libs.append(Path(m.group(1)))
+    return libs
+
+
+def _base_entries(kernel: GuestKernel, usemem: Path, stage: Path) -> list[cpio.Entry]:
+    """Stage the base filesystem in ``stage`` and return its archive entries."""
+    busybox = debian.tool_path("busybox")
+    dropbear = debian.tool_path("dropbear")
+    shutil.copytree(ROOTFS, stage, symlinks=True, dirs_exist_ok=True)
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "lib/modules", "proc", "sys",
+              "tmp", "run", "root", "etc/dropbear", "var/log"):
+        (stage / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, stage / "bin/busybox")
+    applets = subprocess.run([busybox, "--list-full"], capture_output=True, text=True).stdout.split()
+    for applet in applets:
+        link = stage / applet
+        if not link.exists() and not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to("/bin/busybox")
+    (stage / "init").symlink_to("/bin/busybox")  # busybox init reads /etc/inittab
+    shutil.copy2(dropbear, stage / "usr/sbin/dropbear")
+    for lib in _shared_libs(dropbear):
+        dest = stage / lib.relative_to("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(lib.resolve(), dest)
+    shutil.copy2(usemem, stage / "usr/bin/usemem")
+    order = kernel.load_order(GUEST_MODULES)
+    names = []
+    for ko in order:
+        names.append(ko.name)
+        if not ko.name.startswith(BALLOON_MODULE + "."):
+            shutil.copy2(ko, stage / "lib/modules" / ko.name)
+    (stage / "etc/bh-modules").write_text("\n".join(names) + "\n")
+    # /dev/console must exist before devtmpfs is mounted, or init has no stdout.
+    return [cpio.dir_entry("dev"), cpio.chardev_entry("dev/console", 5, 1),
+            *cpio.tree_entries(stage)]
+
+
+def build_base(kernel: GuestKernel) -> cache.Artifact:
+    """The shared base initramfs and its SSH host key."""
+    debian.require_tools(["busybox", "dropbear", "dropbearkey", "cc"])
+    usemem = build_usemem()
+    inputs = {
+        "kernel": [kernel.package, kernel.version],
+        "busybox-static": _package_version("busybox-static"),
+        "dropbear-bin": _package_version("dropbear-bin"),
+        "usemem": cache.file_sha256(usemem),
+        "rootfs": _tree_hash(ROOTFS),
+        "modules": GUEST_MODULES,
+        "layout": 3,
+    }
+
+    def build(out: Path, log: Path) -> None:
+        stage = out / "stage"
+        hostkey = stage / "etc/dropbear/dropbear_ed25519_host_key"
+        hostkey.parent.mkdir(parents=True)
+        run_step("generate guest host key", ["dropbearkey", "-t", "ed25519", "-f", hostkey],
+                 log, quiet=True)
+        pub = subprocess.run(["dropbearkey", "-y", "-f", str(hostkey)], capture_output=True, text=True)
+        line = next((l for l in pub.stdout.splitlines() if l.startswith("ssh-ed25519 ")), None)
+        if not line:
+            raise BuildError(f"dropbearkey -y printed no public key:\n{pub.stdout}{pub.stderr}")
+        (out / "host_key.pub").write_text(" ".join(line.split()[:2]) + "\n")
+        cpio.write_archive(out / "base.cpio.gz", _base_entries(kernel, usemem, stage))
+        shutil.rmtree(stage)
+
+    art = cache.ensure("initramfs-base", inputs, build)
+    say(f"guest initramfs base: {'built' if art.fresh else 'cached'} ({art.path})")
+    return art
+
+
+def build_image(kernel: GuestKernel, balloon_ko: Path, label: str) -> GuestImage:
+    """Base initramfs + an overlay archive holding ``balloon_ko`` as virtio_balloon.ko."""
+    base = build_base(kernel)
+    ko_sha = cache.file_sha256(balloon_ko)
+    inputs = {"base": base.key, "module": ko_sha}
+
+    def build(out: Path, log: Path) -> None:
+        # Compressed too: the kernel finds a compressed archive at any offset,
+        # an uncompressed one only at a 4-byte boundary.
+        overlay = out / "overlay.cpio.gz"
+        cpio.write_archive(overlay, [
+            cpio.dir_entry("lib"), cpio.dir_entry("lib/modules"),
+            cpio.Entry(f"lib/modules/{BALLOON_MODULE}.ko", stat.S_IFREG | 0o644, balloon_ko.read_bytes()),
+        ])
+        with open(out / "initrd.img", "wb") as dst:
+            for part in (base.path / "base.cpio.gz", overlay):
+                dst.write(part.read_bytes())
+        overlay.unlink()
+
+    art = cache.ensure("initrd", inputs, build)
+    host_key = (base.path / "host_key.pub").read_text().strip()
+    return GuestImage(kernel, art.path / "initrd.img", host_key, label, ko_sha)
+
+
+def build_stock_image(kernel: GuestKernel) -> GuestImage:
+    """The control image: Debian's own virtio_balloon.ko from the kernel package."""
+    return build_image(kernel, kernel.module_path(BALLOON_MODULE), "stock")

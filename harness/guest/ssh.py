@@ -1,0 +1,172 @@
+"""SSH into the guest with paramiko: pinned host key, per-run client key, hard deadlines.
+
+Lessons baked in: QEMU's user networking accepts TCP before sshd is up, so the
+whole ``connect()`` is retried while QEMU lives; stdout and stderr are drained
+together before asking for the exit status (``recv_exit_status`` deadlocks on
+large output otherwise); paramiko's timeouts are per read, so each command gets
+a wall-clock deadline of our own.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import select
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import paramiko
+
+from harness.errors import GuestCommandError, HarnessError
+from harness.procfs import BuddyZone, parse_buddyinfo, parse_meminfo, parse_vmstat
+
+# While the guest boots, failed connects are expected; paramiko would print each
+# one's traceback. Our own exceptions carry the last error instead.
+logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
+
+
+def generate_client_key() -> paramiko.PKey:
+    """A fresh key pair for one run (ECDSA P-256: paramiko can generate it, dropbear accepts it)."""
+    return paramiko.ECDSAKey.generate(bits=256)
+
+
+def authorized_key_arg(key: paramiko.PKey) -> str:
+    """The public key as ``type:base64`` for the kernel command line (no spaces allowed there)."""
+    return f"{key.get_name()}:{key.get_base64()}"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class GuestSSH:
+    """One SSH connection to a guest's sshd, forwarded to ``host:port``."""
+
+    def __init__(self, host: str, port: int, client_key: paramiko.PKey, host_key: str,
+                 user: str = "root"):
+        self.host, self.port, self.user = host, port, user
+        self._client_key = client_key
+        keytype, b64 = host_key.split()[:2]
+        self._host_key = paramiko.PKey.from_type_string(keytype, base64.b64decode(b64))
+        self._client: paramiko.SSHClient | None = None
+
+    def _new_client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        client.get_host_keys().add(name, self._host_key.get_name(), self._host_key)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())  # pinned, never auto-accept
+        return client
+
+    def connect(self, deadline: float, alive: Callable[[], bool] = lambda: True,
+                attempt_timeout: float = 10.0) -> int:
+        """Retry the whole connect until it works, ``alive()`` turns false or ``deadline``
+        (a ``time.monotonic()`` value) passes. Returns the number of attempts.
+
+        A host key mismatch is not retried: it means the wrong guest answered.
+        """
+        attempts = 0
+        last_error: Exception | None = None
+        while True:
+            attempts += 1
+            client = self._new_client()
+            try:
+                client.connect(self.host, port=self.port, username=self.user, pkey=self._client_key,
+                               timeout=attempt_timeout, banner_timeout=attempt_timeout,
+                               auth_timeout=attempt_timeout, allow_agent=False, look_for_keys=False)
+                self._client = client
+                return attempts
+            except paramiko.BadHostKeyException:
+                client.close()
+                raise
+            except (paramiko.SSHException, OSError, EOFError) as e:
+                client.close()
+                last_error = e
+            if not alive():
+                raise HarnessError(f"guest went away while connecting over SSH ({last_error})")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"SSH to {self.host}:{self.port} not answering after "
+                                   f"{attempts} attempts (last error: {last_error})")
+            time.sleep(0.5)
+
+    @property
+    def connected(self) -> bool:
+        t = self._client.get_transport() if self._client else None
+        return bool(t and t.is_active())
+
+    def run(self, command: str, timeout: float = 60.0, check: bool = True) -> CommandResult:
+        """Run ``command`` in the guest's shell; return its exit code and output.
+
+        Raises :class:`GuestCommandError` naming the command when it times out,
+        the connection drops, or (with ``check``) it exits non-zero.
+        """
+        if not self._client:
+            raise GuestCommandError("not connected", command)
+        start = time.monotonic()
+        deadline = start + timeout
+        try:
+            chan = self._client.get_transport().open_session(timeout=timeout)
+            chan.exec_command(command)
+        except (paramiko.SSHException, OSError, AttributeError) as e:
+            raise GuestCommandError(f"could not start `{command}` in the guest: {e}", command) from e
+        out, err = bytearray(), bytearray()
+        try:
+            while True:
+                drained = False
+                while chan.recv_ready():
+                    out += chan.recv(65536)
+                    drained = True
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                    drained = True
+                if chan.exit_status_ready() and chan.eof_received and not drained \
+                        and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                if chan.closed and not drained:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise GuestCommandError(
+                        f"`{command}` timed out after {timeout:.0f}s in the guest", command, None,
+                        out.decode(errors="replace"), err.decode(errors="replace"))
+                if not drained:
+                    select.select([chan], [], [], min(0.2, remaining))
+            code = chan.recv_exit_status() if chan.exit_status_ready() else -1
+        except (socket.error, paramiko.SSHException, EOFError) as e:
+            raise GuestCommandError(f"connection lost while running `{command}`: {e}", command) from e
+        finally:
+            chan.close()
+        result = CommandResult(command, code, out.decode(errors="replace"),
+                               err.decode(errors="replace"), time.monotonic() - start)
+        if check and code != 0:
+            raise GuestCommandError(f"`{command}` exited with {code} in the guest", command, code,
+                                    result.stdout, result.stderr)
+        return result
+
+    def read_file(self, path: str, timeout: float = 30.0) -> str:
+        return self.run(f"cat {shlex.quote(path)}", timeout=timeout).stdout
+
+    def meminfo(self) -> dict[str, int]:
+        return parse_meminfo(self.read_file("/proc/meminfo"))
+
+    def vmstat(self) -> dict[str, int]:
+        return parse_vmstat(self.read_file("/proc/vmstat"))
+
+    def buddyinfo(self) -> list[BuddyZone]:
+        return parse_buddyinfo(self.read_file("/proc/buddyinfo"))
+
+    def close(self) -> None:
+        if self._client:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,1 @@
+"""Measurements: host /proc (this module's host.py) and the guest's, via SSH."""

@@ -1,0 +1,67 @@
+"""Parsers for the /proc files both sides expose (host and guest read alike).
+
+Pure functions over text, so the host probes and the guest helpers share one
+implementation and tests can feed them captured text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+def parse_kv_kib(text: str) -> dict[str, int]:
+    """``/proc/meminfo`` and ``smaps_rollup`` style: ``Key:   123 kB`` -> {Key: 123} (kB or bare)."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        m = re.match(r"^([\w()]+):\s+(\d+)(?:\s+kB)?\s*$", line)
+        if m:
+            values[m.group(1)] = int(m.group(2))
+    return values
+
+
+parse_meminfo = parse_kv_kib
+parse_smaps_rollup = parse_kv_kib
+
+
+def parse_vmstat(text: str) -> dict[str, int]:
+    """``/proc/vmstat``: ``name value`` per line."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            values[parts[0]] = int(parts[1])
+    return values
+
+
+@dataclass(frozen=True)
+class BuddyZone:
+    node: int
+    zone: str
+    free: tuple[int, ...]  # free blocks per order, index = order
+
+
+def parse_buddyinfo(text: str) -> list[BuddyZone]:
+    """``/proc/buddyinfo``: ``Node 0, zone   Normal   a b c ...``."""
+    zones = []
+    for line in text.splitlines():
+        m = re.match(r"^Node\s+(\d+),\s+zone\s+(\S+)\s+(.*)$", line.strip())
+        if m:
+            zones.append(BuddyZone(int(m.group(1)), m.group(2), tuple(int(x) for x in m.group(3).split())))
+    return zones
+
+
+def free_blocks_at_least(zones: list[BuddyZone], order: int) -> int:
+    """Free blocks of ``order`` pages counted in units of that order (larger blocks split)."""
+    total = 0
+    for z in zones:
+        for o, count in enumerate(z.free):
+            if o >= order:
+                total += count << (o - order)
+    return total
+
+
+def parse_thp_setting(text: str) -> str:
+    """``always [madvise] never`` -> ``madvise`` (the bracketed choice)."""
+    m = re.search(r"\[(\S+)\]", text)
+    return m.group(1) if m else text.strip()

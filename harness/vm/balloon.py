@@ -1,0 +1,109 @@
+"""Balloon control over QMP: set a target, follow ``actual`` until it gets there or stops.
+
+``query-balloon`` is polled for the trajectory (``BALLOON_CHANGE`` events are
+rate-limited by QEMU, so they are recorded but not relied on). A guest that
+cannot reach its target is a result, not an error: the caller gets
+``reached=False`` with the trajectory and the time it took to settle.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from harness.errors import ConfigError, GuestDied
+from harness.vm.qmp import QMPConnection
+
+MIB = 1 << 20
+# A 4 KiB balloon lands on any whole-MiB target exactly. A THP-order balloon moves
+# in 2 MiB steps, so the machine passes THP_ORDER_TOLERANCE_MIB for it.
+EXACT_TOLERANCE_MIB = 1 / 256
+THP_ORDER_TOLERANCE_MIB = 2.0
+
+
+@dataclass
+class BalloonResult:
+    target_mib: int
+    reached: bool
+    actual_mib: float
+    seconds: float                      # from the request until reached or settled/timeout
+    outcome: str                        # "reached", "settled" (stopped moving) or "timeout"
+    start_mib: float
+    trajectory: list[tuple[float, float]] = field(default_factory=list)  # (seconds, actual MiB)
+    events: list[dict] = field(default_factory=list)                     # BALLOON_CHANGE seen
+
+
+class Balloon:
+    """The balloon of one guest with ``guest_mib`` of RAM."""
+
+    def __init__(self, qmp: QMPConnection, guest_mib: int, alive: Callable[[], bool] = lambda: True,
+                 tolerance_mib: float = EXACT_TOLERANCE_MIB):
+        self.qmp = qmp
+        self.guest_mib = guest_mib
+        self.tolerance_mib = tolerance_mib
+        self._alive = alive
+
+    def actual_bytes(self) -> int:
+        """Guest memory as QEMU sees it: RAM minus the balloon (``query-balloon``)."""
+        return int(self.qmp.execute("query-balloon")["actual"])
+
+    def actual_mib(self) -> float:
+        return self.actual_bytes() / MIB
+
+    def validate_target(self, target_mib: int) -> None:
+        if not isinstance(target_mib, int) or isinstance(target_mib, bool):
+            raise ConfigError(f"balloon target must be a whole number of MiB, got {target_mib!r}")
+        if target_mib <= 0:
+            raise ConfigError(f"balloon target {target_mib} MiB refused: must be above 0")
+        if target_mib > self.guest_mib:
+            raise ConfigError(f"balloon target {target_mib} MiB refused: the guest has only "
+                              f"{self.guest_mib} MiB of RAM")
+
+    def set_target(self, target_mib: int) -> None:
+        """Ask for guest memory of ``target_mib`` (validated first, nothing sent if impossible)."""
+        self.validate_target(target_mib)
+        self.qmp.execute("balloon", {"value": target_mib * MIB})
+
+    def move(self, target_mib: int, settle: float = 10.0, timeout: float = 300.0, poll: float = 0.2,
+             on_sample: Callable[[float, float], None] | None = None) -> BalloonResult:
+        """Set the target and wait; see :meth:`wait`."""
+        self.validate_target(target_mib)
+        first_event = len(self.qmp.events())
+        start_mib = self.actual_mib()
+        t0 = time.monotonic()
+        self.set_target(target_mib)
+        return self.wait(target_mib, t0, start_mib, settle, timeout, poll, on_sample, first_event)
+
+    def wait(self, target_mib: int, t0: float, start_mib: float, settle: float, timeout: float,
+             poll: float, on_sample: Callable[[float, float], None] | None = None,
+             first_event: int = 0) -> BalloonResult:
+        """Poll ``actual`` until within tolerance of the target, unchanged for ``settle``
+        seconds, or ``timeout`` seconds passed since ``t0``."""
+        trajectory: list[tuple[float, float]] = [(0.0, start_mib)]
+        last_change = t0
+        last_value = start_mib
+        while True:
+            if not self._alive():
+                raise GuestDied("QEMU exited while the balloon was moving")
+            now = time.monotonic()
+            actual = self.actual_mib()
+            trajectory.append((now - t0, actual))
+            if on_sample:
+                on_sample(now - t0, actual)
+            if actual != last_value:
+                last_value, last_change = actual, now
+            if abs(actual - target_mib) < self.tolerance_mib:
+                outcome = "reached"
+                break
+            if now - last_change >= settle:
+                outcome = "settled"
+                now = last_change  # it stopped moving then
+                break
+            if now - t0 >= timeout:
+                outcome = "timeout"
+                break
+            time.sleep(poll)
+        events = [e for e in self.qmp.events()[first_event:] if e.get("event") == "BALLOON_CHANGE"]
+        return BalloonResult(target_mib, outcome == "reached", actual, now - t0, outcome, start_mib,
+                             trajectory, events)

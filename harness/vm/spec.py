@@ -1,0 +1,69 @@
+"""Typed description of one guest: everything that ends up on QEMU's command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.build.qemu import stock_qemu
+from harness.errors import ConfigError
+
+# Debian's firmware folders: QEMU built from Debian's source carries no blobs.
+DEBIAN_FIRMWARE_DIRS = (Path("/usr/share/qemu"), Path("/usr/share/seabios"), Path("/usr/lib/ipxe/qemu"))
+ACCELERATORS = ("auto", "kvm", "tcg")
+
+
+@dataclass(frozen=True)
+class BalloonDevice:
+    """A virtio balloon device and its properties (``thp-order=on`` and friends)."""
+
+    driver: str = "virtio-balloon-pci"
+    id: str = "balloon0"
+    properties: tuple[tuple[str, str], ...] = ()
+
+    def prop(self, name: str) -> str | None:
+        return dict(self.properties).get(name)
+
+    def arg(self) -> str:
+        props = "".join(f",{k}={v}" for k, v in self.properties)
+        return f"{self.driver},id={self.id}{props}"
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """One guest. Paths must exist; sizes are MiB."""
+
+    kernel: Path
+    initrd: Path
+    host_key: str                       # guest sshd's public key (OpenSSH line): pinned
+    qemu: Path = field(default_factory=stock_qemu)
+    memory_mib: int = 1024
+    vcpus: int = 1
+    accel: str = "auto"                 # auto probes KVM with a real boot, else TCG
+    machine: str = "q35"
+    append: str = ""                    # extra kernel command line
+    guest_thp: str | None = "always"    # guest THP mode, set at boot (None: kernel default)
+    balloon: BalloonDevice | None = BalloonDevice()
+    firmware_dirs: tuple[Path, ...] = DEBIAN_FIRMWARE_DIRS
+    extra_args: tuple[str, ...] = ()
+    boot_timeout: float = 180.0         # seconds until SSH must answer
+    name: str = "bh-guest"
+
+    def validate(self) -> None:
+        """Refuse impossible specs before anything starts."""
+        for what, p in (("kernel", self.kernel), ("initrd", self.initrd), ("QEMU binary", self.qemu)):
+            if not Path(p).exists():
+                raise ConfigError(f"{what} not found: {p}")
+        if self.memory_mib < 128:
+            raise ConfigError(f"memory_mib={self.memory_mib}: a guest needs at least 128 MiB")
+        if self.vcpus < 1:
+            raise ConfigError(f"vcpus={self.vcpus}: need at least one")
+        if self.accel not in ACCELERATORS:
+            raise ConfigError(f"accel={self.accel!r}: choose one of {', '.join(ACCELERATORS)}")
+        if len(self.host_key.split()) < 2:
+            raise ConfigError("host_key must be an OpenSSH public key line ('type base64')")
+
+    @classmethod
+    def for_image(cls, image, **overrides) -> "MachineSpec":
+        """A spec booting a :class:`harness.build.initramfs.GuestImage`."""
+        return cls(kernel=image.vmlinuz, initrd=image.initrd, host_key=image.host_key, **overrides)

@@ -1,0 +1,42 @@
+"""Shared fixtures. Tests marked ``vm`` boot real QEMU guests from the cached build."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def artifacts():
+    """Everything ``balloon-harness build`` makes (cached: fast after the first build)."""
+    from harness.build import build_all
+    return build_all()
+
+
+@pytest.fixture(scope="session")
+def stock_image(artifacts):
+    return artifacts.images["stock"]
+
+
+def qemu_pids() -> set[int]:
+    """PIDs of every qemu-system process on the host."""
+    pids = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if b"qemu-system" in os.path.basename(cmd):
+                pids.add(int(d.name))
+    return pids
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,89 @@
+"""Failure paths of the VM lifecycle: each must say why and leave nothing behind."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import pid_alive, qemu_pids
+from harness.errors import BootTimeout, GuestDied, QEMUStartError
+from harness.vm import Machine, MachineSpec
+
+pytestmark = pytest.mark.vm
+
+
+def test_bad_qemu_option_reports_stderr(stock_image):
+    before = qemu_pids()
+    spec = MachineSpec.for_image(stock_image, extra_args=("-no-such-option-xyz",))
+    with pytest.raises(QEMUStartError) as info:
+        with Machine(spec):
+            pass
+    assert "no-such-option-xyz" in str(info.value)
+    assert "no-such-option-xyz" in info.value.stderr
+    assert qemu_pids() <= before
+
+
+def test_guest_never_answering_ssh_times_out_with_console(stock_image):
+    # A shell as the initramfs init: the guest lives but never starts sshd.
+    spec = MachineSpec.for_image(stock_image, append="rdinit=/bin/sh", boot_timeout=20)
+    with pytest.raises(BootTimeout) as info:
+        with Machine(spec):
+            pass
+    assert "built-in shell" in info.value.console_tail
+    assert "guest console" in str(info.value)
+
+
+def test_guest_that_dies_is_reported_with_console(stock_image):
+    # init exits at once: the kernel panics, panic=-1 -no-reboot makes QEMU exit.
+    spec = MachineSpec.for_image(stock_image, append="rdinit=/bin/false", boot_timeout=120)
+    with pytest.raises(GuestDied) as info:
+        with Machine(spec):
+            pass
+    assert "Kernel panic" in info.value.console_tail
+
+
+def test_exception_inside_with_leaves_nothing(stock_image):
+    spec = MachineSpec.for_image(stock_image)
+    with pytest.raises(RuntimeError, match="boom"):
+        with Machine(spec) as m:
+            pid, run_dir = m.pid, m.run_dir
+            assert pid_alive(pid) and run_dir.is_dir()
+            assert m.ssh.run("echo alive").stdout.strip() == "alive"
+            raise RuntimeError("boom")
+    assert not pid_alive(pid)
+    assert pid not in qemu_pids()
+    assert not run_dir.exists()
+
+
+SIGNAL_SCRIPT = r"""
+import sys, time
+from harness.build import build_all
+from harness.vm import Machine, MachineSpec
+image = build_all().images["stock"]
+with Machine(MachineSpec.for_image(image)) as m:
+    print(m.pid, m.run_dir, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_signal_to_harness_stops_qemu(stock_image, signame):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline().split()
+        assert line, "the child harness never booted its guest"
+        pid, run_dir = int(line[0]), Path(line[1])
+        assert pid_alive(pid)
+        os.kill(proc.pid, getattr(signal, signame))
+        proc.wait(60)
+        assert not pid_alive(pid)
+        assert not run_dir.exists()
+    finally:
+        proc.kill()
+        proc.wait()

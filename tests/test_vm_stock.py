@@ -1,0 +1,72 @@
+"""The RFC's scenario on stock QEMU and the stock guest driver, measured for real.
+
+A 1 GiB, 1 vCPU guest runs ``usemem --punch-holes -d -s -1 800m``; the QEMU
+process's huge pages must cover about what the guest touched; inflating the
+balloon to 624 MiB must reach its target and give memory back to the host.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.probes.host import process_memory
+from harness.vm import Machine, MachineSpec
+
+pytestmark = pytest.mark.vm
+
+GUEST_MIB = 1024
+TOUCH_MIB = 800
+TARGET_MIB = 624
+
+
+@pytest.fixture(scope="module")
+def machine(stock_image):
+    spec = MachineSpec.for_image(stock_image, memory_mib=GUEST_MIB, vcpus=1)
+    with Machine(spec) as m:
+        yield m
+
+
+def test_guest_answers_and_reports_its_memory(machine):
+    mem = machine.ssh.meminfo()
+    assert 0.8 * GUEST_MIB * 1024 < mem["MemTotal"] <= GUEST_MIB * 1024
+    zones = machine.ssh.buddyinfo()
+    assert any(z.zone == "Normal" or z.zone == "DMA32" for z in zones)
+    assert "thp_fault_alloc" in machine.ssh.vmstat()
+    assert machine.balloon.actual_mib() == GUEST_MIB
+
+
+def test_impossible_targets_are_refused_before_sending(machine):
+    events_before = len(machine.qmp.events())
+    for bad in (GUEST_MIB + 1, -1, 0):
+        with pytest.raises(ConfigError):
+            machine.balloon.set_target(bad)
+    assert machine.balloon.actual_mib() == GUEST_MIB
+    assert len(machine.qmp.events()) == events_before
+
+
+def test_rfc_scenario_stock(machine):
+    idle = process_memory(machine.pid)
+    run = machine.ssh.run(f"usemem --punch-holes -d -s -1 {TOUCH_MIB}m", timeout=600)
+    assert run.ok
+    # The guest touched 800 MiB, then freed every other 4 KiB page inside the guest:
+    # the host still backs all of it, mostly with huge pages.
+    touched = process_memory(machine.pid)
+    guest = machine.ssh.meminfo()
+    assert guest["AnonHugePages"] < TOUCH_MIB * 1024 * 0.6, "punch-holes should split guest THPs"
+    assert touched.anon_huge_kib >= 0.8 * TOUCH_MIB * 1024, (idle, touched)
+    assert touched.anon_huge_kib <= GUEST_MIB * 1024
+    assert touched.rss_kib >= touched.anon_huge_kib
+
+    result = machine.balloon.move(TARGET_MIB, settle=15, timeout=600)
+    assert result.reached, result
+    assert result.actual_mib == pytest.approx(TARGET_MIB, abs=0.01)
+    assert result.trajectory[0][1] == GUEST_MIB and result.trajectory[-1][1] == result.actual_mib
+
+    after = process_memory(machine.pid)
+    ballooned_kib = (GUEST_MIB - TARGET_MIB) * 1024
+    assert after.anon_huge_kib < touched.anon_huge_kib
+    # 4 KiB MADV_DONTNEED frees memory: RSS falls by at least half of what was ballooned.
+    assert touched.rss_kib - after.rss_kib >= 0.5 * ballooned_kib, (touched, after)
+    # ... and splits huge pages: more THP is lost than the ballooned memory itself.
+    assert touched.anon_huge_kib - after.anon_huge_kib >= ballooned_kib * 0.5
