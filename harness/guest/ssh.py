@@ -14,6 +14,7 @@ import logging
 import select
 import shlex
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -61,6 +62,10 @@ class GuestSSH:
         keytype, b64 = host_key.split()[:2]
         self._host_key = paramiko.PKey.from_type_string(keytype, base64.b64decode(b64))
         self._client: paramiko.SSHClient | None = None
+        # One command at a time per connection: dropbear 2022.83 aborts the whole
+        # connection (assertion `!channel->sent_close`) when channels open and close
+        # concurrently. Concurrent users (the sampler) take a connection of their own.
+        self._lock = threading.Lock()
 
     def _new_client(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
@@ -108,11 +113,18 @@ class GuestSSH:
     def run(self, command: str, timeout: float = 60.0, check: bool = True) -> CommandResult:
         """Run ``command`` in the guest's shell; return its exit code and output.
 
+        Commands on one connection run one after another (see ``_lock``); the
+        timeout counts from when this command starts.
+
         Raises :class:`GuestCommandError` naming the command when it times out,
         the connection drops, or (with ``check``) it exits non-zero.
         """
         if not self._client:
             raise GuestCommandError("not connected", command)
+        with self._lock:
+            return self._run_locked(command, timeout, check)
+
+    def _run_locked(self, command: str, timeout: float, check: bool) -> CommandResult:
         start = time.monotonic()
         deadline = start + timeout
         try:
@@ -165,6 +177,11 @@ class GuestSSH:
 
     def buddyinfo(self) -> list[BuddyZone]:
         return parse_buddyinfo(self.read_file("/proc/buddyinfo"))
+
+    def clone(self) -> "GuestSSH":
+        """A new, unconnected client for the same guest (a second connection)."""
+        return GuestSSH(self.host, self.port, self._client_key,
+                        f"{self._host_key.get_name()} {self._host_key.get_base64()}", self.user)
 
     def close(self) -> None:
         if self._client:

@@ -36,15 +36,15 @@ _live: "set[Machine]" = set()
 _live_lock = threading.Lock()
 
 
-def _stop_all_live() -> None:
-    """atexit safety net: whatever is still running when the interpreter exits is stopped."""
+def stop_all_live() -> None:
+    """Stop every machine of this process (atexit safety net; also used on Ctrl-C with --jobs)."""
     with _live_lock:
         machines = list(_live)
     for m in machines:
         m.shutdown()
 
 
-atexit.register(_stop_all_live)
+atexit.register(stop_all_live)
 
 
 def _sigterm_to_exit(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -81,6 +81,7 @@ class Machine:
         self._proc: subprocess.Popen | None = None
         self._qmp: QMPConnection | None = None
         self._ssh: GuestSSH | None = None
+        self._extra_ssh: list[GuestSSH] = []
         self._qmp_sock: socket.socket | None = None
         self._stderr_file = None
         self._down = False
@@ -116,6 +117,14 @@ class Machine:
         if not self._ssh:
             raise HarnessError("machine not started")
         return self._ssh
+
+    def open_ssh(self, timeout: float = 60.0) -> GuestSSH:
+        """Another SSH connection to the guest, for a thread that runs commands concurrently
+        with the main one (closed at shutdown)."""
+        conn = self.ssh.clone()
+        conn.connect(time.monotonic() + timeout, alive=self.is_running)
+        self._extra_ssh.append(conn)
+        return conn
 
     @property
     def balloon(self) -> Balloon:
@@ -249,8 +258,9 @@ class Machine:
         if self._down:
             return
         self._down = True
-        if self._ssh:
-            self._ssh.close()
+        for conn in [self._ssh, *self._extra_ssh]:
+            if conn:
+                conn.close()
         if self._proc and self._proc.poll() is None and self._qmp:
             try:
                 self._qmp.execute("quit", timeout=QUIT_TIMEOUT)

@@ -1,0 +1,1 @@
+"""Experiments: scenario files, and the runner that turns them into results."""

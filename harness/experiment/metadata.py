@@ -1,0 +1,67 @@
+"""What a results folder must say about where its numbers came from.
+
+A figure without its host kernel, THP settings, accelerator and exact QEMU and
+module builds cannot be compared with anyone else's; so every results folder gets
+a ``metadata.json`` with all of them, written before the first run starts.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.build import Artifacts
+from harness.build.qemu import qemu_version
+from harness.experiment.scenario import Scenario
+from harness.probes.host import thp_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def harness_revision() -> str:
+    """git revision of the harness, with ``-dirty`` when the work tree has changes."""
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return f"unknown (harness {__version__}, not a git checkout)"
+
+
+def collect(scenario: Scenario, artifacts: Artifacts) -> dict[str, Any]:
+    manifest = json.loads(artifacts.manifest.read_text()) if artifacts.manifest else {}
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "harness_revision": harness_revision(),
+        "host": {
+            "kernel": platform.release(),
+            "kernel_version": platform.version(),
+            "cpu": cpu_model(),
+            "cpus": len([l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("processor")]),
+            "thp": thp_settings(),
+        },
+        "qemu": {name: {"path": str(path), "version": qemu_version(path)} for name, path in artifacts.qemus.items()},
+        "guest_kernel": {"package": artifacts.kernel.package, "version": artifacts.kernel.version,
+                         "release": artifacts.kernel.release},
+        "guest_modules": {name: {"sha256": img.balloon_module_sha256, "initrd": str(img.initrd)}
+                          for name, img in artifacts.images.items()},
+        "build_manifest": manifest,
+        "scenario": {"name": scenario.name, "path": str(scenario.path), "text": scenario.path.read_text()},
+    }

@@ -1,0 +1,234 @@
+"""Scenario files: TOML describing a VM, workload and balloon steps, and the arms to compare.
+
+Loaded into frozen dataclasses and checked completely before anything boots:
+an unknown key, a wrong type or an impossible value is refused with the file,
+the key and the reason, because a typo found after an hour of runs costs the
+hour.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from harness.errors import ConfigError
+
+STEP_KINDS = ("run", "balloon", "sleep", "measure")
+BUILD_CHOICES = ("stock", "patched")
+
+
+@dataclass(frozen=True)
+class VMSettings:
+    memory_mib: int = 1024
+    vcpus: int = 1
+    accel: str = "auto"
+    guest_thp: str = "always"
+    boot_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    settle_seconds: float = 10.0            # balloon "stopped moving" after this long unchanged
+    balloon_timeout_seconds: float = 300.0  # give up waiting for a balloon target
+    host_sample_hz: float = 5.0             # host probes + balloon actual
+    guest_sample_seconds: float = 1.0       # guest /proc over SSH
+    step_pause_seconds: float = 2.0         # quiet time sampled after each step
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str                      # run | balloon | sleep | measure
+    label: str
+    command: str | None = None     # run
+    timeout: float = 600.0         # run
+    target_mib: int | None = None  # balloon
+    seconds: float = 0.0           # sleep
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A named combination of QEMU build, guest balloon module and device properties."""
+
+    name: str
+    qemu: str = "patched"          # "stock", "patched" or a path to a QEMU binary
+    module: str = "patched"        # "stock", "patched" or a path to a virtio_balloon.ko
+    device: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path
+    vm: VMSettings
+    timing: Timing
+    steps: tuple[Step, ...]
+    arms: tuple[Arm, ...]
+    repetitions: int = 1
+    description: str = ""
+    reference: dict[str, dict[str, float]] = field(default_factory=dict)  # arm -> column -> value
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+
+class _Table:
+    """Reads one TOML table, remembering which keys were used to refuse the rest."""
+
+    def __init__(self, path: Path, where: str, data: Any):
+        self.path, self.where = path, where
+        if not isinstance(data, dict):
+            self.fail(where, f"must be a table, got {type(data).__name__}")
+        self.data = data
+        self.used: set[str] = set()
+
+    def fail(self, key: str, reason: str):
+        raise ConfigError(f"{self.path}: {key}: {reason}")
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., *,
+            minimum: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is ...:
+                self.fail(self.key(name), "required key is missing")
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            self.fail(self.key(name), f"must be {names}, got {type(value).__name__} {value!r}")
+        if minimum is not None and value < minimum:
+            self.fail(self.key(name), f"must be at least {minimum}, got {value}")
+        if choices is not None and value not in choices:
+            self.fail(self.key(name), f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            self.fail(self.key(unknown[0]), "unknown key" + (
+                f" (also unknown: {', '.join(unknown[1:])})" if len(unknown) > 1 else ""))
+
+
+def _load_vm(path: Path, data: Any) -> VMSettings:
+    t = _Table(path, "vm", data)
+    vm = VMSettings(
+        memory_mib=t.get("memory_mib", int, 1024, minimum=128),
+        vcpus=t.get("vcpus", int, 1, minimum=1),
+        accel=t.get("accel", str, "auto", choices=("auto", "kvm", "tcg")),
+        guest_thp=t.get("guest_thp", str, "always", choices=("always", "madvise", "never")),
+        boot_timeout=t.get("boot_timeout", float, 300.0, minimum=1),
+    )
+    t.finish()
+    return vm
+
+
+def _load_timing(path: Path, data: Any) -> Timing:
+    t = _Table(path, "timing", data)
+    timing = Timing(
+        settle_seconds=t.get("settle_seconds", float, 10.0, minimum=0.5),
+        balloon_timeout_seconds=t.get("balloon_timeout_seconds", float, 300.0, minimum=1),
+        host_sample_hz=t.get("host_sample_hz", float, 5.0, minimum=0.1),
+        guest_sample_seconds=t.get("guest_sample_seconds", float, 1.0, minimum=0.1),
+        step_pause_seconds=t.get("step_pause_seconds", float, 2.0, minimum=0),
+    )
+    t.finish()
+    return timing
+
+
+def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
+    t = _Table(path, f"steps[{i}]", data)
+    kind = t.get("kind", str, choices=STEP_KINDS)
+    if kind == "run":
+        command = t.get("command", str)
+        step = Step(kind, t.get("label", str, f"{i + 1}:run {command.split()[0]}"), command=command,
+                    timeout=t.get("timeout", float, 600.0, minimum=1))
+    elif kind == "balloon":
+        target = t.get("target_mib", int, minimum=1)
+        if target > vm.memory_mib:
+            t.fail(t.key("target_mib"), f"{target} MiB is more than the guest's {vm.memory_mib} MiB")
+        step = Step(kind, t.get("label", str, f"{i + 1}:balloon {target}"), target_mib=target)
+    elif kind == "sleep":
+        secs = t.get("seconds", float, minimum=0)
+        step = Step(kind, t.get("label", str, f"{i + 1}:sleep {secs:g}s"), seconds=secs)
+    else:
+        step = Step(kind, t.get("label", str, f"{i + 1}:measure"))
+    t.finish()
+    return step
+
+
+def _load_arm(path: Path, i: int, data: Any) -> Arm:
+    t = _Table(path, f"arms[{i}]", data)
+    name = t.get("name", str)
+    device = t.get("device", dict, {})
+    props = []
+    for k, v in device.items():
+        if isinstance(v, bool):
+            v = "on" if v else "off"
+        if not isinstance(v, (str, int)):
+            t.fail(f"arms[{i}].device.{k}", f"must be a string, number or boolean, got {v!r}")
+        props.append((k, str(v)))
+    arm = Arm(name=name, qemu=t.get("qemu", str, "patched"), module=t.get("module", str, "patched"),
+              device=tuple(props), description=t.get("description", str, ""))
+    for key in ("qemu", "module"):
+        value = getattr(arm, key)
+        if value not in BUILD_CHOICES and not Path(value).exists():
+            t.fail(t.key(key), f"must be one of {', '.join(BUILD_CHOICES)} or an existing path, got {value!r}")
+    t.finish()
+    return arm
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Parse and validate a scenario file; raises :class:`ConfigError` naming file, key, reason."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: scenario file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    top = _Table(path, "", raw)
+    name = top.get("name", str, path.stem)
+    vm = _load_vm(path, top.get("vm", dict, {}))
+    timing = _load_timing(path, top.get("timing", dict, {}))
+    steps_raw = top.get("steps", list)
+    arms_raw = top.get("arms", list)
+    if not steps_raw:
+        top.fail("steps", "at least one step is needed")
+    if not arms_raw:
+        top.fail("arms", "at least one arm is needed")
+    steps = tuple(_load_step(path, i, s, vm) for i, s in enumerate(steps_raw))
+    arms = tuple(_load_arm(path, i, a) for i, a in enumerate(arms_raw))
+    names = [a.name for a in arms]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        top.fail("arms", f"arm names must be unique, repeated: {', '.join(dupes)}")
+    reference = top.get("reference", dict, {})
+    for arm_name, cols in reference.items():
+        if arm_name not in names:
+            top.fail(f"reference.{arm_name}", f"no arm named {arm_name!r}")
+        if not isinstance(cols, dict) or not all(isinstance(v, (int, float)) for v in cols.values()):
+            top.fail(f"reference.{arm_name}", "must be a table of numbers")
+    scenario = Scenario(
+        name=name, path=path.resolve(), vm=vm, timing=timing, steps=steps, arms=arms,
+        repetitions=top.get("repetitions", int, 1, minimum=1),
+        description=top.get("description", str, ""),
+        reference={k: {c: float(v) for c, v in cols.items()} for k, cols in reference.items()},
+    )
+    top.finish()
+    return scenario

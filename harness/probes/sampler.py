@@ -1,0 +1,119 @@
+"""Sampling host and guest metrics in the background while a run's steps execute.
+
+The host side (QEMU process ``smaps_rollup``, host ``meminfo`` and ``thp_*``
+counters, balloon ``actual`` over QMP) is cheap and sampled at ``host_hz``
+(5/s by default) so a balloon's trajectory is visible. The guest side goes over
+SSH, which costs a round trip through the emulated NIC, so it is sampled less
+often. Every value becomes one tidy row: (seconds, phase, source, metric, value).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from harness.probes import host
+from harness.procfs import free_blocks_at_least, parse_buddyinfo, parse_meminfo, parse_vmstat
+
+THP_ORDER = 9
+HOST_THP_COUNTERS = ("thp_split_pmd", "thp_split_page", "thp_fault_alloc", "thp_collapse_alloc")
+GUEST_MEMINFO = {"MemFree": "mem_free_kib", "AnonHugePages": "anon_huge_kib"}
+
+Row = tuple[float, str, str, str, float]
+Reading = dict[tuple[str, str], float]   # (source, metric) -> value
+
+
+def read_host(pid: int, balloon_mib: Callable[[], float] | None) -> Reading:
+    """One host reading: the QEMU process, host-wide THP, and the balloon's ``actual``."""
+    r: Reading = {}
+    pm = host.process_memory(pid)
+    r[("qemu", "rss_kib")] = pm.rss_kib
+    r[("qemu", "anon_huge_kib")] = pm.anon_huge_kib
+    mi = host.meminfo()
+    r[("host", "anon_huge_kib")] = mi.get("AnonHugePages", 0)
+    r[("host", "mem_free_kib")] = mi.get("MemFree", 0)
+    counters = host.thp_counters()
+    for name in HOST_THP_COUNTERS:
+        r[("host", name)] = counters.get(name, 0)
+    if balloon_mib is not None:
+        r[("balloon", "actual_mib")] = balloon_mib()
+    return r
+
+
+def read_guest(run: Callable[[str], str]) -> Reading:
+    """One guest reading through ``run(command) -> stdout`` (one SSH round trip)."""
+    text = run("cat /proc/meminfo /proc/buddyinfo /proc/vmstat")
+    mi = parse_meminfo(text)
+    r: Reading = {("guest", metric): mi.get(key, 0) for key, metric in GUEST_MEMINFO.items()}
+    r[("guest", "free_order9_blocks")] = free_blocks_at_least(parse_buddyinfo(text), THP_ORDER)
+    vm = parse_vmstat(text)
+    for name in ("thp_split_pmd", "thp_fault_alloc"):
+        if name in vm:
+            r[("guest", name)] = vm[name]
+    return r
+
+
+class Sampler:
+    """Background sampling of one guest; ``phase`` labels the rows it records."""
+
+    def __init__(self, pid: int, balloon_mib: Callable[[], float], guest_run: Callable[[str], str],
+                 host_hz: float = 5.0, guest_seconds: float = 1.0, t0: float | None = None):
+        self.pid = pid
+        self._balloon_mib = balloon_mib
+        self._guest_run = guest_run
+        self.host_period = 1.0 / host_hz
+        self.guest_period = guest_seconds
+        self.t0 = t0 if t0 is not None else time.monotonic()
+        self.phase = "start"
+        self.rows: list[Row] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def record(self, reading: Reading, phase: str | None = None, t: float | None = None) -> None:
+        t = (time.monotonic() if t is None else t) - self.t0
+        phase = phase or self.phase
+        with self._lock:
+            self.rows.extend((t, phase, src, metric, float(v)) for (src, metric), v in reading.items())
+
+    def snapshot(self) -> Reading:
+        """A reading of everything now, recorded and returned (used at step boundaries)."""
+        r = read_host(self.pid, self._balloon_mib)
+        r.update(read_guest(self._guest_run))
+        self.record(r)
+        return r
+
+    def _loop(self, period: float, read: Callable[[], Reading], name: str) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.record(read())
+            except Exception as e:  # the guest may be going away; the runner notices that
+                self.errors.append(f"{name}: {e}")
+                if len(self.errors) > 50:
+                    return
+            next_t += period
+            self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+    def start(self) -> "Sampler":
+        for name, period, read in (
+                ("host", self.host_period, lambda: read_host(self.pid, self._balloon_mib)),
+                ("guest", self.guest_period, lambda: read_guest(self._guest_run))):
+            t = threading.Thread(target=self._loop, args=(period, read, name), daemon=True,
+                                 name=f"sampler-{name}-{self.pid}")
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+
+    def __enter__(self) -> "Sampler":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
