@@ -20,6 +20,35 @@ else
   SUDO=(none)
 fi
 
+run_root() { if [ "${SUDO[*]}" = none ]; then return 1; fi; "${SUDO[@]}" "$@"; }
+
+# QEMU's source comes through deb-src: add an entry only if apt has none for qemu.
+DEBSRC_FILE=/etc/apt/sources.list.d/balloon-harness-deb-src.sources
+has_debsrc() {
+  grep -qsE '^Types:.*deb-src' /etc/apt/sources.list.d/*.sources \
+    || grep -qsE '^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list
+}
+if ! has_debsrc; then
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    entry=$(sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources)
+  else
+    entry=$(printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n')
+  fi
+  echo "[bootstrap] no deb-src entry for qemu: adding $DEBSRC_FILE (QEMU's source is fetched with apt-get source)"
+  printf '%s\n' "$entry" | run_root tee "$DEBSRC_FILE" >/dev/null \
+    || { echo "[bootstrap] cannot write $DEBSRC_FILE: run as root or with sudo" >&2; exit 1; }
+  run_root apt-get update -q
+  UPDATED=1
+fi
+
+# The build resolves the current cloud kernel and downloads packages by version:
+# that needs fresh package lists (refreshed when older than a day).
+if [ -z "${UPDATED:-}" ] && [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
+  echo "[bootstrap] apt package lists are missing or older than a day: apt-get update"
+  run_root apt-get update -q || { echo "[bootstrap] apt-get update needs root or sudo" >&2; exit 1; }
+  UPDATED=1
+fi
+
 missing=()
 for p in "${PACKAGES[@]}" "$@"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -37,5 +66,5 @@ if [ "${SUDO[*]}" = none ]; then
 fi
 echo "[bootstrap] installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update -q
-"${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+[ -n "${UPDATED:-}" ] || run_root apt-get update -q
+run_root apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,56 @@
+"""Patch series: the ``series`` file of a patch folder, its hashes, and applying it.
+
+The hashes of the patch files are part of every cache key that depends on them,
+so a changed patch rebuilds only what it feeds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.build.cache import file_sha256
+from harness.build.steps import run_step
+from harness.errors import BuildError
+
+REPO = Path(__file__).resolve().parents[2]
+GUEST_PATCHES = REPO / "guest-kernel-patches"
+QEMU_PATCHES = REPO / "qemu-patches"
+
+
+@dataclass(frozen=True)
+class Series:
+    folder: Path
+    patches: tuple[Path, ...]
+
+    @classmethod
+    def load(cls, folder: Path) -> "Series":
+        series = folder / "series"
+        if not series.exists():
+            raise BuildError(f"no series file in {folder}")
+        names = [l.strip() for l in series.read_text().splitlines() if l.strip() and not l.startswith("#")]
+        missing = [n for n in names if not (folder / n).exists()]
+        if missing:
+            raise BuildError(f"{series} lists missing patches: {', '.join(missing)}")
+        return cls(folder, tuple(folder / n for n in names))
+
+    def hashes(self) -> dict[str, str]:
+        return {p.name: file_sha256(p) for p in self.patches}
+
+    def touched_files(self) -> list[str]:
+        """Paths (``a/``-less) the series modifies, from the ``+++ b/...`` lines."""
+        files: list[str] = []
+        for p in self.patches:
+            for m in re.finditer(r"^\+\+\+ b/(\S+)", p.read_text(), re.M):
+                if m.group(1) not in files:
+                    files.append(m.group(1))
+        return files
+
+    def apply(self, tree: Path, log: Path, dry_run: bool = False) -> None:
+        """``patch -p1`` each patch in order; a failure names the patch and the log."""
+        for p in self.patches:
+            cmd = ["patch", "-p1", "--batch", "--forward", "-i", p]
+            if dry_run:
+                cmd.insert(1, "--dry-run")
+            run_step(f"{'check' if dry_run else 'apply'} {p.name}", cmd, log, cwd=tree, quiet=True)

@@ -1,0 +1,130 @@
+"""``balloon-harness doctor``: can a run go on this host, and if not, why.
+
+Each check prints one line: ``ok``, ``warn`` (a run can go, but read this) or
+``FAIL`` (fix this first). The exit code is 0 only when nothing failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.build import cache
+from harness.build.debian import TOOL_PACKAGES, _which
+from harness.build.qemu import stock_qemu
+from harness.errors import HarnessError
+from harness.probes.host import meminfo, thp_settings
+
+MIN_FREE_DISK_GIB = 8          # QEMU source + build tree + kernel packages
+MEMORY_MARGIN_MIB = 1024       # host headroom beside the guest(s)
+
+
+@dataclass
+class Check:
+    status: str   # ok | warn | FAIL
+    what: str
+    detail: str
+
+
+def check_tools() -> Check:
+    missing = sorted({pkg for tool, pkg in TOOL_PACKAGES.items() if not _which(tool)})
+    if missing:
+        return Check("FAIL", "tools", f"missing packages: {' '.join(missing)} "
+                                      f"(sudo apt-get install -y {' '.join(missing)}, or make bootstrap)")
+    return Check("ok", "tools", "QEMU, busybox, dropbear, compiler, apt tools present")
+
+
+def _manifest() -> dict:
+    path = cache.cache_root() / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def check_kvm() -> Check:
+    from harness.vm.accel import kvm_verdict
+    vmlinuz = _manifest().get("guest_kernel", {}).get("vmlinuz")
+    if not os.path.exists("/dev/kvm"):
+        return Check("ok", "accelerator", "KVM not usable: /dev/kvm does not exist; TCG will be used")
+    if not vmlinuz or not Path(vmlinuz).exists():
+        return Check("warn", "accelerator", "KVM not probed yet (no guest kernel in the cache: "
+                                            "run `balloon-harness build`); TCG is the fallback")
+    verdict = kvm_verdict(stock_qemu(), Path(vmlinuz))
+    if verdict.usable:
+        return Check("ok", "accelerator", f"KVM usable: {verdict.reason}")
+    return Check("ok", "accelerator", f"KVM not usable: {verdict.reason}; TCG will be used (slower, "
+                                      f"same memory behaviour)")
+
+
+def check_thp() -> Check:
+    thp = thp_settings()
+    detail = f"enabled={thp['enabled']} defrag={thp['defrag']} khugepaged/defrag={thp['khugepaged_defrag']}"
+    if thp["enabled"] in ("never", "unavailable"):
+        return Check("FAIL", "host THP", f"{detail}: QEMU's RAM gets no huge pages; "
+                                         f"echo madvise > /sys/kernel/mm/transparent_hugepage/enabled")
+    return Check("ok", "host THP", f"{detail} (QEMU madvises its RAM, so 'madvise' suffices)")
+
+
+def check_memory(need_mib: int) -> Check:
+    avail = meminfo().get("MemAvailable", 0) // 1024
+    want = need_mib + MEMORY_MARGIN_MIB
+    if avail < want:
+        return Check("FAIL", "memory", f"{avail} MiB available, the scenario needs {need_mib} MiB "
+                                       f"for guests plus {MEMORY_MARGIN_MIB} MiB headroom")
+    return Check("ok", "memory", f"{avail} MiB available; the scenario needs {need_mib} MiB per guest")
+
+
+def check_artifacts() -> Check:
+    m = _manifest()
+    if not m:
+        return Check("warn", "cache", f"nothing built yet in {cache.cache_root()} "
+                                      f"(`balloon-harness build` or any run builds it)")
+    missing = [k for k, p in m.get("qemu", {}).items() if not Path(p).exists()]
+    missing += [k for k, v in m.get("images", {}).items() if not Path(v["initrd"]).exists()]
+    if missing:
+        return Check("warn", "cache", f"manifest lists missing artifacts ({', '.join(missing)}): rebuild")
+    kernel = m.get("guest_kernel", {})
+    return Check("ok", "cache", f"{cache.cache_root()}: guest kernel {kernel.get('package')} "
+                                f"{kernel.get('version')}, QEMU builds: {', '.join(m.get('qemu', {}))}, "
+                                f"images: {', '.join(m.get('images', {}))}")
+
+
+def check_deb_src() -> Check:
+    try:
+        out = subprocess.run(["apt-cache", "showsrc", "qemu"], capture_output=True, text=True).stdout
+    except OSError:
+        return Check("FAIL", "deb-src", "apt-cache not found: this is not a Debian system")
+    if "Package: qemu" in out:
+        return Check("ok", "deb-src", "apt source entries present (QEMU's source can be fetched)")
+    fix = "make bootstrap adds one" if os.geteuid() == 0 or shutil.which("sudo") else \
+        "add a deb-src entry for Debian 12 main (root needed)"
+    return Check("warn", "deb-src", f"no deb-src entry for qemu: {fix}")
+
+
+def check_disk() -> Check:
+    root = cache.cache_root()
+    probe = root if root.exists() else next(p for p in root.parents if p.exists())
+    free_gib = shutil.disk_usage(probe).free / (1 << 30)
+    status = "ok" if free_gib >= MIN_FREE_DISK_GIB else "FAIL"
+    return Check(status, "disk", f"{free_gib:.0f} GiB free at {probe} (builds need about {MIN_FREE_DISK_GIB})")
+
+
+def run_doctor(scenario_path: Path) -> int:
+    from harness.experiment.scenario import load_scenario
+    try:
+        need = load_scenario(scenario_path).vm.memory_mib
+    except HarnessError as e:
+        print(f"FAIL  scenario     {e}")
+        return 1
+    checks = [check_tools(), check_kvm(), check_thp(), check_memory(need), check_artifacts(),
+              check_deb_src(), check_disk()]
+    for c in checks:
+        print(f"{c.status:<5} {c.what:<12} {c.detail}")
+    failed = [c for c in checks if c.status == "FAIL"]
+    print("a run can go" if not failed else f"{len(failed)} problem(s) to fix before a run")
+    return 1 if failed else 0

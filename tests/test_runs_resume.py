@@ -1,0 +1,80 @@
+"""A killed multi-run scenario keeps its finished runs and leaves no QEMU; --resume completes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import qemu_pids
+from harness.results import load_results
+
+pytestmark = pytest.mark.vm
+
+SCENARIO = """
+name = "resume-test"
+repetitions = 2
+[vm]
+memory_mib = 512
+[timing]
+settle_seconds = 3
+step_pause_seconds = 0.5
+[[steps]]
+kind = "run"
+label = "usemem"
+command = "usemem -d -s -1 128m"
+[[steps]]
+kind = "balloon"
+label = "balloon 400"
+target_mib = 400
+[[arms]]
+name = "stock"
+qemu = "stock"
+module = "stock"
+"""
+
+
+def _harness(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness", *args]
+
+
+def test_kill_midway_then_resume(tmp_path, artifacts):
+    scenario = tmp_path / "resume.toml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "out"
+    before = qemu_pids()
+    proc = subprocess.Popen(_harness("run", str(scenario), "--out", str(out)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (out / "runs/stock-r1/run.json").exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "first run never finished"
+            time.sleep(0.5)
+        time.sleep(3)  # the second run is booting now
+        os.kill(proc.pid, signal.SIGKILL)  # no cleanup code runs: QEMU must still go
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    time.sleep(1)
+    assert qemu_pids() <= before, "a QEMU outlived the killed harness"
+    res = load_results(out)
+    assert [r["run_id"] for r in res.runs] == ["stock-r1"]
+    assert set(res.summary["run_id"]) == {"stock-r1"}
+
+    done = subprocess.run(_harness("run", str(scenario), "--out", str(out), "--resume"),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert "skipping 1 finished run" in done.stderr
+    res = load_results(out)
+    assert sorted(r["run_id"] for r in res.runs) == ["stock-r1", "stock-r2"]
+    assert len(res.summary[res.summary["kind"] == "balloon"]) == 2
+    assert (out / "summary.parquet").exists() and (out / "samples.csv").exists()
+    assert qemu_pids() <= before

@@ -1,0 +1,83 @@
+"""Scenario files: the shipped ones load, bad ones are refused naming file, key and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.experiment.scenario import load_scenario
+
+REPO = Path(__file__).resolve().parents[1]
+MINIMAL = """
+name = "t"
+[vm]
+memory_mib = 1024
+[[steps]]
+kind = "balloon"
+target_mib = 624
+[[arms]]
+name = "stock"
+qemu = "stock"
+module = "stock"
+"""
+
+
+@pytest.mark.parametrize("name", ["rfc-v1.toml", "rfc-v3-recovery.toml"])
+def test_shipped_scenarios_load(name):
+    s = load_scenario(REPO / "scenarios" / name)
+    assert {"baseline", "thp-order", "stock"} <= {a.name for a in s.arms}
+    assert s.arm("thp-order").device == (("thp-order", "on"),)
+    assert s.arm("baseline").qemu == s.arm("thp-order").qemu == "patched"
+    assert s.arm("baseline").module == s.arm("thp-order").module == "patched"
+    assert any(st.kind == "balloon" for st in s.steps)
+
+
+def test_rfc_v1_matches_the_rfc():
+    s = load_scenario(REPO / "scenarios" / "rfc-v1.toml")
+    assert s.vm.memory_mib == 1024 and s.vm.vcpus == 1
+    assert [st.target_mib for st in s.steps if st.kind == "balloon"] == [624]
+    assert "--punch-holes" in s.steps[0].command and "800m" in s.steps[0].command
+    assert s.reference["thp-order"]["host_ahp_after_kib"] == 583680
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("mutation, key, reason", [
+    (("[vm]\n", "[vm]\nmemroy_mib = 5\n"), "vm.memroy_mib", "unknown key"),
+    (("memory_mib = 1024", 'memory_mib = "1G"'), "vm.memory_mib", "must be int"),
+    (("memory_mib = 1024", "memory_mib = 64"), "vm.memory_mib", "at least 128"),
+    (("target_mib = 624", "target_mib = 4096"), "steps[0].target_mib", "more than the guest"),
+    (("target_mib = 624", "target_mib = -3"), "steps[0].target_mib", "at least 1"),
+    (('kind = "balloon"', 'kind = "inflate"'), "steps[0].kind", "must be one of"),
+    (('module = "stock"', 'module = "nonexistent.ko"'), "arms[0].module", "existing path"),
+    (('name = "t"', 'name = "t"\nrepetitions = 0'), "repetitions", "at least 1"),
+    (('name = "t"', 'name = "t"\ncolour = "red"'), "colour", "unknown key"),
+])
+def test_bad_scenarios_are_refused_with_file_key_reason(tmp_path, mutation, key, reason):
+    path = _write(tmp_path, MINIMAL.replace(*mutation, 1))
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    msg = str(info.value)
+    assert str(path) in msg and key in msg and reason in msg, msg
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_scenario(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_scenario(_write(tmp_path, "name = ["))
+
+
+def test_cli_refuses_bad_scenario_before_booting(tmp_path, capsys):
+    from harness.cli import main
+    path = _write(tmp_path, MINIMAL.replace("target_mib = 624", "target_mib = 4096"))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "steps[0].target_mib" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
