@@ -1,36 +1,35 @@
 """Build everything a run needs into the cache and describe it in a manifest.
 
 ``build_all()`` is what ``balloon-harness build`` runs: each step is cached by
-its inputs, so a warm build only checks keys.
+its inputs, so a warm build only checks keys. Stock QEMU and the stock module
+come from Debian's packages (the unpatched control); the patched ones are built.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.build import cache
-from harness.build.initramfs import GuestImage, build_stock_image
-from harness.build.qemu import stock_qemu
+from harness.build.initramfs import GuestImage, build_image, build_stock_image
 from harness.build.kernel import GuestKernel, build_guest_kernel
+from harness.build.module import build_patched_module
+from harness.build.qemu import build_patched_qemu, qemu_version, stock_qemu
 from harness.build.steps import say
 
 
 @dataclass
 class Artifacts:
-    """What the runner needs: the guest kernel and one image per balloon module."""
+    """What the runner needs: the guest kernel, one image per balloon module, the QEMUs."""
 
     kernel: GuestKernel
     images: dict[str, GuestImage] = field(default_factory=dict)   # "stock", "patched"
     qemus: dict[str, Path] = field(default_factory=dict)          # "stock", "patched"
+    inputs: dict[str, Any] = field(default_factory=dict)          # what each artifact was made from
     manifest: Path | None = None
-
-
-def _describe_image(img: GuestImage) -> dict:
-    return {"initrd": str(img.initrd), "balloon_module": img.balloon_module,
-            "balloon_module_sha256": img.balloon_module_sha256, "host_key": img.host_key}
 
 
 def write_manifest(arts: Artifacts, seconds: float) -> Path:
@@ -40,9 +39,13 @@ def write_manifest(arts: Artifacts, seconds: float) -> Path:
         "build_seconds": round(seconds, 2),
         "guest_kernel": {"package": arts.kernel.package, "version": arts.kernel.version,
                          "release": arts.kernel.release, "vmlinuz": str(arts.kernel.vmlinuz)},
-        "images": {k: _describe_image(v) for k, v in arts.images.items()},
+        "images": {k: {"initrd": str(v.initrd), "balloon_module": v.balloon_module,
+                       "balloon_module_sha256": v.balloon_module_sha256, "host_key": v.host_key}
+                   for k, v in arts.images.items()},
         "qemu": {k: str(v) for k, v in arts.qemus.items()},
-        "cache_entries": _cache_inputs(),
+        "qemu_versions": {k: qemu_version(v) for k, v in arts.qemus.items()},
+        "qemu_sha256": {k: cache.file_sha256(v) for k, v in arts.qemus.items()},
+        "inputs": arts.inputs,
     }
     path = cache.cache_root() / "manifest.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,21 +53,15 @@ def write_manifest(arts: Artifacts, seconds: float) -> Path:
     return path
 
 
-def _cache_inputs() -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    root = cache.cache_root()
-    for inputs_file in sorted(root.glob(f"*/*/{cache.INPUTS_FILE}")):
-        entry = inputs_file.parent
-        out[f"{entry.parent.name}/{entry.name}"] = json.loads(inputs_file.read_text())
-    return out
-
-
 def build_all() -> Artifacts:
     start = time.monotonic()
     kernel = build_guest_kernel()
     arts = Artifacts(kernel=kernel)
     arts.images["stock"] = build_stock_image(kernel)
+    module, arts.inputs["patched_module"] = build_patched_module(kernel)
+    arts.images["patched"] = build_image(kernel, module, "patched")
     arts.qemus["stock"] = stock_qemu()
+    arts.qemus["patched"], arts.inputs["patched_qemu"] = build_patched_qemu()
     seconds = time.monotonic() - start
     arts.manifest = write_manifest(arts, seconds)
     say(f"all artifacts ready in {seconds:.1f}s; manifest: {arts.manifest}")

@@ -1,0 +1,60 @@
+"""The RFC experiment, both arms, on real QEMU: thp-order must lose fewer host huge pages
+per ballooned MiB than baseline, and each arm's numbers must hang together."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+
+from harness.experiment.runner import run_scenario
+from harness.experiment.scenario import load_scenario
+from harness.results import ResultsStore, load_results
+
+pytestmark = pytest.mark.vm
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def rfc_results(artifacts, tmp_path_factory):
+    scenario = load_scenario(REPO / "scenarios" / "rfc-v1.toml")
+    scenario = dataclasses.replace(scenario, arms=tuple(a for a in scenario.arms
+                                                        if a.name in ("baseline", "thp-order")))
+    out = tmp_path_factory.mktemp("rfc")
+    failed = run_scenario(scenario, artifacts, ResultsStore(out))
+    assert failed == []
+    return load_results(out)
+
+
+def _balloon_row(res, arm: str):
+    rows = res.summary[(res.summary["arm"] == arm) & (res.summary["kind"] == "balloon")]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_thp_order_loses_fewer_huge_pages_per_ballooned_mib(rfc_results):
+    base = _balloon_row(rfc_results, "baseline")
+    thp = _balloon_row(rfc_results, "thp-order")
+    assert base["ballooned_mib"] > 0 and thp["ballooned_mib"] > 0
+    assert thp["thp_lost_per_ballooned_mib"] < base["thp_lost_per_ballooned_mib"], (base, thp)
+
+
+@pytest.mark.parametrize("arm", ["baseline", "thp-order"])
+def test_each_arm_is_internally_consistent(rfc_results, arm):
+    row = _balloon_row(rfc_results, arm)
+    assert row["qemu_ahp_after_kib"] < row["qemu_ahp_before_kib"]
+    assert row["qemu_rss_after_kib"] < row["qemu_rss_before_kib"]
+    assert row["host_ahp_after_kib"] < row["host_ahp_before_kib"]
+    assert 0 < row["actual_mib"] <= 1024 and row["start_mib"] == 1024
+    assert row["actual_mib"] >= row["target_mib"] - 2
+    assert row["reached"] == (abs(row["actual_mib"] - row["target_mib"]) < 2.0)
+    # Physics: the ballooned memory's huge pages are gone at least (floor 1.0, minus noise).
+    assert row["thp_lost_per_ballooned_mib"] > 0.8
+    assert not math.isnan(row["settle_seconds"]) and row["settle_seconds"] > 0
+    # The samples cover the balloon phase at the promised host rate (>= 5/s).
+    s = rfc_results.samples
+    actual = s[(s["arm"] == arm) & (s["phase"] == row["step"]) & (s["metric"] == "actual_mib")]
+    span = actual["t"].max() - actual["t"].min()
+    assert span > 0 and len(actual) / span >= 4.0
