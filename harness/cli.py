@@ -66,12 +66,15 @@ def _report(out: Path) -> None:
     from harness.results import load_results
 
     res = load_results(out)
-    reference = {}
+    reference, arms = {}, []
     if (out / "scenario.toml").exists():
-        reference = load_scenario(out / "scenario.toml").reference
-    table = step_table(res.summary, reference)
-    print(format_table(table))
-    print("\nTHP lost / ballooned MiB: 1.00 is the floor (only the ballooned memory lost its huge pages).")
+        scenario = load_scenario(out / "scenario.toml")
+        reference, arms = scenario.reference, [a.name for a in scenario.arms]
+    print(format_table(step_table(res.summary, reference, arms)))
+    print("\nAHP = AnonHugePages. RFC columns: the RFC's own figures (host /proc/meminfo).")
+    print("THP lost / ballooned MiB (QEMU process): 1.00 = only the ballooned memory lost its huge pages;\n"
+          "above 1, discards split huge pages the guest still uses; below 1, part of the ballooned\n"
+          "memory was never backed by the host. reached = no: the guest stopped short (see actual MiB).")
     accel = sorted(set(res.summary["accel"].dropna())) if not res.summary.empty else []
     print(f"accelerator: {', '.join(accel) or '-'}; runs: {len(res.runs)}; results: {out}")
     for p in plot_all(res.samples, res.summary, out / "plots"):

@@ -2,9 +2,10 @@
 
 The table puts this host's numbers beside the RFC's (from the scenario's
 ``[reference]`` tables). ``thp_lost_per_ballooned_mib`` is the figure of merit:
-1.0 is the physical floor (only the ballooned memory lost its huge pages); the
-RFC's problem is values far above it, because 4 KiB discards split huge pages
-around pages the guest still uses.
+1.0 is what it costs when only the ballooned memory loses its huge pages; the RFC's
+problem is values far above it, because 4 KiB discards split huge pages around
+pages the guest still uses. Values below 1.0 happen when part of the ballooned
+guest memory was never backed by the host, so there was nothing to lose.
 """
 
 from __future__ import annotations
@@ -33,31 +34,29 @@ TABLE_COLUMNS = [
 
 
 def step_table(summary: pd.DataFrame, reference: dict[str, dict[str, float]] | None = None,
+               arm_order: list[str] | None = None,
                kinds: tuple[str, ...] = ("balloon", "measure")) -> pd.DataFrame:
-    """One row per arm and step (mean over repetitions), with the RFC's figures beside."""
+    """One row per arm and step (mean over repetitions), with the RFC's figures beside.
+
+    Arms appear in ``arm_order`` (the scenario's order), steps in run order.
+    """
     if summary.empty:
         return pd.DataFrame(columns=[c for c, _ in TABLE_COLUMNS])
     s = summary[summary["kind"].isin(kinds)].copy()
     s["reached"] = s["reached"].astype("float")
     numeric = [c for c, _ in TABLE_COLUMNS if c in s.columns and c not in ("arm", "step")]
-    order = {name: i for i, name in enumerate(dict.fromkeys(s["arm"]))}
+    order = {name: i for i, name in enumerate(dict.fromkeys([*(arm_order or []), *s["arm"]]))}
     step_order = {name: i for i, name in enumerate(dict.fromkeys(s["step"]))}
     table = s.groupby(["arm", "step"], sort=False)[numeric].mean().reset_index()
     table["reps"] = s.groupby(["arm", "step"], sort=False).size().values
     table = table.sort_values(by=["arm", "step"], key=lambda col: col.map(order if col.name == "arm" else step_order))
     reference = reference or {}
-    last_balloon = s[s["kind"] == "balloon"].groupby("arm")["step"].last().to_dict()
+    # The reference figures belong to each arm's last step in the table (its final measurement).
+    last_step = s.groupby("arm", sort=False)["step"].last().to_dict()
     for col in ("host_ahp_before_kib", "host_ahp_after_kib"):
-        table[f"rfc_{col}"] = [
-            reference.get(arm, {}).get(col, math.nan) if step == _reference_step(s, arm, last_balloon) else math.nan
-            for arm, step in zip(table["arm"], table["step"])]
+        table[f"rfc_{col}"] = [reference.get(arm, {}).get(col, math.nan) if step == last_step[arm] else math.nan
+                               for arm, step in zip(table["arm"], table["step"])]
     return table.reset_index(drop=True)
-
-
-def _reference_step(s: pd.DataFrame, arm: str, last_balloon: dict[str, str]) -> str | None:
-    """The RFC's figures belong to the arm's last step (its final measurement)."""
-    steps = s[s["arm"] == arm]["step"]
-    return steps.iloc[-1] if len(steps) else last_balloon.get(arm)
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -147,7 +146,7 @@ def _plot_bars(summary: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     axes[0].bar(labels, g["thp_lost_per_ballooned_mib"], color="tab:blue")
     axes[0].axhline(1.0, color="black", linestyle="--", linewidth=0.8)
-    axes[0].set_title("host THP lost per ballooned MiB (1.0 = floor)")
+    axes[0].set_title("host THP lost per ballooned MiB (1.0: only the ballooned memory)")
     x = range(len(g))
     axes[1].bar([i - 0.2 for i in x], g["qemu_ahp_before_kib"] / 1024, width=0.4, label="before")
     axes[1].bar([i + 0.2 for i in x], g["qemu_ahp_after_kib"] / 1024, width=0.4, label="after")

@@ -64,8 +64,8 @@ def probe_kvm(qemu: Path, kernel: Path, timeout: float = PROBE_TIMEOUT) -> KvmVe
         text = console.read_text(errors="replace") if console.exists() else ""
         if "Kernel panic" in text or "Linux version" in text:
             return KvmVerdict(True, f"test boot under KVM ran the kernel in {time.monotonic() - start:.1f}s")
-        first = (err.decode(errors="replace").strip().splitlines() or ["no output"])[0]
-        return KvmVerdict(False, f"QEMU could not run a KVM guest (exit {proc.returncode}: {first})")
+        lines = [l for l in err.decode(errors="replace").splitlines() if l.strip()] or ["no output"]
+        return KvmVerdict(False, f"QEMU could not run a KVM guest (exit {proc.returncode}: {lines[-1]})")
 
 
 def kvm_verdict(qemu: Path, kernel: Path) -> KvmVerdict:
@@ -73,23 +73,25 @@ def kvm_verdict(qemu: Path, kernel: Path) -> KvmVerdict:
     key = (str(qemu), str(kernel))
     if key in _memo:
         return _memo[key]
-    ident = {"boot_id": _boot_id(), "qemu": str(qemu), "kernel": str(kernel)}
+    ident = f"{_boot_id()} {qemu} {kernel}"
     path = _verdict_file()
     try:
         saved = json.loads(path.read_text())
-        if saved.get("ident") == ident:
-            verdict = KvmVerdict(saved["usable"], saved["reason"])
-            _memo[key] = verdict
-            return verdict
-    except (OSError, ValueError, KeyError):
-        pass
-    verdict = probe_kvm(qemu, kernel)
+    except (OSError, ValueError):
+        saved = {}
+    if not isinstance(saved, dict) or any(not k.startswith(_boot_id()) for k in saved):
+        saved = {}  # verdicts of an earlier host boot are void
+    if ident in saved:
+        verdict = KvmVerdict(saved[ident]["usable"], saved[ident]["reason"])
+    else:
+        verdict = probe_kvm(qemu, kernel)
+        saved[ident] = {"usable": verdict.usable, "reason": verdict.reason}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(saved, indent=1))
+        except OSError:
+            pass
     _memo[key] = verdict
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"ident": ident, "usable": verdict.usable, "reason": verdict.reason}))
-    except OSError:
-        pass
     return verdict
 
 
