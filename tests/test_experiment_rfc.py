@@ -23,9 +23,12 @@ def rfc_results(artifacts, tmp_path_factory):
     scenario = dataclasses.replace(scenario, arms=tuple(a for a in scenario.arms
                                                         if a.name in ("baseline", "thp-order")))
     out = tmp_path_factory.mktemp("rfc")
+    (out / "scenario.toml").write_text(scenario.path.read_text())
     failed = run_scenario(scenario, artifacts, ResultsStore(out))
     assert failed == []
-    return load_results(out)
+    res = load_results(out)
+    res.out = out
+    return res
 
 
 def _balloon_row(res, arm: str):
@@ -60,3 +63,15 @@ def test_each_arm_is_internally_consistent(rfc_results, arm):
     actual = s[(s["arm"] == arm) & (s["phase"] == row["step"]) & (s["metric"] == "actual_mib")]
     span = actual["t"].max() - actual["t"].min()
     assert span > 0 and len(actual) / span >= 4.0
+
+
+def test_report_command_redraws_table_and_plots(rfc_results, capsys):
+    from harness.cli import main
+    assert main(["report", str(rfc_results.out)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[0] == "arm" and any(l.startswith("baseline") for l in lines)
+    assert any(l.startswith("thp-order") for l in lines) and "976896" in out  # the RFC's figure beside
+    for png in ("host_memory_over_time.png", "summary_bars.png"):
+        data = (rfc_results.out / "plots" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

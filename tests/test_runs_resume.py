@@ -78,3 +78,21 @@ def test_kill_midway_then_resume(tmp_path, artifacts):
     assert len(res.summary[res.summary["kind"] == "balloon"]) == 2
     assert (out / "summary.parquet").exists() and (out / "samples.csv").exists()
     assert qemu_pids() <= before
+
+
+def test_jobs_runs_guests_at_once_with_per_process_figures(tmp_path, artifacts):
+    scenario = tmp_path / "jobs.toml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "out"
+    done = subprocess.run(_harness("run", str(scenario), "--out", str(out), "--jobs", "2"),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    res = load_results(out)
+    runs = sorted(res.runs, key=lambda r: r["started"])
+    assert len(runs) == 2
+    first, second = runs
+    assert second["started"] < first["started"] + first["wall_seconds"], "the runs did not overlap"
+    # Each run's QEMU figures are its own process's: a 512 MiB guest after touching 128 MiB.
+    for run_id in ("stock-r1", "stock-r2"):
+        row = res.summary[(res.summary["run_id"] == run_id) & (res.summary["kind"] == "run")].iloc[0]
+        assert 128 * 1024 <= row["qemu_rss_after_kib"] < 1024 * 1024

@@ -1,0 +1,31 @@
+"""The command line as a user meets it: help, doctor, clear errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from harness.cli import main
+
+
+def test_python_m_harness_and_help():
+    out = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in ("build", "run", "reproduce", "report", "doctor"):
+        assert command in out.stdout
+
+
+def test_report_of_a_non_results_folder_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "not a results folder" in err and "Traceback" not in err
+
+
+def test_doctor_says_which_accelerator_and_exits_zero_when_a_run_can_go(artifacts):
+    proc = subprocess.run([sys.executable, "-m", "harness", "doctor"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    accel = [l for l in proc.stdout.splitlines() if l.split()[1:2] == ["accelerator"]]
+    assert accel, proc.stdout
+    assert "KVM usable" in accel[0] or "TCG will be used" in accel[0]
+    assert "a run can go" in proc.stdout
