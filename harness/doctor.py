@@ -18,6 +18,7 @@ from harness.build.debian import TOOL_PACKAGES, _which
 from harness.build.qemu import stock_qemu
 from harness.errors import HarnessError
 from harness.probes.host import meminfo, thp_settings
+from harness.vm.spec import DEBIAN_FIRMWARE_DIRS
 
 MIN_FREE_DISK_GIB = 8          # QEMU source + build tree + kernel packages
 MEMORY_MARGIN_MIB = 1024       # host headroom beside the guest(s)
@@ -54,7 +55,7 @@ def check_kvm() -> Check:
     if not vmlinuz or not Path(vmlinuz).exists():
         return Check("warn", "accelerator", "KVM not probed yet (no guest kernel in the cache: "
                                             "run `balloon-harness build`); TCG is the fallback")
-    verdict = kvm_verdict(stock_qemu(), Path(vmlinuz))
+    verdict = kvm_verdict(stock_qemu(), Path(vmlinuz), DEBIAN_FIRMWARE_DIRS)
     if verdict.usable:
         return Check("ok", "accelerator", f"KVM usable: {verdict.reason}")
     return Check("ok", "accelerator", f"KVM not usable: {verdict.reason}; TCG will be used (slower, "

@@ -29,3 +29,23 @@ def test_doctor_says_which_accelerator_and_exits_zero_when_a_run_can_go(artifact
     assert accel, proc.stdout
     assert "KVM usable" in accel[0] or "TCG will be used" in accel[0]
     assert "a run can go" in proc.stdout
+
+
+def test_second_build_does_nothing_and_says_so(artifacts):
+    proc = subprocess.run([sys.executable, "-m", "harness", "build"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("[build]")]
+    assert any("cached" in l for l in lines)
+    assert not any(": built (" in l for l in lines), lines  # nothing rebuilt
+    assert "manifest:" in proc.stdout
+
+
+def test_each_patched_artifact_is_keyed_by_its_own_patches_only(artifacts):
+    from harness.build.patches import GUEST_PATCHES, QEMU_PATCHES, Series
+    assert set(artifacts.inputs["patched_qemu"]["patches"]) == {p.name for p in Series.load(QEMU_PATCHES).patches}
+    assert set(artifacts.inputs["patched_module"]["patches"]) == {p.name for p in Series.load(GUEST_PATCHES).patches}
+    import json
+    manifest = json.loads(artifacts.manifest.read_text())
+    assert manifest["inputs"]["patched_qemu"]["configure"][0] == "--target-list=x86_64-softmmu"
+    assert manifest["guest_kernel"]["version"] == artifacts.kernel.version

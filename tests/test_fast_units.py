@@ -106,3 +106,23 @@ def test_balloon_targets_validated_without_a_guest():
     for bad in (0, -5, 1025, 1.5, True):
         with pytest.raises(ConfigError):
             b.validate_target(bad)
+
+
+def test_failed_build_step_shows_log_tail_and_rerun_command(tmp_path):
+    from harness.build.steps import run_step
+    from harness.errors import BuildError
+    log = tmp_path / "step.log"
+    with pytest.raises(BuildError) as info:
+        run_step("failing step", ["sh", "-c", "echo some-diagnostic; exit 3"], log, cwd=tmp_path, quiet=True)
+    msg = str(info.value)
+    assert "exit 3" in msg and "some-diagnostic" in msg and str(log) in msg
+    assert "re-run by hand: cd" in msg and "sh -c" in msg
+
+
+def test_missing_tool_is_one_line_naming_the_package():
+    from harness.build.debian import require_tools
+    from harness.errors import MissingDependency
+    with pytest.raises(MissingDependency) as info:
+        require_tools(["depmod", "no-such-tool-xyz"])
+    msg = str(info.value)
+    assert "\n" not in msg and "apt-get install" in msg and "no-such-tool-xyz" in msg

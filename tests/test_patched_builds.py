@@ -114,3 +114,12 @@ def test_thp_order_balloon_moves_in_bytes_on_both_sides(artifacts):
         back = m.balloon.move(GUEST_MIB, settle=10, timeout=300)
         assert back.reached and back.actual_mib == GUEST_MIB
         assert abs(m.ssh.meminfo()["MemTotal"] - total_before) <= 4 * 1024
+
+
+def test_kvm_probe_of_patched_qemu_judges_kvm_not_firmware(artifacts):
+    """The patched QEMU has no BIOS of its own: the probe must pass -L like a real run,
+    or every KVM host would be told 'not usable' for a firmware reason."""
+    from harness.vm.accel import kvm_verdict
+    from harness.vm.spec import DEBIAN_FIRMWARE_DIRS
+    verdict = kvm_verdict(artifacts.qemus["patched"], artifacts.kernel.vmlinuz, DEBIAN_FIRMWARE_DIRS)
+    assert "bios" not in verdict.reason.lower() and "romfile" not in verdict.reason.lower(), verdict

@@ -62,6 +62,8 @@ def test_rfc_scenario_stock(machine):
     assert result.reached, result
     assert result.actual_mib == pytest.approx(TARGET_MIB, abs=0.01)
     assert result.trajectory[0][1] == GUEST_MIB and result.trajectory[-1][1] == result.actual_mib
+    assert result.events, "QEMU's BALLOON_CHANGE events were collected"
+    assert all(e["event"] == "BALLOON_CHANGE" for e in result.events)
 
     after = process_memory(machine.pid)
     ballooned_kib = (GUEST_MIB - TARGET_MIB) * 1024

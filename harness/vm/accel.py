@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 PROBE_TIMEOUT = 20.0
 _memo: dict[tuple[str, str], "KvmVerdict"] = {}
@@ -41,8 +42,13 @@ def _verdict_file() -> Path:
     return cache_root() / "kvm-probe.json"
 
 
-def probe_kvm(qemu: Path, kernel: Path, timeout: float = PROBE_TIMEOUT) -> KvmVerdict:
-    """Boot ``kernel`` under KVM until it panics (no root fs); usable if QEMU exits by itself."""
+def probe_kvm(qemu: Path, kernel: Path, firmware_dirs: Sequence[Path] = (),
+              timeout: float = PROBE_TIMEOUT) -> KvmVerdict:
+    """Boot ``kernel`` under KVM until it panics (no root fs); usable if QEMU exits by itself.
+
+    ``firmware_dirs`` go to ``-L`` as for a real run: a QEMU built from source has no
+    BIOS of its own and would fail for that reason, not for KVM's.
+    """
     if not os.path.exists("/dev/kvm"):
         return KvmVerdict(False, "/dev/kvm does not exist (no KVM module or not exposed to this host)")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
@@ -52,6 +58,9 @@ def probe_kvm(qemu: Path, kernel: Path, timeout: float = PROBE_TIMEOUT) -> KvmVe
         cmd = [str(qemu), "-accel", "kvm", "-machine", "q35", "-m", "256", "-nodefaults",
                "-no-user-config", "-display", "none", "-no-reboot", "-kernel", str(kernel),
                "-append", "console=ttyS0 panic=-1 loglevel=4", "-serial", f"file:{console}"]
+        for d in firmware_dirs:
+            if Path(d).is_dir():
+                cmd += ["-L", str(d)]
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -68,12 +77,12 @@ def probe_kvm(qemu: Path, kernel: Path, timeout: float = PROBE_TIMEOUT) -> KvmVe
         return KvmVerdict(False, f"QEMU could not run a KVM guest (exit {proc.returncode}: {lines[-1]})")
 
 
-def kvm_verdict(qemu: Path, kernel: Path) -> KvmVerdict:
+def kvm_verdict(qemu: Path, kernel: Path, firmware_dirs: Sequence[Path] = ()) -> KvmVerdict:
     """The probe's verdict, memoised in-process and on disk for this host boot."""
     key = (str(qemu), str(kernel))
     if key in _memo:
         return _memo[key]
-    ident = f"{_boot_id()} {qemu} {kernel}"
+    ident = f"{_boot_id()} {qemu} {kernel} {' '.join(map(str, firmware_dirs))}"
     path = _verdict_file()
     try:
         saved = json.loads(path.read_text())
@@ -84,7 +93,7 @@ def kvm_verdict(qemu: Path, kernel: Path) -> KvmVerdict:
     if ident in saved:
         verdict = KvmVerdict(saved[ident]["usable"], saved[ident]["reason"])
     else:
-        verdict = probe_kvm(qemu, kernel)
+        verdict = probe_kvm(qemu, kernel, firmware_dirs)
         saved[ident] = {"usable": verdict.usable, "reason": verdict.reason}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,12 +104,12 @@ def kvm_verdict(qemu: Path, kernel: Path) -> KvmVerdict:
     return verdict
 
 
-def resolve_accel(requested: str, qemu: Path, kernel: Path) -> str:
+def resolve_accel(requested: str, qemu: Path, kernel: Path, firmware_dirs: Sequence[Path] = ()) -> str:
     """``kvm`` or ``tcg``. ``auto`` probes and warns once when falling back to TCG."""
     global _warned
     if requested != "auto":
         return requested
-    verdict = kvm_verdict(qemu, kernel)
+    verdict = kvm_verdict(qemu, kernel, firmware_dirs)
     if verdict.usable:
         return "kvm"
     if not _warned:

@@ -186,7 +186,7 @@ class Machine:
     def start(self) -> None:
         self.spec.validate()
         _install_sigterm_handler()
-        self.accel = resolve_accel(self.spec.accel, self.spec.qemu, self.spec.kernel)
+        self.accel = resolve_accel(self.spec.accel, self.spec.qemu, self.spec.kernel, self.spec.firmware_dirs)
         if self._given_run_dir:
             self._given_run_dir.mkdir(parents=True, exist_ok=True)
             self.run_dir = self._given_run_dir
