@@ -96,3 +96,20 @@ def test_jobs_runs_guests_at_once_with_per_process_figures(tmp_path, artifacts):
     for run_id in ("stock-r1", "stock-r2"):
         row = res.summary[(res.summary["run_id"] == run_id) & (res.summary["kind"] == "run")].iloc[0]
         assert 128 * 1024 <= row["qemu_rss_after_kib"] < 1024 * 1024
+
+
+def test_arm_with_own_qemu_binary_and_kernel_paths(tmp_path, artifacts):
+    """Arms may name a QEMU binary and a guest kernel by path instead of the built ones."""
+    from harness.experiment.runner import PlannedRun, machine_spec_for
+    from harness.experiment.scenario import load_scenario
+    text = SCENARIO.replace('qemu = "stock"', f'qemu = "{artifacts.qemus["stock"]}"').replace(
+        'module = "stock"', f'module = "stock"\nkernel = "{artifacts.kernel.vmlinuz}"')
+    path = tmp_path / "own.toml"
+    path.write_text(text)
+    scenario = load_scenario(path)
+    arm = scenario.arms[0]
+    spec = machine_spec_for(scenario, PlannedRun(arm, 1, "stock-r1"), artifacts)
+    assert spec.qemu == artifacts.qemus["stock"] and spec.kernel == artifacts.kernel.vmlinuz
+    from harness.vm import Machine
+    with Machine(spec) as m:
+        assert m.ssh.run("uname -r").stdout.strip() == artifacts.kernel.release

@@ -7,6 +7,7 @@ process's ``smaps_rollup``) stay correct then, host-wide ones mix the guests.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import sys
@@ -79,10 +80,13 @@ def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts) 
     else:
         raise ConfigError(f"arm {arm.name}: module {arm.module!r} was not built (run `balloon-harness build`)")
     vm = scenario.vm
-    return MachineSpec.for_image(
+    spec = MachineSpec.for_image(
         image, qemu=qemu, memory_mib=vm.memory_mib, vcpus=vm.vcpus, accel=vm.accel,
         guest_thp=vm.guest_thp, boot_timeout=vm.boot_timeout, name=f"bh-{run.run_id}",
         balloon=BalloonDevice(properties=arm.device))
+    # A kernel of the user's own boots with our initramfs; its Debian modules only load into
+    # the matching Debian kernel, so such a kernel needs virtio built in (=y).
+    return dataclasses.replace(spec, kernel=Path(arm.kernel)) if arm.kernel else spec
 
 
 def _get(r: Reading, source: str, metric: str) -> float:

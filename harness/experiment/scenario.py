@@ -61,6 +61,7 @@ class Arm:
     module: str = "patched"        # "stock", "patched" or a path to a virtio_balloon.ko
     device: tuple[tuple[str, str], ...] = ()
     description: str = ""
+    kernel: str | None = None      # a guest kernel image of your own (default: Debian's cloud kernel)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,10 @@ def _load_arm(path: Path, i: int, data: Any) -> Arm:
             t.fail(f"arms[{i}].device.{k}", f"must be a string, number or boolean, got {v!r}")
         props.append((k, str(v)))
     arm = Arm(name=name, qemu=t.get("qemu", str, "patched"), module=t.get("module", str, "patched"),
-              device=tuple(props), description=t.get("description", str, ""))
+              device=tuple(props), description=t.get("description", str, ""),
+              kernel=t.get("kernel", str, None))
+    if arm.kernel is not None and not Path(arm.kernel).is_file():
+        t.fail(t.key("kernel"), f"must be an existing kernel image file, got {arm.kernel!r}")
     for key in ("qemu", "module"):
         value = getattr(arm, key)
         if value not in BUILD_CHOICES and not Path(value).exists():
