@@ -10,6 +10,7 @@ image share one base and differ only in that one module.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import stat
@@ -116,8 +117,9 @@ def _base_entries(kernel: GuestKernel, usemem: Path, stage: Path) -> list[cpio.E
             *cpio.tree_entries(stage)]
 
 
+@functools.lru_cache(maxsize=None)
 def build_base(kernel: GuestKernel) -> cache.Artifact:
-    """The shared base initramfs and its SSH host key."""
+    """The shared base initramfs and its SSH host key (looked up once per process)."""
     debian.require_tools(["busybox", "dropbear", "dropbearkey", "cc"])
     usemem = build_usemem()
     inputs = {
