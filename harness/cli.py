@@ -34,7 +34,7 @@ def _default_out(name: str, resume: bool) -> Path:
     return RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _run(scenario_path: Path, args: argparse.Namespace, reproduce: bool = False) -> int:
+def _run(scenario_path: Path, args: argparse.Namespace) -> int:
     from harness.build import build_all
     from harness.experiment import metadata
     from harness.experiment.runner import run_scenario
@@ -49,9 +49,13 @@ def _run(scenario_path: Path, args: argparse.Namespace, reproduce: bool = False)
     store = ResultsStore(out)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(scenario.path, out / "scenario.toml")
-    store.write_metadata(metadata.collect(scenario, artifacts))
+    meta = metadata.collect(scenario, artifacts)
+    store.write_metadata(meta)  # before the first run: a crash still leaves it
     print(f"results: {out}", file=sys.stderr)
-    failed = run_scenario(scenario, artifacts, store, jobs=args.jobs, resume=args.resume)
+    try:
+        failed = run_scenario(scenario, artifacts, store, jobs=args.jobs, resume=args.resume)
+    finally:
+        store.write_metadata({**meta, "accelerator": metadata.accelerators(out)})
     _report(out)
     if failed:
         print(f"balloon-harness: {len(failed)} run(s) failed: {', '.join(failed)} "
@@ -86,7 +90,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    return _run(RFC_SCENARIO, args, reproduce=True)
+    return _run(RFC_SCENARIO, args)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -78,6 +78,14 @@ def test_kill_midway_then_resume(tmp_path, artifacts):
     assert len(res.summary[res.summary["kind"] == "balloon"]) == 2
     assert (out / "summary.parquet").exists() and (out / "samples.csv").exists()
     assert qemu_pids() <= before
+    meta = res.metadata
+    for key in ("harness_revision", "host", "qemu", "guest_kernel", "guest_modules", "scenario",
+                "build_manifest"):
+        assert meta.get(key), key
+    assert meta["host"]["thp"]["enabled"] and meta["host"]["cpu"] and meta["host"]["kernel"]
+    assert set(meta["accelerator"]) == {"stock-r1", "stock-r2"}
+    assert set(meta["accelerator"].values()) <= {"kvm", "tcg"}
+    assert "resume-test" in meta["scenario"]["text"]
 
 
 def test_jobs_runs_guests_at_once_with_per_process_figures(tmp_path, artifacts):

@@ -65,3 +65,12 @@ def collect(scenario: Scenario, artifacts: Artifacts) -> dict[str, Any]:
         "build_manifest": manifest,
         "scenario": {"name": scenario.name, "path": str(scenario.path), "text": scenario.path.read_text()},
     }
+
+
+def accelerators(out: Path) -> dict[str, str]:
+    """run id -> accelerator actually used (KVM or TCG), from the finished runs."""
+    runs = {}
+    for done in sorted(Path(out).glob("runs/*/run.json")):
+        info = json.loads(done.read_text())
+        runs[info["run_id"]] = info.get("accel", "unknown")
+    return runs

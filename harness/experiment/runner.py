@@ -177,7 +177,6 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
                 time.sleep(timing.step_pause_seconds)
                 after = sampler.snapshot()
                 summary.append(summary_row(run, step, before, after, m.accel, time.monotonic() - ts, result))
-        sampler.phase = "end"
         accel = m.accel
         errors = sampler.errors
     total = time.monotonic() - t0
