@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.build import cache
-from harness.build.debian import TOOL_PACKAGES, _which
+from harness.build.debian import TOOL_PACKAGES, which
 from harness.build.qemu import stock_qemu
 from harness.errors import HarnessError
 from harness.probes.host import meminfo, thp_settings
@@ -32,7 +32,7 @@ class Check:
 
 
 def check_tools() -> Check:
-    missing = sorted({pkg for tool, pkg in TOOL_PACKAGES.items() if not _which(tool)})
+    missing = sorted({pkg for tool, pkg in TOOL_PACKAGES.items() if not which(tool)})
     if missing:
         return Check("FAIL", "tools", f"missing packages: {' '.join(missing)} "
                                       f"(sudo apt-get install -y {' '.join(missing)}, or make bootstrap)")

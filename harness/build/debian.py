@@ -34,7 +34,7 @@ TOOL_PACKAGES = {
 
 def require_tools(tools: Iterable[str]) -> None:
     """Raise one clear :class:`MissingDependency` naming every missing tool's package."""
-    missing = {t: TOOL_PACKAGES.get(t, t) for t in tools if not _which(t)}
+    missing = {t: TOOL_PACKAGES.get(t, t) for t in tools if not which(t)}
     if missing:
         pkgs = " ".join(sorted(set(missing.values())))
         raise MissingDependency(
@@ -42,7 +42,8 @@ def require_tools(tools: Iterable[str]) -> None:
             f"sudo apt-get install -y {pkgs}  (or run `make bootstrap`)")
 
 
-def _which(tool: str) -> str | None:
+def which(tool: str) -> str | None:
+    """``shutil.which`` that also looks in the sbin folders a non-root PATH lacks."""
     found = shutil.which(tool)
     if not found and tool in ("dropbear", "depmod"):
         for d in ("/usr/sbin", "/sbin"):
@@ -53,7 +54,7 @@ def _which(tool: str) -> str | None:
 
 def tool_path(tool: str) -> Path:
     require_tools([tool])
-    return Path(_which(tool) or tool)
+    return Path(which(tool) or tool)
 
 
 def candidate_version(package: str) -> str:

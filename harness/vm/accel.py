@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from harness.vm.spec import firmware_args
+
 PROBE_TIMEOUT = 20.0
 _memo: dict[tuple[str, str], "KvmVerdict"] = {}
 _warned = False
@@ -57,10 +59,8 @@ def probe_kvm(qemu: Path, kernel: Path, firmware_dirs: Sequence[Path] = (),
         console = Path(tmp) / "console.log"
         cmd = [str(qemu), "-accel", "kvm", "-machine", "q35", "-m", "256", "-nodefaults",
                "-no-user-config", "-display", "none", "-no-reboot", "-kernel", str(kernel),
-               "-append", "console=ttyS0 panic=-1 loglevel=4", "-serial", f"file:{console}"]
-        for d in firmware_dirs:
-            if Path(d).is_dir():
-                cmd += ["-L", str(d)]
+               "-append", "console=ttyS0 panic=-1 loglevel=4", "-serial", f"file:{console}",
+               *firmware_args(firmware_dirs)]
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

@@ -26,7 +26,7 @@ from harness.guest.ssh import GuestSSH, authorized_key_arg, generate_client_key
 from harness.vm.accel import resolve_accel
 from harness.vm.balloon import EXACT_TOLERANCE_MIB, THP_ORDER_TOLERANCE_MIB, Balloon
 from harness.vm.qmp import QMPConnection
-from harness.vm.spec import MachineSpec
+from harness.vm.spec import MachineSpec, firmware_args
 
 QUIT_TIMEOUT = 10.0
 TERM_TIMEOUT = 5.0
@@ -161,9 +161,7 @@ class Machine:
                "-chardev", f"file,id=con,path={self.console_log}", "-serial", "chardev:con",
                "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
                "-device", "virtio-net-pci,netdev=net0,romfile="]
-        for d in s.firmware_dirs:
-            if Path(d).is_dir():
-                cmd += ["-L", str(d)]
+        cmd += firmware_args(s.firmware_dirs)
         if s.balloon:
             cmd += ["-device", s.balloon.arg()]
         cmd += list(s.extra_args)

@@ -13,6 +13,11 @@ DEBIAN_FIRMWARE_DIRS = (Path("/usr/share/qemu"), Path("/usr/share/seabios"), Pat
 ACCELERATORS = ("auto", "kvm", "tcg")
 
 
+def firmware_args(dirs) -> list[str]:
+    """``-L DIR`` for each existing firmware folder (the KVM probe boots with them too)."""
+    return [arg for d in dirs if Path(d).is_dir() for arg in ("-L", str(d))]
+
+
 @dataclass(frozen=True)
 class BalloonDevice:
     """A virtio balloon device and its properties (``thp-order=on`` and friends)."""
