@@ -419,6 +419,44 @@ static void seed_rng(void)
 
 /* ---- foreground mode ---------------------------------------------------- */
 
+/* A foreground task: dies with its parent (killing usemem kills all tasks). */
+static void __attribute__((noreturn)) foreground_child(int parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != (pid_t)parent)
+		_exit(1);
+	seed_rng();
+	if (do_task_memory(1))
+		_exit(1);
+	hold();
+	_exit(0);
+}
+
+/*
+ * Fork opt_nr_task children, each running child(arg), which never returns.
+ * Returns how many started; a fork failure is reported and sets *failed.
+ */
+static int fork_tasks(pid_t *pids, void (*child)(int), int arg, int *failed)
+{
+	int i;
+
+	fflush(stdout);
+	fflush(stderr);
+	for (i = 0; i < opt_nr_task; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			fprintf(stderr, "%s: fork failed: %s\n", ourname, strerror(errno));
+			*failed = 1;
+			break;
+		}
+		if (pid == 0)
+			child(arg);
+		pids[i] = pid;
+	}
+	return i;
+}
+
 static int run_foreground(void)
 {
 	pid_t pids[MAX_TASKS];
@@ -432,30 +470,7 @@ static int run_foreground(void)
 		return 0;
 	}
 
-	fflush(stdout);
-	fflush(stderr);
-	for (i = 0; i < opt_nr_task; i++) {
-		pid_t parent = getpid();
-		pid_t pid = fork();
-
-		if (pid < 0) {
-			fprintf(stderr, "%s: fork failed: %s\n", ourname, strerror(errno));
-			failed = 1;
-			break;
-		}
-		if (pid == 0) {
-			/* Die with the parent: killing usemem kills all tasks. */
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != parent)
-				_exit(1);
-			seed_rng();
-			if (do_task_memory(1))
-				_exit(1);
-			hold();
-			_exit(0);
-		}
-		pids[started++] = pid;
-	}
+	started = fork_tasks(pids, foreground_child, (int)getpid(), &failed);
 
 	for (i = 0; i < started; i++) {
 		int status;
@@ -554,24 +569,10 @@ static int run_detached(void)
 		fprintf(stderr, "%s: pipe failed: %s\n", ourname, strerror(errno));
 		return 1;
 	}
-	fflush(stdout);
-	fflush(stderr);
-	for (i = 0; i < opt_nr_task; i++) {
-		pid_t pid = fork();
-
-		if (pid < 0) {
-			fprintf(stderr, "%s: fork failed: %s\n", ourname, strerror(errno));
-			failed = 1;
-			break;
-		}
-		if (pid == 0) {
-			close(fds[0]);
-			detached_child(fds[1]);
-		}
-		pids[started] = pid;
-		ready[started] = 0;
-		started++;
-	}
+	/* The children inherit the read end too; detached_child() closes it with
+	 * every other inherited descriptor. Only write ends decide the EOF below. */
+	started = fork_tasks(pids, detached_child, fds[1], &failed);
+	memset(ready, 0, sizeof(ready));
 	close(fds[1]);
 
 	/* Wait for every task's report (or EOF if all remaining ones died). */
