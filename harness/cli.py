@@ -19,7 +19,7 @@ RESULTS = Path("results")
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from harness.build import build_all
+    from harness.artifacts import build_all
     arts = build_all()
     print(f"manifest: {arts.manifest}")
     return 0
@@ -35,7 +35,7 @@ def _default_out(name: str, resume: bool) -> Path:
 
 
 def _run(scenario_path: Path, args: argparse.Namespace) -> int:
-    from harness.build import build_all
+    from harness.artifacts import build_all
     from harness.experiment import metadata
     from harness.experiment.runner import run_scenario
     from harness.experiment.scenario import load_scenario

@@ -13,9 +13,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.build import cache
-from harness.build.debian import TOOL_PACKAGES, which
-from harness.build.qemu import stock_qemu
+from harness.artifacts import cache
+from harness.artifacts.debian import TOOL_PACKAGES, which
+from harness.artifacts.qemu import stock_qemu
 from harness.errors import HarnessError
 from harness.probes.host import meminfo, thp_settings
 from harness.vm.spec import DEBIAN_FIRMWARE_DIRS

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def artifacts():
     """Everything ``balloon-harness build`` makes (cached: fast after the first build)."""
-    from harness.build import build_all
+    from harness.artifacts import build_all
     return build_all()
 
 

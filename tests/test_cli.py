@@ -42,7 +42,7 @@ def test_second_build_does_nothing_and_says_so(artifacts):
 
 
 def test_each_patched_artifact_is_keyed_by_its_own_patches_only(artifacts):
-    from harness.build.patches import GUEST_PATCHES, QEMU_PATCHES, Series
+    from harness.artifacts.patches import GUEST_PATCHES, QEMU_PATCHES, Series
     assert set(artifacts.inputs["patched_qemu"]["patches"]) == {p.name for p in Series.load(QEMU_PATCHES).patches}
     assert set(artifacts.inputs["patched_module"]["patches"]) == {p.name for p in Series.load(GUEST_PATCHES).patches}
     import json

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import cache, cpio
+from harness.artifacts import cache, cpio
 from harness.errors import ConfigError
 from harness.procfs import (free_blocks_at_least, parse_buddyinfo, parse_meminfo,
                             parse_thp_setting, parse_vmstat)
@@ -109,7 +109,7 @@ def test_balloon_targets_validated_without_a_guest():
 
 
 def test_failed_build_step_shows_log_tail_and_rerun_command(tmp_path):
-    from harness.build.steps import run_step
+    from harness.artifacts.steps import run_step
     from harness.errors import BuildError
     log = tmp_path / "step.log"
     with pytest.raises(BuildError) as info:
@@ -120,7 +120,7 @@ def test_failed_build_step_shows_log_tail_and_rerun_command(tmp_path):
 
 
 def test_missing_tool_is_one_line_naming_the_package():
-    from harness.build.debian import require_tools
+    from harness.artifacts.debian import require_tools
     from harness.errors import MissingDependency
     with pytest.raises(MissingDependency) as info:
         require_tools(["depmod", "no-such-tool-xyz"])

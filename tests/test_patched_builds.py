@@ -10,10 +10,10 @@ import subprocess
 
 import pytest
 
-from harness.build.module import DRIVER, fetch_driver_source, source_version as kernel_source_version
-from harness.build.patches import GUEST_PATCHES, QEMU_PATCHES, Series
-from harness.build.qemu import fetch_source, has_property, source_version as qemu_source_version
-from harness.build.qemu import _source_tree
+from harness.artifacts.module import DRIVER, fetch_driver_source, source_version as kernel_source_version
+from harness.artifacts.patches import GUEST_PATCHES, QEMU_PATCHES, Series
+from harness.artifacts.qemu import fetch_source, has_property, source_version as qemu_source_version
+from harness.artifacts.qemu import _source_tree
 from harness.vm import BalloonDevice, Machine, MachineSpec
 
 GUEST_MIB = 1024

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from harness.build.patches import QEMU_PATCHES
+from harness.artifacts.patches import QEMU_PATCHES
 
 
 def test_patched_qemu_balloon_device_under_qtest(artifacts):

@@ -56,7 +56,7 @@ def test_exception_inside_with_leaves_nothing(stock_image):
 
 SIGNAL_SCRIPT = r"""
 import sys, time
-from harness.build import build_all
+from harness.artifacts import build_all
 from harness.vm import Machine, MachineSpec
 image = build_all().images["stock"]
 with Machine(MachineSpec.for_image(image)) as m:

@@ -10,7 +10,7 @@ PACKAGES=(
   busybox-static dropbear-bin kmod cpio gzip xz-utils util-linux
   gcc make libc6-dev patch strace
   python3 python3-venv
-  # patched QEMU 7.2 from Debian's source (harness/build/qemu.py BUILD_DEPENDS)
+  # patched QEMU 7.2 from Debian's source (harness/artifacts/qemu.py BUILD_DEPENDS)
   dpkg-dev meson ninja-build pkg-config libglib2.0-dev libpixman-1-dev libslirp-dev
   zlib1g-dev libfdt-dev flex bison
   # out-of-tree virtio_balloon.ko for the guest's cloud kernel

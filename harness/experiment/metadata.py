@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.build import Artifacts
-from harness.build.qemu import qemu_version
+from harness.artifacts import Artifacts
+from harness.artifacts.qemu import qemu_version
 from harness.experiment.scenario import Scenario
 from harness.probes.host import thp_settings
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.build import Artifacts
-from harness.build.initramfs import build_image
+from harness.artifacts import Artifacts
+from harness.artifacts.initramfs import build_image
 from harness.errors import ConfigError, HarnessError
 from harness.experiment.scenario import Arm, Scenario, Step
 from harness.probes.sampler import Reading, Sampler

@@ -40,7 +40,7 @@ def _boot_id() -> str:
 
 
 def _verdict_file() -> Path:
-    from harness.build.cache import cache_root
+    from harness.artifacts.cache import cache_root
     return cache_root() / "kvm-probe.json"
 
 

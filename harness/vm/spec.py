@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.build.qemu import stock_qemu
+from harness.artifacts.qemu import stock_qemu
 from harness.errors import ConfigError
 
 # Debian's firmware folders: QEMU built from Debian's source carries no blobs.
@@ -70,5 +70,5 @@ class MachineSpec:
 
     @classmethod
     def for_image(cls, image, **overrides) -> "MachineSpec":
-        """A spec booting a :class:`harness.build.initramfs.GuestImage`."""
+        """A spec booting a :class:`harness.artifacts.initramfs.GuestImage`."""
         return cls(kernel=image.vmlinuz, initrd=image.initrd, host_key=image.host_key, **overrides)

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Iterable
 
-from harness.build.steps import capture, run_step
+from harness.artifacts.steps import capture, run_step
 from harness.errors import BuildError, MissingDependency
 
 # Host tools the build needs, and the Debian package that provides each.

@@ -13,8 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.build import cache, debian
-from harness.build.steps import run_step, say
+from harness.artifacts import cache, debian
+from harness.artifacts.steps import run_step, say
 
 META_PACKAGE = "linux-image-cloud-amd64"
 

@@ -18,9 +18,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.build import cache, cpio, debian
-from harness.build.kernel import GuestKernel
-from harness.build.steps import run_step, say
+from harness.artifacts import cache, cpio, debian
+from harness.artifacts.kernel import GuestKernel
+from harness.artifacts.steps import run_step, say
 from harness.errors import BuildError
 
 REPO = Path(__file__).resolve().parents[2]

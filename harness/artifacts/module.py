@@ -15,10 +15,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from harness.build import cache, debian
-from harness.build.kernel import GuestKernel
-from harness.build.patches import GUEST_PATCHES, Series
-from harness.build.steps import run_step, say
+from harness.artifacts import cache, debian
+from harness.artifacts.kernel import GuestKernel
+from harness.artifacts.patches import GUEST_PATCHES, Series
+from harness.artifacts.steps import run_step, say
 from harness.errors import BuildError, MissingDependency
 
 SOURCE_PACKAGE = "linux-source-6.1"

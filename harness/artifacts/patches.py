@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.build.cache import file_sha256
-from harness.build.steps import run_step
+from harness.artifacts.cache import file_sha256
+from harness.artifacts.steps import run_step
 from harness.errors import BuildError
 
 REPO = Path(__file__).resolve().parents[2]

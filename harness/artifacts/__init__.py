@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.build import cache
-from harness.build.initramfs import GuestImage, build_image, build_stock_image
-from harness.build.kernel import GuestKernel, build_guest_kernel
-from harness.build.module import build_patched_module
-from harness.build.qemu import build_patched_qemu, qemu_version, stock_qemu
-from harness.build.steps import say
+from harness.artifacts import cache
+from harness.artifacts.initramfs import GuestImage, build_image, build_stock_image
+from harness.artifacts.kernel import GuestKernel, build_guest_kernel
+from harness.artifacts.module import build_patched_module
+from harness.artifacts.qemu import build_patched_qemu, qemu_version, stock_qemu
+from harness.artifacts.steps import say
 
 
 @dataclass

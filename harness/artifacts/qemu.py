@@ -14,9 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.build import cache, debian
-from harness.build.patches import QEMU_PATCHES, Series
-from harness.build.steps import capture, run_step, say
+from harness.artifacts import cache, debian
+from harness.artifacts.patches import QEMU_PATCHES, Series
+from harness.artifacts.steps import capture, run_step, say
 from harness.errors import MissingDependency
 
 STOCK_QEMU = Path("/usr/bin/qemu-system-x86_64")
@@ -130,5 +130,5 @@ def build_patched_qemu() -> tuple[Path, dict]:
     return binary, inputs
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m harness.build.qemu
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m harness.artifacts.qemu
     print(build_patched_qemu()[0], file=sys.stdout)
