@@ -6,11 +6,13 @@ Expected failures print one line (``balloon-harness: error: ...``), not a traceb
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from harness import cli_analysis
 from harness.errors import HarnessError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,55 +36,70 @@ def _default_out(name: str, resume: bool) -> Path:
     return RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _jobs(value: str, vcpus: int) -> int:
+    """``--jobs N`` or ``auto`` (host cores / guest vCPUs, at least 1)."""
+    if value == "auto":
+        return max(1, (os.cpu_count() or 1) // max(1, vcpus))
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise HarnessError(f"--jobs {value!r}: a whole number or 'auto'") from None
+    if jobs < 1:
+        raise HarnessError("--jobs must be at least 1")
+    return jobs
+
+
+def _repetitions(args: argparse.Namespace, out: Path) -> int | None:
+    """--reps, else (with --resume) the count the folder was started with, else the scenario's."""
+    if args.reps is not None:
+        return int(args.reps)
+    if args.resume and (out / "metadata.json").exists():
+        import json
+        return json.loads((out / "metadata.json").read_text()).get("repetitions")
+    return None
+
+
 def _run(scenario_path: Path, args: argparse.Namespace) -> int:
     from harness.artifacts import build_all
     from harness.experiment import metadata
-    from harness.experiment.runner import run_scenario
-    from harness.experiment.scenario import load_scenario
+    from harness.experiment.runner import Shard, plan, run_scenario
+    from harness.experiment.scenario import load_scenario, with_repetitions
     from harness.results import ResultsStore
 
     scenario = load_scenario(scenario_path)  # refused here, before anything builds or boots
+    shard = Shard.parse(args.shard) if args.shard else None
+    jobs = _jobs(args.jobs, scenario.vm.vcpus)
     out = Path(args.out) if args.out else _default_out(scenario.name, args.resume)
+    reps = _repetitions(args, out)
+    if reps is not None:
+        scenario = with_repetitions(scenario, reps)
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise HarnessError(f"{out} already holds results: pass --resume to complete it, or another --out")
+    if shard and not plan(scenario, shard):
+        raise HarnessError(f"--shard {shard}: this share of the {len(plan(scenario))} planned runs is empty")
     artifacts = build_all()
     store = ResultsStore(out)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(scenario.path, out / "scenario.toml")
-    meta = metadata.collect(scenario, artifacts)
+    meta = {**metadata.collect(scenario, artifacts), "repetitions": scenario.repetitions,
+            "shard": str(shard) if shard else None, "jobs": jobs}
     store.write_metadata(meta)  # before the first run: a crash still leaves it
-    print(f"results: {out}", file=sys.stderr)
+    shutil.copy(scenario.path, out / "scenario.toml")
+    print(f"results: {out} ({len(plan(scenario, shard))} run(s), {scenario.repetitions} rep(s)"
+          f"{', shard ' + str(shard) if shard else ''}, --jobs {jobs})", file=sys.stderr)
     try:
-        failed = run_scenario(scenario, artifacts, store, jobs=args.jobs, resume=args.resume)
+        failed = run_scenario(scenario, artifacts, store, jobs=jobs, resume=args.resume, shard=shard)
     finally:
-        store.write_metadata({**meta, "accelerator": metadata.accelerators(out)})
+        store.write_metadata(metadata.finished(meta, out))
     _report(out)
     if failed:
         print(f"balloon-harness: {len(failed)} run(s) failed: {', '.join(failed)} "
               f"(see {out}/runs/<run>/error.txt)", file=sys.stderr)
-        return 1
-    return 0
+    rc = 1 if failed else 0
+    return cli_analysis.after_run(args, out, rc)
 
 
 def _report(out: Path) -> None:
-    from harness.experiment.scenario import load_scenario
-    from harness.report import format_table, plot_all, step_table
-    from harness.results import load_results
-
-    res = load_results(out)
-    reference, arms = {}, []
-    if (out / "scenario.toml").exists():
-        scenario = load_scenario(out / "scenario.toml")
-        reference, arms = scenario.reference, [a.name for a in scenario.arms]
-    print(format_table(step_table(res.summary, reference, arms)))
-    print("\nAHP = AnonHugePages. RFC columns: the RFC's own figures (host /proc/meminfo).")
-    print("THP lost / ballooned MiB (QEMU process): 1.00 = only the ballooned memory lost its huge pages;\n"
-          "above 1, discards split huge pages the guest still uses; below 1, part of the ballooned\n"
-          "memory was never backed by the host. reached = no: the guest stopped short (see actual MiB).")
-    accel = sorted(set(res.summary["accel"].dropna())) if not res.summary.empty else []
-    print(f"accelerator: {', '.join(accel) or '-'}; runs: {len(res.runs)}; results: {out}")
-    for p in plot_all(res.samples, res.summary, out / "plots"):
-        print(f"plot: {p}")
+    from harness.report import print_report
+    print_report(out)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -108,8 +125,13 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="results folder (default: results/<scenario>-<timestamp>)")
-    p.add_argument("--jobs", type=int, default=1, help="guests at once (default 1: isolated runs)")
+    p.add_argument("--jobs", default="1",
+                   help="guests at once: N or 'auto' (cores / vCPUs); default 1: isolated runs")
+    p.add_argument("--reps", type=int, help="repetitions of every arm (overrides the scenario's)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="run only the K-th of N deterministic shares of the plan (merge them with `merge`)")
     p.add_argument("--resume", action="store_true", help="skip runs already complete in --out")
+    cli_analysis.add_run_options(p)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -130,14 +152,31 @@ def make_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check this host: KVM, THP, memory, cache, disk")
     d.add_argument("--scenario", help="check memory against this scenario (default: rfc-v1)")
     d.set_defaults(func=_cmd_doctor)
+    cli_analysis.register(sub)
     return p
+
+
+def install_process_handlers() -> None:
+    """Process-wide hooks, owned by the program rather than the library: SIGTERM unwinds
+    like Ctrl-C (every ``with Guest``/``Machine`` block stops its QEMU), and an atexit hook
+    stops any machine still live. Only in the main thread (signal's own rule)."""
+    import atexit
+    import signal
+    import threading
+
+    from harness.vm.machine import stop_all_live
+
+    atexit.register(stop_all_live)
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        def _sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+            raise SystemExit(128 + signum)
+        signal.signal(signal.SIGTERM, _sigterm)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    if getattr(args, "jobs", 1) < 1:
-        print("balloon-harness: error: --jobs must be at least 1", file=sys.stderr)
-        return 2
+    install_process_handlers()
     try:
         return args.func(args)
     except HarnessError as e:

@@ -18,7 +18,7 @@ from harness.artifacts.debian import TOOL_PACKAGES, which
 from harness.artifacts.qemu import stock_qemu
 from harness.errors import HarnessError
 from harness.probes.host import meminfo, thp_settings
-from harness.vm.spec import DEBIAN_FIRMWARE_DIRS
+from harness.arch import DEBIAN_FIRMWARE_DIRS
 
 MIN_FREE_DISK_GIB = 8          # QEMU source + build tree + kernel packages
 MEMORY_MARGIN_MIB = 1024       # host headroom beside the guest(s)

@@ -50,6 +50,34 @@ class BootTimeout(VMError):
     """The guest never answered SSH within the deadline."""
 
 
+class SSHError(HarnessError):
+    """The guest's sshd could not be reached, or answered with the wrong host key."""
+
+
+class SSHTimeout(SSHError):
+    """sshd did not answer before the deadline (the guest may still be booting or hung)."""
+
+
+class QMPError(HarnessError):
+    """A QMP command failed: an error reply, a timeout, or a connection that went away."""
+
+    def __init__(self, message: str, command: str = ""):
+        self.command = command
+        super().__init__(message)
+
+
+class WorkloadDied(HarnessError):
+    """A background workload the harness started in the guest is no longer running."""
+
+
+class GuestStateError(HarnessError):
+    """The guest's memory is not in the state a step declares (e.g. the workload's memory is gone)."""
+
+
+class ResultsWriteError(HarnessError):
+    """Results could not be written (full disk, permissions): the scenario stops, nothing half-written."""
+
+
 class GuestCommandError(HarnessError):
     """A command run in the guest failed or timed out; names the command."""
 

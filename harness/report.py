@@ -1,93 +1,192 @@
-"""Tables and plots from a results folder.
+"""Tables and plots from a results folder: numbers people can act on.
 
-The table puts this host's numbers beside the RFC's (from the scenario's
-``[reference]`` tables). ``thp_lost_per_ballooned_mib`` is the figure of merit:
-1.0 is what it costs when only the ballooned memory loses its huge pages; the RFC's
-problem is values far above it, because 4 KiB discards split huge pages around
-pages the guest still uses. Values below 1.0 happen when part of the ballooned
-guest memory was never backed by the host, so there was nothing to lose.
+The terminal table shows, per arm and balloon/measure step, the median and spread of the
+headline figures over the repetitions, ``n`` and "reached k/n". The memory actually
+returned (``rss_freed_kib``, ``shrink_fraction``) and "reached k/n" always stand beside
+the THP ratio (``thp_lost_per_ballooned_mib``), because the ratio alone rewards an arm
+for stopping short: a balloon that takes little memory loses few huge pages. Such a
+ratio is flagged ``!`` ("earned by stopping short") when the median shrink_fraction is
+below :data:`SHORT_SHRINK` or not every run reached its target.
+
+Explanations come from :mod:`harness.metrics` (one definition of every figure). The
+RFC's own figures are shown only for scenarios with ``[reference]`` tables. Plots show
+every run (box plots with each run as a point), never one bar per arm.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
+import numpy as np
 import pandas as pd
 
-TABLE_COLUMNS = [
-    ("arm", "arm"),
-    ("step", "step"),
-    ("reached", "reached"),
+from harness.metrics import METRICS, REACHED_TOLERANCE_NOTE
+from harness.results import load_results
+from harness.statistics import ordered, reached_as_float, scenario_info, summary_stats, write_summary_stats
+
+SHORT_SHRINK = 0.9       # below this median shrink_fraction, a good THP ratio was earned by stopping short
+SHORT_FLAG = "!"
+REPORT_KINDS = ("balloon", "measure")
+# (column, header): the headline figures of the table, in the order shown.
+HEADLINE_COLUMNS = [
     ("actual_mib", "actual MiB"),
-    ("host_ahp_before_kib", "host AHP before kB"),
-    ("host_ahp_after_kib", "host AHP after kB"),
-    ("rfc_host_ahp_before_kib", "RFC before kB"),
-    ("rfc_host_ahp_after_kib", "RFC after kB"),
-    ("qemu_ahp_before_kib", "QEMU AHP before kB"),
-    ("qemu_ahp_after_kib", "QEMU AHP after kB"),
+    ("shrink_fraction", "shrink"),
     ("rss_freed_kib", "RSS freed kB"),
-    ("thp_lost_per_ballooned_mib", "THP lost / ballooned MiB"),
+    ("thp_lost_per_ballooned_mib", "THP lost/MiB"),
+    ("host_ahp_after_kib", "host AHP after kB"),
     ("settle_seconds", "settle s"),
     ("thp_split_pmd_delta", "split_pmd"),
 ]
+REFERENCE_COLUMNS = [("host_ahp_before_kib", "host AHP before kB")]
+RATIO = "thp_lost_per_ballooned_mib"
 
 
-def step_table(summary: pd.DataFrame, reference: dict[str, dict[str, float]] | None = None,
-               arm_order: list[str] | None = None,
-               kinds: tuple[str, ...] = ("balloon", "measure")) -> pd.DataFrame:
-    """One row per arm and step (mean over repetitions), with the RFC's figures beside.
+def fmt_number(metric: str, v: float) -> str:
+    """One figure as the table prints it (by the metric's unit)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    unit = METRICS[metric].unit if metric in METRICS else ""
+    if unit in ("ratio", "bool"):
+        return f"{v:.2f}"
+    if unit in ("s", "MiB"):
+        return f"{v:.1f}"
+    return f"{v:.0f}"
 
-    Arms appear in ``arm_order`` (the scenario's order), steps in run order.
+
+def fmt_spread(metric: str, n: int, median: float, q1: float, q3: float, lo: float, hi: float) -> str:
+    """``median`` alone (n=1), ``median (min..max)`` for n <= 4, ``median [q1..q3]`` for n >= 5.
+
+    Quartiles of 2 to 4 values are interpolations between them; the range says more then.
     """
-    if summary.empty:
-        return pd.DataFrame(columns=[c for c, _ in TABLE_COLUMNS])
-    s = summary[summary["kind"].isin(kinds)].copy()
-    s["reached"] = s["reached"].astype("float")
-    numeric = [c for c, _ in TABLE_COLUMNS if c in s.columns and c not in ("arm", "step")]
-    order = {name: i for i, name in enumerate(dict.fromkeys([*(arm_order or []), *s["arm"]]))}
-    step_order = {name: i for i, name in enumerate(dict.fromkeys(s["step"]))}
-    table = s.groupby(["arm", "step"], sort=False)[numeric].mean().reset_index()
-    table["reps"] = s.groupby(["arm", "step"], sort=False).size().values
-    table = table.sort_values(by=["arm", "step"], key=lambda col: col.map(order if col.name == "arm" else step_order))
+    if not n:
+        return "-"
+    f = lambda v: fmt_number(metric, v)  # noqa: E731
+    if n == 1 or lo == hi:
+        return f(median)
+    if n <= 4:
+        return f"{f(median)} ({f(lo)}..{f(hi)})"
+    return f"{f(median)} [{f(q1)}..{f(q3)}]"
+
+
+@dataclass
+class HeadlineTable:
+    """The report's table as cells, for the terminal and for Markdown alike."""
+
+    header: list[str]
+    rows: list[list[str]]
+    columns: list[str]                              # the metric behind each figure column
+    flagged: list[tuple[str, str]] = field(default_factory=list)   # (arm, step) with a stop-short ratio
+    reference: bool = False
+
+
+def stopped_short(stats: pd.DataFrame) -> bool:
+    """True when the arm/step's ratio was earned by not returning the memory asked for."""
+    if stats.empty:
+        return False
+    first = stats.iloc[0]
+    k, n = int(first["reached_k"]), int(first["reached_n"])
+    shrink = stats[stats["metric"] == "shrink_fraction"]["median"]
+    return (n > 0 and k < n) or (not shrink.empty and not math.isnan(shrink.iloc[0])
+                                 and shrink.iloc[0] < SHORT_SHRINK)
+
+
+def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
+                   step_order: Optional[list[str]] = None,
+                   reference: Optional[dict[str, dict[str, float]]] = None,
+                   kinds: tuple[str, ...] = REPORT_KINDS) -> HeadlineTable:
+    """Per arm and step: n, reached k/n and each headline figure's median and spread.
+
+    RFC columns (the scenario's ``[reference]`` figures, on each arm's last step) only
+    when ``reference`` is not empty.
+    """
     reference = reference or {}
-    # The reference figures belong to each arm's last step in the table (its final measurement).
-    last_step = s.groupby("arm", sort=False)["step"].last().to_dict()
-    for col in ("host_ahp_before_kib", "host_ahp_after_kib"):
-        table[f"rfc_{col}"] = [reference.get(arm, {}).get(col, math.nan) if step == last_step[arm] else math.nan
-                               for arm, step in zip(table["arm"], table["step"])]
-    return table.reset_index(drop=True)
+    columns = list(HEADLINE_COLUMNS)
+    if reference:
+        columns = columns[:4] + REFERENCE_COLUMNS + columns[4:5] + [
+            ("rfc_host_ahp_before_kib", "RFC before kB"), ("rfc_host_ahp_after_kib", "RFC after kB")] + columns[5:]
+    header = ["arm", "step", "n", "reached"] + [h for _, h in columns]
+    table = HeadlineTable(header, [], [c for c, _ in columns], reference=bool(reference))
+    if summary is None or summary.empty:
+        return table
+    s = summary[summary["kind"].isin(kinds)] if "kind" in summary.columns else summary
+    if s.empty:
+        return table
+    metrics = [c for c, _ in columns if c in METRICS and c in s.columns] + (
+        ["shrink_fraction"] if "shrink_fraction" in s.columns else [])
+    stats = summary_stats(s, arm_order, step_order, metrics=list(dict.fromkeys(metrics)))
+    arms, steps = ordered(s, arm_order, step_order)
+    last_step = {a: [st for st in steps if ((s["arm"] == a) & (s["step"] == st)).any()][-1] for a in arms}
+    for arm in arms:
+        for step in steps:
+            rows = s[(s["arm"] == arm) & (s["step"] == step)]
+            if rows.empty:
+                continue
+            st = stats[(stats["arm"] == arm) & (stats["step"] == step)]
+            reached = reached_as_float(rows["reached"]).dropna() if "reached" in rows.columns else pd.Series([])
+            short = stopped_short(st) if not st.empty else bool(len(reached) and reached.sum() < len(reached))
+            if short:
+                table.flagged.append((arm, step))
+            cells = [arm, step, str(len(rows)),
+                     f"{int(reached.sum())}/{len(reached)}" if len(reached) else "-"]
+            for col, _ in columns:
+                if col.startswith("rfc_"):
+                    v = reference.get(arm, {}).get(col[4:], math.nan) if step == last_step[arm] else math.nan
+                    cells.append(fmt_number(col[4:], v))
+                    continue
+                m = st[st["metric"] == col]
+                if m.empty:
+                    cells.append("-")
+                    continue
+                r = m.iloc[0]
+                cell = fmt_spread(col, int(r["n"]), r["median"], r["q1"], r["q3"], r["min"], r["max"])
+                if col == RATIO and short and cell != "-":
+                    cell += SHORT_FLAG
+                cells.append(cell)
+            table.rows.append(cells)
+    return table
 
 
-def format_table(table: pd.DataFrame) -> str:
-    """A plain-text table for the terminal."""
-    cols = [(c, h) for c, h in TABLE_COLUMNS if c in table.columns]
-    if "reps" in table.columns:
-        cols.append(("reps", "reps"))
-
-    def fmt(col: str, v) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "-"
-        if col == "reached":
-            return "yes" if v >= 1 else ("no" if v <= 0 else f"{v:.0%}")
-        if col in ("thp_lost_per_ballooned_mib",):
-            return f"{v:.2f}"
-        if col in ("settle_seconds", "actual_mib"):
-            return f"{v:.1f}"
-        if isinstance(v, float):
-            return f"{v:.0f}"
-        return str(v)
-
-    rows = [[h for _, h in cols]] + [[fmt(c, r[c]) for c, _ in cols] for _, r in table.iterrows()]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    lines = ["  ".join(cell.rjust(w) if i > 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+def format_table(table: HeadlineTable) -> str:
+    """A plain-text table for the terminal (arm and step left-aligned, figures right)."""
+    rows = [table.header, *table.rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(table.header))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def plot_all(samples: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Write the time-series and the bar chart PNGs; returns their paths."""
+def legend(table: HeadlineTable, width: int = 100) -> str:
+    """What the table's columns mean, from the metric definitions."""
+    out = ["n: runs of the arm with this step. reached k/n: runs whose balloon got "
+           f"{REACHED_TOLERANCE_NOTE}.",
+           "Figures: median over the runs; (a..b): min..max of 2-4 runs; [a..b]: IQR (q1..q3) of 5 or more."]
+    for col, head in zip(table.columns, table.header[4:]):
+        if col.startswith("rfc_"):
+            continue
+        m = METRICS[col]
+        out.append(f"{head}: {m.meaning}" + (f" [{m.unit}]" if m.unit else "")
+                   + (f"; {m.better} is better" if m.better else ""))
+    if table.reference:
+        out.append("RFC before/after kB: the RFC's own figures (host /proc/meminfo AnonHugePages), "
+                   "from the scenario's [reference] tables, beside each arm's last step.")
+    if table.flagged:
+        out.append(f"{SHORT_FLAG} ratio earned by stopping short: the arm returned less memory than asked "
+                   f"(median shrink < {SHORT_SHRINK:g} or not every run reached the target); do not rank "
+                   f"it on this ratio, read RSS freed and shrink. Flagged: "
+                   + ", ".join(f"{a} {s}" for a, s in table.flagged) + ".")
+    return "\n".join(textwrap.fill(line, width, subsequent_indent="    ") for line in out)
+
+
+# --- plots --------------------------------------------------------------------------------
+
+def plot_all(samples: pd.DataFrame, summary: pd.DataFrame, out_dir: Path,
+             arm_order: Optional[list[str]] = None, step_order: Optional[list[str]] = None) -> list[Path]:
+    """Write the time-series and the per-run summary PNGs; returns their paths."""
     import matplotlib
     matplotlib.use("Agg")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +194,7 @@ def plot_all(samples: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> lis
     if not samples.empty:
         paths.append(_plot_timeseries(samples, summary, out_dir / "host_memory_over_time.png"))
     if not summary.empty:
-        paths.append(_plot_bars(summary, out_dir / "summary_bars.png"))
+        paths.append(_plot_runs(summary, out_dir / "summary_bars.png", arm_order, step_order))
     return paths
 
 
@@ -136,26 +235,77 @@ def _plot_timeseries(samples: pd.DataFrame, summary: pd.DataFrame, path: Path) -
     return path
 
 
-def _plot_bars(summary: pd.DataFrame, path: Path) -> Path:
+# (column, title, scale): the per-run panels of the summary plot.
+RUN_PANELS = [
+    (RATIO, "host THP lost per ballooned MiB (1.0: only the ballooned memory)", 1.0),
+    ("shrink_fraction", "shrink_fraction (1.0: the whole requested change)", 1.0),
+    ("rss_freed_kib", "QEMU RSS freed (MiB)", 1 / 1024),
+    ("host_ahp_after_kib", "host AnonHugePages after (MiB)", 1 / 1024),
+]
+
+
+def _plot_runs(summary: pd.DataFrame, path: Path, arm_order: Optional[list[str]] = None,
+               step_order: Optional[list[str]] = None) -> Path:
+    """Every run as a point over a box plot per arm and balloon step; hollow: target not reached."""
     import matplotlib.pyplot as plt
-    s = summary[summary["kind"] == "balloon"]
+    s = summary[summary["kind"] == "balloon"] if "kind" in summary.columns else summary
     if s.empty:
         s = summary
-    g = s.groupby(["arm", "step"], sort=False).mean(numeric_only=True).reset_index()
-    labels = [f"{a}\n{st}" for a, st in zip(g["arm"], g["step"])]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    axes[0].bar(labels, g["thp_lost_per_ballooned_mib"], color="tab:blue")
-    axes[0].axhline(1.0, color="black", linestyle="--", linewidth=0.8)
-    axes[0].set_title("host THP lost per ballooned MiB (1.0: only the ballooned memory)")
-    x = range(len(g))
-    axes[1].bar([i - 0.2 for i in x], g["qemu_ahp_before_kib"] / 1024, width=0.4, label="before")
-    axes[1].bar([i + 0.2 for i in x], g["qemu_ahp_after_kib"] / 1024, width=0.4, label="after")
-    axes[1].set_xticks(list(x), labels)
-    axes[1].set_title("QEMU AnonHugePages (MiB)")
-    axes[1].legend()
-    for ax in axes:
+    arms, steps = ordered(s, arm_order, step_order)
+    groups = [(a, st) for a in arms for st in steps if ((s["arm"] == a) & (s["step"] == st)).any()]
+    labels = [f"{a}\n{st}" if len(steps) > 1 else a for a, st in groups]
+    panels = [p for p in RUN_PANELS if p[0] in s.columns]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    rng = np.random.default_rng(0)  # fixed jitter: the same plot for the same results
+    for ax, (col, title, scale) in zip(axes[0], panels):
+        data, xs = [], []
+        for i, (arm, step) in enumerate(groups):
+            rows = s[(s["arm"] == arm) & (s["step"] == step)]
+            vals = pd.to_numeric(rows[col], errors="coerce").astype(float) * scale
+            reached = reached_as_float(rows["reached"]) if "reached" in rows.columns else pd.Series(np.nan, rows.index)
+            ok = vals.notna()
+            data.append(vals[ok].to_numpy())
+            xs.append(i + 1)
+            jitter = rng.uniform(-0.12, 0.12, size=len(vals))
+            got = (reached != 0).to_numpy()
+            x = np.full(len(vals), i + 1.0) + jitter
+            ax.scatter(x[got], vals.to_numpy()[got], s=22, color="tab:blue", zorder=3,
+                       label="run" if i == 0 else None)
+            ax.scatter(x[~got], vals.to_numpy()[~got], s=26, facecolors="none", edgecolors="tab:red",
+                       zorder=3, label="run, target not reached" if i == 0 else None)
+        nonempty = [(x, d) for x, d in zip(xs, data) if len(d)]
+        if nonempty:
+            ax.boxplot([d for _, d in nonempty], positions=[x for x, _ in nonempty], widths=0.5,
+                       showfliers=False, medianprops={"color": "black"})
+        ax.set_xticks(range(1, len(groups) + 1), labels)
+        if col == RATIO:
+            ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
+        if col == "shrink_fraction":
+            ax.axhline(SHORT_SHRINK, color="tab:red", linestyle=":", linewidth=0.8)
+        ax.set_title(title, fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        axes[0, 0].legend(handles, names, fontsize=7, loc="best")
+    fig.suptitle("every run (points) over box plots (median, IQR, whiskers)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def print_report(out: Path) -> None:
+    """The table of a results folder on stdout, then summary_stats and plots written and listed."""
+    out = Path(out)
+    res = load_results(out)
+    info = scenario_info(out, res.metadata)
+    table = headline_table(res.summary, info.arms, info.steps, info.reference)
+    print(format_table(table) if table.rows else format_table(table) + "\n(no finished runs)")
+    print()
+    print(legend(table))
+    accel = sorted(set(res.summary["accel"].dropna())) if not res.summary.empty and "accel" in res.summary else []
+    print(f"accelerator: {', '.join(accel) or '-'}; runs: {len(res.runs)}; results: {out}")
+    for p in write_summary_stats(out, res.summary, info.arms, info.steps):
+        print(f"stats: {p}")
+    for p in plot_all(res.samples, res.summary, out / "plots", info.arms, info.steps):
+        print(f"plot: {p}")

@@ -8,27 +8,55 @@ So a crash or Ctrl-C keeps every finished run, and ``--resume`` knows what to sk
 from __future__ import annotations
 
 import json
+import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-SAMPLE_COLUMNS = ["run_id", "arm", "rep", "phase", "t", "source", "metric", "value"]
+from harness.errors import ResultsWriteError
+from harness.metrics import SAMPLE_COLUMNS, SUMMARY_COLUMNS  # noqa: F401 - re-exported
 
-# Stable, documented in README.md ("The summary columns").
-SUMMARY_COLUMNS = [
-    "run_id", "arm", "rep", "step", "kind", "target_mib", "start_mib", "actual_mib", "reached",
-    "outcome", "ballooned_mib",
-    "host_ahp_before_kib", "host_ahp_after_kib",
-    "qemu_ahp_before_kib", "qemu_ahp_after_kib", "qemu_rss_before_kib", "qemu_rss_after_kib",
-    "rss_freed_kib", "thp_lost_kib", "thp_lost_per_ballooned_mib", "settle_seconds", "step_seconds",
-    "thp_split_pmd_delta", "thp_split_page_delta", "thp_fault_alloc_delta", "thp_collapse_alloc_delta",
-    "guest_ahp_before_kib", "guest_ahp_after_kib",
-    "guest_free_order9_before", "guest_free_order9_after", "accel",
-]
 RUN_DONE = "run.json"
+
+
+@contextmanager
+def _atomic(path: Path):
+    """Yield a temporary sibling of ``path``; rename it into place only if the body succeeds.
+
+    A full disk or a crash mid-write leaves the old file (or none), never a truncated
+    Parquet that a reader would take for a good one. OSError becomes ResultsWriteError.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ResultsWriteError(f"cannot write {path}: {e.strerror or e} "
+                                f"(free some space or pass another --out; finished runs are kept)") from e
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass  # the tmp file could not be removed: it is hidden, and never read as a result
+
+
+def write_frame(frame: pd.DataFrame, path_stem: Path) -> None:
+    """``<stem>.parquet`` and ``<stem>.csv``, each written atomically."""
+    for suffix, write in ((".parquet", lambda p: frame.to_parquet(p, index=False)),
+                          (".csv", lambda p: frame.to_csv(p, index=False))):
+        with _atomic(path_stem.with_suffix(suffix)) as tmp:
+            write(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    with _atomic(path) as tmp:
+        tmp.write_text(text)
 
 
 @dataclass
@@ -54,9 +82,12 @@ class ResultsStore:
         return (self.run_dir(run_id) / RUN_DONE).exists()
 
     def write_metadata(self, metadata: dict[str, Any]) -> Path:
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ResultsWriteError(f"cannot create results folder {self.out}: {e.strerror or e}") from e
         path = self.out / "metadata.json"
-        path.write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
+        write_text(path, json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
         return path
 
     def write_run(self, run_id: str, samples: pd.DataFrame, summary: pd.DataFrame,
@@ -65,9 +96,8 @@ class ResultsStore:
         d = self.run_dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
         for name, frame in (("samples", samples), ("summary", summary)):
-            frame.to_parquet(d / f"{name}.parquet", index=False)
-            frame.to_csv(d / f"{name}.csv", index=False)
-        (d / RUN_DONE).write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+            write_frame(frame, d / name)
+        write_text(d / RUN_DONE, json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
         self.combine()
 
     def combine(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -76,8 +106,7 @@ class ResultsStore:
             samples, summary = _read_runs(self.runs_dir)
             self.out.mkdir(parents=True, exist_ok=True)
             for name, frame in (("samples", samples), ("summary", summary)):
-                frame.to_parquet(self.out / f"{name}.parquet", index=False)
-                frame.to_csv(self.out / f"{name}.csv", index=False)
+                write_frame(frame, self.out / name)
             return samples, summary
 
 

@@ -1,4 +1,10 @@
-"""Shared fixtures. Tests marked ``vm`` boot real QEMU guests from the cached build."""
+"""Shared fixtures and the markers' rule.
+
+``vm``: the test boots a real QEMU guest. ``build``: it needs the built artifacts
+(the cache; a cold build compiles QEMU). A test that asks for the build fixtures
+gets ``build`` even if its author forgot it, so ``-m "not vm and not build"``
+(``make test-fast``) never builds anything.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,15 @@ import os
 from pathlib import Path
 
 import pytest
+
+
+BUILD_FIXTURES = {"artifacts", "stock_image"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if BUILD_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("build"):
+            item.add_marker(pytest.mark.build)
 
 
 @pytest.fixture(scope="session")

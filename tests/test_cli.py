@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -11,8 +12,13 @@ from harness.cli import main
 def test_python_m_harness_and_help():
     out = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for command in ("build", "run", "reproduce", "report", "doctor"):
-        assert command in out.stdout
+    # The subcommands as argparse lists them ({build,run,...}), not words of the description.
+    listed = set(re.search(r"\{([a-z,-]+)\}", out.stdout).group(1).split(","))
+    assert {"build", "run", "reproduce", "report", "doctor"} <= listed
+    for command in sorted(listed):
+        sub = subprocess.run([sys.executable, "-m", "harness", command, "--help"], capture_output=True,
+                             text=True)
+        assert sub.returncode == 0 and sub.stdout.startswith(f"usage: balloon-harness {command}"), command
 
 
 def test_report_of_a_non_results_folder_is_one_line(tmp_path, capsys):

@@ -94,8 +94,9 @@ def test_command_line_is_loopback_only_and_names_every_device(tmp_path):
     spec = _spec(tmp_path, balloon=BalloonDevice(properties=(("thp-order", "on"),)))
     m = Machine(spec, run_dir=tmp_path / "run")
     m.run_dir = tmp_path / "run"
-    cmd = " ".join(m.command_line("tcg", 2222, 7, "ecdsa:AAAA"))
+    cmd = " ".join(m.command_line("tcg", 2222, 7))
     assert "restrict=on" in cmd and "hostfwd=tcp:127.0.0.1:2222-:22" in cmd
+    assert "bh.authkey" not in cmd, "SSH keys are the Guest's business, not the Machine's"
     assert "-nodefaults" in cmd and "romfile=" in cmd and "panic=-1" in cmd and "-no-reboot" in cmd
     assert "virtio-balloon-pci,id=balloon0,thp-order=on" in cmd
 

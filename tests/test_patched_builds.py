@@ -14,7 +14,8 @@ from harness.artifacts.module import DRIVER, fetch_driver_source, source_version
 from harness.artifacts.patches import GUEST_PATCHES, QEMU_PATCHES, Series
 from harness.artifacts.qemu import fetch_source, has_property, source_version as qemu_source_version
 from harness.artifacts.qemu import _source_tree
-from harness.vm import BalloonDevice, Machine, MachineSpec
+from harness.guest import Guest
+from harness.vm import BalloonDevice, MachineSpec
 
 GUEST_MIB = 1024
 BALLOON_DEVICE_ID = "0x0005"
@@ -71,7 +72,7 @@ def test_patched_qemu_has_thp_order_and_stock_does_not(artifacts):
     assert not has_property(artifacts.qemus["stock"], "virtio-balloon-pci", "thp-order")
 
 
-def _balloon_features(machine: Machine) -> str:
+def _balloon_features(machine: Guest) -> str:
     """The negotiated feature string (one char per bit) of the guest's balloon device."""
     out = machine.ssh.run(
         "for d in /sys/bus/virtio/devices/*; do echo $(cat $d/device) $(cat $d/features); done").stdout
@@ -93,7 +94,7 @@ def _patched_spec(artifacts, thp: str, **kw) -> MachineSpec:
 @pytest.mark.parametrize("thp", ["on", "off"])
 def test_feature_bit_negotiated_only_with_thp_order_on(artifacts, thp):
     bit = feature_bit(GUEST_PATCHES)
-    with Machine(_patched_spec(artifacts, thp)) as m:
+    with Guest(_patched_spec(artifacts, thp)) as m:
         features = _balloon_features(m)
         assert features[bit] == ("1" if thp == "on" else "0"), features
         assert features[5] == "1", "free page reporting must stay negotiated beside it"
@@ -102,7 +103,7 @@ def test_feature_bit_negotiated_only_with_thp_order_on(artifacts, thp):
 
 @pytest.mark.vm
 def test_thp_order_balloon_moves_in_bytes_on_both_sides(artifacts):
-    with Machine(_patched_spec(artifacts, "on")) as m:
+    with Guest(_patched_spec(artifacts, "on")) as m:
         total_before = m.ssh.meminfo()["MemTotal"]
         result = m.balloon.move(600, settle=10, timeout=300)
         assert result.reached, result
@@ -118,8 +119,13 @@ def test_thp_order_balloon_moves_in_bytes_on_both_sides(artifacts):
 
 def test_kvm_probe_of_patched_qemu_judges_kvm_not_firmware(artifacts):
     """The patched QEMU has no BIOS of its own: the probe must pass -L like a real run,
-    or every KVM host would be told 'not usable' for a firmware reason."""
-    from harness.vm.accel import kvm_verdict
-    from harness.vm.spec import DEBIAN_FIRMWARE_DIRS
-    verdict = kvm_verdict(artifacts.qemus["patched"], artifacts.kernel.vmlinuz, DEBIAN_FIRMWARE_DIRS)
-    assert "bios" not in verdict.reason.lower() and "romfile" not in verdict.reason.lower(), verdict
+    or every KVM host would be told 'not usable' for a firmware reason. The same probe
+    boot under TCG must run the kernel to its panic, which proves the firmware was found
+    whatever this host's KVM does."""
+    from harness.arch import DEBIAN_FIRMWARE_DIRS
+    from harness.vm.accel import probe_kvm
+    verdict = probe_kvm(artifacts.qemus["patched"], artifacts.kernel.vmlinuz, DEBIAN_FIRMWARE_DIRS,
+                        timeout=60, accel="tcg")
+    assert verdict.usable and "ran the kernel" in verdict.reason, verdict
+    without = probe_kvm(artifacts.qemus["patched"], artifacts.kernel.vmlinuz, (), timeout=60, accel="tcg")
+    assert not without.usable, "without -L the source-built QEMU finds no BIOS: the check above means something"

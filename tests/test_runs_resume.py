@@ -118,6 +118,6 @@ def test_arm_with_own_qemu_binary_and_kernel_paths(tmp_path, artifacts):
     arm = scenario.arms[0]
     spec = machine_spec_for(scenario, PlannedRun(arm, 1, "stock-r1"), artifacts)
     assert spec.qemu == artifacts.qemus["stock"] and spec.kernel == artifacts.kernel.vmlinuz
-    from harness.vm import Machine
-    with Machine(spec) as m:
+    from harness.guest import Guest
+    with Guest(spec) as m:
         assert m.ssh.run("uname -r").stdout.strip() == artifacts.kernel.release

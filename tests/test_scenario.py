@@ -58,6 +58,24 @@ def _write(tmp_path: Path, text: str) -> Path:
     (('module = "stock"', 'module = "nonexistent.ko"'), "arms[0].module", "existing path"),
     (('name = "t"', 'name = "t"\nrepetitions = 0'), "repetitions", "at least 1"),
     (('name = "t"', 'name = "t"\ncolour = "red"'), "colour", "unknown key"),
+    (('kind = "balloon"\ntarget_mib = 624', 'kind = "run"\ncommand = ""'), "steps[0].command", "must not be empty"),
+    (('kind = "balloon"\ntarget_mib = 624', 'kind = "run"\ncommand = "   "'), "steps[0].command", "must not be empty"),
+    (('kind = "balloon"\ntarget_mib = 624', 'kind = "run"'), "steps[0].command", "required key is missing"),
+    (('kind = "balloon"\ntarget_mib = 624', 'kind = "background"\ncommand = "x"\nready = "(["'),
+     "steps[0].ready", "regular expression"),
+    (('kind = "balloon"\ntarget_mib = 624', 'kind = "background"\ncommand = "x"\nholds_mib = 2048'),
+     "steps[0].holds_mib", "cannot fit"),
+    (('kind = "balloon"\ntarget_mib = 624', 'kind = "sleep"\nseconds = nan'), "steps[0].seconds", "finite"),
+    (('target_mib = 624', 'target_mib = 624\nlabel = ""'), "steps[0].label", "non-empty"),
+    (('name = "stock"', 'name = "a b"'), "arms[0].name", "letters, digits"),
+    (('name = "stock"', 'name = ""'), "arms[0].name", "must not be empty"),
+    (('module = "stock"', 'module = "stock"\ndevice = { thp-order = "" }'), "arms[0].device.thp-order", "non-empty"),
+    (('module = "stock"', 'module = "stock"\ndevice = { thp-order = "on,x=1" }'), "arms[0].device.thp-order",
+     "without ','"),
+    (('qemu = "stock"', 'qemu = ""'), "arms[0].qemu", "must not be empty"),
+    (('[vm]\n', '[guest]\nfiles = { "/usr/bin/x" = "/no/such/file" }\n[vm]\n'), "guest.files", "does not exist"),
+    (('[vm]\n', '[guest]\nfiles = { "relative/x" = "/bin/sh" }\n[vm]\n'), "guest.files", "absolute"),
+    (('[vm]\n', '[guest]\nfiels = {}\n[vm]\n'), "guest.fiels", "unknown key"),
 ])
 def test_bad_scenarios_are_refused_with_file_key_reason(tmp_path, mutation, key, reason):
     path = _write(tmp_path, MINIMAL.replace(*mutation, 1))
@@ -81,3 +99,32 @@ def test_cli_refuses_bad_scenario_before_booting(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "steps[0].target_mib" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_repeated_step_labels_are_refused(tmp_path):
+    text = MINIMAL.replace("target_mib = 624", 'target_mib = 624\nlabel = "b"').replace(
+        "[[arms]]", '[[steps]]\nkind = "balloon"\ntarget_mib = 600\nlabel = "b"\n[[arms]]')
+    with pytest.raises(ConfigError, match="step labels must be unique"):
+        load_scenario(_write(tmp_path, text))
+
+
+def test_guest_files_resolve_relative_to_the_scenario(tmp_path):
+    (tmp_path / "tool").write_text("#!/bin/sh\necho hi\n")
+    path = _write(tmp_path, MINIMAL.replace("[vm]\n", '[guest]\nfiles = { "/usr/bin/tool" = "tool" }\n[vm]\n'))
+    s = load_scenario(path)
+    assert s.guest.files == (("/usr/bin/tool", tmp_path / "tool"),)
+
+
+def test_background_step_fields(tmp_path):
+    text = MINIMAL.replace('kind = "balloon"\ntarget_mib = 624',
+                           'kind = "background"\ncommand = "usemem -s -1 100m"\nready = "done"\nholds_mib = 90')
+    step = load_scenario(_write(tmp_path, text)).steps[0]
+    assert (step.kind, step.ready, step.holds_mib, step.label) == ("background", "done", 90, "1:background usemem")
+
+
+def test_reps_override(tmp_path):
+    from harness.experiment.scenario import with_repetitions
+    s = load_scenario(_write(tmp_path, MINIMAL))
+    assert with_repetitions(s, 5).repetitions == 5
+    with pytest.raises(ConfigError, match="at least one"):
+        with_repetitions(s, 0)

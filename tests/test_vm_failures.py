@@ -6,7 +6,8 @@ import pytest
 
 from conftest import pid_alive, qemu_pids
 from harness.errors import BootTimeout, GuestDied, QEMUStartError
-from harness.vm import Machine, MachineSpec
+from harness.guest import Guest
+from harness.vm import MachineSpec
 
 pytestmark = pytest.mark.vm
 
@@ -15,7 +16,7 @@ def test_bad_qemu_option_reports_stderr(stock_image):
     before = qemu_pids()
     spec = MachineSpec.for_image(stock_image, extra_args=("-no-such-option-xyz",))
     with pytest.raises(QEMUStartError) as info:
-        with Machine(spec):
+        with Guest(spec):
             pass
     assert "no-such-option-xyz" in str(info.value)
     assert "no-such-option-xyz" in info.value.stderr
@@ -26,7 +27,7 @@ def test_guest_never_answering_ssh_times_out_with_console(stock_image):
     # A shell as the initramfs init: the guest lives but never starts sshd.
     spec = MachineSpec.for_image(stock_image, append="rdinit=/bin/sh", boot_timeout=20)
     with pytest.raises(BootTimeout) as info:
-        with Machine(spec):
+        with Guest(spec):
             pass
     assert "built-in shell" in info.value.console_tail
     assert "guest console" in str(info.value)
@@ -36,7 +37,7 @@ def test_guest_that_dies_is_reported_with_console(stock_image):
     # init exits at once: the kernel panics, panic=-1 -no-reboot makes QEMU exit.
     spec = MachineSpec.for_image(stock_image, append="rdinit=/bin/false", boot_timeout=120)
     with pytest.raises(GuestDied) as info:
-        with Machine(spec):
+        with Guest(spec):
             pass
     assert "Kernel panic" in info.value.console_tail
 
@@ -44,7 +45,7 @@ def test_guest_that_dies_is_reported_with_console(stock_image):
 def test_exception_inside_with_leaves_nothing(stock_image):
     spec = MachineSpec.for_image(stock_image)
     with pytest.raises(RuntimeError, match="boom"):
-        with Machine(spec) as m:
+        with Guest(spec) as m:
             pid, run_dir = m.pid, m.run_dir
             assert pid_alive(pid) and run_dir.is_dir()
             assert m.ssh.run("echo alive").stdout.strip() == "alive"
@@ -54,12 +55,17 @@ def test_exception_inside_with_leaves_nothing(stock_image):
     assert not run_dir.exists()
 
 
+# A program embedding the library installs the process-wide hooks itself (the library
+# never does): SIGTERM then unwinds through `with Guest` like Ctrl-C.
 SIGNAL_SCRIPT = r"""
 import sys, time
 from harness.artifacts import build_all
-from harness.vm import Machine, MachineSpec
+from harness.cli import install_process_handlers
+from harness.guest import Guest
+from harness.vm import MachineSpec
+install_process_handlers()
 image = build_all().images["stock"]
-with Machine(MachineSpec.for_image(image)) as m:
+with Guest(MachineSpec.for_image(image)) as m:
     print(m.pid, m.run_dir, flush=True)
     time.sleep(600)
 """

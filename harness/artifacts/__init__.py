@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.artifacts import cache
-from harness.artifacts.initramfs import GuestImage, build_image, build_stock_image
+from harness.artifacts.initramfs import BALLOON_MODULE, GuestImage, build_image, build_stock_image
 from harness.artifacts.kernel import GuestKernel, build_guest_kernel
 from harness.artifacts.module import build_patched_module
 from harness.artifacts.qemu import build_patched_qemu, qemu_version, stock_qemu
@@ -28,6 +28,7 @@ class Artifacts:
     kernel: GuestKernel
     images: dict[str, GuestImage] = field(default_factory=dict)   # "stock", "patched"
     qemus: dict[str, Path] = field(default_factory=dict)          # "stock", "patched"
+    modules: dict[str, Path] = field(default_factory=dict)        # the balloon .ko of each image
     inputs: dict[str, Any] = field(default_factory=dict)          # what each artifact was made from
     manifest: Path | None = None
 
@@ -48,17 +49,24 @@ def write_manifest(arts: Artifacts, seconds: float) -> Path:
         "inputs": arts.inputs,
     }
     path = cache.cache_root() / "manifest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    cache.write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
 
 
 def build_all() -> Artifacts:
+    """Everything a run needs, from the cache or built; one process at a time per cache."""
+    with cache.build_lock():
+        return _build_all()
+
+
+def _build_all() -> Artifacts:
     start = time.monotonic()
     kernel = build_guest_kernel()
     arts = Artifacts(kernel=kernel)
     arts.images["stock"] = build_stock_image(kernel)
+    arts.modules["stock"] = kernel.module_path(BALLOON_MODULE)
     module, arts.inputs["patched_module"] = build_patched_module(kernel)
+    arts.modules["patched"] = module
     arts.images["patched"] = build_image(kernel, module, "patched")
     arts.qemus["stock"] = stock_qemu()
     arts.qemus["patched"], arts.inputs["patched_qemu"] = build_patched_qemu()

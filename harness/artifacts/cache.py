@@ -5,7 +5,9 @@ output (package versions, file hashes, flags). Same inputs, same folder: a secon
 build finds it complete and does nothing. A changed input makes a new key, so
 only what depends on it is rebuilt. Outputs are built in a temporary sibling and
 renamed into place, so an interrupted build never leaves a half-built artifact
-that looks finished.
+that looks finished. The completion mark lists every file with its size, mtime
+and hash: an entry damaged later (a truncated binary, a deleted file) is found
+at the next look-up, removed and rebuilt, not booted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,21 +63,97 @@ class Artifact:
 
 
 @contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
+def _locked(lock_path: Path, waiting: str | None = None) -> Iterator[None]:
+    """An exclusive flock on ``lock_path``; prints ``waiting`` once if another process holds it."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@contextmanager
+def build_lock(root: Path | None = None) -> Iterator[None]:
+    """One ``build`` at a time per cache: a second process waits (and says so), then finds
+    everything the first one built (apt and dpkg would also refuse to run twice)."""
+    root = root or cache_root()
+    with _locked(root / "build.lock", f"[build] another build holds {root / 'build.lock'}: waiting for it"):
+        yield
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _file_list(entry: Path) -> dict[str, list]:
+    """relative path -> [size, mtime_ns, sha256] of every regular file of an entry."""
+    files = {}
+    for p in sorted(entry.rglob("*")):
+        if p.is_file() and not p.is_symlink() and p.name != COMPLETE_MARK:
+            st = p.stat()
+            files[p.relative_to(entry).as_posix()] = [st.st_size, st.st_mtime_ns, file_sha256(p)]
+    return files
+
+
+def damage(entry: Path) -> str | None:
+    """Why a finished entry is no longer what was built (None: intact).
+
+    Cheap: sizes and mtimes are compared; a file is hashed only when its mtime moved.
+    Entries from before the file list was kept are trusted once and given one.
+    """
+    mark = entry / COMPLETE_MARK
+    try:
+        text = mark.read_text()
+    except OSError:
+        return "no completion mark"
+    if not text.strip():
+        mark.write_text(json.dumps(_file_list(entry)))
+        return None
+    try:
+        files = json.loads(text)
+    except ValueError:
+        return "unreadable completion mark"
+    for rel, (size, mtime_ns, sha) in files.items():
+        p = entry / rel
+        try:
+            st = p.stat()
+        except OSError:
+            return f"{rel} is missing"
+        if st.st_size != size:
+            return f"{rel} has {st.st_size} bytes, {size} were built"
+        if st.st_mtime_ns != mtime_ns and file_sha256(p) != sha:
+            return f"{rel} was modified after the build"
+    return None
+
+
+def _intact(kind: str, key: str, path: Path) -> bool:
+    if not (path / COMPLETE_MARK).exists():
+        return False
+    why = damage(path)
+    if why is None:
+        return True
+    print(f"[build] cache entry {kind}/{key} is damaged ({why}): removing it, it will be rebuilt",
+          file=sys.stderr, flush=True)
+    shutil.rmtree(path, ignore_errors=True)
+    return False
+
+
 def lookup(kind: str, inputs: dict[str, Any], root: Path | None = None) -> Artifact | None:
-    """The finished artifact for these inputs, or None."""
+    """The finished, intact artifact for these inputs, or None."""
     key = input_key(inputs)
     path = (root or cache_root()) / kind / key
-    if (path / COMPLETE_MARK).exists():
+    if _intact(kind, key, path):
         return Artifact(kind, key, path, inputs)
     return None
 
@@ -96,7 +175,7 @@ def ensure(kind: str, inputs: dict[str, Any], build: Callable[[Path, Path], None
     key = input_key(inputs)
     final = root / kind / key
     with _locked(root / kind / f"{key}.lock"):
-        if (final / COMPLETE_MARK).exists():
+        if _intact(kind, key, final):
             return Artifact(kind, key, final, inputs)
         tmp = root / kind / f".{key}.tmp-{os.getpid()}"
         if tmp.exists():
@@ -109,7 +188,7 @@ def ensure(kind: str, inputs: dict[str, Any], build: Callable[[Path, Path], None
             log.parent.mkdir(parents=True, exist_ok=True)
             build(tmp, log)
             (tmp / INPUTS_FILE).write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n")
-            (tmp / COMPLETE_MARK).write_text("")
+            (tmp / COMPLETE_MARK).write_text(json.dumps(_file_list(tmp)))
             tmp.rename(final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

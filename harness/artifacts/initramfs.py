@@ -17,6 +17,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from harness.artifacts import cache, cpio, debian
 from harness.artifacts.kernel import GuestKernel
@@ -151,24 +152,52 @@ def build_base(kernel: GuestKernel) -> cache.Artifact:
     return art
 
 
-def build_image(kernel: GuestKernel, balloon_ko: Path, label: str) -> GuestImage:
-    """Base initramfs + an overlay archive holding ``balloon_ko`` as virtio_balloon.ko."""
+def _file_entries(files: Sequence[tuple[str, Path]]) -> list[cpio.Entry]:
+    """Archive entries placing each host file at its guest path (parents created, mode kept)."""
+    entries: list[cpio.Entry] = []
+    seen: set[str] = set()
+    for guest_path, host_path in files:
+        rel = guest_path.lstrip("/")
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if d not in seen:
+                seen.add(d)
+                entries.append(cpio.dir_entry(d))
+        mode = stat.S_IMODE(host_path.stat().st_mode)
+        entries.append(cpio.Entry(rel, stat.S_IFREG | mode, host_path.read_bytes()))
+    return entries
+
+
+def build_image(kernel: GuestKernel, balloon_ko: Path, label: str,
+                files: Sequence[tuple[str, Path]] = ()) -> GuestImage:
+    """Base initramfs + an overlay archive holding ``balloon_ko`` as virtio_balloon.ko, and
+    the user's ``files`` (guest path, host path) on top, cached by their content."""
     base = build_base(kernel)
     ko_sha = cache.file_sha256(balloon_ko)
-    inputs = {"base": base.key, "module": ko_sha}
+    inputs: dict = {"base": base.key, "module": ko_sha}
+    if files:
+        inputs["files"] = [[g, cache.file_sha256(h), stat.S_IMODE(h.stat().st_mode)] for g, h in files]
 
     def build(out: Path, log: Path) -> None:
         # Compressed too: the kernel finds a compressed archive at any offset,
-        # an uncompressed one only at a 4-byte boundary.
+        # an uncompressed one only at a 4-byte boundary. Later archives overwrite
+        # earlier files of the same path, so the user's files win.
         overlay = out / "overlay.cpio.gz"
         cpio.write_archive(overlay, [
             cpio.dir_entry("lib"), cpio.dir_entry("lib/modules"),
             cpio.Entry(f"lib/modules/{BALLOON_MODULE}.ko", stat.S_IFREG | 0o644, balloon_ko.read_bytes()),
         ])
+        parts = [base.path / "base.cpio.gz", overlay]
+        if files:
+            user = out / "files.cpio.gz"
+            cpio.write_archive(user, _file_entries(files))
+            parts.append(user)
         with open(out / "initrd.img", "wb") as dst:
-            for part in (base.path / "base.cpio.gz", overlay):
+            for part in parts:
                 dst.write(part.read_bytes())
-        overlay.unlink()
+        for part in parts[1:]:
+            part.unlink()
 
     art = cache.ensure("initrd", inputs, build)
     host_key = (base.path / "host_key.pub").read_text().strip()

@@ -13,10 +13,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.arch import KERNEL_META_PACKAGE
 from harness.artifacts import cache, debian
 from harness.artifacts.steps import run_step, say
 
-META_PACKAGE = "linux-image-cloud-amd64"
+META_PACKAGE = KERNEL_META_PACKAGE
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.arch import QEMU_BINARY, QEMU_PACKAGE, QEMU_TARGET
 from harness.artifacts import cache, debian
 from harness.artifacts.patches import QEMU_PATCHES, Series
 from harness.artifacts.steps import capture, run_step, say
 from harness.errors import MissingDependency
 
-STOCK_QEMU = Path("/usr/bin/qemu-system-x86_64")
-STOCK_PACKAGE = "qemu-system-x86"
+STOCK_QEMU = Path("/usr/bin") / QEMU_BINARY
+STOCK_PACKAGE = QEMU_PACKAGE
 SOURCE_PACKAGE = "qemu"
 CONFIGURE_FLAGS = (
-    "--target-list=x86_64-softmmu", "--disable-docs", "--disable-werror",
+    f"--target-list={QEMU_TARGET}", "--disable-docs", "--disable-werror",
     "--enable-slirp", "--enable-fdt=system",
     "--disable-gtk", "--disable-sdl", "--disable-vnc",
     "--disable-tools", "--disable-guest-agent", "--disable-install-blobs",
@@ -36,7 +37,7 @@ BUILD_DEPENDS = ("meson", "ninja-build", "pkg-config", "libglib2.0-dev", "libpix
 
 def stock_qemu() -> Path:
     """Debian's ``qemu-system-x86`` binary."""
-    found = shutil.which("qemu-system-x86_64")
+    found = shutil.which(QEMU_BINARY)
     return Path(found) if found else STOCK_QEMU
 
 
@@ -105,7 +106,7 @@ def build_patched_qemu() -> tuple[Path, dict]:
     found = cache.lookup("qemu", inputs)
     if found:
         say(f"patched QEMU: cached ({found.path})")
-        return found.path / "qemu-system-x86_64", inputs
+        return found.path / QEMU_BINARY, inputs
     src = fetch_source(version)
 
     def build(out: Path, log: Path) -> None:
@@ -117,15 +118,15 @@ def build_patched_qemu() -> tuple[Path, dict]:
         series.apply(tree, log)
         builddir = work / "build"
         builddir.mkdir()
-        run_step("configure QEMU (x86_64-softmmu)", [tree / "configure", *CONFIGURE_FLAGS], log, cwd=builddir)
+        run_step(f"configure QEMU ({QEMU_TARGET})", [tree / "configure", *CONFIGURE_FLAGS], log, cwd=builddir)
         jobs = str(os.cpu_count() or 2)
-        run_step(f"build qemu-system-x86_64 (ninja -j{jobs}, about 5 min on 2 cores)",
-                 ["ninja", "-j", jobs, "qemu-system-x86_64"], log, cwd=builddir)
-        shutil.copy2(builddir / "qemu-system-x86_64", out / "qemu-system-x86_64")
+        run_step(f"build {QEMU_BINARY} (ninja -j{jobs}, about 5 min on 2 cores)",
+                 ["ninja", "-j", jobs, QEMU_BINARY], log, cwd=builddir)
+        shutil.copy2(builddir / QEMU_BINARY, out / QEMU_BINARY)
         shutil.rmtree(work)  # ~1 GB of objects; the binary is all a run needs
 
     art = cache.ensure("qemu", inputs, build)
-    binary = art.path / "qemu-system-x86_64"
+    binary = art.path / QEMU_BINARY
     say(f"patched QEMU: {'built' if art.fresh else 'cached'} ({binary})")
     return binary, inputs
 

@@ -67,10 +67,19 @@ def collect(scenario: Scenario, artifacts: Artifacts) -> dict[str, Any]:
     }
 
 
-def accelerators(out: Path) -> dict[str, str]:
-    """run id -> accelerator actually used (KVM or TCG), from the finished runs."""
+def run_records(out: Path) -> dict[str, dict[str, Any]]:
+    """run id -> the accelerator it used, its exact QEMU command line (``cmd.sh`` text, to
+    repeat it by hand) and how its QEMU ended, from the finished runs."""
     runs = {}
     for done in sorted(Path(out).glob("runs/*/run.json")):
         info = json.loads(done.read_text())
-        runs[info["run_id"]] = info.get("accel", "unknown")
+        runs[info["run_id"]] = {"accel": info.get("accel", "unknown"),
+                                "qemu_cmdline": info.get("qemu_cmdline"),
+                                "qemu_ending": info.get("qemu_ending")}
     return runs
+
+
+def finished(meta: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The metadata with what only the finished runs know."""
+    runs = run_records(out)
+    return {**meta, "runs": runs, "accelerator": {k: v["accel"] for k, v in runs.items()}}

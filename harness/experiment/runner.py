@@ -3,32 +3,47 @@
 Runs go one after another by default (isolation: one guest on the host at a time).
 ``jobs > 1`` runs several guests at once; per-process figures (the QEMU
 process's ``smaps_rollup``) stay correct then, host-wide ones mix the guests.
+
+A run that fails for any reason but Ctrl-C/SIGTERM is that run's failure, never
+the scenario's: its ``error.txt`` says why (with the guest's console tail when
+the guest died) and the next run starts. Only a results folder that cannot be
+written stops the scenario, since nothing after it could be kept either.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import re
+import shlex
 import shutil
 import sys
 import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import pandas as pd
 
+from harness import metrics
 from harness.artifacts import Artifacts
 from harness.artifacts.initramfs import build_image
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, GuestDied, GuestStateError, ResultsWriteError
 from harness.experiment.scenario import Arm, Scenario, Step
-from harness.probes.sampler import Reading, Sampler
-from harness.results import SAMPLE_COLUMNS, SUMMARY_COLUMNS, ResultsStore
-from harness.vm import BalloonDevice, Machine, MachineSpec
+from harness.experiment.workload import BackgroundWorkload
+from harness.guest import Guest
+from harness.probes.sampler import Sampler
+from harness.results import ResultsStore
+from harness.vm import BalloonDevice, MachineSpec
+from harness.vm.accel import decide_accelerators
 from harness.vm.machine import stop_all_live
+
+# Step commands may read which run they are in: `. /run/bh-run.env` sets BH_ARM, BH_REP, BH_RUN_ID.
+RUN_ENV = "/run/bh-run.env"
+# Kernel messages that make a run's figures suspect: the run fails and names them.
+CONSOLE_PROBLEMS = re.compile(r"(WARNING: |BUG: |Kernel panic|Oops: |general protection fault)")
 
 
 @dataclass(frozen=True)
@@ -38,10 +53,38 @@ class PlannedRun:
     run_id: str
 
 
-def plan(scenario: Scenario) -> list[PlannedRun]:
-    """Repetition-major order: a run killed midway still has every arm of the first reps."""
-    return [PlannedRun(arm, rep, f"{arm.name}-r{rep}")
+@dataclass(frozen=True)
+class Shard:
+    """``K/N``: this process takes every N-th planned run starting at the K-th (1-based)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+        if not m:
+            raise ConfigError(f"--shard {text!r}: expected K/N, e.g. 1/4")
+        k, n = int(m.group(1)), int(m.group(2))
+        if n < 1 or not 1 <= k <= n:
+            raise ConfigError(f"--shard {text}: K must be between 1 and N (N >= 1)")
+        return cls(k, n)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def plan(scenario: Scenario, shard: Optional[Shard] = None) -> list[PlannedRun]:
+    """Repetition-major order: a run killed midway still has every arm of the first reps.
+
+    With a shard, a deterministic share of that order (round robin), so all N shards
+    together are the whole plan on any number of hosts, each run exactly once.
+    """
+    runs = [PlannedRun(arm, rep, f"{arm.name}-r{rep}")
             for rep in range(1, scenario.repetitions + 1) for arm in scenario.arms]
+    if shard is None:
+        return runs
+    return [r for i, r in enumerate(runs) if i % shard.count == shard.index - 1]
 
 
 class Progress:
@@ -65,7 +108,8 @@ class Progress:
 
 
 def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts) -> MachineSpec:
-    """Resolve an arm's QEMU and module names to built artifacts (or the user's own paths)."""
+    """Resolve an arm's QEMU and module names to built artifacts (or the user's own paths),
+    with the scenario's own guest files in the image."""
     arm = run.arm
     if arm.qemu in artifacts.qemus:
         qemu = artifacts.qemus[arm.qemu]
@@ -73,10 +117,13 @@ def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts) 
         qemu = Path(arm.qemu)
     else:
         raise ConfigError(f"arm {arm.name}: QEMU {arm.qemu!r} was not built (run `balloon-harness build`)")
-    if arm.module in artifacts.images:
+    files = scenario.guest.files
+    if arm.module in artifacts.images and not files:
         image = artifacts.images[arm.module]
+    elif arm.module in artifacts.modules:
+        image = build_image(artifacts.kernel, artifacts.modules[arm.module], arm.module, files)
     elif Path(arm.module).exists():
-        image = build_image(artifacts.kernel, Path(arm.module), f"custom:{arm.module}")
+        image = build_image(artifacts.kernel, Path(arm.module), f"custom:{arm.module}", files)
     else:
         raise ConfigError(f"arm {arm.name}: module {arm.module!r} was not built (run `balloon-harness build`)")
     vm = scenario.vm
@@ -89,119 +136,199 @@ def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts) 
     return dataclasses.replace(spec, kernel=Path(arm.kernel)) if arm.kernel else spec
 
 
-def _get(r: Reading, source: str, metric: str) -> float:
-    return r.get((source, metric), math.nan)
+@dataclass
+class RunContext:
+    """What a step handler may use: the booted guest, the sampler, the run's own state."""
+
+    scenario: Scenario
+    run: PlannedRun
+    index: int
+    guest: Guest
+    progress: Progress
+    run_dir: Path
+    workloads: list[BackgroundWorkload] = field(default_factory=list)
+    holds_mib: Optional[int] = None            # declared by a run/background step, checked after each step
+
+    def say(self, message: str, throttle: float = 0.0) -> None:
+        self.progress.say(self.run, self.index, message, throttle)
 
 
-def summary_row(run: PlannedRun, step: Step, before: Reading, after: Reading, accel: str,
-                step_seconds: float, balloon=None) -> dict[str, Any]:
-    """One summary row from the readings around a step (and the balloon result, if any)."""
-    start_mib = _get(before, "balloon", "actual_mib")
-    actual_mib = _get(after, "balloon", "actual_mib")
-    ballooned = start_mib - actual_mib
-    qemu_ahp_b, qemu_ahp_a = _get(before, "qemu", "anon_huge_kib"), _get(after, "qemu", "anon_huge_kib")
-    thp_lost = qemu_ahp_b - qemu_ahp_a
-    row = {
-        "run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": step.label, "kind": step.kind,
-        "target_mib": float(step.target_mib) if step.target_mib is not None else math.nan,
-        "start_mib": start_mib, "actual_mib": actual_mib,
-        "reached": bool(balloon.reached) if balloon else None,
-        "outcome": balloon.outcome if balloon else None,
-        "ballooned_mib": ballooned,
-        "host_ahp_before_kib": _get(before, "host", "anon_huge_kib"),
-        "host_ahp_after_kib": _get(after, "host", "anon_huge_kib"),
-        "qemu_ahp_before_kib": qemu_ahp_b, "qemu_ahp_after_kib": qemu_ahp_a,
-        "qemu_rss_before_kib": _get(before, "qemu", "rss_kib"),
-        "qemu_rss_after_kib": _get(after, "qemu", "rss_kib"),
-        "rss_freed_kib": _get(before, "qemu", "rss_kib") - _get(after, "qemu", "rss_kib"),
-        "thp_lost_kib": thp_lost,
-        "thp_lost_per_ballooned_mib": (thp_lost / 1024 / ballooned) if ballooned > 0 else math.nan,
-        "settle_seconds": balloon.seconds if balloon else math.nan,
-        "step_seconds": step_seconds,
-        "guest_ahp_before_kib": _get(before, "guest", "anon_huge_kib"),
-        "guest_ahp_after_kib": _get(after, "guest", "anon_huge_kib"),
-        "guest_free_order9_before": _get(before, "guest", "free_order9_blocks"),
-        "guest_free_order9_after": _get(after, "guest", "free_order9_blocks"),
-        "accel": accel,
-    }
-    for counter in ("thp_split_pmd", "thp_split_page", "thp_fault_alloc", "thp_collapse_alloc"):
-        row[f"{counter}_delta"] = _get(after, "host", counter) - _get(before, "host", counter)
-    return row
+def _step_run(ctx: RunContext, step: Step) -> None:
+    assert step.command is not None
+    ctx.guest.ssh.run(step.command, timeout=step.timeout)
+
+
+def _step_background(ctx: RunContext, step: Step) -> None:
+    assert step.command is not None
+    wl = BackgroundWorkload(ctx.guest.ssh, step.label, step.command, len(ctx.workloads) + 1)
+    ctx.workloads.append(wl)
+    pid = wl.start()
+    ctx.say(f"{step.label}: started pid {pid}" + (f", waiting for /{step.ready}/" if step.ready else ""))
+    seconds = wl.wait_ready(step.ready, step.timeout)
+    if step.ready:
+        ctx.say(f"{step.label}: ready after {seconds:.1f}s")
+
+
+def _step_balloon(ctx: RunContext, step: Step) -> Any:
+    assert step.target_mib is not None
+    timing = ctx.scenario.timing
+    result = ctx.guest.balloon.move(
+        step.target_mib, settle=timing.settle_seconds, timeout=timing.balloon_timeout_seconds,
+        poll=1.0 / timing.host_sample_hz,
+        on_sample=lambda t, a: ctx.say(f"{step.label}: actual {a:.0f} MiB after {t:.1f}s", throttle=5.0))
+    ctx.say(f"{step.label}: {result.outcome} at {result.actual_mib:.0f} MiB in {result.seconds:.1f}s")
+    return result
+
+
+def _step_sleep(ctx: RunContext, step: Step) -> None:
+    time.sleep(step.seconds)
+
+
+def _step_measure(ctx: RunContext, step: Step) -> None:
+    return None
+
+
+# One handler per step kind; a handler that moves guest memory returns a MoveResult.
+STEP_HANDLERS: dict[str, Callable[[RunContext, Step], Any]] = {
+    "run": _step_run, "background": _step_background, "balloon": _step_balloon,
+    "sleep": _step_sleep, "measure": _step_measure,
+}
+
+
+def check_guest_state(ctx: RunContext, step: Step, after: metrics.Reading) -> None:
+    """The cheap sanity checks after a step: workloads alive, declared memory held."""
+    for wl in ctx.workloads:
+        wl.check(f"after step {step.label!r}")
+    if ctx.holds_mib is not None:
+        anon_kib = after.get(("guest", "anon_kib"))
+        if anon_kib is not None and anon_kib < ctx.holds_mib * 1024:
+            raise GuestStateError(
+                f"after step {step.label!r} the guest holds {anon_kib / 1024:.0f} MiB of anonymous memory, "
+                f"but the scenario declares the workload holds at least {ctx.holds_mib} MiB "
+                f"(holds_mib): the workload's memory is gone, the figures would describe an idle guest")
+
+
+def console_problems(text: str, limit: int = 10) -> list[str]:
+    """Kernel warnings, BUGs, oopses and panics in a console log."""
+    return [line for line in text.splitlines() if CONSOLE_PROBLEMS.search(line)][:limit]
+
+
+def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, float]) -> list[dict]:
+    run, timing = ctx.run, ctx.scenario.timing
+    summary: list[dict[str, Any]] = []
+    for step in ctx.scenario.steps:
+        for wl in ctx.workloads:
+            wl.check(f"before step {step.label!r}")
+        sampler.phase = step.label
+        ctx.say(f"step {step.label}")
+        before = sampler.snapshot()
+        ts = time.monotonic()
+        result = STEP_HANDLERS[step.kind](ctx, step)
+        ctx.guest.check_alive()
+        seconds[step.kind] = seconds.get(step.kind, 0.0) + time.monotonic() - ts
+        time.sleep(timing.step_pause_seconds)
+        after = sampler.snapshot()
+        if step.holds_mib is not None:
+            ctx.holds_mib = step.holds_mib
+        check_guest_state(ctx, step, after)
+        identity = {"run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": step.label}
+        summary.append(metrics.summary_row(identity, step.kind, step.target_mib, before, after,
+                                           ctx.guest.accel or "", time.monotonic() - ts, result))
+    return summary
 
 
 def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Artifacts,
-                store: ResultsStore, progress: Progress) -> dict[str, Any]:
+                store: ResultsStore, progress: Progress, spec: Optional[MachineSpec] = None) -> dict[str, Any]:
     """Boot, run every step with sampling, write the run's frames. Returns the run info."""
-    spec = machine_spec_for(scenario, run, artifacts)
+    spec = spec or machine_spec_for(scenario, run, artifacts)
     run_dir = store.run_dir(run.run_id)
     if run_dir.exists():  # a partial run from an interrupted attempt
         shutil.rmtree(run_dir)
-    timing = scenario.timing
     started = time.time()
     t0 = time.monotonic()
-    seconds = {"boot": 0.0, "run": 0.0, "balloon": 0.0, "sleep": 0.0, "measure": 0.0}
-    summary: list[dict[str, Any]] = []
+    seconds: dict[str, float] = {"boot": 0.0}
     progress.say(run, index, f"booting ({spec.qemu.name}, module {run.arm.module}, "
                              f"device {BalloonDevice(properties=run.arm.device).arg()})")
-    with Machine(spec, run_dir=run_dir / "vm") as m:
-        seconds["boot"] = m.boot_seconds or 0.0
-        progress.say(run, index, f"booted in {seconds['boot']:.1f}s (accel={m.accel})")
-        balloon = m.balloon
-        probe_ssh = m.open_ssh()  # the workload keeps m.ssh; dropbear wants one channel at a time
-        sampler = Sampler(m.pid, balloon.actual_mib, lambda cmd: probe_ssh.run(cmd, timeout=60).stdout,
-                          host_hz=timing.host_sample_hz, guest_seconds=timing.guest_sample_seconds, t0=t0)
-        sampler.phase = "idle"
-        sampler.snapshot()
-        with sampler:
-            for step in scenario.steps:
-                sampler.phase = step.label
-                progress.say(run, index, f"step {step.label}")
-                before = sampler.snapshot()
-                ts = time.monotonic()
-                result = None
-                if step.kind == "run":
-                    m.ssh.run(step.command, timeout=step.timeout)
-                elif step.kind == "balloon":
-                    result = balloon.move(
-                        step.target_mib, settle=timing.settle_seconds,
-                        timeout=timing.balloon_timeout_seconds,
-                        poll=1.0 / timing.host_sample_hz,
-                        on_sample=lambda t, a: progress.say(
-                            run, index, f"{step.label}: actual {a:.0f} MiB after {t:.1f}s", throttle=5.0))
-                    progress.say(run, index, f"{step.label}: {result.outcome} at {result.actual_mib:.0f} MiB "
-                                             f"in {result.seconds:.1f}s")
-                elif step.kind == "sleep":
-                    time.sleep(step.seconds)
-                m.check_alive()
-                seconds[step.kind] += time.monotonic() - ts
-                time.sleep(timing.step_pause_seconds)
-                after = sampler.snapshot()
-                summary.append(summary_row(run, step, before, after, m.accel, time.monotonic() - ts, result))
-        accel = m.accel
-        errors = sampler.errors
+    guest = Guest(spec, run_dir=run_dir / "vm")
+    ctx = RunContext(scenario, run, index, guest, progress, run_dir)
+    sampler: Optional[Sampler] = None
+    try:
+        with guest:
+            seconds["boot"] = guest.boot_seconds or 0.0
+            ctx.say(f"booted in {seconds['boot']:.1f}s (accel={guest.accel})")
+            probe_ssh = guest.open_ssh()  # the steps keep guest.ssh; dropbear wants one channel at a time
+            sampler = Sampler(guest.pid, guest.balloon.actual_mib,
+                              lambda cmd: probe_ssh.run(cmd, timeout=60).stdout,
+                              host_hz=scenario.timing.host_sample_hz,
+                              guest_seconds=scenario.timing.guest_sample_seconds, t0=t0)
+            guest.ssh.run(f"printf 'BH_ARM=%s\\nBH_REP=%s\\nBH_RUN_ID=%s\\n' {shlex.quote(run.arm.name)} "
+                          f"{run.rep} {shlex.quote(run.run_id)} > {RUN_ENV}", timeout=30)
+            sampler.phase = "idle"
+            sampler.snapshot()
+            try:
+                with sampler:
+                    summary = _run_steps(ctx, sampler, t0, seconds)
+            except Exception as e:
+                if guest.machine.wait_exit(2.0):  # the guest died under the step: say so, with its console
+                    raise guest.machine.died(f"the guest died during the run ({type(e).__name__}: "
+                                             f"{str(e).splitlines()[0] if str(e) else ''})") from e
+                raise
+            finally:
+                for wl in ctx.workloads:
+                    if guest.is_running():
+                        wl.fetch_log(run_dir)
+    finally:
+        ending = guest.ending
+        if not ending.clean:
+            ctx.say(f"QEMU did not quit cleanly: {ending.describe()}")
+    problems = console_problems(guest.machine.console_log.read_text(errors="replace")
+                                if guest.machine.console_log.exists() else "")
+    if problems:
+        raise GuestDied("the guest kernel reported problems (its figures are suspect):\n" + "\n".join(problems),
+                        guest.console_tail())
     total = time.monotonic() - t0
+    assert sampler is not None
     samples = pd.DataFrame([(run.run_id, run.arm.name, run.rep, phase, t, src, metric, value)
-                            for t, phase, src, metric, value in sampler.rows], columns=SAMPLE_COLUMNS)
-    summary_df = pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
+                            for t, phase, src, metric, value in sampler.rows], columns=metrics.SAMPLE_COLUMNS)
+    summary_df = pd.DataFrame(summary, columns=metrics.SUMMARY_COLUMNS)
+    cmd_sh = run_dir / "vm" / "cmd.sh"
     info = {
         "run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "status": "complete",
-        "accel": accel, "qemu": str(spec.qemu), "module": run.arm.module,
+        "accel": guest.accel, "qemu": str(spec.qemu), "module": run.arm.module,
         "module_sha256": artifacts.images[run.arm.module].balloon_module_sha256
         if run.arm.module in artifacts.images else None,
         "device": spec.balloon.arg() if spec.balloon else None,
         "started": started, "wall_seconds": total,
         "seconds": {**seconds, "overhead": total - sum(seconds.values())},
-        "sampler_errors": errors[:10],
+        "qemu_ending": ending.as_dict(),
+        "qemu_cmdline": cmd_sh.read_text() if cmd_sh.exists() else None,
+        "workloads": [{"label": w.label, "command": w.command, "pid": w.pid} for w in ctx.workloads],
+        "sampler_errors": sampler.errors[:10],
     }
     store.write_run(run.run_id, samples, summary_df, info)
     progress.say(run, index, f"done in {total:.1f}s -> {run_dir}")
     return info
 
 
+def _record_failure(store: ResultsStore, run: PlannedRun, error: BaseException) -> Path:
+    d = store.run_dir(run.run_id)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "error.txt"
+    try:
+        path.write_text(f"{type(error).__name__}: {error}\n\n{traceback.format_exc()}")
+    except OSError as e:
+        raise ResultsWriteError(f"cannot write {path}: {e.strerror or e}") from e
+    return path
+
+
 def run_scenario(scenario: Scenario, artifacts: Artifacts, store: ResultsStore, jobs: int = 1,
-                 resume: bool = False) -> list[str]:
-    """Run every planned run not yet on disk (with ``resume``). Returns the failed run ids."""
-    runs = plan(scenario)
+                 resume: bool = False, shard: Optional[Shard] = None) -> list[str]:
+    """Run every planned run not yet on disk (with ``resume``). Returns the failed run ids.
+
+    A run's failure (any ``Exception``) is recorded in its ``error.txt`` and the next run
+    goes on; Ctrl-C, SIGTERM and an unwritable results folder stop the scenario.
+    """
+    runs = plan(scenario, shard)
     if resume:
         skipped = [r.run_id for r in runs if store.is_complete(r.run_id)]
         if skipped:
@@ -209,16 +336,23 @@ def run_scenario(scenario: Scenario, artifacts: Artifacts, store: ResultsStore, 
         runs = [r for r in runs if not store.is_complete(r.run_id)]
     progress = Progress(len(runs))
     failed: list[str] = []
+    specs = {r.run_id: machine_spec_for(scenario, r, artifacts) for r in runs}
+    if specs:  # one accelerator decision for every QEMU binary, probed together
+        accels = decide_accelerators({(s.qemu, s.kernel, s.firmware_dirs) for s in specs.values()
+                                      if s.accel == "auto"})
+        specs = {k: dataclasses.replace(s, accel=accels.get((s.qemu, s.kernel, s.firmware_dirs), s.accel))
+                 for k, s in specs.items()}
 
     def one(i: int, r: PlannedRun) -> None:
         try:
-            execute_run(scenario, r, i, artifacts, store, progress)
-        except HarnessError as e:
+            execute_run(scenario, r, i, artifacts, store, progress, specs[r.run_id])
+        except ResultsWriteError:
+            raise
+        except Exception as e:  # the run's failure, never the scenario's
             failed.append(r.run_id)
-            d = store.run_dir(r.run_id)
-            d.mkdir(parents=True, exist_ok=True)
-            (d / "error.txt").write_text(f"{e}\n\n{traceback.format_exc()}")
-            progress.say(r, i, f"FAILED: {str(e).splitlines()[0]} (details: {d / 'error.txt'})")
+            path = _record_failure(store, r, e)
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            progress.say(r, i, f"FAILED: {type(e).__name__}: {first} (details: {path})")
 
     if jobs <= 1:
         for i, r in enumerate(runs, 1):

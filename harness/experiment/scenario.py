@@ -8,6 +8,9 @@ hour.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +23,9 @@ else:  # pragma: no cover
 
 from harness.errors import ConfigError
 
-STEP_KINDS = ("run", "balloon", "sleep", "measure")
+STEP_KINDS = ("run", "background", "balloon", "sleep", "measure")
+# Arm names and step labels end up in run ids, folder names and plot titles.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 BUILD_CHOICES = ("stock", "patched")
 
 
@@ -44,12 +49,14 @@ class Timing:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str                      # run | balloon | sleep | measure
+    kind: str                      # run | background | balloon | sleep | measure
     label: str
-    command: str | None = None     # run
-    timeout: float = 600.0         # run
+    command: str | None = None     # run, background
+    timeout: float = 600.0         # run: the command's limit; background: the wait for `ready`
     target_mib: int | None = None  # balloon
     seconds: float = 0.0           # sleep
+    ready: str | None = None       # background: regex its output matches once its memory is in place
+    holds_mib: int | None = None   # run, background: guest AnonPages must stay >= this from here on
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,13 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class GuestSettings:
+    """What goes into the guest image beside ours: ``files`` maps guest path -> host path."""
+
+    files: tuple[tuple[str, Path], ...] = ()
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     path: Path
@@ -75,6 +89,8 @@ class Scenario:
     repetitions: int = 1
     description: str = ""
     reference: dict[str, dict[str, float]] = field(default_factory=dict)  # arm -> column -> value
+    guest: GuestSettings = GuestSettings()
+    expectations: tuple[Any, ...] = ()     # harness.experiment.expectations.Expectation
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -113,6 +129,10 @@ class _Table:
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
             self.fail(self.key(name), f"must be {names}, got {type(value).__name__} {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(self.key(name), f"must be a finite number, got {value}")
+        if isinstance(value, str) and not value.strip() and default is ...:
+            self.fail(self.key(name), "must not be empty")
         if minimum is not None and value < minimum:
             self.fail(self.key(name), f"must be at least {minimum}, got {value}")
         if choices is not None and value not in choices:
@@ -152,23 +172,54 @@ def _load_timing(path: Path, data: Any) -> Timing:
     return timing
 
 
+def _command(t: _Table) -> str:
+    command = t.get("command", str)
+    if not command.strip():
+        t.fail(t.key("command"), "must not be empty")
+    return command
+
+
+def _label(t: _Table, default: str) -> str:
+    label = t.get("label", str, default)
+    if not label.strip() or "\n" in label or "/" in label:
+        t.fail(t.key("label"), f"must be a non-empty single line without '/', got {label!r}")
+    return label
+
+
+def _holds(t: _Table, vm: VMSettings) -> int | None:
+    holds = t.get("holds_mib", int, None, minimum=1)
+    if holds is not None and holds >= vm.memory_mib:
+        t.fail(t.key("holds_mib"), f"{holds} MiB cannot fit in the guest's {vm.memory_mib} MiB")
+    return holds
+
+
 def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
     t = _Table(path, f"steps[{i}]", data)
     kind = t.get("kind", str, choices=STEP_KINDS)
     if kind == "run":
-        command = t.get("command", str)
-        step = Step(kind, t.get("label", str, f"{i + 1}:run {command.split()[0]}"), command=command,
-                    timeout=t.get("timeout", float, 600.0, minimum=1))
+        command = _command(t)
+        step = Step(kind, _label(t, f"{i + 1}:run {command.split()[0]}"), command=command,
+                    timeout=t.get("timeout", float, 600.0, minimum=1), holds_mib=_holds(t, vm))
+    elif kind == "background":
+        command = _command(t)
+        ready = t.get("ready", str, None)
+        if ready is not None:
+            try:
+                re.compile(ready)
+            except re.error as e:
+                t.fail(t.key("ready"), f"not a valid regular expression: {e}")
+        step = Step(kind, _label(t, f"{i + 1}:background {command.split()[0]}"), command=command,
+                    timeout=t.get("timeout", float, 600.0, minimum=1), ready=ready, holds_mib=_holds(t, vm))
     elif kind == "balloon":
         target = t.get("target_mib", int, minimum=1)
         if target > vm.memory_mib:
             t.fail(t.key("target_mib"), f"{target} MiB is more than the guest's {vm.memory_mib} MiB")
-        step = Step(kind, t.get("label", str, f"{i + 1}:balloon {target}"), target_mib=target)
+        step = Step(kind, _label(t, f"{i + 1}:balloon {target}"), target_mib=target)
     elif kind == "sleep":
         secs = t.get("seconds", float, minimum=0)
-        step = Step(kind, t.get("label", str, f"{i + 1}:sleep {secs:g}s"), seconds=secs)
+        step = Step(kind, _label(t, f"{i + 1}:sleep {secs:g}s"), seconds=secs)
     else:
-        step = Step(kind, t.get("label", str, f"{i + 1}:measure"))
+        step = Step(kind, _label(t, f"{i + 1}:measure"))
     t.finish()
     return step
 
@@ -176,13 +227,18 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
 def _load_arm(path: Path, i: int, data: Any) -> Arm:
     t = _Table(path, f"arms[{i}]", data)
     name = t.get("name", str)
+    if not NAME_PATTERN.match(name):
+        t.fail(t.key("name"), f"must be letters, digits and . _ + - (it names folders), got {name!r}")
     device = t.get("device", dict, {})
     props = []
     for k, v in device.items():
         if isinstance(v, bool):
             v = "on" if v else "off"
-        if not isinstance(v, (str, int)):
-            t.fail(f"arms[{i}].device.{k}", f"must be a string, number or boolean, got {v!r}")
+        if not isinstance(v, (str, int)) or not str(v).strip() or "," in str(v):
+            t.fail(f"arms[{i}].device.{k}", f"must be a non-empty string, number or boolean "
+                                            f"without ',', got {v!r}")
+        if not re.match(r"^[A-Za-z0-9_-]+$", k):
+            t.fail(f"arms[{i}].device.{k}", "not a QEMU property name")
         props.append((k, str(v)))
     arm = Arm(name=name, qemu=t.get("qemu", str, "patched"), module=t.get("module", str, "patched"),
               device=tuple(props), description=t.get("description", str, ""),
@@ -191,10 +247,37 @@ def _load_arm(path: Path, i: int, data: Any) -> Arm:
         t.fail(t.key("kernel"), f"must be an existing kernel image file, got {arm.kernel!r}")
     for key in ("qemu", "module"):
         value = getattr(arm, key)
+        if not value.strip():
+            t.fail(t.key(key), "must not be empty")
         if value not in BUILD_CHOICES and not Path(value).exists():
             t.fail(t.key(key), f"must be one of {', '.join(BUILD_CHOICES)} or an existing path, got {value!r}")
     t.finish()
     return arm
+
+
+def _load_guest(path: Path, data: Any) -> GuestSettings:
+    t = _Table(path, "guest", data)
+    files = t.get("files", dict, {})
+    pairs = []
+    for guest_path, host_path in files.items():
+        key = f"guest.files.{guest_path!r}"
+        if not guest_path.startswith("/") or guest_path.endswith("/") or ".." in guest_path.split("/"):
+            t.fail(key, "the guest path must be absolute, name a file and contain no '..'")
+        if not isinstance(host_path, str) or not host_path.strip():
+            t.fail(key, f"must be a host file path, got {host_path!r}")
+        host = (path.parent / Path(host_path).expanduser()).resolve()
+        if not host.is_file():
+            t.fail(key, f"host file {host} does not exist")
+        pairs.append((guest_path, host))
+    t.finish()
+    return GuestSettings(files=tuple(pairs))
+
+
+def with_repetitions(scenario: Scenario, repetitions: int) -> Scenario:
+    """The scenario with ``repetitions`` overridden (``--reps``); refused below 1."""
+    if repetitions < 1:
+        raise ConfigError(f"--reps {repetitions}: at least one repetition is needed")
+    return dataclasses.replace(scenario, repetitions=repetitions)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -222,6 +305,16 @@ def load_scenario(path: str | Path) -> Scenario:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         top.fail("arms", f"arm names must be unique, repeated: {', '.join(dupes)}")
+    labels = [st.label for st in steps]
+    repeated = sorted({lb for lb in labels if labels.count(lb) > 1})
+    if repeated:
+        top.fail("steps", f"step labels must be unique, repeated: {', '.join(repeated)}")
+    guest = _load_guest(path, top.get("guest", dict, {}))
+    expect_raw = top.get("expect", list, [])
+    expectations: tuple[Any, ...] = ()
+    if expect_raw:
+        from harness.experiment.expectations import parse_expectations
+        expectations = tuple(parse_expectations(path, expect_raw, names, labels))
     reference = top.get("reference", dict, {})
     for arm_name, cols in reference.items():
         if arm_name not in names:
@@ -233,6 +326,7 @@ def load_scenario(path: str | Path) -> Scenario:
         repetitions=top.get("repetitions", int, 1, minimum=1),
         description=top.get("description", str, ""),
         reference={k: {c: float(v) for c, v in cols.items()} for k, cols in reference.items()},
+        guest=guest, expectations=expectations,
     )
     top.finish()
     return scenario

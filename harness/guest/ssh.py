@@ -21,7 +21,7 @@ from typing import Callable
 
 import paramiko
 
-from harness.errors import GuestCommandError, HarnessError
+from harness.errors import GuestCommandError, SSHError, SSHTimeout
 from harness.procfs import BuddyZone, parse_buddyinfo, parse_meminfo, parse_vmstat
 
 # While the guest boots, failed connects are expected; paramiko would print each
@@ -80,6 +80,7 @@ class GuestSSH:
         (a ``time.monotonic()`` value) passes. Returns the number of attempts.
 
         A host key mismatch is not retried: it means the wrong guest answered.
+        Raises :class:`SSHTimeout` at the deadline, :class:`SSHError` otherwise.
         """
         attempts = 0
         last_error: Exception | None = None
@@ -92,16 +93,18 @@ class GuestSSH:
                                auth_timeout=attempt_timeout, allow_agent=False, look_for_keys=False)
                 self._client = client
                 return attempts
-            except paramiko.BadHostKeyException:
+            except paramiko.BadHostKeyException as e:
                 client.close()
-                raise
+                raise SSHError(f"{self.host}:{self.port} answered with host key "
+                               f"{e.key.get_name()} {e.key.get_fingerprint().hex()}, not the guest's "
+                               f"pinned key: another machine holds this port") from e
             except (paramiko.SSHException, OSError, EOFError) as e:
                 client.close()
                 last_error = e
             if not alive():
-                raise HarnessError(f"guest went away while connecting over SSH ({last_error})")
+                raise SSHError(f"guest went away while connecting over SSH ({last_error})")
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"SSH to {self.host}:{self.port} not answering after "
+                raise SSHTimeout(f"SSH to {self.host}:{self.port} not answering after "
                                    f"{attempts} attempts (last error: {last_error})")
             time.sleep(0.5)
 

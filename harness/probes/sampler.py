@@ -13,15 +13,12 @@ import threading
 import time
 from typing import Callable
 
+from harness.arch import THP_ORDER
+from harness.metrics import GUEST_COUNTERS, GUEST_MEMINFO, HOST_THP_COUNTERS, Reading
 from harness.probes import host
 from harness.procfs import free_blocks_at_least, parse_buddyinfo, parse_meminfo, parse_vmstat
 
-THP_ORDER = 9
-HOST_THP_COUNTERS = ("thp_split_pmd", "thp_split_page", "thp_fault_alloc", "thp_collapse_alloc")
-GUEST_MEMINFO = {"MemFree": "mem_free_kib", "AnonHugePages": "anon_huge_kib"}
-
 Row = tuple[float, str, str, str, float]
-Reading = dict[tuple[str, str], float]   # (source, metric) -> value
 
 
 def read_host(pid: int, balloon_mib: Callable[[], float] | None) -> Reading:
@@ -48,7 +45,7 @@ def read_guest(run: Callable[[str], str]) -> Reading:
     r: Reading = {("guest", metric): mi.get(key, 0) for key, metric in GUEST_MEMINFO.items()}
     r[("guest", "free_order9_blocks")] = free_blocks_at_least(parse_buddyinfo(text), THP_ORDER)
     vm = parse_vmstat(text)
-    for name in ("thp_split_pmd", "thp_fault_alloc"):
+    for name in GUEST_COUNTERS:
         if name in vm:
             r[("guest", name)] = vm[name]
     return r

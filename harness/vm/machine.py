@@ -1,17 +1,21 @@
 """``Machine``: one QEMU process, owned from start to a guaranteed stop.
 
 Modelled on QEMU's own ``python/qemu/machine``: a context manager that owns the
-process, its QMP socket, its logs and a private run directory. What it adds for
-unattended lab use: the serial console always goes to a file (a full console
-buffer can never stall the guest), QEMU dies with the harness (``setpriv
---pdeathsig``), a SIGTERM of the harness unwinds through ``__exit__``, and every
-failure names its cause with QEMU's stderr and the console tail.
+process, its QMP socket, its console log and a private run directory, with one
+cleanup funnel (:meth:`Machine.shutdown`) and errors that carry their evidence
+(QEMU's stderr, the console tail). What it adds for unattended lab use: the
+serial console always goes to a file (a full console buffer can never stall the
+guest), QEMU dies with the harness (``setpriv --pdeathsig``, required), and how
+QEMU ended is recorded (:class:`Ending`), like QEMUMachine's AbnormalShutdown.
+
+It knows nothing of SSH: it forwards one guest TCP port to 127.0.0.1 and the
+caller (:class:`harness.guest.Guest`) connects there. It installs no signal
+handler and no atexit hook: those are process-wide and belong to ``cli.main``.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
+import shlex
 import shutil
 import signal
 import socket
@@ -19,11 +23,14 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Optional
 
-from harness.errors import BootTimeout, GuestDied, HarnessError, QEMUStartError
-from harness.guest.ssh import GuestSSH, authorized_key_arg, generate_client_key
+from harness.arch import KERNEL_CONSOLE
+from harness.errors import GuestDied, HarnessError, QEMUStartError, QMPError
 from harness.vm.accel import resolve_accel
+from harness.vm.lifeline import pdeathsig_wrapper
 from harness.vm.balloon import EXACT_TOLERANCE_MIB, THP_ORDER_TOLERANCE_MIB, Balloon
 from harness.vm.qmp import QMPConnection
 from harness.vm.spec import MachineSpec, firmware_args
@@ -37,25 +44,11 @@ _live_lock = threading.Lock()
 
 
 def stop_all_live() -> None:
-    """Stop every machine of this process (atexit safety net; also used on Ctrl-C with --jobs)."""
+    """Stop every machine of this process (for cli's atexit/SIGTERM path and Ctrl-C with --jobs)."""
     with _live_lock:
         machines = list(_live)
     for m in machines:
         m.shutdown()
-
-
-atexit.register(stop_all_live)
-
-
-def _sigterm_to_exit(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise SystemExit(128 + signum)
-
-
-def _install_sigterm_handler() -> None:
-    """Turn SIGTERM into SystemExit so ``with Machine(...)`` blocks unwind and stop QEMU."""
-    if threading.current_thread() is threading.main_thread() \
-            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _sigterm_to_exit)
 
 
 def free_port() -> int:
@@ -64,8 +57,48 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def repeatable_script(cmd: list[str]) -> str:
+    """``cmd.sh``: the exact command line, runnable by hand. The harness hands QEMU a
+    connected QMP socket (``fd=N``); the script uses a socket file next to it instead."""
+    args = [a if not a.startswith("socket,id=qmp,fd=") else "socket,id=qmp,path=qmp.sock,server=on,wait=off"
+            for a in cmd]
+    return ("#!/bin/sh\n# QEMU command line of this run, as the harness started it (QMP on ./qmp.sock;\n"
+            "# the guest's SSH key is only valid for the original run).\n"
+            + " \\\n  ".join(shlex.quote(a) for a in args) + "\n")
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How QEMU ended: ``quit`` (acknowledged QMP quit), ``sigterm``/``sigkill`` (it needed a
+    signal), ``died`` (it exited by itself: crash, guest panic with -no-reboot), or
+    ``not started``."""
+
+    how: str
+    returncode: Optional[int] = None
+
+    @property
+    def clean(self) -> bool:
+        return self.how in ("quit", "not started")
+
+    def describe(self) -> str:
+        rc = self.returncode
+        if rc is None:
+            return self.how
+        if rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = str(-rc)
+            return f"{self.how} (killed by {name})"
+        return f"{self.how} (exit {rc})"
+
+    def as_dict(self) -> dict:
+        return {"how": self.how, "returncode": self.returncode, "clean": self.clean,
+                "text": self.describe()}
+
+
 class Machine:
-    """Boot a guest from ``spec``; ``with Machine(spec) as m:`` gives a guest that answers SSH.
+    """Start QEMU from ``spec``; ``with Machine(spec) as m:`` gives a running QEMU with QMP.
 
     ``run_dir``: where logs go. If omitted a temporary directory is used and removed
     at shutdown; if given it is kept (console and QEMU logs stay for the user).
@@ -76,14 +109,12 @@ class Machine:
         self._given_run_dir = Path(run_dir) if run_dir else None
         self.run_dir: Path | None = None
         self.accel: str | None = None
-        self.ssh_port: int | None = None
-        self.boot_seconds: float | None = None
+        self.host_port: int | None = None   # 127.0.0.1 port forwarded to spec.forward_port
+        self.ending = Ending("not started")
         self._proc: subprocess.Popen | None = None
         self._qmp: QMPConnection | None = None
-        self._ssh: GuestSSH | None = None
-        self._extra_ssh: list[GuestSSH] = []
         self._qmp_sock: socket.socket | None = None
-        self._stderr_file = None
+        self._stderr_file: IO[str] | None = None
         self._down = False
 
     # ---- paths and state -------------------------------------------------
@@ -113,20 +144,6 @@ class Machine:
         return self._qmp
 
     @property
-    def ssh(self) -> GuestSSH:
-        if not self._ssh:
-            raise HarnessError("machine not started")
-        return self._ssh
-
-    def open_ssh(self, timeout: float = 60.0) -> GuestSSH:
-        """Another SSH connection to the guest, for a thread that runs commands concurrently
-        with the main one (closed at shutdown)."""
-        conn = self.ssh.clone()
-        conn.connect(time.monotonic() + timeout, alive=self.is_running)
-        self._extra_ssh.append(conn)
-        return conn
-
-    @property
     def balloon(self) -> Balloon:
         thp = self.spec.balloon is not None and self.spec.balloon.prop("thp-order") == "on"
         return Balloon(self.qmp, self.spec.memory_mib, alive=self.is_running,
@@ -146,9 +163,11 @@ class Machine:
             return ""
 
     # ---- command line ----------------------------------------------------
-    def command_line(self, accel: str, ssh_port: int, qmp_fd: int, client_key_arg: str) -> list[str]:
+    def command_line(self, accel: str, host_port: int, qmp_fd: int) -> list[str]:
+        """QEMU's argv (without the setpriv wrapper): loopback-only user networking with
+        ``spec.forward_port`` of the guest on 127.0.0.1:``host_port``."""
         s = self.spec
-        append = ["console=ttyS0", "panic=-1", "loglevel=4", f"bh.authkey={client_key_arg}"]
+        append = [f"console={KERNEL_CONSOLE}", "panic=-1", "loglevel=4"]
         if s.guest_thp:
             append.append(f"bh.thp={s.guest_thp}")
         if s.append:
@@ -159,14 +178,12 @@ class Machine:
                "-kernel", str(s.kernel), "-initrd", str(s.initrd), "-append", " ".join(append),
                "-chardev", f"socket,id=qmp,fd={qmp_fd}", "-mon", "chardev=qmp,mode=control",
                "-chardev", f"file,id=con,path={self.console_log}", "-serial", "chardev:con",
-               "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+               "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{s.forward_port}",
                "-device", "virtio-net-pci,netdev=net0,romfile="]
         cmd += firmware_args(s.firmware_dirs)
         if s.balloon:
             cmd += ["-device", s.balloon.arg()]
         cmd += list(s.extra_args)
-        if shutil.which("setpriv"):  # QEMU gets SIGKILL if the harness dies without cleanup
-            cmd = ["setpriv", "--pdeathsig", "KILL", "--", *cmd]
         return cmd
 
     # ---- lifecycle -------------------------------------------------------
@@ -182,8 +199,9 @@ class Machine:
         self.shutdown()
 
     def start(self) -> None:
+        """Start QEMU and connect QMP. Does not wait for the guest: see harness.guest.Guest."""
         self.spec.validate()
-        _install_sigterm_handler()
+        wrapper = pdeathsig_wrapper()
         self.accel = resolve_accel(self.spec.accel, self.spec.qemu, self.spec.kernel, self.spec.firmware_dirs)
         if self._given_run_dir:
             self._given_run_dir.mkdir(parents=True, exist_ok=True)
@@ -192,12 +210,10 @@ class Machine:
             self.run_dir = Path(tempfile.mkdtemp(prefix="bh-vm-"))
         with _live_lock:
             _live.add(self)
-        client_key = generate_client_key()
-        started = time.monotonic()
         for attempt in range(HOSTFWD_RETRIES):
-            self.ssh_port = free_port()
+            self.host_port = free_port()
             try:
-                self._launch(client_key)
+                self._launch(wrapper)
                 break
             except QEMUStartError as e:
                 # Another process may have taken the port between probe and bind.
@@ -205,26 +221,18 @@ class Machine:
                     if attempt + 1 < HOSTFWD_RETRIES:
                         continue
                 raise
-        self._ssh = GuestSSH("127.0.0.1", self.ssh_port, client_key, self.spec.host_key)
-        try:
-            self._ssh.connect(started + self.spec.boot_timeout, alive=self.is_running)
-        except TimeoutError as e:
-            raise BootTimeout(f"guest did not answer SSH within {self.spec.boot_timeout:.0f}s "
-                              f"(accel={self.accel}): {e}", self.console_tail(), self.stderr_text()) from None
-        except HarnessError:
-            raise self._died("guest died while booting") from None
-        self.boot_seconds = time.monotonic() - started
 
-    def _launch(self, client_key) -> None:
+    def _launch(self, wrapper: list[str]) -> None:
+        assert self.run_dir is not None and self.host_port is not None
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = self.command_line(self.accel, self.ssh_port, child_sock.fileno(),
-                                authorized_key_arg(client_key))
+        cmd = self.command_line(self.accel or "tcg", self.host_port, child_sock.fileno())
         (self.run_dir / "qemu.cmdline").write_text(" ".join(cmd) + "\n")
+        (self.run_dir / "cmd.sh").write_text(repeatable_script(cmd))
         self._stderr_file = open(self.stderr_log, "w")
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr_file,
-                                          stderr=self._stderr_file, pass_fds=(child_sock.fileno(),),
-                                          start_new_session=True)
+            self._proc = subprocess.Popen([*wrapper, *cmd], stdin=subprocess.DEVNULL,
+                                          stdout=self._stderr_file, stderr=self._stderr_file,
+                                          pass_fds=(child_sock.fileno(),), start_new_session=True)
         except OSError as e:
             raise QEMUStartError(f"could not start {self.spec.qemu}: {e}") from e
         finally:
@@ -232,53 +240,76 @@ class Machine:
         self._qmp_sock = parent_sock
         try:
             self._qmp = QMPConnection(parent_sock, name=self.spec.name)
-        except Exception as e:
+        except QMPError as e:
             try:
                 self._proc.wait(TERM_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self._kill_process()
             err = self.stderr_text()
             self._close_io()
-            raise QEMUStartError(f"QEMU exited at start (exit {self._proc.returncode}; QMP: {e!r})",
+            raise QEMUStartError(f"QEMU exited at start (exit {self._proc.returncode}; {e})",
                                  self.console_tail(), err) from None
 
-    def _died(self, message: str) -> GuestDied:
+    def died(self, message: str) -> GuestDied:
+        """A :class:`GuestDied` for ``message`` with QEMU's status, stderr and console tail."""
         code = self._proc.poll() if self._proc else None
         return GuestDied(f"{message} (QEMU exit status {code})", self.console_tail(), self.stderr_text())
+
+    def wait_exit(self, timeout: float) -> bool:
+        """True if QEMU has exited or does within ``timeout`` seconds (a panicking guest's
+        QEMU closes its sockets a moment before it is reaped)."""
+        if self._proc is None:
+            return True
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def check_alive(self) -> None:
         """Raise :class:`GuestDied` with the console tail if QEMU has exited."""
         if not self.is_running():
-            raise self._died("QEMU exited")
+            raise self.died("QEMU exited")
 
-    def shutdown(self) -> None:
-        """QMP ``quit``, then SIGTERM, then SIGKILL, each with a timeout. Idempotent."""
+    def shutdown(self) -> Ending:
+        """QMP ``quit``, then SIGTERM, then SIGKILL, each with a timeout. Idempotent.
+
+        Records and returns how QEMU ended (:attr:`ending`).
+        """
         if self._down:
-            return
+            return self.ending
         self._down = True
-        for conn in [self._ssh, *self._extra_ssh]:
-            if conn:
-                conn.close()
-        if self._proc and self._proc.poll() is None and self._qmp:
-            try:
-                self._qmp.execute("quit", timeout=QUIT_TIMEOUT)
-            except Exception:
-                pass  # QEMU closes the socket as it quits; any error here means "try harder"
-            try:
-                self._proc.wait(QUIT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
-        if self._proc and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(TERM_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self._kill_process()
+        proc = self._proc
+        if proc is not None:
+            if proc.poll() is not None:
+                self.ending = Ending("died", proc.returncode)
+            else:
+                self.ending = self._stop(proc)
         self._close_io()
         with _live_lock:
             _live.discard(self)
         if self.run_dir and not self._given_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+        return self.ending
+
+    def _stop(self, proc: subprocess.Popen) -> Ending:
+        if self._qmp:
+            try:
+                self._qmp.execute("quit", timeout=QUIT_TIMEOUT)
+            except QMPError:
+                pass  # QEMU closes the socket as it quits; a lost answer is no failure yet
+            try:
+                proc.wait(QUIT_TIMEOUT)
+                return Ending("quit", proc.returncode)
+            except subprocess.TimeoutExpired:
+                pass
+        proc.terminate()
+        try:
+            proc.wait(TERM_TIMEOUT)
+            return Ending("sigterm", proc.returncode)
+        except subprocess.TimeoutExpired:
+            self._kill_process()
+            return Ending("sigkill", proc.returncode)
 
     def _kill_process(self) -> None:
         if self._proc and self._proc.poll() is None:

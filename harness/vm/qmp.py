@@ -8,12 +8,23 @@ both, and lets a sampler thread issue commands safely.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import threading
 import time
 from typing import Any
 
-from qemu.qmp import QMPClient
+from qemu.qmp import ExecuteError, QMPClient
+from qemu.qmp import QMPError as LibraryQMPError
+
+from harness.errors import QMPError
+
+LIBRARY_DISCONNECT_ERRORS = (LibraryQMPError, OSError, EOFError)
+
+# What the library (or the loop under it) raises when QEMU goes away or a call
+# hangs: converted to the harness's QMPError here, so no caller needs to know them.
+_LIBRARY_ERRORS = (LibraryQMPError, OSError, EOFError, asyncio.TimeoutError,
+                   concurrent.futures.TimeoutError, concurrent.futures.CancelledError)
 
 
 class QMPConnection:
@@ -29,6 +40,9 @@ class QMPConnection:
         self._closed = False
         try:
             self._call(self._client.connect(sock), timeout)
+        except _LIBRARY_ERRORS as e:
+            self._stop_loop()
+            raise QMPError(f"QMP handshake failed: {type(e).__name__}: {e}", "qmp_capabilities") from e
         except BaseException:
             self._stop_loop()
             raise
@@ -44,8 +58,10 @@ class QMPConnection:
         self._collector.cancel()
         try:
             await self._collector
-        except (asyncio.CancelledError, Exception):
-            pass
+        except asyncio.CancelledError:
+            pass  # what cancel() is for
+        except LIBRARY_DISCONNECT_ERRORS:
+            pass  # the event stream ended with the connection: nothing left to collect
         await self._client.disconnect()
 
     async def _collect(self) -> None:
@@ -56,8 +72,16 @@ class QMPConnection:
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None,
                 timeout: float = 30.0) -> Any:
-        """Run one QMP command; raises qemu.qmp's ExecuteError on a QMP error reply."""
-        return self._call(self._client.execute(command, arguments), timeout)
+        """Run one QMP command; any failure is a :class:`harness.errors.QMPError` naming it."""
+        try:
+            return self._call(self._client.execute(command, arguments), timeout)
+        except ExecuteError as e:
+            raise QMPError(f"QMP {command} failed: {e.error_class}: {e.error.desc}", command) from e
+        except (concurrent.futures.TimeoutError, asyncio.TimeoutError) as e:
+            raise QMPError(f"QMP {command} got no answer within {timeout:.0f}s", command) from e
+        except _LIBRARY_ERRORS as e:
+            raise QMPError(f"QMP {command}: connection to QEMU lost ({type(e).__name__}: {e})",
+                           command) from e
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """Events received so far (optionally only ``name``), oldest first."""
@@ -83,8 +107,8 @@ class QMPConnection:
         self._closed = True
         try:
             self._call(self._shutdown(), 5.0)
-        except Exception:
-            pass  # QEMU may already be gone; disconnect errors carry nothing useful
+        except _LIBRARY_ERRORS:
+            pass  # QEMU already gone: the disconnect has nothing left to close
         self._stop_loop()
 
     def _stop_loop(self) -> None:

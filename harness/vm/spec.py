@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.arch import DEBIAN_FIRMWARE_DIRS, QEMU_MACHINE
 from harness.artifacts.qemu import stock_qemu
 from harness.errors import ConfigError
-
-# Debian's firmware folders: QEMU built from Debian's source carries no blobs.
-DEBIAN_FIRMWARE_DIRS = (Path("/usr/share/qemu"), Path("/usr/share/seabios"), Path("/usr/lib/ipxe/qemu"))
 ACCELERATORS = ("auto", "kvm", "tcg")
 
 
@@ -45,13 +43,14 @@ class MachineSpec:
     memory_mib: int = 1024
     vcpus: int = 1
     accel: str = "auto"                 # auto probes KVM with a real boot, else TCG
-    machine: str = "q35"
+    machine: str = QEMU_MACHINE
     append: str = ""                    # extra kernel command line
     guest_thp: str | None = "always"    # guest THP mode, set at boot (None: kernel default)
     balloon: BalloonDevice | None = BalloonDevice()
     firmware_dirs: tuple[Path, ...] = DEBIAN_FIRMWARE_DIRS
     extra_args: tuple[str, ...] = ()
-    boot_timeout: float = 180.0         # seconds until SSH must answer
+    boot_timeout: float = 180.0         # seconds until the guest must answer (harness.guest.Guest)
+    forward_port: int = 22              # guest TCP port forwarded to a free 127.0.0.1 port
     name: str = "bh-guest"
 
     def validate(self) -> None:

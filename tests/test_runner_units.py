@@ -1,0 +1,256 @@
+"""The runner's bookkeeping without a VM: plan and shards, --resume, failures that stay the
+run's own, balloon outcomes with a fake QMP, results on a full filesystem."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import paramiko
+import pytest
+from qemu.qmp import ExecuteError
+from qemu.qmp.message import Message
+from qemu.qmp.models import ErrorResponse
+
+from harness import metrics
+from harness.errors import ConfigError, ResultsWriteError
+from harness.experiment import runner
+from harness.experiment.runner import PlannedRun, Shard, plan, run_scenario
+from harness.experiment.scenario import load_scenario
+from harness.results import ResultsStore, load_results
+from harness.vm.balloon import Balloon
+
+SCENARIO = """
+name = "units"
+repetitions = 3
+[[steps]]
+kind = "balloon"
+target_mib = 600
+[[arms]]
+name = "a"
+qemu = "stock"
+module = "stock"
+[[arms]]
+name = "b"
+qemu = "stock"
+module = "stock"
+"""
+
+
+@pytest.fixture
+def scenario(tmp_path):
+    path = tmp_path / "units.toml"
+    path.write_text(SCENARIO)
+    return load_scenario(path)
+
+
+def test_plan_is_repetition_major(scenario):
+    assert [r.run_id for r in plan(scenario)] == ["a-r1", "b-r1", "a-r2", "b-r2", "a-r3", "b-r3"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 7])
+def test_shards_partition_the_plan(scenario, n):
+    whole = [r.run_id for r in plan(scenario)]
+    parts = [[r.run_id for r in plan(scenario, Shard(k, n))] for k in range(1, n + 1)]
+    assert sorted(sum(parts, [])) == sorted(whole)
+    assert len(set(sum(parts, []))) == len(whole)
+    assert parts == [[r.run_id for r in plan(scenario, Shard(k, n))] for k in range(1, n + 1)]  # deterministic
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "x", "", "1-2"])
+def test_bad_shards_are_refused(text):
+    with pytest.raises(ConfigError):
+        Shard.parse(text)
+
+
+def _fake_run(fail: dict[str, BaseException]):
+    """An execute_run that writes a minimal finished run, or raises what ``fail`` names."""
+
+    def execute(scenario, run, index, artifacts, store, progress, spec=None):
+        if run.run_id in fail:
+            raise fail[run.run_id]
+        row = metrics.summary_row({"run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": "s"},
+                                  "balloon", 600, {}, {}, "tcg", 1.0)
+        store.write_run(run.run_id, pd.DataFrame(columns=metrics.SAMPLE_COLUMNS),
+                        pd.DataFrame([row], columns=metrics.SUMMARY_COLUMNS),
+                        {"run_id": run.run_id, "accel": "tcg"})
+        return {}
+
+    return execute
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    accel: str = "tcg"
+    qemu: Path = Path("/none")
+    kernel: Path = Path("/none")
+    firmware_dirs: tuple = ()
+
+
+@pytest.fixture
+def no_vm(monkeypatch):
+    monkeypatch.setattr(runner, "machine_spec_for", lambda scenario, run, artifacts: _Spec())
+
+
+def _library_errors() -> dict[str, BaseException]:
+    sent = Message({"execute": "balloon"})
+    received = Message({"error": {"class": "GenericError", "desc": "no balloon"}})
+    key = paramiko.ECDSAKey.generate(bits=256)
+    return {
+        "a-r1": TimeoutError("SSH to 127.0.0.1:2222 not answering"),
+        "b-r1": ExecuteError(ErrorResponse(received), sent, received),
+        "a-r2": paramiko.BadHostKeyException("[127.0.0.1]:2222", key, paramiko.ECDSAKey.generate(bits=256)),
+    }
+
+
+def test_library_exceptions_fail_their_run_only(scenario, tmp_path, no_vm, monkeypatch):
+    errors = _library_errors()
+    monkeypatch.setattr(runner, "execute_run", _fake_run(errors))
+    store = ResultsStore(tmp_path / "out")
+    failed = run_scenario(scenario, None, store)
+    assert sorted(failed) == sorted(errors)
+    for run_id, error in errors.items():
+        text = (store.run_dir(run_id) / "error.txt").read_text()
+        assert type(error).__name__ in text
+    res = load_results(tmp_path / "out")
+    assert sorted(r["run_id"] for r in res.runs) == ["a-r3", "b-r2", "b-r3"]
+
+
+def test_ctrl_c_stops_the_scenario(scenario, tmp_path, no_vm, monkeypatch):
+    monkeypatch.setattr(runner, "execute_run", _fake_run({"b-r1": KeyboardInterrupt()}))
+    store = ResultsStore(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(scenario, None, store)
+    assert [r["run_id"] for r in load_results(tmp_path / "out").runs] == ["a-r1"]
+
+
+def test_resume_skips_finished_runs(scenario, tmp_path, no_vm, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "execute_run", _fake_run({"a-r2": RuntimeError("boom")}))
+    store = ResultsStore(tmp_path / "out")
+    assert run_scenario(scenario, None, store) == ["a-r2"]
+    seen: list[str] = []
+    ok = _fake_run({})
+
+    def record(scenario, run, *args, **kw):
+        seen.append(run.run_id)
+        return ok(scenario, run, *args, **kw)
+
+    monkeypatch.setattr(runner, "execute_run", record)
+    assert run_scenario(scenario, None, store, resume=True) == []
+    assert seen == ["a-r2"]
+    assert "skipping 5 finished run(s)" in capsys.readouterr().err
+
+
+def test_cli_names_failed_runs_and_exits_nonzero(tmp_path, no_vm, monkeypatch, capsys):
+    from harness import artifacts
+    from harness.cli import main
+    from harness.experiment import metadata
+    path = tmp_path / "units.toml"
+    path.write_text(SCENARIO)
+    monkeypatch.setattr(artifacts, "build_all", lambda: None)
+    monkeypatch.setattr(metadata, "collect", lambda scenario, arts: {"scenario": {"name": scenario.name}})
+    monkeypatch.setattr(runner, "execute_run", _fake_run(_library_errors()))
+    rc = main(["run", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "3 run(s) failed: a-r1, b-r1, a-r2" in err and "Traceback" not in err
+
+
+# ---- balloon outcomes with a fake QMP -------------------------------------------------------
+
+class FakeQMP:
+    """query-balloon answers from a script of ``actual`` values (MiB), then the last forever."""
+
+    def __init__(self, values: list[float]):
+        self.values = values
+        self.sent: list[tuple[str, object]] = []
+
+    def execute(self, command, arguments=None, timeout=30.0):
+        self.sent.append((command, arguments))
+        if command == "query-balloon":
+            v = self.values.pop(0) if len(self.values) > 1 else self.values[0]
+            return {"actual": int(v * (1 << 20))}
+        return {}
+
+    def events(self, name=None):
+        return []
+
+
+@pytest.mark.parametrize("values, settle, timeout, outcome", [
+    ([1024, 900, 700, 624], 5.0, 30.0, "reached"),
+    ([1024, 900, 902, 902], 0.2, 30.0, "settled"),
+    ([1024, 1000, 990, 980, 970, 960, 950, 940, 930, 920, 910], 5.0, 0.3, "timeout"),
+])
+def test_balloon_wait_outcomes(values, settle, timeout, outcome):
+    qmp = FakeQMP(list(values))
+    b = Balloon(qmp, guest_mib=1024)  # type: ignore[arg-type]
+    result = b.move(624, settle=settle, timeout=timeout, poll=0.05)
+    assert result.outcome == outcome
+    assert result.reached == (outcome == "reached")
+    assert result.start_mib == 1024 and result.trajectory[0] == (0.0, 1024)
+    assert ("balloon", {"value": 624 << 20}) in qmp.sent
+
+
+def test_thp_order_tolerance_is_only_for_its_arm():
+    assert Balloon(FakeQMP([623]), 1024, tolerance_mib=2.0).move(624, settle=1, timeout=5, poll=0.01).reached
+    exact = Balloon(FakeQMP([1024, 622]), 1024).move(624, settle=0.1, timeout=5, poll=0.01)
+    assert not exact.reached and exact.outcome == "settled"
+
+
+# ---- results on a full filesystem -----------------------------------------------------------
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_filesystem_is_a_clear_error_and_leaves_nothing_half_written(tiny_tmpfs):
+    store = ResultsStore(tiny_tmpfs / "out")
+    run = PlannedRun(None, 1, "a-r1")  # type: ignore[arg-type]
+    big = pd.DataFrame({"run_id": ["a-r1"] * 40_000, "arm": "a", "rep": 1, "phase": "p",
+                        "t": [float(i) for i in range(40_000)], "source": "qemu", "metric": "rss_kib",
+                        "value": [float(i * 7919 % 104729) for i in range(40_000)]})
+    summary = pd.DataFrame(columns=metrics.SUMMARY_COLUMNS)
+    with pytest.raises(ResultsWriteError, match="No space left|cannot write"):
+        store.write_run(run.run_id, big, summary, {"run_id": "a-r1"})
+    d = store.run_dir("a-r1")
+    assert not (d / "run.json").exists()
+    assert not (d / "samples.parquet").exists(), "a truncated Parquet must never carry the final name"
+    assert load_results(tiny_tmpfs / "out").runs == []
+
+
+def test_cli_on_a_full_filesystem_says_so_in_one_line(tiny_tmpfs, tmp_path, monkeypatch, capsys):
+    from harness import artifacts
+    from harness.cli import main
+    from harness.experiment import metadata
+    path = tmp_path / "units.toml"
+    path.write_text(SCENARIO)
+    try:
+        (tiny_tmpfs / "filler").write_bytes(b"\0" * (256 * 1024))  # fills it
+    except OSError:
+        pass  # ENOSPC: full, as wanted
+    monkeypatch.setattr(artifacts, "build_all", lambda: None)
+    monkeypatch.setattr(metadata, "collect", lambda s, a: {"padding": "x" * 10_000})
+    rc = main(["run", str(path), "--out", str(tiny_tmpfs / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "No space left on device" in err and "Traceback" not in err
+
+
+def test_json_of_a_failed_run_is_not_taken_for_a_finished_one(tmp_path):
+    store = ResultsStore(tmp_path)
+    d = store.run_dir("x-r1")
+    d.mkdir(parents=True)
+    (d / "error.txt").write_text("boom")
+    assert not store.is_complete("x-r1")
+    assert json.loads(json.dumps(load_results(tmp_path).runs)) == []
