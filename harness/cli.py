@@ -14,9 +14,9 @@ from pathlib import Path
 
 from harness import cli_analysis
 from harness.errors import HarnessError
+from harness.resources import scenario_path
 
-REPO = Path(__file__).resolve().parents[1]
-RFC_SCENARIO = REPO / "scenarios" / "rfc-v1.toml"
+RFC_SCENARIO = "rfc-v1.toml"  # shipped with the package: harness.resources.scenario_path
 RESULTS = Path("results")
 
 
@@ -107,7 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    return _run(RFC_SCENARIO, args)
+    return _run(scenario_path(RFC_SCENARIO), args)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -120,7 +120,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from harness.doctor import run_doctor
-    return run_doctor(Path(args.scenario) if args.scenario else RFC_SCENARIO)
+    return run_doctor(Path(args.scenario) if args.scenario else scenario_path(RFC_SCENARIO))
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:

@@ -80,3 +80,23 @@ def test_rfc_scenario_stock(machine):
     assert touched.rss_kib - after.rss_kib >= 0.5 * ballooned_kib, (touched, after)
     # ... and splits huge pages: more THP is lost than the ballooned memory itself.
     assert touched.anon_huge_kib - after.anon_huge_kib >= ballooned_kib * 0.5
+
+
+def test_library_errors_become_the_harness_errors(machine):
+    """Where the harness meets paramiko and qemu.qmp, their exceptions become ours."""
+    import time
+
+    import paramiko
+
+    from harness.errors import QMPError, SSHError
+    from harness.guest import GuestSSH
+    with pytest.raises(QMPError, match="no-such-command"):
+        machine.qmp.execute("no-such-command")
+    with pytest.raises(QMPError, match="balloon"):
+        machine.qmp.execute("balloon", {"value": "not a number"})
+    other_key = paramiko.ECDSAKey.generate(bits=256)
+    impostor = GuestSSH("127.0.0.1", machine.machine.host_port, other_key,
+                        f"{other_key.get_name()} {other_key.get_base64()}")
+    with pytest.raises(SSHError, match="pinned key"):
+        impostor.connect(time.monotonic() + 30)
+    assert machine.ssh.run("echo still-here").stdout.strip() == "still-here"

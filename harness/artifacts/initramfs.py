@@ -23,9 +23,9 @@ from harness.artifacts import cache, cpio, debian
 from harness.artifacts.kernel import GuestKernel
 from harness.artifacts.steps import run_step, say
 from harness.errors import BuildError
+from harness.resources import data_dir
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGES = REPO / "images"
+IMAGES = data_dir("images")
 ROOTFS = IMAGES / "rootfs"
 USEMEM_SRC = IMAGES / "usemem.c"
 USEMEM_CFLAGS = ["-static", "-O2", "-Wall", "-Wextra"]

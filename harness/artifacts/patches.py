@@ -13,10 +13,10 @@ from pathlib import Path
 from harness.artifacts.cache import file_sha256
 from harness.artifacts.steps import run_step
 from harness.errors import BuildError
+from harness.resources import data_dir
 
-REPO = Path(__file__).resolve().parents[2]
-GUEST_PATCHES = REPO / "guest-kernel-patches"
-QEMU_PATCHES = REPO / "qemu-patches"
+GUEST_PATCHES = data_dir("guest-kernel-patches")
+QEMU_PATCHES = data_dir("qemu-patches")
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from harness.artifacts import Artifacts
 from harness.artifacts.qemu import qemu_version
 from harness.experiment.scenario import Scenario
 from harness.probes.host import thp_settings
+from harness.resources import CHECKOUT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = CHECKOUT  # a git checkout, or an installed package (then "unknown")
 
 
 def cpu_model() -> str:
@@ -35,6 +36,8 @@ def cpu_model() -> str:
 
 def harness_revision() -> str:
     """git revision of the harness, with ``-dirty`` when the work tree has changes."""
+    if not (REPO / ".git").exists():
+        return f"unknown (harness {__version__}, installed, not a git checkout)"
     try:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
                              text=True, check=True).stdout.strip()

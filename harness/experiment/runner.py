@@ -202,10 +202,12 @@ def check_guest_state(ctx: RunContext, step: Step, after: metrics.Reading) -> No
     if ctx.holds_mib is not None:
         anon_kib = after.get(("guest", "anon_kib"))
         if anon_kib is not None and anon_kib < ctx.holds_mib * 1024:
+            oom = [line for line in ctx.guest.console_tail(200).splitlines() if "Out of memory" in line]
             raise GuestStateError(
                 f"after step {step.label!r} the guest holds {anon_kib / 1024:.0f} MiB of anonymous memory, "
                 f"but the scenario declares the workload holds at least {ctx.holds_mib} MiB "
-                f"(holds_mib): the workload's memory is gone, the figures would describe an idle guest")
+                f"(holds_mib): the workload's memory is gone, the figures would describe an idle guest"
+                + ("\nthe guest's OOM killer acted:\n" + "\n".join(oom[-5:]) if oom else ""))
 
 
 def console_problems(text: str, limit: int = 10) -> list[str]:

@@ -52,7 +52,8 @@ class BackgroundWorkload:
 
     def start(self) -> int:
         """Start the command detached (setsid, stdin /dev/null, output to the log); return its PID."""
-        inner = f"{self.command}\necho $? > {shlex.quote(self.status_path)}"
+        # A subshell: the command's own `exit` must not skip writing its status.
+        inner = f"(\n{self.command}\n)\necho $? > {shlex.quote(self.status_path)}"
         line = (f"rm -f {shlex.quote(self.status_path)}; "
                 f"setsid sh -c {shlex.quote(inner)} </dev/null >{shlex.quote(self.log_path)} 2>&1 & echo $!")
         out = self.ssh.run(line, timeout=30).stdout.strip()

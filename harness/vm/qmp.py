@@ -76,7 +76,7 @@ class QMPConnection:
         try:
             return self._call(self._client.execute(command, arguments), timeout)
         except ExecuteError as e:
-            raise QMPError(f"QMP {command} failed: {e.error_class}: {e.error.desc}", command) from e
+            raise QMPError(f"QMP {command} failed: {e.error_class}: {e}", command) from e
         except (concurrent.futures.TimeoutError, asyncio.TimeoutError) as e:
             raise QMPError(f"QMP {command} got no answer within {timeout:.0f}s", command) from e
         except _LIBRARY_ERRORS as e:
