@@ -64,7 +64,7 @@ def test_each_arm_is_internally_consistent(rfc_results, arm):
     assert 0 < row["thp_lost_kib"] <= row["qemu_ahp_before_kib"]
     assert row["rss_freed_kib"] > 0
     assert not math.isnan(row["settle_seconds"]) and row["settle_seconds"] > 0
-    # The samples cover the balloon phase at the promised host rate (>= 5/s).
+    # The samples cover the balloon phase: 5/s configured, at least 4/s measured (scheduling jitter).
     s = rfc_results.samples
     actual = s[(s["arm"] == arm) & (s["phase"] == row["step"]) & (s["metric"] == "actual_mib")]
     span = actual["t"].max() - actual["t"].min()

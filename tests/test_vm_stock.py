@@ -57,7 +57,7 @@ def test_rfc_scenario_stock(machine):
     idle = process_memory(machine.pid)
     run = machine.ssh.run(f"usemem --punch-holes -d -s -1 {TOUCH_MIB}m", timeout=600)  # as the RFC ran it
     assert run.ok
-    # The guest touched 800 MiB, then freed every other 4 KiB page inside the guest:
+    # The guest touched TOUCH_MIB, then freed every other 4 KiB page inside the guest:
     # the host still backs all of it, mostly with huge pages.
     touched = process_memory(machine.pid)
     guest = machine.ssh.meminfo()
@@ -78,8 +78,9 @@ def test_rfc_scenario_stock(machine):
     assert after.anon_huge_kib < touched.anon_huge_kib
     # 4 KiB MADV_DONTNEED frees memory: RSS falls by at least half of what was ballooned.
     assert touched.rss_kib - after.rss_kib >= 0.5 * ballooned_kib, (touched, after)
-    # ... and splits huge pages: more THP is lost than the ballooned memory itself.
-    assert touched.anon_huge_kib - after.anon_huge_kib >= ballooned_kib * 0.5
+    # ... and splits huge pages: more THP is lost than the ballooned memory itself (the RFC's
+    # problem; about 1.6x here, so this holds with a wide margin).
+    assert touched.anon_huge_kib - after.anon_huge_kib > ballooned_kib, (touched, after)
 
 
 def test_library_errors_become_the_harness_errors(machine):

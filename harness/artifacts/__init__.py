@@ -16,8 +16,9 @@ from typing import Any
 from harness.artifacts import cache
 from harness.artifacts.initramfs import BALLOON_MODULE, GuestImage, build_image, build_stock_image
 from harness.artifacts.kernel import GuestKernel, build_guest_kernel
-from harness.artifacts.module import build_patched_module
-from harness.artifacts.qemu import build_patched_qemu, qemu_version, stock_qemu
+from harness.artifacts.module import build_module_variant, build_patched_module
+from harness.artifacts.patches import GUEST_PATCHES, QEMU_PATCHES, design_series
+from harness.artifacts.qemu import build_patched_qemu, build_qemu_variant, qemu_version, stock_qemu
 from harness.artifacts.steps import say
 
 
@@ -70,6 +71,13 @@ def _build_all() -> Artifacts:
     arts.images["patched"] = build_image(kernel, module, "patched")
     arts.qemus["stock"] = stock_qemu()
     arts.qemus["patched"], arts.inputs["patched_qemu"] = build_patched_qemu()
+    # The review's designs (issue 11): each folder under designs/ is one variant, named
+    # by its folder, built on the stock sources and selected by an arm's qemu/module name.
+    for name, series in design_series(QEMU_PATCHES).items():
+        arts.qemus[name], arts.inputs[f"{name}_qemu"] = build_qemu_variant(name, series)
+    for name, series in design_series(GUEST_PATCHES).items():
+        arts.modules[name], arts.inputs[f"{name}_module"] = build_module_variant(kernel, name, series)
+        arts.images[name] = build_image(kernel, arts.modules[name], name)
     seconds = time.monotonic() - start
     arts.manifest = write_manifest(arts, seconds)
     say(f"all artifacts ready in {seconds:.1f}s; manifest: {arts.manifest}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 COMPLETE_MARK = ".complete"
+MUTABLE = '"mutable"'   # the mark of a work area (a build tree): its files change by design
 INPUTS_FILE = "inputs.json"
 
 
@@ -79,6 +80,9 @@ def _locked(lock_path: Path, waiting: str | None = None) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+locked = _locked
+
+
 @contextmanager
 def build_lock(root: Path | None = None) -> Iterator[None]:
     """One ``build`` at a time per cache: a second process waits (and says so), then finds
@@ -119,6 +123,8 @@ def damage(entry: Path) -> str | None:
         return "no completion mark"
     if not text.strip():
         mark.write_text(json.dumps(_file_list(entry)))
+        return None
+    if text.strip() == MUTABLE:
         return None
     try:
         files = json.loads(text)
@@ -164,7 +170,7 @@ def log_path(kind: str, key: str, root: Path | None = None) -> Path:
 
 
 def ensure(kind: str, inputs: dict[str, Any], build: Callable[[Path, Path], None],
-           root: Path | None = None) -> Artifact:
+           root: Path | None = None, mutable: bool = False) -> Artifact:
     """Return the cached artifact for ``inputs``, building it with ``build(dir, log)`` if absent.
 
     ``build`` fills an empty directory, appending its command output to ``log``;
@@ -188,7 +194,7 @@ def ensure(kind: str, inputs: dict[str, Any], build: Callable[[Path, Path], None
             log.parent.mkdir(parents=True, exist_ok=True)
             build(tmp, log)
             (tmp / INPUTS_FILE).write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n")
-            (tmp / COMPLETE_MARK).write_text(json.dumps(_file_list(tmp)))
+            (tmp / COMPLETE_MARK).write_text(MUTABLE if mutable else json.dumps(_file_list(tmp)))
             tmp.rename(final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -76,8 +76,12 @@ def headers_dir(kernel: GuestKernel) -> Path:
 
 
 def build_patched_module(kernel: GuestKernel) -> tuple[Path, dict]:
-    """Build the patched ``virtio_balloon.ko``; returns (module path, cache inputs)."""
-    series = Series.load(GUEST_PATCHES)
+    """The RFC port's ``virtio_balloon.ko``; returns (module path, cache inputs)."""
+    return build_module_variant(kernel, "patched", Series.load(GUEST_PATCHES))
+
+
+def build_module_variant(kernel: GuestKernel, label: str, series: Series) -> tuple[Path, dict]:
+    """``virtio_balloon.ko`` with ``series`` applied to the stock driver; (module path, inputs)."""
     touched = series.touched_files()
     if touched != [DRIVER]:
         raise BuildError(f"guest patches must change only {DRIVER} (the module is built out of tree), "
@@ -90,7 +94,7 @@ def build_patched_module(kernel: GuestKernel) -> tuple[Path, dict]:
               "patches": series.hashes(), "kbuild": cache.file_sha256(KBUILD), "cc": cc}
     found = cache.lookup("module", inputs)
     if found:
-        say(f"patched virtio_balloon.ko: cached ({found.path})")
+        say(f"{label} virtio_balloon.ko: cached ({found.path})")
         return found.path / "virtio_balloon.ko", inputs
     src = fetch_driver_source(version, touched)
 
@@ -115,5 +119,5 @@ def build_patched_module(kernel: GuestKernel) -> tuple[Path, dict]:
         shutil.rmtree(kdir)
 
     art = cache.ensure("module", inputs, build)
-    say(f"patched virtio_balloon.ko: {'built' if art.fresh else 'cached'} ({art.path})")
+    say(f"{label} virtio_balloon.ko: {'built' if art.fresh else 'cached'} ({art.path})")
     return art.path / "virtio_balloon.ko", inputs

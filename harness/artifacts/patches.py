@@ -47,6 +47,11 @@ class Series:
                     files.append(m.group(1))
         return files
 
+    def revert(self, tree: Path, log: Path) -> None:
+        """Undo :meth:`apply` (``patch -R``, last patch first)."""
+        for p in reversed(self.patches):
+            run_step(f"revert {p.name}", ["patch", "-p1", "--batch", "-R", "-i", p], log, cwd=tree, quiet=True)
+
     def apply(self, tree: Path, log: Path, dry_run: bool = False) -> None:
         """``patch -p1`` each patch in order; a failure names the patch and the log."""
         for p in self.patches:
@@ -54,3 +59,14 @@ class Series:
             if dry_run:
                 cmd.insert(1, "--dry-run")
             run_step(f"{'check' if dry_run else 'apply'} {p.name}", cmd, log, cwd=tree, quiet=True)
+
+
+DESIGNS = "designs"
+
+
+def design_series(folder: Path) -> dict[str, Series]:
+    """``<folder>/designs/<name>/series`` for every design (the review's arms), by name."""
+    root = folder / DESIGNS
+    if not root.is_dir():
+        return {}
+    return {d.name: Series.load(d) for d in sorted(root.iterdir()) if (d / "series").is_file()}

@@ -21,6 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from harness.artifacts.patches import GUEST_PATCHES, QEMU_PATCHES, design_series
 from harness.errors import ConfigError
 
 STEP_KINDS = ("run", "background", "balloon", "sleep", "measure")
@@ -245,12 +246,13 @@ def _load_arm(path: Path, i: int, data: Any) -> Arm:
               kernel=t.get("kernel", str, None))
     if arm.kernel is not None and not Path(arm.kernel).is_file():
         t.fail(t.key("kernel"), f"must be an existing kernel image file, got {arm.kernel!r}")
-    for key in ("qemu", "module"):
+    for key, folder in (("qemu", QEMU_PATCHES), ("module", GUEST_PATCHES)):
         value = getattr(arm, key)
         if not value.strip():
             t.fail(t.key(key), "must not be empty")
-        if value not in BUILD_CHOICES and not Path(value).exists():
-            t.fail(t.key(key), f"must be one of {', '.join(BUILD_CHOICES)} or an existing path, got {value!r}")
+        choices = (*BUILD_CHOICES, *design_series(folder))
+        if value not in choices and not Path(value).exists():
+            t.fail(t.key(key), f"must be one of {', '.join(choices)} or an existing path, got {value!r}")
     t.finish()
     return arm
 

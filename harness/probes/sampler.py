@@ -14,6 +14,7 @@ import time
 from typing import Callable
 
 from harness.arch import THP_ORDER
+from harness.errors import HarnessError
 from harness.metrics import GUEST_COUNTERS, GUEST_MEMINFO, HOST_THP_COUNTERS, Reading
 from harness.probes import host
 from harness.procfs import free_blocks_at_least, parse_buddyinfo, parse_meminfo, parse_vmstat
@@ -87,7 +88,8 @@ class Sampler:
         while not self._stop.is_set():
             try:
                 self.record(read())
-            except Exception as e:  # the guest may be going away; the runner notices that
+            except (HarnessError, OSError, ValueError) as e:  # the guest may be going away: the runner
+                # notices that itself; the errors are kept in run.json (sampler_errors)
                 self.errors.append(f"{name}: {e}")
                 if len(self.errors) > 50:
                     return
