@@ -1,6 +1,8 @@
 # balloon-harness: every target bootstraps what it needs and skips what is done.
 #   make test        system packages, venv, build (cached), all tests (boots guests)
-#   make test-fast   only the tests that need no guest
+#   make test-fast   only the tests that boot no guest and build nothing (< 1 min)
+#   make test-slow   the long checks make test leaves out (Debian 13 host path, design matrix)
+#   make lint        ruff and mypy
 #   make reproduce   the RFC experiment, printed as a table
 SHELL := /bin/bash
 VENV ?= .venv
@@ -9,14 +11,14 @@ PY := $(VENV)/bin/python
 HARNESS := $(VENV)/bin/balloon-harness
 STAMP := $(VENV)/.installed
 
-.PHONY: bootstrap system venv build test test-fast reproduce doctor clean
+.PHONY: bootstrap system venv build test test-fast test-slow lint reproduce doctor clean
 
 system:
 	@tools/bootstrap-system.sh
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint]'
 	@touch $@
 
 venv: $(STAMP)
@@ -28,12 +30,22 @@ build: bootstrap
 
 # pytest exits 5 when it collected no test: that is a failure here.
 test: build
-	@$(PY) -m pytest; rc=$$?; \
+	@$(PY) -m pytest -m "not slow"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest ran no test" >&2; exit 1; fi; exit $$rc
+
+# Long matrices and host-path checks (Debian 13 root, every design x reps): not in CI's budget.
+test-slow: build
+	@$(PY) -m pytest -m slow; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-slow: pytest ran no test" >&2; exit 1; fi; exit $$rc
 
 test-fast: venv
 	@$(PY) -m pytest -m "not vm and not build"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest ran no test" >&2; exit 1; fi; exit $$rc
+
+# ruff (style, imports, bugs) and mypy (types), both configured in pyproject.toml.
+lint: venv
+	$(VENV)/bin/ruff check harness tests benchmarks
+	$(VENV)/bin/mypy
 
 reproduce: build
 	$(HARNESS) reproduce

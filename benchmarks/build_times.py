@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 HARNESS = [sys.executable, "-m", "harness", "build"]
 

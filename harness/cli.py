@@ -169,7 +169,7 @@ def install_process_handlers() -> None:
     atexit.register(stop_all_live)
     if threading.current_thread() is threading.main_thread() \
             and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        def _sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+        def _sigterm(signum, frame):
             raise SystemExit(128 + signum)
         signal.signal(signal.SIGTERM, _sigterm)
 

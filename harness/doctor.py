@@ -13,12 +13,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.arch import DEBIAN_FIRMWARE_DIRS
 from harness.artifacts import cache
 from harness.artifacts.debian import TOOL_PACKAGES, which
 from harness.artifacts.qemu import stock_qemu
 from harness.errors import HarnessError
 from harness.probes.host import meminfo, thp_settings
-from harness.arch import DEBIAN_FIRMWARE_DIRS
 
 MIN_FREE_DISK_GIB = 8          # QEMU source + build tree + kernel packages
 MEMORY_MARGIN_MIB = 1024       # host headroom beside the guest(s)

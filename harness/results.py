@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ResultsWriteError
-from harness.metrics import SAMPLE_COLUMNS, SUMMARY_COLUMNS  # noqa: F401 - re-exported
+from harness.metrics import SAMPLE_COLUMNS, SUMMARY_COLUMNS
 
 RUN_DONE = "run.json"
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-
 BUILD_FIXTURES = {"artifacts", "stock_image"}
 
 

@@ -10,8 +10,7 @@ import pytest
 
 from harness.artifacts import cache, cpio
 from harness.errors import ConfigError
-from harness.procfs import (free_blocks_at_least, parse_buddyinfo, parse_meminfo,
-                            parse_thp_setting, parse_vmstat)
+from harness.procfs import free_blocks_at_least, parse_buddyinfo, parse_meminfo, parse_thp_setting, parse_vmstat
 from harness.vm.balloon import Balloon
 from harness.vm.spec import BalloonDevice, MachineSpec
 

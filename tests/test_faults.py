@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import qemu_pids
+
 from harness.results import load_results
 
 pytestmark = pytest.mark.vm

@@ -10,10 +10,11 @@ import subprocess
 
 import pytest
 
-from harness.artifacts.module import DRIVER, fetch_driver_source, source_version as kernel_source_version
+from harness.artifacts.module import DRIVER, fetch_driver_source
+from harness.artifacts.module import source_version as kernel_source_version
 from harness.artifacts.patches import GUEST_PATCHES, QEMU_PATCHES, Series
-from harness.artifacts.qemu import fetch_source, has_property, source_version as qemu_source_version
-from harness.artifacts.qemu import _source_tree
+from harness.artifacts.qemu import _source_tree, fetch_source, has_property
+from harness.artifacts.qemu import source_version as qemu_source_version
 from harness.guest import Guest
 from harness.vm import BalloonDevice, MachineSpec
 

@@ -7,11 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
 from conftest import qemu_pids
+
 from harness.results import load_results
 
 pytestmark = pytest.mark.vm

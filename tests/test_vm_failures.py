@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import pid_alive, qemu_pids
+
 from harness.errors import BootTimeout, GuestDied, QEMUStartError
 from harness.guest import Guest
 from harness.vm import MachineSpec

@@ -7,15 +7,15 @@ balloon to 624 MiB must reach its target and give memory back to the host.
 
 from __future__ import annotations
 
-import pytest
-
 import re
 from pathlib import Path
 
+import pytest
+
 from harness.errors import ConfigError
 from harness.experiment.scenario import load_scenario
-from harness.probes.host import process_memory
 from harness.guest import Guest
+from harness.probes.host import process_memory
 from harness.vm import MachineSpec
 
 pytestmark = pytest.mark.vm

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
 from conftest import qemu_pids
+
 from harness.results import load_results
 
 pytestmark = pytest.mark.vm

@@ -18,10 +18,11 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 COMPLETE_MARK = ".complete"
 MUTABLE = '"mutable"'   # the mark of a work area (a build tree): its files change by design

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import gzip
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,11 @@ def _pad(n: int) -> bytes:
     return b"\0" * ((4 - n % 4) % 4)
 
 
-def _write(out: BinaryIO, ino: int, e: Entry) -> None:
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+def _write(out: _Writable, ino: int, e: Entry) -> None:
     name = e.name.encode() + b"\0"
     fields = [ino, e.mode, 0, 0, 1, 0, len(e.data), 0, 0, e.rdev[0], e.rdev[1], len(name), 0]
     header = b"070701" + b"".join(f"{v:08x}".encode() for v in fields)

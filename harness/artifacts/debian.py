@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from harness.artifacts.steps import capture, run_step
 from harness.errors import BuildError, MissingDependency

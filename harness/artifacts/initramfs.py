@@ -15,9 +15,9 @@ import re
 import shutil
 import stat
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from harness.artifacts import cache, cpio, debian
 from harness.artifacts.kernel import GuestKernel
@@ -118,7 +118,7 @@ def _base_entries(kernel: GuestKernel, usemem: Path, stage: Path) -> list[cpio.E
             *cpio.tree_entries(stage)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_base(kernel: GuestKernel) -> cache.Artifact:
     """The shared base initramfs and its SSH host key (looked up once per process)."""
     debian.require_tools(["busybox", "dropbear", "dropbearkey", "cc"])

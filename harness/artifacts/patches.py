@@ -25,7 +25,7 @@ class Series:
     patches: tuple[Path, ...]
 
     @classmethod
-    def load(cls, folder: Path) -> "Series":
+    def load(cls, folder: Path) -> Series:
         series = folder / "series"
         if not series.exists():
             raise BuildError(f"no series file in {folder}")
@@ -55,7 +55,7 @@ class Series:
     def apply(self, tree: Path, log: Path, dry_run: bool = False) -> None:
         """``patch -p1`` each patch in order; a failure names the patch and the log."""
         for p in self.patches:
-            cmd = ["patch", "-p1", "--batch", "--forward", "-i", p]
+            cmd: list[str | Path] = ["patch", "-p1", "--batch", "--forward", "-i", p]
             if dry_run:
                 cmd.insert(1, "--dry-run")
             run_step(f"{'check' if dry_run else 'apply'} {p.name}", cmd, log, cwd=tree, quiet=True)

@@ -100,20 +100,19 @@ def _compiler() -> str:
     return subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
 
 
-def build_tree(version: str, fetch: Callable[[str], cache.Artifact] = None) -> cache.Artifact:
+def build_tree(version: str, fetch: Optional[Callable[[str], cache.Artifact]] = None) -> cache.Artifact:
     """A configured QEMU build tree of ``version`` with the stock binary built, kept in the
     cache so each variant (a patch series) costs an incremental rebuild, not a full one.
 
     The tree is a work area (variants patch and revert it), so its entry is mutable: the
     cache does not verify its files. About 1 GB per source version.
     """
-    fetch = fetch or fetch_source
     inputs = {"source": [SOURCE_PACKAGE, version], "configure": list(CONFIGURE_FLAGS), "cc": _compiler(),
               "meson": debian.installed_version("meson"), "layout": 1}
     found = cache.lookup("qemu-tree", inputs)
     if found:
         return found
-    src = fetch(version)
+    src = (fetch or fetch_source)(version)
 
     def build(out: Path, log: Path) -> None:
         tree = out / "src"
@@ -130,7 +129,7 @@ def build_tree(version: str, fetch: Callable[[str], cache.Artifact] = None) -> c
 
 
 def build_qemu_variant(label: str, series: Optional[Series], version: Optional[str] = None,
-                       fetch: Callable[[str], cache.Artifact] = None) -> tuple[Path, dict]:
+                       fetch: Optional[Callable[[str], cache.Artifact]] = None) -> tuple[Path, dict]:
     """``qemu-system-x86_64`` of ``version`` with ``series`` applied (None: unpatched, the
     stock control built from the same source); returns (binary, inputs).
 

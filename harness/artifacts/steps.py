@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence, TextIO
+from typing import TextIO
 
 from harness.errors import BuildError
 
@@ -38,7 +39,7 @@ def _fmt_elapsed(seconds: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def run_step(title: str, cmd: Sequence[str], log: Path, cwd: Path | None = None,
+def run_step(title: str, cmd: Sequence[str | Path], log: Path, cwd: Path | None = None,
              env: Mapping[str, str] | None = None, quiet: bool = False) -> float:
     """Run ``cmd`` with output appended to ``log``; return its wall time.
 
@@ -80,7 +81,7 @@ def run_step(title: str, cmd: Sequence[str], log: Path, cwd: Path | None = None,
     return elapsed
 
 
-def capture(cmd: Sequence[str], what: str) -> str:
+def capture(cmd: Sequence[str | Path], what: str) -> str:
     """Run a short query command and return its stdout; a failure names the command."""
     try:
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,

@@ -61,7 +61,7 @@ class Shard:
     count: int
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
         if not m:
             raise ConfigError(f"--shard {text!r}: expected K/N, e.g. 1/4")

@@ -34,7 +34,7 @@ class Guest:
         self._ssh: Optional[GuestSSH] = None
         self._extra_ssh: list[GuestSSH] = []
 
-    def __enter__(self) -> "Guest":
+    def __enter__(self) -> Guest:
         try:
             self.start()
         except BaseException:
@@ -56,7 +56,7 @@ class Guest:
         except SSHTimeout as e:
             raise BootTimeout(f"guest did not answer SSH within {self.spec.boot_timeout:.0f}s "
                               f"(accel={m.accel}): {e}", m.console_tail(), m.stderr_text()) from None
-        except SSHError as e:
+        except SSHError:
             if not m.is_running():
                 raise m.died("guest died while booting") from None
             raise

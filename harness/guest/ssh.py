@@ -13,7 +13,6 @@ import base64
 import logging
 import select
 import shlex
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -131,7 +130,10 @@ class GuestSSH:
         start = time.monotonic()
         deadline = start + timeout
         try:
-            chan = self._client.get_transport().open_session(timeout=timeout)
+            transport = self._client.get_transport() if self._client else None
+            if transport is None:
+                raise GuestCommandError(f"not connected: cannot run `{command}`", command)
+            chan = transport.open_session(timeout=timeout)
             chan.exec_command(command)
         except (paramiko.SSHException, OSError, AttributeError) as e:
             raise GuestCommandError(f"could not start `{command}` in the guest: {e}", command) from e
@@ -158,7 +160,7 @@ class GuestSSH:
                 if not drained:
                     select.select([chan], [], [], min(0.2, remaining))
             code = chan.recv_exit_status() if chan.exit_status_ready() else -1
-        except (socket.error, paramiko.SSHException, EOFError) as e:
+        except (OSError, paramiko.SSHException, EOFError) as e:
             raise GuestCommandError(f"connection lost while running `{command}`: {e}", command) from e
         finally:
             chan.close()
@@ -181,7 +183,7 @@ class GuestSSH:
     def buddyinfo(self) -> list[BuddyZone]:
         return parse_buddyinfo(self.read_file("/proc/buddyinfo"))
 
-    def clone(self) -> "GuestSSH":
+    def clone(self) -> GuestSSH:
         """A new, unconnected client for the same guest (a second connection)."""
         return GuestSSH(self.host, self.port, self._client_key,
                         f"{self._host_key.get_name()} {self._host_key.get_base64()}", self.user)

@@ -96,7 +96,7 @@ class Sampler:
             next_t += period
             self._stop.wait(max(0.0, next_t - time.monotonic()))
 
-    def start(self) -> "Sampler":
+    def start(self) -> Sampler:
         for name, period, read in (
                 ("host", self.host_period, lambda: read_host(self.pid, self._balloon_mib)),
                 ("guest", self.guest_period, lambda: read_guest(self._guest_run))):
@@ -111,7 +111,7 @@ class Sampler:
         for t in self._threads:
             t.join(10)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         return self.start()
 
     def __exit__(self, *exc) -> None:

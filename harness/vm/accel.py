@@ -16,10 +16,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from harness.arch import QEMU_MACHINE
 from harness.vm.lifeline import pdeathsig_wrapper
@@ -30,7 +30,7 @@ from harness.vm.spec import firmware_args
 # 8 s rejects no KVM that is at least as fast as software emulation, and keeps the
 # whole decision (all binaries probed at once) under 10 s on a host where KVM hangs.
 PROBE_TIMEOUT = 8.0
-_memo: dict[tuple[str, str], "KvmVerdict"] = {}
+_memo: dict[tuple[str, str], KvmVerdict] = {}
 _warned = False
 _lock = threading.Lock()
 

@@ -22,7 +22,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Optional
@@ -30,8 +29,8 @@ from typing import IO, Optional
 from harness.arch import KERNEL_CONSOLE
 from harness.errors import GuestDied, HarnessError, QEMUStartError, QMPError
 from harness.vm.accel import resolve_accel
-from harness.vm.lifeline import pdeathsig_wrapper
 from harness.vm.balloon import EXACT_TOLERANCE_MIB, THP_ORDER_TOLERANCE_MIB, Balloon
+from harness.vm.lifeline import pdeathsig_wrapper
 from harness.vm.qmp import QMPConnection
 from harness.vm.spec import MachineSpec, firmware_args
 
@@ -39,7 +38,7 @@ QUIT_TIMEOUT = 10.0
 TERM_TIMEOUT = 5.0
 HOSTFWD_RETRIES = 3
 
-_live: "set[Machine]" = set()
+_live: set[Machine] = set()
 _live_lock = threading.Lock()
 
 
@@ -190,7 +189,7 @@ class Machine:
         return cmd
 
     # ---- lifecycle -------------------------------------------------------
-    def __enter__(self) -> "Machine":
+    def __enter__(self) -> Machine:
         try:
             self.start()
         except BaseException:

@@ -51,7 +51,7 @@ class QMPConnection:
     def _call(self, coro, timeout: float | None):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    async def _start_collector(self) -> "asyncio.Task[None]":
+    async def _start_collector(self) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(self._collect())
 
     async def _shutdown(self) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from harness.arch import DEBIAN_FIRMWARE_DIRS, QEMU_MACHINE
 from harness.artifacts.qemu import stock_qemu
 from harness.errors import ConfigError
+
 ACCELERATORS = ("auto", "kvm", "tcg")
 
 
@@ -68,6 +69,6 @@ class MachineSpec:
             raise ConfigError("host_key must be an OpenSSH public key line ('type base64')")
 
     @classmethod
-    def for_image(cls, image, **overrides) -> "MachineSpec":
+    def for_image(cls, image, **overrides) -> MachineSpec:
         """A spec booting a :class:`harness.artifacts.initramfs.GuestImage`."""
         return cls(kernel=image.vmlinuz, initrd=image.initrd, host_key=image.host_key, **overrides)
