@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -54,6 +55,7 @@ def collect(scenario: Scenario, artifacts: Artifacts) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "harness_revision": harness_revision(),
         "host": {
+            "hostname": socket.gethostname(),
             "kernel": platform.release(),
             "kernel_version": platform.version(),
             "cpu": cpu_model(),

@@ -1,0 +1,173 @@
+"""The analysis subcommands: ``compare``, ``check``, ``history``, ``merge``, and the options
+``run``/``reproduce`` take to check and record a run as soon as it ends (``--check``,
+``--junit``, ``--markdown``, ``--history``).
+
+Kept apart from ``harness.cli`` so the analysis can grow without touching the commands
+that boot guests; ``cli.make_parser`` calls :func:`register`, ``_add_run_options`` calls
+:func:`add_run_options`, and ``_run`` ends with :func:`after_run`.
+
+Exit codes follow ``check``: 0 all expectations hold, 1 one failed (or a regression
+against the history), 2 infrastructure (runs that failed to produce data; for ``check``
+also a folder that is not results or a history that is not one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+EXIT_INFRA = 2
+DEFAULT_LAST = 7   # nights of history pooled (= harness.history.DEFAULT_LAST; imported lazily, see below)
+# The analysis modules import pandas and scipy: imported inside the commands, so that
+# `balloon-harness --help` and the commands that boot guests do not pay for them.
+
+
+def _positive_last(value: int) -> int:
+    if value < 1:
+        raise HarnessError(f"--last must be at least 1 night, got {value}")
+    return value
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import compare, format_comparison
+    print(format_comparison(compare(args.a, args.b, alpha=args.alpha, force=args.force)))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Any refusal here (not a results folder, bad history, bad expectation) is exit 2:
+    CI must not mistake a broken pipeline for a failed expectation (exit 1)."""
+    from harness.verdicts import check_results
+    against = args.against_history or args.history
+    try:
+        if against is None and args.last is not None:
+            raise HarnessError("--last needs --against-history DIR (or --history DIR)")
+        last = _positive_last(args.last if args.last is not None else DEFAULT_LAST)
+        code = check_results(Path(args.dir), junit=args.junit, markdown=args.markdown,
+                             against_history=against, last=last, alpha=args.alpha)
+        if args.history:
+            code = max(code, _append(Path(args.dir), Path(args.history)))
+        return code
+    except HarnessError as e:
+        print(f"balloon-harness: error: {e}", file=sys.stderr)
+        return EXIT_INFRA
+
+
+def _append(out: Path, history: Path) -> int:
+    """Append ``out`` to the history; 0, or 2 (infrastructure) with one line when refused."""
+    from harness.history import append_history
+    try:
+        added = append_history(out, history)
+    except HarnessError as e:
+        print(f"balloon-harness: error: history: {e}", file=sys.stderr)
+        return EXIT_INFRA
+    print(f"history: {added.summary if added else 'nothing to append (no finished run)'}", file=sys.stderr)
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from harness.history import format_trend, history_trend
+    h = Path(args.dir)
+    if not h.exists():
+        raise HarnessError(f"{h}: no such history folder")
+    trend = history_trend(h, scenario=args.scenario, metric=args.metric, arm=args.arm, step=args.step,
+                          png=args.png or (h / f"trend-{args.scenario or 'all'}-{args.metric}.png"))
+    print(format_trend(trend))
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from harness.merge import merge_results
+    from harness.results import load_results
+    out = merge_results(Path(args.out), [Path(d) for d in args.dirs], force=args.force)
+    res = load_results(out)
+    print(f"merged {len(args.dirs)} shard(s) into {out}: {len(res.runs)} finished run(s)")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add compare, check, history and merge to the ``balloon-harness`` subcommands."""
+    c = subparsers.add_parser(
+        "compare", help="compare two results folders, or two arms (DIR:arm), figure by figure",
+        description="Median of A and B, change, two-sided Mann-Whitney U p-value (* below --alpha) for "
+                    "every arm, step and headline figure. Refuses different scenarios or builds unless --force.")
+    c.add_argument("a", help="results folder, or DIR:arm")
+    c.add_argument("b", help="results folder, or DIR:arm")
+    c.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    c.add_argument("--force", action="store_true", help="compare even different scenarios or builds")
+    c.set_defaults(func=_cmd_compare)
+
+    k = subparsers.add_parser(
+        "check", help="judge a results folder against its scenario's [[expect]]; exit 0/1/2",
+        description="Exit 0: every expectation holds; 1: one failed, or a headline figure is significantly "
+                    "worse than the last nights (--against-history); 2: runs failed to produce data.")
+    k.add_argument("dir", help="results folder")
+    k.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    k.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (links to the plots)")
+    k.add_argument("--against-history", metavar="DIR", help="also compare with this history folder")
+    k.add_argument("--history", metavar="DIR",
+                   help="compare with this history folder (unless --against-history), then append the results to it")
+    k.add_argument("--last", type=int, metavar="N", help=f"nights of history to pool (default {DEFAULT_LAST})")
+    k.add_argument("--alpha", type=float, default=0.05, help="significance level against history (default 0.05)")
+    k.set_defaults(func=_cmd_check)
+
+    h = subparsers.add_parser("history", help="trend of a figure over the nights of a history folder",
+                              description="One line per night: median, IQR, min..max, n, and which build "
+                                          "hashes changed from the night before; writes a PNG.")
+    h.add_argument("dir", help="history folder (written by run --history)")
+    h.add_argument("--scenario", help="scenario name (needed when the history holds several)")
+    h.add_argument("--metric", default="thp_lost_per_ballooned_mib", help="summary column or reached_fraction")
+    h.add_argument("--arm", help="one arm only")
+    h.add_argument("--step", help="one step only (default: the balloon steps)")
+    h.add_argument("--png", metavar="FILE", help="trend plot (default: DIR/trend-<scenario>-<metric>.png)")
+    h.set_defaults(func=_cmd_history)
+
+    m = subparsers.add_parser("merge", help="combine shard results folders into one",
+                              description="Refuses shards of different scenarios or builds and a run "
+                                          "present twice with different contents.")
+    m.add_argument("out", help="new results folder")
+    m.add_argument("dirs", nargs="+", metavar="DIR", help="shard results folders")
+    m.add_argument("--force", action="store_true", help="merge even different scenarios or builds")
+    m.set_defaults(func=_cmd_merge)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``run``/``reproduce`` options to check and record the results when the runs end."""
+    parser.add_argument("--check", action="store_true",
+                        help="judge the results against the scenario's [[expect]]; exit 0/1/2 like `check`")
+    parser.add_argument("--junit", metavar="FILE", help="with --check: write a JUnit XML report (implies --check)")
+    parser.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (implies --check)")
+    parser.add_argument("--history", metavar="DIR",
+                        help="append the results to this history folder (with --check: compare first)")
+    parser.add_argument("--last", type=int, default=DEFAULT_LAST, metavar="N",
+                        help=f"with --check --history: nights of history to compare with (default {DEFAULT_LAST})")
+
+
+def after_run(args: argparse.Namespace, out: Path, rc: int) -> int:
+    """Check and record a finished run; returns the command's exit code.
+
+    Without --check: ``rc`` (1 when runs failed). With --check: 2 when runs failed
+    (infrastructure), else check's 0 or 1. The history is appended after the check, so
+    tonight's runs are not compared with themselves; a history folder that is refused
+    makes it 2 with --check (infrastructure), else 1 like any other error.
+    """
+    check = bool(getattr(args, "check", False) or getattr(args, "junit", None) or getattr(args, "markdown", None))
+    history = getattr(args, "history", None)
+    code = rc
+    if check:
+        from harness.verdicts import check_results
+        try:
+            c = check_results(Path(out), junit=args.junit, markdown=args.markdown, against_history=history,
+                              last=_positive_last(getattr(args, "last", DEFAULT_LAST)))
+        except HarnessError as e:
+            print(f"balloon-harness: error: check: {e}", file=sys.stderr)
+            c = EXIT_INFRA
+        code = EXIT_INFRA if rc != 0 else c
+    if history:
+        appended = _append(Path(out), Path(history))
+        if appended:
+            code = EXIT_INFRA if check else (code or 1)
+    return code

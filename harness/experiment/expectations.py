@@ -1,0 +1,155 @@
+"""Expectations: what a scenario promises about its results, checked after every run.
+
+A nightly job needs a yes/no per promise, not a table someone has to read. A scenario
+states its promises as ``[[expect]]`` tables; ``balloon-harness check`` evaluates them
+(``harness.verdicts``). Two forms:
+
+Absolute: the arm's figure for a step against a number. The figure is the median over the
+repetitions (``reached_fraction``: the fraction of runs that reached the target)::
+
+    [[expect]]
+    arm = "thp-order"
+    step = "balloon 624"
+    metric = "reached_fraction"
+    op = ">="
+    value = 0.8
+
+Relative: the arm against another arm (``than``), same step and metric::
+
+    [[expect]]
+    arm = "thp-order"
+    step = "balloon 624"
+    metric = "thp_lost_per_ballooned_mib"
+    op = "<"
+    than = "baseline"
+
+A strict relative promise (``<``, ``>``) holds when the medians are in that order AND the
+difference is significant with the two-sided Mann-Whitney U test at ``alpha`` (the test
+``compare`` uses): a median that is lower by luck with three runs each does not count.
+``<=`` and ``>=`` hold unless the opposite difference is significant ("not worse");
+``==`` holds unless any difference is significant, ``!=`` only when one is. ``test =
+"none"`` compares the medians alone, for scenarios with a single repetition where no
+test can be significant.
+
+Checked before anything boots like the rest of the scenario: a wrong arm, step, metric,
+operator or key is refused as ``{file}: expect[i].{key}: {reason}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from harness.errors import ConfigError
+from harness.metrics import METRICS, NUMERIC_COLUMNS
+
+OPS = ("<", "<=", ">", ">=", "==", "!=")
+TESTS = ("mannwhitney", "none")
+KEYS = ("arm", "step", "metric", "op", "value", "than", "test", "alpha", "label")
+EXPECT_METRICS = (*NUMERIC_COLUMNS, "reached_fraction")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One promise about one arm, step and metric (absolute: ``value``; relative: ``than``)."""
+
+    arm: str
+    step: str
+    metric: str
+    op: str
+    value: Optional[float] = None
+    than: Optional[str] = None
+    test: str = "mannwhitney"
+    alpha: float = 0.05
+    label: str = ""
+
+    @property
+    def relative(self) -> bool:
+        return self.than is not None
+
+    @property
+    def name(self) -> str:
+        """The label, or a description built from the fields."""
+        if self.label:
+            return self.label
+        rhs = self.than if self.relative else f"{self.value:g}"
+        return f"{self.arm} {self.step}: {self.metric} {self.op} {rhs}"
+
+
+def holds(op: str, a: float, b: float) -> bool:
+    """``a op b``; False when either side is NaN."""
+    if math.isnan(a) or math.isnan(b):
+        return False
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def parse_expectations(path: str | Path, raw_list: Any, arm_names: Sequence[str],
+                       step_labels: Sequence[str]) -> tuple[Expectation, ...]:
+    """Validate a scenario's ``expect`` list; raises :class:`ConfigError` naming file, key, reason."""
+    if raw_list is None:
+        return ()
+    if not isinstance(raw_list, list):
+        raise ConfigError(f"{path}: expect: must be a list of tables ([[expect]]), "
+                          f"got {type(raw_list).__name__}")
+    arms, steps = list(arm_names), list(step_labels)
+    out = []
+    for i, raw in enumerate(raw_list):
+        where = f"expect[{i}]"
+
+        def fail(key: str, reason: str, _where: str = where):
+            raise ConfigError(f"{path}: {_where}.{key}: {reason}" if key else f"{path}: {_where}: {reason}")
+
+        if not isinstance(raw, dict):
+            fail("", f"must be a table, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - set(KEYS))
+        if unknown:
+            fail(unknown[0], f"unknown key (known: {', '.join(KEYS)})")
+        for key in ("arm", "step", "metric", "op"):
+            if key not in raw:
+                fail(key, "required key is missing")
+            if not isinstance(raw[key], str):
+                fail(key, f"must be str, got {type(raw[key]).__name__} {raw[key]!r}")
+        if raw["arm"] not in arms:
+            fail("arm", f"no arm named {raw['arm']!r} (arms: {', '.join(arms)})")
+        if raw["step"] not in steps:
+            fail("step", f"no step labelled {raw['step']!r} (steps: {', '.join(steps)})")
+        if raw["metric"] not in EXPECT_METRICS:
+            hint = " (not a number)" if raw["metric"] in METRICS else ""
+            fail("metric", f"unknown metric {raw['metric']!r}{hint}; one of the numeric summary "
+                           f"columns or reached_fraction")
+        if raw["op"] not in OPS:
+            fail("op", f"must be one of {' '.join(OPS)}, got {raw['op']!r}")
+        has_value, has_than = "value" in raw, "than" in raw
+        if has_value == has_than:
+            fail("value", "give exactly one of value (a number) or than (another arm)")
+        value = raw.get("value")
+        if has_value and not _number(value):
+            fail("value", f"must be a number, got {type(value).__name__} {value!r}")
+        than = raw.get("than")
+        if has_than:
+            if not isinstance(than, str):
+                fail("than", f"must be str, got {type(than).__name__} {than!r}")
+            if than not in arms:
+                fail("than", f"no arm named {than!r} (arms: {', '.join(arms)})")
+            if than == raw["arm"]:
+                fail("than", "must name another arm than arm")
+        test = raw.get("test", "mannwhitney")
+        if test not in TESTS:
+            fail("test", f"must be one of {', '.join(TESTS)}, got {test!r}")
+        alpha = raw.get("alpha", 0.05)
+        if not _number(alpha) or not 0 < alpha < 1:
+            fail("alpha", f"must be a number between 0 and 1, got {alpha!r}")
+        label = raw.get("label", "")
+        if not isinstance(label, str):
+            fail("label", f"must be str, got {type(label).__name__} {label!r}")
+        out.append(Expectation(arm=raw["arm"], step=raw["step"], metric=raw["metric"], op=raw["op"],
+                               value=float(value) if has_value else None, than=than if has_than else None,
+                               test=test, alpha=float(alpha), label=label))
+    return tuple(out)

@@ -1,0 +1,115 @@
+"""``compare``: medians, change, Mann-Whitney p and the * mark; DIR:arm; refusals naming the
+difference; missing metadata; bad input as one line (no VM)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from synthetic import BALLOON_STEP, ArmSpec, make_results
+
+from harness.cli import main
+from harness.compare import compare, fingerprint, mann_whitney
+from harness.errors import HarnessError
+
+RATIO = "thp_lost_per_ballooned_mib"
+
+
+def _row(c, metric=RATIO, arm="thp-order", step=BALLOON_STEP):
+    r = c.rows[(c.rows["arm_a"] == arm) & (c.rows["step"] == step) & (c.rows["metric"] == metric)]
+    assert len(r) == 1, c.rows
+    return r.iloc[0]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cmp")
+    a = make_results(d / "a", reps=6, seed=1, arms={"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=1.1)})
+    b = make_results(d / "b", reps=6, seed=2, arms={"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=1.6)})
+    return a, b
+
+
+def test_folders_every_arm_step_and_headline_metric(folders):
+    a, b = folders
+    c = compare(str(a), str(b))
+    assert set(c.rows["arm_a"]) == {"baseline", "thp-order"}
+    r = _row(c)
+    assert r["median_b"] > r["median_a"] and r["change_pct"] > 0
+    assert r["p_value"] < 0.05 and r["significant"] and r["direction"] == "worse"   # ratio: lower is better
+    assert r["n_a"] == r["n_b"] == 6
+    assert {"reached_fraction", "shrink_fraction", "rss_freed_kib", RATIO} <= set(c.rows["metric"])
+
+
+def test_same_results_are_not_significant(folders):
+    a, _ = folders
+    c = compare(str(a), str(a))
+    assert not c.rows["significant"].any()
+    assert (c.rows["change_pct"].dropna() == 0).all()
+
+
+def test_two_arms_of_one_folder(folders):
+    a, _ = folders
+    c = compare(f"{a}:baseline", f"{a}:thp-order")
+    r = _row(c, arm="baseline")
+    assert r["arm_b"] == "thp-order" and r["median_b"] < r["median_a"] and r["significant"]
+    assert r["direction"] == "better"
+
+
+def test_n_too_small_gives_no_p_value(tmp_path):
+    a = make_results(tmp_path / "a", reps=1)
+    b = make_results(tmp_path / "b", reps=1, seed=3)
+    r = _row(compare(str(a), str(b)))
+    assert math.isnan(r["p_value"]) and r["note"] == "n too small" and not r["significant"]
+
+
+def test_mann_whitney_helper():
+    assert mann_whitney([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])[0] < 0.05
+    assert mann_whitney([1, 2, 3], [1, 2, 3])[0] > 0.5
+    p, note = mann_whitney([1.0], [2.0, 3.0])
+    assert math.isnan(p) and note == "n too small"
+
+
+@pytest.mark.parametrize("kw, named", [
+    ({"qemu_sha": "x" * 64}, "qemu patched sha256"),
+    ({"module_sha": "y" * 64}, "module patched sha256"),
+    ({"accel": "tcg"}, "accelerator"),
+    ({"name": "other"}, "scenario"),
+])
+def test_different_builds_or_scenarios_are_refused_naming_the_difference(tmp_path, kw, named):
+    a = make_results(tmp_path / "a", reps=2)
+    b = make_results(tmp_path / "b", reps=2, **kw)
+    with pytest.raises(HarnessError) as e:
+        compare(str(a), str(b))
+    assert named in str(e.value) and "--force" in str(e.value)
+    c = compare(str(a), str(b), force=True)
+    assert not c.rows.empty and any(named in n for n in c.notes)
+
+
+def test_missing_metadata_keys_do_not_crash(tmp_path):
+    a = make_results(tmp_path / "a", reps=2)
+    b = make_results(tmp_path / "b", reps=2)
+    (b / "metadata.json").write_text(json.dumps({"created": "x"}))
+    c = compare(str(a), str(b))      # scenario.toml still agrees; builds cannot be checked: said so
+    assert not c.rows.empty and any("cannot check" in n for n in c.notes)
+    assert fingerprint({}) == {} and fingerprint({"build_manifest": None, "guest_modules": {"x": None}}) == {}
+
+
+def test_bad_input_is_one_line(tmp_path, folders, capsys):
+    a, _ = folders
+    with pytest.raises(HarnessError, match="no arm named 'nope'.*baseline, thp-order"):
+        compare(f"{a}:nope", str(a))
+    with pytest.raises(HarnessError, match="not a results folder"):
+        compare(str(tmp_path), str(a))
+    assert main(["compare", str(tmp_path / "missing"), str(a)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("balloon-harness: error:") and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_cli_prints_the_table_with_marks(folders, capsys):
+    a, b = folders
+    assert main(["compare", str(a), str(b), "--alpha", "0.05"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("thp-order") and RATIO in l)
+    assert " * " in line and "worse" in line
+    assert "Mann-Whitney" in out
