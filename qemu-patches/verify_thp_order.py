@@ -27,9 +27,19 @@ BAR = 0xC000                 # legacy virtio I/O BAR we assign
 SLOT = 4                     # PCI slot of the balloon
 CFG = 20                     # legacy device config offset (MSI-X off)
 F_THP_ORDER = 23
-QSIZE = 128
-Q0, Q1 = 0x100000, 0x104000  # inflate / deflate rings (legacy layout)
-PFNBUF = 0x108000
+# Legacy virtio: the device fixes each queue's size (7.2: 128; Debian's 10.0.13
+# gives every queue VIRTQUEUE_MAX_SIZE, 1024), the ring layout follows from it.
+QMAX = 1024
+QSPAN = 0x8000               # room for one legacy ring of QMAX entries
+Q0, Q1 = 0x100000, 0x100000 + QSPAN  # inflate / deflate rings (legacy layout)
+PFNBUF = 0x100000 + 2 * QSPAN
+
+
+def ring_layout(base, n):
+    """(avail, used) addresses of a legacy ring of n entries at base."""
+    avail = base + 16 * n
+    used = (avail + 4 + 2 * n + 2 + 4095) & ~4095   # legacy align 4096
+    return avail, used
 
 failures = []
 
@@ -186,11 +196,13 @@ class Balloon:
         qt.cmd(f"outl {BAR + 4:#x} {feats:#x}")
         self.used_idx = {}
         self.avail_idx = {}
+        self.qsize = {}
         for q, base in ((0, Q0), (1, Q1)):
-            qt.cmd(f"memset {base:#x} 0x4000 0")
+            qt.cmd(f"memset {base:#x} {QSPAN:#x} 0")
             qt.cmd(f"outw {BAR + 0x0e:#x} {q}")
             n = qt.cmd(f"inw {BAR + 0x0c:#x}")
-            assert n == QSIZE, n
+            assert 0 < n <= QMAX, n
+            self.qsize[q] = n
             qt.cmd(f"outl {BAR + 8:#x} {base >> 12:#x}")
             self.avail_idx[q] = 0
         qt.cmd(f"outb {BAR + 0x12:#x} 7")         # DRIVER_OK
@@ -214,13 +226,13 @@ class Balloon:
         qt.cmd(f"writeq {base:#x} {PFNBUF:#x}")
         qt.cmd(f"writel {base + 8:#x} {4 * len(pfns):#x}")
         qt.cmd(f"writel {base + 12:#x} 0")
-        avail = base + 16 * QSIZE
+        n = self.qsize[q]
+        avail, used = ring_layout(base, n)
         ai = self.avail_idx[q]
-        qt.cmd(f"writew {avail + 4 + 2 * (ai % QSIZE):#x} 0")
+        qt.cmd(f"writew {avail + 4 + 2 * (ai % n):#x} 0")
         self.avail_idx[q] = ai + 1
         qt.cmd(f"writew {avail + 2:#x} {ai + 1:#x}")
         qt.cmd(f"outw {BAR + 0x10:#x} {q}")       # kick (synchronous)
-        used = base + 4096                        # legacy align 4096
         return qt.cmd(f"readw {used + 2:#x}")
 
 
@@ -347,8 +359,8 @@ def test_off_and_reporting(qemu):
           b.host_features & (1 << 5), "bits 23 and 5 (REPORTING) offered")
     qt = vm.qt
     qt.cmd(f"outw {BAR + 0x0e:#x} 3")
-    check(qt.cmd(f"inw {BAR + 0x0c:#x}") == 32,
-          "reporting virtqueue (#3) present")
+    n = qt.cmd(f"inw {BAR + 0x0c:#x}")
+    check(n > 0, f"reporting virtqueue (#3) present (size {n})")
     vm.close()
 
 
