@@ -184,7 +184,9 @@ def ensure(kind: str, inputs: dict[str, Any], build: Callable[[Path, Path], None
     with _locked(root / kind / f"{key}.lock"):
         if _intact(kind, key, final):
             return Artifact(kind, key, final, inputs)
-        tmp = root / kind / f".{key}.tmp-{os.getpid()}"
+        # A mutable entry (a build tree) is built where it will stay: build systems such as
+        # meson record their absolute paths, so a tree renamed after configure is broken.
+        tmp = final if mutable else root / kind / f".{key}.tmp-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
         if final.exists():  # an older interrupted attempt
@@ -196,7 +198,8 @@ def ensure(kind: str, inputs: dict[str, Any], build: Callable[[Path, Path], None
             build(tmp, log)
             (tmp / INPUTS_FILE).write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n")
             (tmp / COMPLETE_MARK).write_text(MUTABLE if mutable else json.dumps(_file_list(tmp)))
-            tmp.rename(final)
+            if tmp != final:
+                tmp.rename(final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
