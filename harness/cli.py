@@ -21,8 +21,9 @@ RESULTS = Path("results")
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from harness.artifacts import build_all
-    arts = build_all()
+    from harness.artifacts import STACKS, build_all
+    stacks = list(STACKS) if args.all_stacks else (args.stack or None)
+    arts = build_all(stacks, update=args.update)
     print(f"manifest: {arts.manifest}")
     return 0
 
@@ -77,7 +78,7 @@ def _run(scenario_path: Path, args: argparse.Namespace) -> int:
         raise HarnessError(f"{out} already holds results: pass --resume to complete it, or another --out")
     if shard and not plan(scenario, shard):
         raise HarnessError(f"--shard {shard}: this share of the {len(plan(scenario))} planned runs is empty")
-    artifacts = build_all()
+    artifacts = build_all(scenario.stacks)
     store = ResultsStore(out)
     meta = {**metadata.collect(scenario, artifacts), "repetitions": scenario.repetitions,
             "shard": str(shard) if shard else None, "jobs": jobs}
@@ -137,8 +138,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="balloon-harness", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build or fetch guest kernel, images, QEMU into the cache") \
-        .set_defaults(func=_cmd_build)
+    b = sub.add_parser("build", help="build or fetch guest kernels, images, QEMUs into the cache")
+    b.add_argument("--stack", action="append", metavar="NAME",
+                   help="a guest stack to build (bookworm: Linux 6.1 + QEMU 7.2, the default; trixie: "
+                        "Linux 6.12 + QEMU 10.0); repeatable")
+    b.add_argument("--all-stacks", action="store_true", help="build every guest stack")
+    b.add_argument("--update", action="store_true",
+                   help="resolve the newest versions of the stacks' packages and rewrite stacks.lock")
+    b.set_defaults(func=_cmd_build)
     r = sub.add_parser("run", help="run a scenario file")
     r.add_argument("scenario", help="a scenario TOML file (see scenarios/)")
     _add_run_options(r)

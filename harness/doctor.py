@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,16 +94,42 @@ def check_artifacts() -> Check:
                                 f"images: {', '.join(m.get('images', {}))}")
 
 
-def check_deb_src() -> Check:
+def host_release() -> str:
+    """``PRETTY_NAME`` of /etc/os-release (e.g. Debian GNU/Linux 12 (bookworm))."""
     try:
-        out = subprocess.run(["apt-cache", "showsrc", "qemu"], capture_output=True, text=True).stdout
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
     except OSError:
-        return Check("FAIL", "deb-src", "apt-cache not found: this is not a Debian system")
-    if "Package: qemu" in out:
-        return Check("ok", "deb-src", "apt source entries present (QEMU's source can be fetched)")
-    fix = "make bootstrap adds one" if os.geteuid() == 0 or shutil.which("sudo") else \
-        "add a deb-src entry for Debian 12 main (root needed)"
-    return Check("warn", "deb-src", f"no deb-src entry for qemu: {fix}")
+        pass
+    return "unknown"
+
+
+def check_host() -> Check:
+    release = host_release()
+    tested = any(f"GNU/Linux {v} " in release for v in ("12", "13"))
+    if not shutil.which("apt-get"):
+        return Check("FAIL", "host", f"{release}: no apt-get; the harness bootstraps Debian-based hosts only")
+    return Check("ok" if tested else "warn", "host",
+                 release + ("" if tested else " (tested hosts: Debian 12 and 13; same package names assumed)"))
+
+
+def check_stacks() -> list[Check]:
+    """Each guest stack: pinned in the lock file or not, built in the cache or not."""
+    from harness.artifacts.stacks import STACKS, lock_path, read_lock
+    try:
+        lock = read_lock()
+    except HarnessError as e:
+        return [Check("FAIL", "stacks", str(e))]
+    built = _manifest().get("stacks", {})
+    checks = []
+    for name, stack in STACKS.items():
+        pins = lock.get(name)
+        pinned = (f"kernel {pins.kernel_version}, QEMU {pins.qemu_source_version} (pinned in {lock_path()})"
+                  if pins else "not pinned yet (the first build pins it)")
+        state = "built" if name in built else f"not built (`balloon-harness build --stack {name}`)"
+        checks.append(Check("ok", f"stack {name}", f"{stack.description}: {pinned}; {state}"))
+    return checks
 
 
 def check_disk() -> Check:
@@ -122,10 +147,10 @@ def run_doctor(scenario_path: Path) -> int:
     except HarnessError as e:
         print(f"FAIL  scenario     {e}")
         return 1
-    checks = [check_tools(), check_kvm(), check_thp(), check_memory(need), check_artifacts(),
-              check_deb_src(), check_disk()]
+    checks = [check_host(), check_tools(), check_kvm(), check_thp(), check_memory(need), check_artifacts(),
+              *check_stacks(), check_disk()]
     for c in checks:
-        print(f"{c.status:<5} {c.what:<12} {c.detail}")
+        print(f"{c.status:<5} {c.what:<15} {c.detail}")
     failed = [c for c in checks if c.status == "FAIL"]
     print("a run can go" if not failed else f"{len(failed)} problem(s) to fix before a run")
     return 1 if failed else 0

@@ -10,11 +10,9 @@ import subprocess
 
 import pytest
 
-from harness.artifacts.module import DRIVER, fetch_driver_source
-from harness.artifacts.module import source_version as kernel_source_version
+from harness.artifacts.module import DRIVER
 from harness.artifacts.patches import GUEST_PATCHES, QEMU_PATCHES, Series
-from harness.artifacts.qemu import _source_tree, fetch_source, has_property
-from harness.artifacts.qemu import source_version as qemu_source_version
+from harness.artifacts.qemu import has_property
 from harness.guest import Guest
 from harness.vm import BalloonDevice, MachineSpec
 
@@ -45,15 +43,13 @@ def _check_apply(tree, series: Series) -> None:
 
 
 def test_qemu_patches_apply_to_pinned_source(artifacts):
-    src = fetch_source(qemu_source_version())
-    _check_apply(_source_tree(src), Series.load(QEMU_PATCHES))
+    _check_apply(artifacts.sources["qemu"], Series.load(QEMU_PATCHES))
 
 
 def test_guest_patches_apply_to_pinned_source(artifacts, tmp_path):
     series = Series.load(GUEST_PATCHES)
-    src = fetch_driver_source(kernel_source_version(artifacts.kernel), series.touched_files())
     tree = tmp_path / "tree"
-    shutil.copytree(src.path, tree, ignore=shutil.ignore_patterns("inputs.json", ".complete"))
+    shutil.copytree(artifacts.sources["linux"], tree, ignore=shutil.ignore_patterns("inputs.json", ".complete"))
     _check_apply(tree, series)
     assert (tree / DRIVER).exists()
 

@@ -150,7 +150,7 @@ def test_cli_names_failed_runs_and_exits_nonzero(tmp_path, no_vm, monkeypatch, c
     from harness.experiment import metadata
     path = tmp_path / "units.toml"
     path.write_text(SCENARIO)
-    monkeypatch.setattr(artifacts, "build_all", lambda: None)
+    monkeypatch.setattr(artifacts, "build_all", lambda *a, **k: None)
     monkeypatch.setattr(metadata, "collect", lambda scenario, arts: {"scenario": {"name": scenario.name}})
     monkeypatch.setattr(runner, "execute_run", _fake_run(_library_errors()))
     rc = main(["run", str(path), "--out", str(tmp_path / "out")])
@@ -240,7 +240,7 @@ def test_cli_on_a_full_filesystem_says_so_in_one_line(tiny_tmpfs, tmp_path, monk
         (tiny_tmpfs / "filler").write_bytes(b"\0" * (256 * 1024))  # fills it
     except OSError:
         pass  # ENOSPC: full, as wanted
-    monkeypatch.setattr(artifacts, "build_all", lambda: None)
+    monkeypatch.setattr(artifacts, "build_all", lambda *a, **k: None)
     monkeypatch.setattr(metadata, "collect", lambda s, a: {"padding": "x" * 10_000})
     rc = main(["run", str(path), "--out", str(tiny_tmpfs / "out")])
     err = capsys.readouterr().err

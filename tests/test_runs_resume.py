@@ -120,3 +120,25 @@ def test_arm_with_own_qemu_binary_and_kernel_paths(tmp_path, artifacts):
     from harness.guest import Guest
     with Guest(spec) as m:
         assert m.ssh.run("uname -r").stdout.strip() == artifacts.kernel.release
+
+
+def test_two_shards_in_two_processes_merge_into_the_whole_plan(tmp_path, artifacts):
+    """Shards 1/2 and 2/2 run at once in two processes, each with its own --out; merged,
+    they are the unsharded plan: the same run ids and the same columns."""
+    from harness.experiment.runner import plan
+    from harness.experiment.scenario import load_scenario
+    from harness.metrics import SUMMARY_COLUMNS
+    scenario = tmp_path / "shards.toml"
+    scenario.write_text(SCENARIO + '\n[[arms]]\nname = "stock2"\nqemu = "stock"\nmodule = "stock"\n')
+    procs = [subprocess.Popen(_harness("run", str(scenario), "--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
+    for p in procs:
+        assert p.wait(timeout=900) == 0, p.stderr.read()
+    merged = subprocess.run(_harness("merge", str(tmp_path / "all"), str(tmp_path / "s1"), str(tmp_path / "s2")),
+                            capture_output=True, text=True, timeout=300)
+    assert merged.returncode == 0, merged.stderr
+    res = load_results(tmp_path / "all")
+    want = sorted(r.run_id for r in plan(load_scenario(scenario)))
+    assert sorted(r["run_id"] for r in res.runs) == want == ["stock-r1", "stock-r2", "stock2-r1", "stock2-r2"]
+    assert list(res.summary.columns) == SUMMARY_COLUMNS
+    assert sorted(set(res.summary["run_id"])) == want

@@ -10,12 +10,26 @@ PACKAGES=(
   busybox-static dropbear-bin kmod cpio gzip xz-utils util-linux
   gcc make libc6-dev patch strace
   python3 python3-venv
-  # patched QEMU 7.2 from Debian's source (harness/artifacts/qemu.py BUILD_DEPENDS)
+  # QEMU built from each stack's Debian source (harness/artifacts/qemu.py BUILD_DEPENDS)
   dpkg-dev meson ninja-build pkg-config libglib2.0-dev libpixman-1-dev libslirp-dev
   zlib1g-dev libfdt-dev flex bison
-  # out-of-tree virtio_balloon.ko for the guest's cloud kernel
-  linux-headers-cloud-amd64
+  # the stacks' private apt (signature checks) and the Kbuild chroot of each stack's release
+  debian-archive-keyring gpg mmdebstrap
 )
+
+# Debian 12 and 13 are the hosts this is tested on. Another apt-based host (Ubuntu LTS...)
+# gets the same package names; those its archive lacks are listed by name below.
+OS="unknown host"
+if [ -r /etc/os-release ]; then . /etc/os-release; OS="${PRETTY_NAME:-$ID $VERSION_ID}"; fi
+if ! command -v apt-get >/dev/null; then
+  echo "[bootstrap] $OS has no apt-get: balloon-harness bootstraps Debian-based hosts only." >&2
+  echo "[bootstrap] install these (or your distribution's equivalents) by hand: ${PACKAGES[*]}" >&2
+  exit 1
+fi
+case "${ID:-}:${VERSION_ID:-}" in
+  debian:12|debian:13) ;;
+  *) echo "[bootstrap] $OS is not Debian 12 or 13 (the tested hosts): trying Debian's package names" ;;
+esac
 
 if [ "$(id -u)" = 0 ]; then
   SUDO=()
@@ -27,27 +41,10 @@ fi
 
 run_root() { if [ "${SUDO[*]}" = none ]; then return 1; fi; "${SUDO[@]}" "$@"; }
 
-# QEMU's source comes through deb-src: add an entry only if apt has none for qemu.
-DEBSRC_FILE=/etc/apt/sources.list.d/balloon-harness-deb-src.sources
-has_debsrc() {
-  grep -qsE '^Types:.*deb-src' /etc/apt/sources.list.d/*.sources \
-    || grep -qsE '^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list
-}
-if ! has_debsrc; then
-  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    entry=$(sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources)
-  else
-    entry=$(printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n')
-  fi
-  echo "[bootstrap] no deb-src entry for qemu: adding $DEBSRC_FILE (QEMU's source is fetched with apt-get source)"
-  printf '%s\n' "$entry" | run_root tee "$DEBSRC_FILE" >/dev/null \
-    || { echo "[bootstrap] cannot write $DEBSRC_FILE: run as root or with sudo" >&2; exit 1; }
-  run_root apt-get update -q
-  UPDATED=1
-fi
-
-# The build resolves the current cloud kernel and downloads packages by version:
-# that needs fresh package lists (refreshed when older than a day).
+# The guest stacks' packages (kernel, kernel source, QEMU source) come through the
+# harness's own private apt configurations in its cache, never through /etc/apt
+# (harness/artifacts/apt.py). The host's apt installs host tools only; its lists are
+# refreshed when older than a day so those installs find their versions.
 if [ -z "${UPDATED:-}" ] && [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
   echo "[bootstrap] apt package lists are missing or older than a day: apt-get update"
   run_root apt-get update -q || { echo "[bootstrap] apt-get update needs root or sudo" >&2; exit 1; }
@@ -67,6 +64,16 @@ fi
 if [ "${SUDO[*]}" = none ]; then
   echo "[bootstrap] missing Debian packages: ${missing[*]}" >&2
   echo "[bootstrap] run as root or with passwordless sudo, or install them: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+unknown=()
+for p in "${missing[@]}"; do
+  cand=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ {print $2}')
+  if [ -z "$cand" ] || [ "$cand" = "(none)" ]; then unknown+=("$p"); fi
+done
+if [ ${#unknown[@]} -gt 0 ]; then
+  echo "[bootstrap] $OS has no package named: ${unknown[*]}" >&2
+  echo "[bootstrap] install their equivalents by hand, then run this again" >&2
   exit 1
 fi
 echo "[bootstrap] installing: ${missing[*]}"

@@ -1,44 +1,64 @@
 """Build everything a run needs into the cache and describe it in a manifest.
 
-``build_all()`` is what ``balloon-harness build`` runs: each step is cached by
-its inputs, so a warm build only checks keys. Stock QEMU and the stock module
-come from Debian's packages (the unpatched control); the patched ones are built.
+``build_all()`` is what ``balloon-harness build`` runs: for each guest stack
+(``stacks.py``: bookworm = Linux 6.1 + QEMU 7.2, trixie = Linux 6.12 + QEMU 10.0)
+the guest kernel, the stock and patched balloon modules with their images, and the
+QEMU variants (stock, the RFC port, the review's designs). Each step is cached by
+its inputs, so a warm build only checks keys.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from harness.artifacts import cache
-from harness.artifacts.initramfs import BALLOON_MODULE, GuestImage, build_image, build_stock_image
+from harness.artifacts.initramfs import BALLOON_MODULE, GuestImage, build_image
 from harness.artifacts.kernel import GuestKernel, build_guest_kernel
-from harness.artifacts.module import build_module_variant, build_patched_module
-from harness.artifacts.patches import GUEST_PATCHES, QEMU_PATCHES, design_series
-from harness.artifacts.qemu import build_patched_qemu, build_qemu_variant, qemu_version, stock_qemu
+from harness.artifacts.module import build_module_variant, fetch_driver_source, kbuild_root
+from harness.artifacts.patches import Series, design_series
+from harness.artifacts.qemu import (
+    build_qemu_variant,
+    fetch_source,
+    host_qemu_matches,
+    qemu_version,
+    source_tree,
+    stock_qemu,
+)
+from harness.artifacts.stacks import DEFAULT_STACK, STACKS, Pins, check_pins, get_stack, lock_path, pins_for
 from harness.artifacts.steps import say
 
 
 @dataclass
 class Artifacts:
-    """What the runner needs: the guest kernel, one image per balloon module, the QEMUs."""
+    """What the runner needs for one stack: the guest kernel, one image per balloon module,
+    the QEMUs. ``by_stack`` holds every stack built in this call (this one included)."""
 
     kernel: GuestKernel
-    images: dict[str, GuestImage] = field(default_factory=dict)   # "stock", "patched"
-    qemus: dict[str, Path] = field(default_factory=dict)          # "stock", "patched"
+    stack: str = DEFAULT_STACK
+    pins: Optional[Pins] = None
+    images: dict[str, GuestImage] = field(default_factory=dict)   # "stock", "patched", designs
+    qemus: dict[str, Path] = field(default_factory=dict)          # "stock", "patched", designs
     modules: dict[str, Path] = field(default_factory=dict)        # the balloon .ko of each image
     inputs: dict[str, Any] = field(default_factory=dict)          # what each artifact was made from
-    manifest: Path | None = None
+    sources: dict[str, Path] = field(default_factory=dict)        # "qemu" tree, "linux" driver files
+    manifest: Optional[Path] = None
+    by_stack: dict[str, Artifacts] = field(default_factory=dict)
+
+    def for_stack(self, name: str) -> Artifacts:
+        if name not in self.by_stack:
+            raise KeyError(f"stack {name!r} was not built in this call (built: {', '.join(self.by_stack)})")
+        return self.by_stack[name]
 
 
-def write_manifest(arts: Artifacts, seconds: float) -> Path:
-    """JSON listing every artifact with its inputs (versions, hashes, flags)."""
-    manifest = {
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "build_seconds": round(seconds, 2),
+def _describe(arts: Artifacts) -> dict[str, Any]:
+    return {
+        "stack": arts.stack,
+        "pins": arts.pins.__dict__ if arts.pins else None,
         "guest_kernel": {"package": arts.kernel.package, "version": arts.kernel.version,
                          "release": arts.kernel.release, "vmlinuz": str(arts.kernel.vmlinuz)},
         "images": {k: {"initrd": str(v.initrd), "balloon_module": v.balloon_module,
@@ -49,36 +69,99 @@ def write_manifest(arts: Artifacts, seconds: float) -> Path:
         "qemu_sha256": {k: cache.file_sha256(v) for k, v in arts.qemus.items()},
         "inputs": arts.inputs,
     }
+
+
+def write_manifest(arts: Artifacts, seconds: float) -> Path:
+    """JSON listing every artifact with its inputs (versions, hashes, flags): the default
+    stack's at the top (as before stacks existed), every stack built so far under ``stacks``."""
     path = cache.cache_root() / "manifest.json"
-    cache.write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    try:  # stacks built by earlier calls stay listed
+        stacks = json.loads(path.read_text()).get("stacks", {})
+    except (OSError, ValueError):
+        stacks = {}
+    stacks.update({name: _describe(a) for name, a in arts.by_stack.items()})
+    top = stacks.get(DEFAULT_STACK) or _describe(arts)
+    manifest = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "build_seconds": round(seconds, 2),
+        "lock_file": str(lock_path()),
+        **top,
+        "stacks": stacks,
+    }
+    cache.write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     return path
 
 
-def build_all() -> Artifacts:
-    """Everything a run needs, from the cache or built; one process at a time per cache."""
+def build_all(stacks: Optional[Iterable[str]] = None, update: bool = False) -> Artifacts:
+    """Everything a run needs for ``stacks`` (default: the RFC-era stack), from the cache
+    or built; one process at a time per cache. Returns the first stack's artifacts, with
+    every stack's in ``by_stack``."""
+    names = list(dict.fromkeys(stacks or [DEFAULT_STACK]))
+    for name in names:
+        get_stack(name)  # an unknown name is refused before anything builds
     with cache.build_lock():
-        return _build_all()
+        start = time.monotonic()
+        built = {name: build_stack(name, update) for name in names}
+        first = built[names[0]]
+        for arts in built.values():
+            arts.by_stack = built
+        seconds = time.monotonic() - start
+        first.manifest = write_manifest(first, seconds)
+        for arts in built.values():
+            arts.manifest = first.manifest
+        say(f"all artifacts of {', '.join(names)} ready in {seconds:.1f}s; manifest: {first.manifest}")
+        return first
 
 
-def _build_all() -> Artifacts:
-    start = time.monotonic()
-    kernel = build_guest_kernel()
-    arts = Artifacts(kernel=kernel)
-    arts.images["stock"] = build_stock_image(kernel)
+def build_stack(name: str, update: bool = False) -> Artifacts:
+    stack = get_stack(name)
+    pins, apt = pins_for(stack, update)
+
+    def available() -> None:
+        check_pins(stack, apt, pins)  # only when something must be downloaded
+
+    def download(package: str, version: str, dest: Path) -> Path:
+        available()
+        return apt.download(package, version, dest)
+
+    def source(package: str, version: str, dest: Path) -> Path:
+        available()
+        return apt.source(package, version, dest)
+
+    kernel = build_guest_kernel(pins.kernel_package, pins.kernel_version, download)
+    arts = Artifacts(kernel=kernel, stack=name, pins=pins)
+    # Modules: the stock one from the kernel package, the RFC port and the designs built.
     arts.modules["stock"] = kernel.module_path(BALLOON_MODULE)
-    module, arts.inputs["patched_module"] = build_patched_module(kernel)
-    arts.modules["patched"] = module
-    arts.images["patched"] = build_image(kernel, module, "patched")
-    arts.qemus["stock"] = stock_qemu()
-    arts.qemus["patched"], arts.inputs["patched_qemu"] = build_patched_qemu()
-    # The review's designs (issue 11): each folder under designs/ is one variant, named
-    # by its folder, built on the stock sources and selected by an arm's qemu/module name.
-    for name, series in design_series(QEMU_PATCHES).items():
-        arts.qemus[name], arts.inputs[f"{name}_qemu"] = build_qemu_variant(name, series)
-    for name, series in design_series(GUEST_PATCHES).items():
-        arts.modules[name], arts.inputs[f"{name}_module"] = build_module_variant(kernel, name, series)
-        arts.images[name] = build_image(kernel, arts.modules[name], name)
-    seconds = time.monotonic() - start
-    arts.manifest = write_manifest(arts, seconds)
-    say(f"all artifacts ready in {seconds:.1f}s; manifest: {arts.manifest}")
+    guest_series = {"patched": Series.load(stack.guest_patch_dir),
+                    **(design_series(stack.guest_patch_dir) if name == DEFAULT_STACK else {})}
+    touched = sorted({f for s in guest_series.values() for f in s.touched_files()})
+    driver = fetch_driver_source(stack.linux_source, pins.linux_source_version, touched, download)
+    arts.sources["linux"] = driver.path
+    root = kbuild_root(apt, pins.headers_package, pins.headers_version)
+    for label, series in guest_series.items():
+        arts.modules[label], arts.inputs[f"{label}_module"] = build_module_variant(
+            kernel, label, series, driver, root, pins.headers_package)
+    for label, module in arts.modules.items():
+        arts.images[label] = build_image(kernel, module, label)
+    # QEMUs: the stock control (the host's binary when it is the same source version), the
+    # RFC port and the designs, all from one kept build tree of the pinned source.
+    version = pins.qemu_source_version
+
+    def fetch(v: str) -> cache.Artifact:
+        return fetch_source(v, source)
+
+    arts.sources["qemu"] = source_tree(fetch(version))
+    if host_qemu_matches(version):
+        arts.qemus["stock"] = stock_qemu()
+    else:
+        arts.qemus["stock"], arts.inputs["stock_qemu"] = build_qemu_variant(
+            f"stock ({name})", None, version, fetch, stack.meson)
+    qemu_series = {"patched": Series.load(stack.qemu_patch_dir),
+                   **(design_series(stack.qemu_patch_dir) if name == DEFAULT_STACK else {})}
+    for label, series in qemu_series.items():
+        arts.qemus[label], arts.inputs[f"{label}_qemu"] = build_qemu_variant(
+            f"{label} ({name})", series, version, fetch, stack.meson)
     return arts
+
+
+__all__ = ["Artifacts", "STACKS", "build_all", "build_stack"]

@@ -29,6 +29,9 @@ TOOL_PACKAGES = {
     "dropbearkey": "dropbear-bin",
     "gzip": "gzip",
     "qemu-system-x86_64": "qemu-system-x86",
+    "mmdebstrap": "mmdebstrap",
+    "chroot": "coreutils",
+    "setpriv": "util-linux",
 }
 
 

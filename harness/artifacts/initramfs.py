@@ -202,8 +202,3 @@ def build_image(kernel: GuestKernel, balloon_ko: Path, label: str,
     art = cache.ensure("initrd", inputs, build)
     host_key = (base.path / "host_key.pub").read_text().strip()
     return GuestImage(kernel, art.path / "initrd.img", host_key, label, ko_sha)
-
-
-def build_stock_image(kernel: GuestKernel) -> GuestImage:
-    """The control image: Debian's own virtio_balloon.ko from the kernel package."""
-    return build_image(kernel, kernel.module_path(BALLOON_MODULE), "stock")

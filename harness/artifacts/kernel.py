@@ -12,12 +12,10 @@ import lzma
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from harness.arch import KERNEL_META_PACKAGE
 from harness.artifacts import cache, debian
 from harness.artifacts.steps import run_step, say
-
-META_PACKAGE = KERNEL_META_PACKAGE
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,13 @@ class GuestKernel:
                 return self.modules_dir / rel
         raise KeyError(f"module {name} not found in {self.package}")
 
+    def builtin_modules(self) -> set[str]:
+        """Names of the modules built into the kernel (``modules.builtin``)."""
+        path = self.modules_dir / "modules.builtin"
+        if not path.exists():
+            return set()
+        return {Path(line.strip()).name.split(".ko")[0] for line in path.read_text().splitlines() if line.strip()}
+
     def load_order(self, names: list[str]) -> list[Path]:
         """Modules ``names`` and their dependencies, each after what it needs."""
         deps = _modules_dep(self.modules_dir)
@@ -59,7 +64,10 @@ class GuestKernel:
                 visit(dep)
             order.append(rel)
 
+        builtin = self.builtin_modules()
         for name in names:
+            if name in builtin:
+                continue  # built into this kernel (Debian 13 builds virtio_pci in)
             if name not in by_name:
                 raise KeyError(f"module {name} not found in {self.package}")
             visit(by_name[name])
@@ -75,28 +83,31 @@ def _modules_dep(modules_dir: Path) -> dict[str, list[str]]:
     return deps
 
 
-def resolve() -> tuple[str, str]:
-    """(versioned package, Debian version) of the current cloud kernel."""
-    package = debian.resolve_metapackage(META_PACKAGE, "linux-image-")
-    return package, debian.candidate_version(package)
-
-
 def release_of(package: str) -> str:
     return package.removeprefix("linux-image-")
 
 
-def build_guest_kernel(package: str | None = None, version: str | None = None) -> GuestKernel:
-    """Download and unpack the kernel ``.deb`` into the cache (once per version)."""
-    debian.require_tools(["apt-get", "apt-cache", "dpkg-deb", "depmod"])
-    if package is None or version is None:
-        package, version = resolve()
+def build_guest_kernel(package: str, version: str, download: Callable[[str, str, Path], Path],
+                       before_download: Callable[[], None] = lambda: None) -> GuestKernel:
+    """Download and unpack the kernel ``.deb`` into the cache (once per version).
+
+    ``download(package, version, dest)`` fetches the ``.deb`` (the stack's private apt).
+    Debian 13 is usrmerged: its modules live under ``usr/lib/modules``; they are moved to
+    ``lib/modules`` so every stack's kernel has one layout.
+    """
+    debian.require_tools(["dpkg-deb", "depmod"])
     release = release_of(package)
     inputs = {"package": package, "version": version, "layout": 2}
 
     def build(out: Path, log: Path) -> None:
-        deb = debian.download(package, version, out / "deb", log)
+        before_download()
+        deb = download(package, version, out / "deb")
         debian.extract(deb, out, log)
         shutil.rmtree(out / "deb")
+        merged = out / "usr" / "lib" / "modules"
+        if merged.is_dir() and not (out / "lib" / "modules").exists():
+            (out / "lib").mkdir(exist_ok=True)
+            merged.rename(out / "lib" / "modules")
         _decompress_modules(out / "lib" / "modules" / release)
         run_step("depmod", [debian.tool_path("depmod"), "-b", out, release], log, quiet=True)
 

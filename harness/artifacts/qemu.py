@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Optional
 
 from harness.arch import QEMU_BINARY, QEMU_PACKAGE, QEMU_TARGET
 from harness.artifacts import cache, debian
-from harness.artifacts.patches import QEMU_PATCHES, Series
-from harness.artifacts.steps import capture, run_step, say
+from harness.artifacts.patches import Series
+from harness.artifacts.steps import run_step, say
 from harness.errors import MissingDependency
 
 STOCK_QEMU = Path("/usr/bin") / QEMU_BINARY
@@ -54,25 +53,6 @@ def has_property(binary: Path, device: str, prop: str) -> bool:
     return any(line.strip().startswith(f"{prop}=") for line in out.splitlines())
 
 
-def source_version() -> str:
-    """The Debian source version of the installed stock QEMU (same base for both arms)."""
-    proc = subprocess.run(["dpkg-query", "-W", "-f=${source:Version}", STOCK_PACKAGE],
-                          capture_output=True, text=True)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        raise MissingDependency(f"{STOCK_PACKAGE} is not installed: sudo apt-get install -y {STOCK_PACKAGE}")
-    version = proc.stdout.strip()
-    available = capture(["apt-cache", "showsrc", SOURCE_PACKAGE], "apt-cache showsrc qemu")
-    if f"Version: {version}" not in available:
-        if "Package: qemu" not in available:
-            raise MissingDependency("apt has no source for qemu: add a deb-src entry and run "
-                                    "`sudo apt-get update` (make bootstrap does both)")
-        newest = [l.split()[1] for l in available.splitlines() if l.startswith("Version:")][0]
-        say(f"WARNING: stock QEMU is {version} but apt offers source {newest} only: building "
-            f"{newest}; stock and patched QEMU differ by more than the patch (upgrade {STOCK_PACKAGE})")
-        return newest
-    return version
-
-
 def _require_build_depends() -> None:
     missing = [p for p in BUILD_DEPENDS if not debian.installed_version(p)]
     if missing:
@@ -80,16 +60,35 @@ def _require_build_depends() -> None:
                                 f"(or run `make bootstrap`)")
 
 
-def fetch_source(version: str) -> cache.Artifact:
-    """``apt-get source qemu=VERSION`` (Debian's own patches applied by dpkg-source)."""
+def fetch_source(version: str, source: Optional[Callable[[str, str, Path], Path]] = None) -> cache.Artifact:
+    """QEMU's Debian source package at ``version`` (Debian's own patches applied by
+    dpkg-source), through ``source(package, version, dest)`` (the stack's private apt)."""
     def build(out: Path, log: Path) -> None:
-        run_step(f"apt-get source qemu={version}",
-                 ["apt-get", "source", "--only-source", f"{SOURCE_PACKAGE}={version}"], log, cwd=out)
+        if source is None:
+            run_step(f"apt-get source qemu={version}",
+                     ["apt-get", "source", "--only-source", f"{SOURCE_PACKAGE}={version}"], log, cwd=out)
+        else:
+            source(SOURCE_PACKAGE, version, out)
 
     return cache.ensure("qemu-source", {"package": SOURCE_PACKAGE, "version": version}, build)
 
 
-def _source_tree(src: cache.Artifact) -> Path:
+def meson_python(version: str) -> Path:
+    """A Python with meson ``version`` from PyPI, for QEMU releases that need a newer meson
+    than the host's (QEMU 10.0 needs >= 1.5; Debian 12 has 1.0). Cached per version."""
+    python = Path("/usr/bin/python3")  # the system Python: QEMU's configure builds its venv from it
+
+    def build(out: Path, log: Path) -> None:
+        run_step(f"python venv with meson {version} (for QEMU's configure)",
+                 [python, "-m", "venv", out / "venv"], log)
+        run_step(f"pip install meson=={version}", [out / "venv" / "bin" / "pip", "install", "-q",
+                                                   f"meson=={version}"], log)
+
+    art = cache.ensure("meson-venv", {"meson": version, "python": str(python), "layout": 1}, build)
+    return art.path / "venv" / "bin" / "python3"
+
+
+def source_tree(src: cache.Artifact) -> Path:
     trees = [p for p in src.path.iterdir() if p.is_dir() and p.name.startswith("qemu-")]
     if len(trees) != 1:
         raise MissingDependency(f"unexpected layout of {src.path}: {trees}")
@@ -100,7 +99,8 @@ def _compiler() -> str:
     return subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
 
 
-def build_tree(version: str, fetch: Optional[Callable[[str], cache.Artifact]] = None) -> cache.Artifact:
+def build_tree(version: str, fetch: Optional[Callable[[str], cache.Artifact]] = None,
+               meson: Optional[str] = None) -> cache.Artifact:
     """A configured QEMU build tree of ``version`` with the stock binary built, kept in the
     cache so each variant (a patch series) costs an incremental rebuild, not a full one.
 
@@ -108,7 +108,7 @@ def build_tree(version: str, fetch: Optional[Callable[[str], cache.Artifact]] = 
     cache does not verify its files. About 1 GB per source version.
     """
     inputs = {"source": [SOURCE_PACKAGE, version], "configure": list(CONFIGURE_FLAGS), "cc": _compiler(),
-              "meson": debian.installed_version("meson"), "layout": 1}
+              "meson": meson or debian.installed_version("meson"), "layout": 1}
     found = cache.lookup("qemu-tree", inputs)
     if found:
         return found
@@ -117,10 +117,12 @@ def build_tree(version: str, fetch: Optional[Callable[[str], cache.Artifact]] = 
     def build(out: Path, log: Path) -> None:
         tree = out / "src"
         say(f"copying QEMU {version} source tree")
-        shutil.copytree(_source_tree(src), tree, symlinks=True)
+        shutil.copytree(source_tree(src), tree, symlinks=True)
         builddir = out / "build"
         builddir.mkdir()
-        run_step(f"configure QEMU ({QEMU_TARGET})", [tree / "configure", *CONFIGURE_FLAGS], log, cwd=builddir)
+        python = [f"--python={meson_python(meson)}"] if meson else []
+        run_step(f"configure QEMU ({QEMU_TARGET})", [tree / "configure", *python, *CONFIGURE_FLAGS], log,
+                 cwd=builddir)
         jobs = str(os.cpu_count() or 2)
         run_step(f"build {QEMU_BINARY} {version} (ninja -j{jobs}, 6-8 min on 2 cores; variants after it "
                  f"rebuild only what their patches touch)", ["ninja", "-j", jobs, QEMU_BINARY], log, cwd=builddir)
@@ -128,8 +130,9 @@ def build_tree(version: str, fetch: Optional[Callable[[str], cache.Artifact]] = 
     return cache.ensure("qemu-tree", inputs, build, mutable=True)
 
 
-def build_qemu_variant(label: str, series: Optional[Series], version: Optional[str] = None,
-                       fetch: Optional[Callable[[str], cache.Artifact]] = None) -> tuple[Path, dict]:
+def build_qemu_variant(label: str, series: Optional[Series], version: str,
+                       fetch: Optional[Callable[[str], cache.Artifact]] = None,
+                       meson: Optional[str] = None) -> tuple[Path, dict]:
     """``qemu-system-x86_64`` of ``version`` with ``series`` applied (None: unpatched, the
     stock control built from the same source); returns (binary, inputs).
 
@@ -137,14 +140,14 @@ def build_qemu_variant(label: str, series: Optional[Series], version: Optional[s
     series to the shared tree, rebuilds incrementally, and reverts the series again.
     """
     _require_build_depends()
-    version = version or source_version()
     inputs = {"source": [SOURCE_PACKAGE, version], "patches": series.hashes() if series else {},
-              "configure": list(CONFIGURE_FLAGS), "cc": _compiler(), "meson": debian.installed_version("meson")}
+              "configure": list(CONFIGURE_FLAGS), "cc": _compiler(),
+              "meson": meson or debian.installed_version("meson")}
     found = cache.lookup("qemu", inputs)
     if found:
         say(f"{label} QEMU: cached ({found.path})")
         return found.path / QEMU_BINARY, inputs
-    tree = build_tree(version, fetch)
+    tree = build_tree(version, fetch, meson)
 
     def build(out: Path, log: Path) -> None:
         src, builddir = tree.path / "src", tree.path / "build"
@@ -170,10 +173,9 @@ def build_qemu_variant(label: str, series: Optional[Series], version: Optional[s
     return binary, inputs
 
 
-def build_patched_qemu() -> tuple[Path, dict]:
-    """The RFC port: ``qemu-patches/`` on the stock source; returns (binary, inputs)."""
-    return build_qemu_variant("patched", Series.load(QEMU_PATCHES))
-
-
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m harness.artifacts.qemu
-    print(build_patched_qemu()[0], file=sys.stdout)
+def host_qemu_matches(version: str) -> bool:
+    """Whether the host's own QEMU package was built from source ``version`` (then it is
+    the stack's stock control: same source, no patches)."""
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${source:Version}", STOCK_PACKAGE],
+                          capture_output=True, text=True)
+    return proc.returncode == 0 and proc.stdout.strip() == version and Path(stock_qemu()).exists()

@@ -63,6 +63,8 @@ def collect(scenario: Scenario, artifacts: Artifacts) -> dict[str, Any]:
             "thp": thp_settings(),
         },
         "qemu": {name: {"path": str(path), "version": qemu_version(path)} for name, path in artifacts.qemus.items()},
+        "stacks": {name: {"pins": a.pins.__dict__ if a.pins else None, "qemu": {k: str(v) for k, v in a.qemus.items()}}
+                   for name, a in artifacts.by_stack.items()},
         "guest_kernel": {"package": artifacts.kernel.package, "version": artifacts.kernel.version,
                          "release": artifacts.kernel.release},
         "guest_modules": {name: {"sha256": img.balloon_module_sha256, "initrd": str(img.initrd)}

@@ -108,15 +108,21 @@ class Progress:
 
 
 def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts) -> MachineSpec:
-    """Resolve an arm's QEMU and module names to built artifacts (or the user's own paths),
-    with the scenario's own guest files in the image."""
+    """Resolve an arm's QEMU and module names to its stack's built artifacts (or the user's
+    own paths), with the scenario's own guest files in the image."""
     arm = run.arm
+    if artifacts.by_stack:
+        try:
+            artifacts = artifacts.for_stack(arm.stack)
+        except KeyError as e:
+            raise ConfigError(f"arm {arm.name}: {e.args[0]}") from None
     if arm.qemu in artifacts.qemus:
         qemu = artifacts.qemus[arm.qemu]
     elif Path(arm.qemu).exists():
         qemu = Path(arm.qemu)
     else:
-        raise ConfigError(f"arm {arm.name}: QEMU {arm.qemu!r} was not built (run `balloon-harness build`)")
+        raise ConfigError(f"arm {arm.name}: QEMU {arm.qemu!r} was not built for stack {arm.stack} "
+                          f"(run `balloon-harness build --stack {arm.stack}`)")
     files = scenario.guest.files
     if arm.module in artifacts.images and not files:
         image = artifacts.images[arm.module]
@@ -125,7 +131,8 @@ def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts) 
     elif Path(arm.module).exists():
         image = build_image(artifacts.kernel, Path(arm.module), f"custom:{arm.module}", files)
     else:
-        raise ConfigError(f"arm {arm.name}: module {arm.module!r} was not built (run `balloon-harness build`)")
+        raise ConfigError(f"arm {arm.name}: module {arm.module!r} was not built for stack {arm.stack} "
+                          f"(run `balloon-harness build --stack {arm.stack}`)")
     vm = scenario.vm
     spec = MachineSpec.for_image(
         image, qemu=qemu, memory_mib=vm.memory_mib, vcpus=vm.vcpus, accel=vm.accel,
@@ -295,7 +302,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
     summary_df = pd.DataFrame(summary, columns=metrics.SUMMARY_COLUMNS)
     cmd_sh = run_dir / "vm" / "cmd.sh"
     info = {
-        "run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "status": "complete",
+        "run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "status": "complete", "stack": run.arm.stack,
         "accel": guest.accel, "qemu": str(spec.qemu), "module": run.arm.module,
         "module_sha256": artifacts.images[run.arm.module].balloon_module_sha256
         if run.arm.module in artifacts.images else None,

@@ -21,7 +21,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from harness.artifacts.patches import GUEST_PATCHES, QEMU_PATCHES, design_series
+from harness.artifacts.patches import design_series
+from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.errors import ConfigError
 
 STEP_KINDS = ("run", "background", "balloon", "sleep", "measure")
@@ -70,6 +71,7 @@ class Arm:
     device: tuple[tuple[str, str], ...] = ()
     description: str = ""
     kernel: str | None = None      # a guest kernel image of your own (default: Debian's cloud kernel)
+    stack: str = "bookworm"        # guest stack (harness.artifacts.stacks): kernel + QEMU source
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ class Scenario:
     reference: dict[str, dict[str, float]] = field(default_factory=dict)  # arm -> column -> value
     guest: GuestSettings = GuestSettings()
     expectations: tuple[Any, ...] = ()     # harness.experiment.expectations.Expectation
+
+    @property
+    def stacks(self) -> list[str]:
+        """The guest stacks the arms use, in arm order (what a run must build)."""
+        return list(dict.fromkeys(a.stack for a in self.arms))
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -225,7 +232,7 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
     return step
 
 
-def _load_arm(path: Path, i: int, data: Any) -> Arm:
+def _load_arm(path: Path, i: int, data: Any, default_stack: str) -> Arm:
     t = _Table(path, f"arms[{i}]", data)
     name = t.get("name", str)
     if not NAME_PATTERN.match(name):
@@ -243,14 +250,16 @@ def _load_arm(path: Path, i: int, data: Any) -> Arm:
         props.append((k, str(v)))
     arm = Arm(name=name, qemu=t.get("qemu", str, "patched"), module=t.get("module", str, "patched"),
               device=tuple(props), description=t.get("description", str, ""),
-              kernel=t.get("kernel", str, None))
+              kernel=t.get("kernel", str, None),
+              stack=t.get("stack", str, default_stack, choices=tuple(STACKS)))
     if arm.kernel is not None and not Path(arm.kernel).is_file():
         t.fail(t.key("kernel"), f"must be an existing kernel image file, got {arm.kernel!r}")
-    for key, folder in (("qemu", QEMU_PATCHES), ("module", GUEST_PATCHES)):
+    stack = STACKS[arm.stack]
+    for key, folder in (("qemu", stack.qemu_patch_dir), ("module", stack.guest_patch_dir)):
         value = getattr(arm, key)
         if not value.strip():
             t.fail(t.key(key), "must not be empty")
-        choices = (*BUILD_CHOICES, *design_series(folder))
+        choices = (*BUILD_CHOICES, *(design_series(folder) if arm.stack == DEFAULT_STACK else {}))
         if value not in choices and not Path(value).exists():
             t.fail(t.key(key), f"must be one of {', '.join(choices)} or an existing path, got {value!r}")
     t.finish()
@@ -302,7 +311,8 @@ def load_scenario(path: str | Path) -> Scenario:
     if not arms_raw:
         top.fail("arms", "at least one arm is needed")
     steps = tuple(_load_step(path, i, s, vm) for i, s in enumerate(steps_raw))
-    arms = tuple(_load_arm(path, i, a) for i, a in enumerate(arms_raw))
+    default_stack = top.get("stack", str, DEFAULT_STACK, choices=tuple(STACKS))
+    arms = tuple(_load_arm(path, i, a, default_stack) for i, a in enumerate(arms_raw))
     names = [a.name for a in arms]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -1,0 +1,180 @@
+"""Guest stacks: a named, pinned set of guest kernel, kernel source and QEMU source,
+independent of the host's distribution.
+
+``bookworm`` is the RFC-era stack (Linux 6.1 cloud kernel, QEMU 7.2); ``trixie`` is
+today's Debian stable (Linux 6.12, QEMU 10.0). Each stack's packages come through a
+private apt configuration of its own release kept in the cache (``apt.py``), never
+through the host's sources; the host's apt only installs host tools.
+
+The exact versions are pinned in a lock file (``stacks.lock``, JSON): ``build`` takes
+them, ``build --update`` resolves the newest ones and rewrites it. When the archive no
+longer has a pinned version (Debian keeps only the newest kernel of a release), the
+build says so and what ``--update`` would take.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from harness.arch import KERNEL_META_PACKAGE
+from harness.artifacts import cache
+from harness.artifacts.apt import PrivateApt
+from harness.artifacts.steps import say
+from harness.errors import BuildError, ConfigError
+from harness.resources import CHECKOUT, data_dir
+
+LISTS_MAX_AGE = 24 * 3600    # refresh a stack's package lists when older than a day
+QEMU_SOURCE = "qemu"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What a stack is made of; the versions come from the lock file (:class:`Pins`)."""
+
+    name: str
+    release: str                    # Debian release of its packages
+    linux_source: str               # the kernel source package of the guest kernel's branch
+    guest_patches: str              # the RFC port for this kernel ("patched"), relative folder
+    qemu_patches: str               # the RFC port for this QEMU
+    meson: Optional[str] = None     # meson from PyPI for QEMU's configure (None: the host's)
+    description: str = ""
+
+    @property
+    def guest_patch_dir(self) -> Path:
+        return data_dir("guest-kernel-patches") / self.guest_patches
+
+    @property
+    def qemu_patch_dir(self) -> Path:
+        return data_dir("qemu-patches") / self.qemu_patches
+
+
+STACKS: dict[str, Stack] = {
+    "bookworm": Stack("bookworm", "bookworm", "linux-source-6.1", ".", ".",
+                      description="Debian 12: Linux 6.1 cloud kernel, QEMU 7.2 (the RFC-era stack)"),
+    "trixie": Stack("trixie", "trixie", "linux-source-6.12", "trixie", "trixie", meson="1.5.0",
+                    description="Debian 13: Linux 6.12 cloud kernel, QEMU 10.0"),
+}
+DEFAULT_STACK = "bookworm"
+
+
+def get_stack(name: str) -> Stack:
+    if name not in STACKS:
+        raise ConfigError(f"unknown stack {name!r}: choose one of {', '.join(STACKS)}")
+    return STACKS[name]
+
+
+@dataclass(frozen=True)
+class Pins:
+    """The exact versions of one stack."""
+
+    kernel_package: str       # linux-image-6.1.0-NN-cloud-amd64
+    kernel_version: str       # 6.1.NNN-N
+    linux_source_version: str
+    headers_package: str      # linux-headers-<release>
+    headers_version: str
+    qemu_source_version: str
+
+
+def lock_path() -> Path:
+    """``$BALLOON_HARNESS_LOCK``, else ``stacks.lock`` in the checkout, else in the cache."""
+    explicit = os.environ.get("BALLOON_HARNESS_LOCK")
+    if explicit:
+        return Path(explicit)
+    if (CHECKOUT / ".git").exists():
+        return CHECKOUT / "stacks.lock"
+    return cache.cache_root() / "stacks.lock"
+
+
+def read_lock(path: Optional[Path] = None) -> dict[str, Pins]:
+    path = path or lock_path()
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as e:
+        raise BuildError(f"{path} is not valid JSON ({e}): fix it or delete it and run "
+                         f"`balloon-harness build --update`") from None
+    try:
+        return {name: Pins(**fields) for name, fields in raw.get("stacks", {}).items()}
+    except TypeError as e:
+        raise BuildError(f"{path}: unexpected fields ({e}); `balloon-harness build --update` rewrites it") from None
+
+
+def write_lock(pins: dict[str, Pins], path: Optional[Path] = None) -> Path:
+    path = path or lock_path()
+    body = {"comment": "Exact package versions of each guest stack; `balloon-harness build --update` "
+                       "refreshes them.",
+            "stacks": {name: asdict(p) for name, p in sorted(pins.items())}}
+    cache.write_atomic(path, json.dumps(body, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def private_apt(stack: Stack) -> PrivateApt:
+    """The stack's apt, its package lists refreshed when missing or older than a day."""
+    apt = PrivateApt(stack.release, cache.cache_root() / "apt" / stack.release)
+    lists = apt.root / "state" / "lists"
+    newest = max((p.stat().st_mtime for p in lists.glob("*_Packages*")), default=0.0)
+    if time.time() - newest > LISTS_MAX_AGE:
+        apt.update()
+    return apt
+
+
+def resolve_pins(stack: Stack, apt: PrivateApt) -> Pins:
+    """The newest versions the stack's release offers now."""
+    kernel = apt.resolve(KERNEL_META_PACKAGE, "linux-image-")
+    release = kernel.package.removeprefix("linux-image-")
+    headers = f"linux-headers-{release}"
+    sources = apt.versions(stack.linux_source)
+    if kernel.version in sources:
+        source_version = kernel.version
+    elif sources:
+        source_version = sources[0]
+    else:
+        raise BuildError(f"Debian {stack.release} has no {stack.linux_source}")
+    qemu = apt.versions(QEMU_SOURCE, source=True)
+    if not qemu:
+        raise BuildError(f"Debian {stack.release} has no source package {QEMU_SOURCE}")
+    return Pins(kernel.package, kernel.version, source_version, headers, kernel.version, qemu[0])
+
+
+def _check_available(stack: Stack, apt: PrivateApt, pins: Pins) -> None:
+    missing = []
+    for package, version, source in ((pins.kernel_package, pins.kernel_version, False),
+                                     (stack.linux_source, pins.linux_source_version, False),
+                                     (pins.headers_package, pins.headers_version, False),
+                                     (QEMU_SOURCE, pins.qemu_source_version, True)):
+        if version not in apt.versions(package, source=source):
+            missing.append(f"{package} {version}")
+    if missing:
+        newest = resolve_pins(stack, apt)
+        raise BuildError(
+            f"stacks.lock pins {', '.join(missing)} for stack {stack.name}, which Debian {stack.release} "
+            f"no longer has (it keeps only the newest). `balloon-harness build --update` would take: kernel "
+            f"{newest.kernel_package} {newest.kernel_version}, {stack.linux_source} {newest.linux_source_version}, "
+            f"QEMU source {newest.qemu_source_version} (cached builds of the old pins stay usable meanwhile)")
+
+
+def pins_for(stack: Stack, update: bool = False) -> tuple[Pins, PrivateApt]:
+    """The stack's pinned versions (resolved and written to the lock when absent or with
+    ``update``), checked against the archive unless every artifact is already cached."""
+    apt = private_apt(stack)
+    lock = read_lock()
+    if update or stack.name not in lock:
+        pins = resolve_pins(stack, apt)
+        if lock.get(stack.name) != pins:
+            lock[stack.name] = pins
+            path = write_lock(lock)
+            say(f"stack {stack.name}: pinned kernel {pins.kernel_version}, QEMU {pins.qemu_source_version} "
+                f"in {path}")
+        return pins, apt
+    return lock[stack.name], apt
+
+
+def check_pins(stack: Stack, apt: PrivateApt, pins: Pins) -> None:
+    """Fail clearly when a pinned version is gone from the archive (called before a download)."""
+    _check_available(stack, apt, pins)
