@@ -81,6 +81,11 @@ _VALUES = [
     Metric("guest_free_order9_before", "blocks", "guest free 2 MiB blocks (buddyinfo) before"),
     Metric("guest_free_order9_after", "blocks", "guest free 2 MiB blocks after"),
     Metric("guest_anon_after_kib", "kB", "guest AnonPages after the step (the workload's memory)"),
+    Metric("guest_balloon_huge_after", "blocks",
+           "huge blocks the balloon holds after the step (design drivers' debugfs counter; NaN for others)"),
+    Metric("guest_balloon_small_after", "pages", "4 KiB pages the balloon holds after the step (likewise)"),
+    *[Metric(f"guest_{c}_delta", "count", f"guest /proc/vmstat {c} change over the step")
+      for c in GUEST_COUNTERS],
     Metric("accel", "", "kvm or tcg"),
 ]
 METRICS: dict[str, Metric] = {m.name: m for m in (*_ID, *_VALUES)}
@@ -149,10 +154,14 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
         "guest_free_order9_before": _get(before, "guest", "free_order9_blocks"),
         "guest_free_order9_after": _get(after, "guest", "free_order9_blocks"),
         "guest_anon_after_kib": _get(after, "guest", "anon_kib"),
+        "guest_balloon_huge_after": _get(after, "guest", "balloon_huge"),
+        "guest_balloon_small_after": _get(after, "guest", "balloon_small"),
         "accel": accel,
     }
     for counter in HOST_THP_COUNTERS:
         row[f"{counter}_delta"] = _get(after, "host", counter) - _get(before, "host", counter)
+    for counter in GUEST_COUNTERS:
+        row[f"guest_{counter}_delta"] = _get(after, "guest", counter) - _get(before, "guest", counter)
     return {c: row.get(c) for c in SUMMARY_COLUMNS}
 
 

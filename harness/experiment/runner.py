@@ -30,7 +30,7 @@ import pandas as pd
 from harness import metrics
 from harness.artifacts import Artifacts
 from harness.artifacts.initramfs import build_image
-from harness.errors import ConfigError, GuestDied, GuestStateError, ResultsWriteError
+from harness.errors import ConfigError, GuestCommandError, GuestDied, GuestStateError, ResultsWriteError
 from harness.experiment.scenario import Arm, Scenario, Step
 from harness.experiment.workload import BackgroundWorkload
 from harness.guest import Guest
@@ -161,8 +161,23 @@ class RunContext:
 
 
 def _step_run(ctx: RunContext, step: Step) -> None:
+    """Run the command; its output is kept in ``runs/<run>/steps/<label>.log``."""
     assert step.command is not None
-    ctx.guest.ssh.run(step.command, timeout=step.timeout)
+    try:
+        result = ctx.guest.ssh.run(step.command, timeout=step.timeout)
+    except GuestCommandError as e:
+        _keep_output(ctx, step, e.stdout, e.stderr)
+        raise
+    _keep_output(ctx, step, result.stdout, result.stderr)
+
+
+def _keep_output(ctx: RunContext, step: Step, stdout: str, stderr: str) -> None:
+    if not (stdout or stderr):
+        return
+    d = ctx.run_dir / "steps"
+    d.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", step.label)
+    (d / f"{name}.log").write_text(stdout + (f"\n--- stderr ---\n{stderr}" if stderr else ""))
 
 
 def _step_background(ctx: RunContext, step: Step) -> None:
@@ -215,6 +230,16 @@ def check_guest_state(ctx: RunContext, step: Step, after: metrics.Reading) -> No
                 f"but the scenario declares the workload holds at least {ctx.holds_mib} MiB "
                 f"(holds_mib): the workload's memory is gone, the figures would describe an idle guest"
                 + ("\nthe guest's OOM killer acted:\n" + "\n".join(oom[-5:]) if oom else ""))
+
+
+def _fetch_dmesg(guest: Guest, run_dir: Path) -> str:
+    """The guest kernel's whole log, kept as ``runs/<run>/dmesg.log``."""
+    try:
+        text = guest.ssh.run("dmesg", timeout=60, check=False).stdout
+    except GuestCommandError:
+        return ""
+    (run_dir / "dmesg.log").write_text(text)
+    return text
 
 
 def console_problems(text: str, limit: int = 10) -> list[str]:
@@ -286,12 +311,15 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
                 for wl in ctx.workloads:
                     if guest.is_running():
                         wl.fetch_log(run_dir)
+            kernel_log = _fetch_dmesg(guest, run_dir)
     finally:
         ending = guest.ending
         if not ending.clean:
             ctx.say(f"QEMU did not quit cleanly: {ending.describe()}")
-    problems = console_problems(guest.machine.console_log.read_text(errors="replace")
-                                if guest.machine.console_log.exists() else "")
+    # The console shows messages below loglevel 4 only; WARN() prints at level 4, so the
+    # guest's whole kernel log (dmesg, taken before shutdown) is scanned too.
+    console = guest.machine.console_log.read_text(errors="replace") if guest.machine.console_log.exists() else ""
+    problems = console_problems(console + "\n" + kernel_log)
     if problems:
         raise GuestDied("the guest kernel reported problems (its figures are suspect):\n" + "\n".join(problems),
                         guest.console_tail())

@@ -39,9 +39,16 @@ def read_host(pid: int, balloon_mib: Callable[[], float] | None) -> Reading:
     return r
 
 
+# The review designs' balloon drivers count their pages in debugfs (`small N`, `huge M`,
+# `order K`); the stock driver has no such file, and then nothing is recorded.
+BALLOON_PAGES = "/sys/kernel/debug/virtio_balloon/pages"
+_MARK = "--bh-balloon-pages--"
+
+
 def read_guest(run: Callable[[str], str]) -> Reading:
     """One guest reading through ``run(command) -> stdout`` (one SSH round trip)."""
-    text = run("cat /proc/meminfo /proc/buddyinfo /proc/vmstat")
+    out = run(f"cat /proc/meminfo /proc/buddyinfo /proc/vmstat; echo {_MARK}; cat {BALLOON_PAGES} 2>/dev/null; true")
+    text, _, pages = out.partition(_MARK)
     mi = parse_meminfo(text)
     r: Reading = {("guest", metric): mi.get(key, 0) for key, metric in GUEST_MEMINFO.items()}
     r[("guest", "free_order9_blocks")] = free_blocks_at_least(parse_buddyinfo(text), THP_ORDER)
@@ -49,6 +56,9 @@ def read_guest(run: Callable[[str], str]) -> Reading:
     for name in GUEST_COUNTERS:
         if name in vm:
             r[("guest", name)] = vm[name]
+    for key, value in parse_vmstat(pages).items():
+        if key in ("small", "huge", "order"):
+            r[("guest", f"balloon_{key}")] = value
     return r
 
 
