@@ -34,16 +34,18 @@ def stock_image(artifacts):
     return artifacts.images["stock"]
 
 
-def qemu_pids() -> set[int]:
-    """PIDs of every qemu-system process on the host."""
+def qemu_pids(marker: str = "") -> set[int]:
+    """PIDs of the qemu-system processes on the host; with ``marker``, only those whose
+    command line contains it (a test's own results folder), so other guests on the host
+    (another run, a developer's experiment) do not count."""
     pids = set()
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                cmd = (d / "cmdline").read_bytes().split(b"\0")[0]
+                argv = (d / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"qemu-system" in os.path.basename(cmd):
+            if b"qemu-system" in os.path.basename(argv[0]) and marker.encode() in b"\0".join(argv):
                 pids.add(int(d.name))
     return pids
 

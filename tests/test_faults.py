@@ -45,8 +45,8 @@ module = "stock"
 """
 
 
-def _qemu_of(name: str) -> int | None:
-    for pid in qemu_pids():
+def _qemu_of(name: str, marker: str) -> int | None:
+    for pid in qemu_pids(marker):
         try:
             if f"-name\0{name}\0".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return pid
@@ -61,7 +61,7 @@ def fault_results(tmp_path_factory, artifacts):
     path = tmp / "faults.toml"
     path.write_text(SCENARIO)
     out = tmp / "out"
-    before = qemu_pids()
+    before = qemu_pids(str(tmp))
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed: list[int] = []
@@ -71,7 +71,7 @@ def fault_results(tmp_path_factory, artifacts):
         for line in proc.stderr:
             lines.append(line)
             if "stock rep 3: step balloon 300" in line and not killed:
-                pid = _qemu_of("bh-stock-r3")
+                pid = _qemu_of("bh-stock-r3", str(out))
                 if pid:
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
@@ -113,4 +113,4 @@ def test_the_next_run_completes_and_the_command_names_the_failures(fault_results
     assert [r["run_id"] for r in res.runs] == ["stock-r4"]
     assert proc.returncode == 1
     assert "3 run(s) failed: stock-r1, stock-r2, stock-r3" in stderr
-    assert qemu_pids() <= before, "a QEMU was left running"
+    assert qemu_pids(str(out)) <= before, "a QEMU was left running"

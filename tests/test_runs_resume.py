@@ -46,7 +46,7 @@ def test_kill_midway_then_resume(tmp_path, artifacts):
     scenario = tmp_path / "resume.toml"
     scenario.write_text(SCENARIO)
     out = tmp_path / "out"
-    before = qemu_pids()
+    before = qemu_pids(str(tmp_path))
     proc = subprocess.Popen(_harness("run", str(scenario), "--out", str(out)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -63,7 +63,7 @@ def test_kill_midway_then_resume(tmp_path, artifacts):
             proc.kill()
             proc.wait()
     time.sleep(1)
-    assert qemu_pids() <= before, "a QEMU outlived the killed harness"
+    assert qemu_pids(str(tmp_path)) <= before, "a QEMU outlived the killed harness"
     res = load_results(out)
     assert [r["run_id"] for r in res.runs] == ["stock-r1"]
     assert set(res.summary["run_id"]) == {"stock-r1"}
@@ -76,7 +76,7 @@ def test_kill_midway_then_resume(tmp_path, artifacts):
     assert sorted(r["run_id"] for r in res.runs) == ["stock-r1", "stock-r2"]
     assert len(res.summary[res.summary["kind"] == "balloon"]) == 2
     assert (out / "summary.parquet").exists() and (out / "samples.csv").exists()
-    assert qemu_pids() <= before
+    assert qemu_pids(str(tmp_path)) <= before
     meta = res.metadata
     for key in ("harness_revision", "host", "qemu", "guest_kernel", "guest_modules", "scenario",
                 "build_manifest"):

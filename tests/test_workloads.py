@@ -68,10 +68,10 @@ def workload_results(tmp_path_factory, artifacts):
     path = tmp / "workloads.toml"
     path.write_text(SCENARIO.format(hello=tmp / "hello"))
     out = tmp / "out"
-    before = qemu_pids()
+    before = qemu_pids(str(tmp))
     proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
                           capture_output=True, text=True, timeout=900)
-    assert qemu_pids() <= before
+    assert qemu_pids(str(tmp)) <= before
     return proc, out
 
 
