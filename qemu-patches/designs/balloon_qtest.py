@@ -165,7 +165,7 @@ class Vm:
         except Exception:
             pass
         try:
-            self.proc.wait(10)
+            self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -201,7 +201,10 @@ class Vm:
         order.  glibc's madvise on its own heaps/stacks is filtered out."""
         with open(self.strace_out) as f:
             st = f.read()
-        calls = re.findall(r"madvise\((0x[0-9a-f]+), (\d+), (MADV_\w+)\)", st)
+        # No closing parenthesis: with -f, strace splits a call that another thread
+        # interrupts into "madvise(0x..., 4096, MADV_DONTNEED <unfinished ...>" and a
+        # later "<... madvise resumed>) = 0" line.
+        calls = re.findall(r"madvise\((0x[0-9a-f]+), (\d+), (MADV_\w+)", st)
         return [(int(a, 16) - self.ram_start, int(n), adv) for a, n, adv in calls
                 if self.ram_start <= int(a, 16) < self.ram_end and
                 adv in ("MADV_DONTNEED", "MADV_WILLNEED", "MADV_REMOVE")]
