@@ -65,6 +65,10 @@ _VALUES = [
     Metric("qemu_rss_after_kib", "kB", "the QEMU process's Rss after"),
     Metric("rss_freed_kib", "kB", "qemu_rss_before - qemu_rss_after: memory returned to the host",
            "higher", True),
+    Metric("returned_fraction", "ratio",
+           "rss_freed_kib / 1024 / ballooned_mib: how much of what the guest ballooned the host got "
+           "back. About 0.7-0.8 here for a 4 KiB balloon; near 0 for a design that keeps ballooned "
+           "ranges whole but never discards them (a great THP ratio, no memory returned)", "higher", True),
     Metric("thp_lost_kib", "kB", "qemu_ahp_before - qemu_ahp_after: huge-page-backed memory lost", "lower"),
     Metric("thp_lost_per_ballooned_mib", "ratio",
            "thp_lost_kib / 1024 / ballooned_mib. 1.0: only the ballooned memory lost its huge "
@@ -145,6 +149,7 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
         "qemu_ahp_before_kib": qemu_ahp_b, "qemu_ahp_after_kib": qemu_ahp_a,
         "qemu_rss_before_kib": rss_b, "qemu_rss_after_kib": rss_a,
         "rss_freed_kib": rss_b - rss_a,
+        "returned_fraction": ratio((rss_b - rss_a) / 1024, ballooned),
         "thp_lost_kib": thp_lost,
         "thp_lost_per_ballooned_mib": ratio(thp_lost / 1024, ballooned),
         "settle_seconds": move.seconds if move is not None else math.nan,

@@ -2,11 +2,12 @@
 
 The terminal table shows, per arm and balloon/measure step, the median and spread of the
 headline figures over the repetitions, ``n`` and "reached k/n". The memory actually
-returned (``rss_freed_kib``, ``shrink_fraction``) and "reached k/n" always stand beside
-the THP ratio (``thp_lost_per_ballooned_mib``), because the ratio alone rewards an arm
-for stopping short: a balloon that takes little memory loses few huge pages. Such a
-ratio is flagged ``!`` ("earned by stopping short") when the median shrink_fraction is
-below :data:`SHORT_SHRINK` or not every run reached its target.
+returned (``rss_freed_kib``, ``returned_fraction``, ``shrink_fraction``) and "reached k/n"
+always stand beside the THP ratio (``thp_lost_per_ballooned_mib``), because the ratio alone
+rewards an arm for stopping short (a balloon that takes little memory loses few huge pages)
+or for keeping ballooned memory (a host that never discards loses none). Such a ratio is
+flagged ``!`` when the median shrink_fraction is below :data:`SHORT_SHRINK`, the median
+returned_fraction below :data:`SHORT_RETURNED`, or not every run reached its target.
 
 Explanations come from :mod:`harness.metrics` (one definition of every figure). The
 RFC's own figures are shown only for scenarios with ``[reference]`` tables. Plots show
@@ -29,6 +30,7 @@ from harness.results import load_results
 from harness.statistics import ordered, reached_as_float, scenario_info, summary_stats, write_summary_stats
 
 SHORT_SHRINK = 0.9       # below this median shrink_fraction, a good THP ratio was earned by stopping short
+SHORT_RETURNED = 0.5     # below this median returned_fraction, by not returning the ballooned memory
 SHORT_FLAG = "!"
 REPORT_KINDS = ("balloon", "measure")
 # (column, header): the headline figures of the table, in the order shown.
@@ -36,6 +38,7 @@ HEADLINE_COLUMNS = [
     ("actual_mib", "actual MiB"),
     ("shrink_fraction", "shrink"),
     ("rss_freed_kib", "RSS freed kB"),
+    ("returned_fraction", "returned"),
     ("thp_lost_per_ballooned_mib", "THP lost/MiB"),
     ("host_ahp_after_kib", "host AHP after kB"),
     ("settle_seconds", "settle s"),
@@ -89,9 +92,11 @@ def stopped_short(stats: pd.DataFrame) -> bool:
         return False
     first = stats.iloc[0]
     k, n = int(first["reached_k"]), int(first["reached_n"])
-    shrink = stats[stats["metric"] == "shrink_fraction"]["median"]
-    return (n > 0 and k < n) or (not shrink.empty and not math.isnan(shrink.iloc[0])
-                                 and shrink.iloc[0] < SHORT_SHRINK)
+    def below(metric: str, limit: float) -> bool:
+        med = stats[stats["metric"] == metric]["median"]
+        return not med.empty and not math.isnan(med.iloc[0]) and med.iloc[0] < limit
+
+    return (n > 0 and k < n) or below("shrink_fraction", SHORT_SHRINK) or below("returned_fraction", SHORT_RETURNED)
 
 
 def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
@@ -116,7 +121,7 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
     if s.empty:
         return table
     metrics = [c for c, _ in columns if c in METRICS and c in s.columns] + (
-        ["shrink_fraction"] if "shrink_fraction" in s.columns else [])
+        [c for c in ("shrink_fraction", "returned_fraction") if c in s.columns])
     stats = summary_stats(s, arm_order, step_order, metrics=list(dict.fromkeys(metrics)))
     arms, steps = ordered(s, arm_order, step_order)
     last_step = {a: [st for st in steps if ((s["arm"] == a) & (s["step"] == st)).any()][-1] for a in arms}
@@ -176,8 +181,9 @@ def legend(table: HeadlineTable, width: int = 100) -> str:
                    "from the scenario's [reference] tables, beside each arm's last step.")
     if table.flagged:
         out.append(f"{SHORT_FLAG} ratio earned by stopping short: the arm returned less memory than asked "
-                   f"(median shrink < {SHORT_SHRINK:g} or not every run reached the target); do not rank "
-                   f"it on this ratio, read RSS freed and shrink. Flagged: "
+                   f"(median shrink < {SHORT_SHRINK:g}, not every run reached the target, or the host got "
+                   f"back less than {SHORT_RETURNED:g} of what was ballooned); do not rank it on this "
+                   f"ratio, read RSS freed, returned and shrink. Flagged: "
                    + ", ".join(f"{a} {s}" for a, s in table.flagged) + ".")
     return "\n".join(textwrap.fill(line, width, subsequent_indent="    ") for line in out)
 
