@@ -18,6 +18,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +29,7 @@ from harness.artifacts.steps import say
 from harness.errors import BuildError, ConfigError
 from harness.resources import CHECKOUT, data_dir
 
+LOCK_NAME = "stacks.lock"
 LISTS_MAX_AGE = 24 * 3600    # refresh a stack's package lists when older than a day
 QEMU_SOURCE = "qemu"
 
@@ -81,17 +83,28 @@ class Pins:
 
 
 def lock_path() -> Path:
-    """``$BALLOON_HARNESS_LOCK``, else ``stacks.lock`` in the checkout, else in the cache."""
+    """``$BALLOON_HARNESS_LOCK``, else ``stacks.lock`` beside the harness package (a checkout
+    or an unpacked tarball), else in the cache (an installed wheel: writable, seeded from the
+    pins the wheel ships)."""
     explicit = os.environ.get("BALLOON_HARNESS_LOCK")
     if explicit:
         return Path(explicit)
-    if (CHECKOUT / ".git").exists():
-        return CHECKOUT / "stacks.lock"
-    return cache.cache_root() / "stacks.lock"
+    if (CHECKOUT / LOCK_NAME).exists() or (CHECKOUT / ".git").exists():
+        return CHECKOUT / LOCK_NAME
+    return cache.cache_root() / LOCK_NAME
+
+
+def _shipped_lock() -> Optional[Path]:
+    """The pins an installed wheel carries (harness/_data/stacks.lock)."""
+    path = Path(str(resources.files("harness") / "_data" / LOCK_NAME))
+    return path if path.is_file() else None
 
 
 def read_lock(path: Optional[Path] = None) -> dict[str, Pins]:
     path = path or lock_path()
+    shipped = _shipped_lock()
+    if not path.exists() and shipped is not None:
+        path = shipped
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
