@@ -61,5 +61,6 @@ def test_both_stacks_in_one_table_and_the_rfc_effect_on_6_12(tmp_path):
     s = load_results(out).summary
     s = s[s["kind"] == "balloon"].groupby("arm")["thp_lost_per_ballooned_mib"].median()
     assert s["thp-order-6.12"] < s["baseline-6.12"], s
+    # The verdict is the scenario's: 0 or 1 (the RFC driver may stop short), never 2.
     check = subprocess.run([sys.executable, "-m", "harness", "check", str(out)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.returncode in (0, 1), check.stdout + check.stderr
