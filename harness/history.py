@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import re
 import socket
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.metrics import METRICS, SUMMARY_COLUMNS
+from harness.results import atomic_write
 from harness.statistics import (
     HEADLINE_METRICS,
     REACHED_FRACTION,
@@ -126,16 +126,6 @@ def _host_of(metadata: dict[str, Any]) -> str:
     return name(metadata) or socket.gethostname()
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
 
 def history_frame(summary: pd.DataFrame, extra: dict[str, str]) -> pd.DataFrame:
     """The summary rows in the history's fixed column types (old folders: missing columns null)."""
@@ -189,8 +179,8 @@ def append_history(out: str | Path, history_dir: str | Path, date: Optional[str]
     table = pa.Table.from_pandas(history_frame(folder.summary, extra), schema=_schema(), preserve_index=False)
     summary_path = history_dir / "summary" / part / f"{name}.parquet"
     meta_path = history_dir / "metadata" / part / f"{name}.json"
-    _atomic(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n"))
-    _atomic(summary_path, lambda p: pq.write_table(table, p))
+    atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n"))
+    atomic_write(summary_path, lambda p: pq.write_table(table, p))
     return Appended(summary_path, meta_path, table.num_rows)
 
 

@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -44,6 +44,15 @@ def _atomic(path: Path):
             pass
         except OSError:
             pass  # the tmp file could not be removed: it is hidden, and never read as a result
+
+
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` to a temporary sibling of ``path``, then rename it into place (parent
+    folders created). The one way results, stats, reports and history files are written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic(path) as tmp:
+        write(tmp)
+    return path
 
 
 def write_frame(frame: pd.DataFrame, path_stem: Path) -> None:

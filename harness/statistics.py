@@ -16,7 +16,6 @@ history all read their numbers through here, so they agree with each other.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics import HEADLINE, METRICS, NUMERIC_COLUMNS
+from harness.results import atomic_write
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -158,17 +158,6 @@ def step_overview(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
     return stats[cols].drop_duplicates(["arm", "step"]).reset_index(drop=True)
 
 
-def _atomic_write(path: Path, write) -> Path:
-    """Write through ``write(tmp)`` then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
 
 def write_summary_stats(out_dir: str | Path, summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
                         step_order: Optional[list[str]] = None) -> list[Path]:
@@ -176,8 +165,8 @@ def write_summary_stats(out_dir: str | Path, summary: pd.DataFrame, arm_order: O
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = summary_stats(summary, arm_order, step_order)
-    return [_atomic_write(out_dir / "summary_stats.csv", lambda p: stats.to_csv(p, index=False)),
-            _atomic_write(out_dir / "summary_stats.parquet", lambda p: stats.to_parquet(p, index=False))]
+    return [atomic_write(out_dir / "summary_stats.csv", lambda p: stats.to_csv(p, index=False)),
+            atomic_write(out_dir / "summary_stats.parquet", lambda p: stats.to_parquet(p, index=False))]
 
 
 # --- the scenario of a results folder, read leniently -------------------------------------

@@ -34,6 +34,7 @@ import pandas as pd
 from harness.compare import Folder, fmt_value, mann_whitney, open_folder, render_table
 from harness.experiment.expectations import Expectation, holds, parse_expectations
 from harness.history import HistoryCheck
+from harness.results import atomic_write
 from harness.statistics import REACHED_FRACTION, centre, ordered, run_values
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
@@ -256,19 +257,9 @@ def junit_tree(r: CheckResult) -> ET.ElementTree:
     return ET.ElementTree(root)
 
 
-def _atomic_text(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
 
 def write_junit(r: CheckResult, path: Path) -> Path:
-    _atomic_text(path, lambda p: junit_tree(r).write(p, encoding="utf-8", xml_declaration=True))
+    atomic_write(path, lambda p: junit_tree(r).write(p, encoding="utf-8", xml_declaration=True))
     return path
 
 
@@ -335,5 +326,5 @@ def write_markdown(r: CheckResult, path: Path) -> Path:
                  r.folder.scenario.arms, r.folder.scenario.steps)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = markdown_text(r, path.parent)
-    _atomic_text(path, lambda p: p.write_text(text + "\n"))
+    atomic_write(path, lambda p: p.write_text(text + "\n"))
     return path
