@@ -1,20 +1,19 @@
-"""Debian package look-ups: resolve versions, download and unpack ``.deb`` files.
+"""Host-side Debian helpers: which host tools exist (and which package brings each),
+installed package versions, unpacking a ``.deb``.
 
-Everything the guest image needs comes from Debian's own registry through the
-ordinary apt client, so a build is reproducible from the package versions alone
-(and those versions are what the cache keys and the manifest record).
+The guest stacks' packages are looked up and downloaded by each stack's private apt
+(``apt.py``, ``stacks.py``); this module only asks the host about its own tools.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.artifacts.steps import capture, run_step
-from harness.errors import BuildError, MissingDependency
+from harness.artifacts.steps import run_step
+from harness.errors import MissingDependency
 
 # Host tools the build needs, and the Debian package that provides each.
 TOOL_PACKAGES = {
@@ -60,15 +59,6 @@ def tool_path(tool: str) -> Path:
     return Path(which(tool) or tool)
 
 
-def candidate_version(package: str) -> str:
-    """apt's candidate version of ``package`` (what ``apt-get install`` would take)."""
-    out = capture(["apt-cache", "policy", package], f"apt-cache policy {package}")
-    m = re.search(r"Candidate:\s*(\S+)", out)
-    if not m or m.group(1) == "(none)":
-        raise MissingDependency(
-            f"apt knows no package {package}: run `sudo apt-get update` (Debian 12 main is needed)")
-    return m.group(1)
-
 
 def installed_version(package: str) -> str | None:
     proc = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", package],
@@ -78,28 +68,6 @@ def installed_version(package: str) -> str | None:
     return proc.stdout.split()[-1]
 
 
-def resolve_metapackage(meta: str, prefix: str) -> str:
-    """The versioned package a metapackage depends on (``linux-image-cloud-amd64`` ->
-    ``linux-image-6.1.0-NN-cloud-amd64``), taken from the candidate's dependencies."""
-    out = capture(["apt-cache", "depends", meta], f"apt-cache depends {meta}")
-    for line in out.splitlines():
-        line = line.strip()
-        if line.startswith("Depends:"):
-            dep = line.split(":", 1)[1].strip()
-            if dep.startswith(prefix):
-                return dep
-    raise MissingDependency(f"could not resolve {meta} to a {prefix}* package: run `sudo apt-get update`")
-
-
-def download(package: str, version: str, dest: Path, log: Path) -> Path:
-    """``apt-get download package=version`` into ``dest``; returns the ``.deb`` path."""
-    dest.mkdir(parents=True, exist_ok=True)
-    run_step(f"download {package} {version}", ["apt-get", "download", f"{package}={version}"],
-             log, cwd=dest)
-    debs = sorted(dest.glob(f"{package}_*.deb"))
-    if not debs:
-        raise BuildError(f"apt-get download {package}={version} produced no .deb in {dest}")
-    return debs[-1]
 
 
 def extract(deb: Path, dest: Path, log: Path) -> None:
