@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.metrics import METRICS
+from harness.metrics import METRICS, TABLE_KINDS
 from harness.results import RUN_DONE, SUMMARY_COLUMNS, load_results
 from harness.statistics import (
     HEADLINE_METRICS,
@@ -46,7 +46,7 @@ from harness.statistics import (
 )
 
 DEFAULT_ALPHA = 0.05
-COMPARE_KINDS = ("balloon", "measure")
+COMPARE_KINDS = TABLE_KINDS
 COMPARISON_COLUMNS = ["arm_a", "arm_b", "step", "metric", "n_a", "median_a", "n_b", "median_b",
                       "change_pct", "p_value", "significant", "direction", "note"]
 

@@ -35,7 +35,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.metrics import METRICS, SUMMARY_COLUMNS
+from harness.metrics import METRICS, MOVE_KINDS, SUMMARY_COLUMNS, TABLE_KINDS
 from harness.results import atomic_write
 from harness.statistics import (
     HEADLINE_METRICS,
@@ -291,7 +291,8 @@ def history_trend(history_dir: str | Path, scenario: Optional[str] = None,
                                f"(steps: {', '.join(sorted(hist['step'].unique()))})")
         rows = hist[hist["step"] == step]
     else:
-        rows = hist[hist["kind"] == "balloon"] if (hist["kind"] == "balloon").any() else hist
+        moves = hist["kind"].isin(MOVE_KINDS)
+        rows = hist[moves] if moves.any() else hist
     changed = changed_builds(hist)
     arms, steps = ordered(rows.sort_values(["date", "folder", "run_id"]))
     values = (reached_as_float(rows["reached"]) if metric == REACHED_FRACTION
@@ -417,7 +418,7 @@ def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAUL
     check.nights = sorted(hist["date"].unique())[-last:]
     pooled = hist[hist["date"].isin(check.nights)]
     s = folder.summary
-    s = s[s["kind"].isin(("balloon", "measure"))] if "kind" in s.columns else s
+    s = s[s["kind"].isin(TABLE_KINDS)] if "kind" in s.columns else s
     arms, steps = ordered(s, folder.scenario.arms, folder.scenario.steps)
     rows = []
     for a in arms:

@@ -26,6 +26,20 @@ GUEST_MEMINFO = {"MemFree": "mem_free_kib", "MemTotal": "mem_total_kib",
                  "AnonHugePages": "anon_huge_kib", "AnonPages": "anon_kib"}
 
 REACHED_TOLERANCE_NOTE = "within 1/256 MiB of the target (2 MiB for a balloon moving 2 MiB pages)"
+# Steps that move guest memory ("balloon" is the older name of "resize"), and the kinds
+# tables and comparisons show.
+MOVE_KINDS = ("resize", "balloon")
+TABLE_KINDS = (*MOVE_KINDS, "measure")
+# The sampled reading of the guest's size, whatever the mechanism: balloon `actual`, or boot
+# memory + virtio-mem `size`. Its source keeps the name "balloon" of the results already stored.
+SIZE_KEY = ("balloon", "actual_mib")
+# The QEMU process's memory, sampled at the host rate: the footprint integrals' inputs.
+RSS_KEY = ("qemu", "rss_kib")
+AHP_KEY = ("qemu", "anon_huge_kib")
+RISE_MIN_KIB = 2048       # a rise smaller than one huge page has no rise time
+RISE_FRACTION = 0.9
+KIB_PER_GIB = 1 << 20
+Series = dict[tuple[str, str], list[tuple[float, float]]]   # (source, metric) -> [(seconds, value)]
 
 
 @dataclass(frozen=True)
@@ -44,15 +58,19 @@ _ID = [
     Metric("arm", "", "the scenario's arm"),
     Metric("rep", "", "repetition, from 1"),
     Metric("step", "", "the step's label"),
-    Metric("kind", "", "run, workload, balloon, sleep or measure"),
+    Metric("kind", "", "resize (balloon), run, background, stop, sleep or measure"),
+    Metric("mechanism", "", "what resizes the guest: balloon, free-page-reporting, virtio-mem (harness.mechanisms)"),
 ]
 _VALUES = [
-    Metric("target_mib", "MiB", "balloon target (guest memory asked for)"),
-    Metric("start_mib", "MiB", "balloon `actual` before the step"),
-    Metric("actual_mib", "MiB", "balloon `actual` after the step"),
-    Metric("reached", "bool", f"the balloon got {REACHED_TOLERANCE_NOTE}", "higher", True),
-    Metric("outcome", "", "reached; settled (stopped moving for settle_seconds); timeout"),
-    Metric("ballooned_mib", "MiB", "start_mib - actual_mib: guest memory the step took"),
+    Metric("target_mib", "MiB", "guest memory asked for (balloon target; boot + virtio-mem requested-size)"),
+    Metric("start_mib", "MiB", "guest memory before the step: balloon `actual`, or boot memory + virtio-mem "
+                               "`size` (free page reporting: the guest's whole memory, it never changes)"),
+    Metric("actual_mib", "MiB", "guest memory after the step (as start_mib)"),
+    Metric("reached", "bool", f"the guest got {REACHED_TOLERANCE_NOTE}; empty for free page reporting, "
+                              "which has no target", "higher", True),
+    Metric("outcome", "", "reached; settled (stopped moving for settle_seconds; free page reporting: the "
+                          "QEMU process's RSS stopped falling); timeout"),
+    Metric("ballooned_mib", "MiB", "start_mib - actual_mib: guest memory the step took (any mechanism)"),
     Metric("requested_mib", "MiB", "start_mib - target_mib: what the step asked to take"),
     Metric("shrink_fraction", "ratio",
            "ballooned_mib / requested_mib: 1.0 = the whole requested change; an arm that stops "
@@ -76,7 +94,26 @@ _VALUES = [
            "ballooned memory was never backed by the host. Meaningless alone: read it with "
            "shrink_fraction and reached (an arm that balloons little scores low by failing). "
            "NaN when nothing was ballooned", "lower", True),
-    Metric("settle_seconds", "s", "from the request until reached, or until it stopped moving", "lower", True),
+    Metric("thp_lost_per_returned_mib", "ratio",
+           "thp_lost_kib / rss_freed_kib: huge-page-backed memory lost per MiB the host got back. The one "
+           "THP ratio every mechanism shares (free page reporting takes no guest memory, so it has no "
+           "per-ballooned-MiB ratio). NaN when less than a huge page came back", "lower", True),
+    Metric("settle_seconds", "s", "from the request until reached, or until it stopped moving; polled at the "
+                                  "host sampling rate (0.2 s resolution at the default 5/s)", "lower", True),
+    Metric("moved_gib_per_s", "GiB/s", "|ballooned_mib| / 1024 / settle_seconds: how fast the mechanism "
+                                       "moved guest memory", "higher"),
+    Metric("returned_gib_per_s", "GiB/s", "rss_freed_kib / 2^20 / settle_seconds: how fast the host got "
+                                          "memory back (for free page reporting, the speed of reporting)", "higher"),
+    Metric("rss_gib_min", "GiB*min", "the QEMU process's RSS integrated over the step (trapezoids over the "
+                                     "host samples): the step's memory footprint; a run's is the sum over "
+                                     "its steps", "lower"),
+    Metric("thp_gib_min", "GiB*min", "the QEMU process's AnonHugePages integrated the same way: huge pages "
+                                     "kept over time", "higher"),
+    Metric("thp_rise_seconds", "s", f"from the step's start until the QEMU process's AnonHugePages first "
+                                    f"reached {RISE_FRACTION:.0%} of its rise over the step (recovery "
+                                    f"speed); NaN when it rose less than one huge page", "lower"),
+    Metric("workload_mb_s", "MB/s", "a `throughput = true` run step's usemem speed: the sum of its "
+                                    "tasks' KB/s lines / 1000 (the guest's side of the bill)", "higher"),
     Metric("step_seconds", "s", "wall time of the step"),
     *[Metric(f"{c}_delta", "count", f"host /proc/vmstat {c} change over the step",
              "lower" if c == "thp_split_pmd" else None, c == "thp_split_pmd") for c in HOST_THP_COUNTERS],
@@ -100,9 +137,9 @@ NUMERIC_COLUMNS = [m.name for m in _VALUES if m.unit not in ("",)]
 
 
 class MoveResult(Protocol):
-    """What a step that moves guest memory reports (``harness.vm.balloon.BalloonResult``)."""
+    """What a step that moves guest memory reports (``harness.vm.follow.MoveResult``)."""
 
-    reached: bool
+    reached: Optional[bool]
     outcome: str
     seconds: float
 
@@ -118,30 +155,59 @@ def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator
 
 
+def integral_gib_min(points: list[tuple[float, float]]) -> float:
+    """kB values over seconds, integrated by trapezoids, in GiB*min (NaN for fewer than 2 points)."""
+    pts = sorted(points)
+    if len(pts) < 2:
+        return math.nan
+    kib_s = sum((t1 - t0) * (v0 + v1) / 2 for (t0, v0), (t1, v1) in zip(pts, pts[1:]))
+    return kib_s / KIB_PER_GIB / 60
+
+
+def rise_seconds(points: list[tuple[float, float]], start: float) -> float:
+    """Seconds from ``start`` until the value first reached RISE_FRACTION of its rise from the
+    first to the last point; NaN when it rose by less than RISE_MIN_KIB."""
+    pts = sorted(points)
+    if len(pts) < 2:
+        return math.nan
+    first, last = pts[0][1], pts[-1][1]
+    if last - first < RISE_MIN_KIB:
+        return math.nan
+    level = first + RISE_FRACTION * (last - first)
+    return next(t for t, v in pts if v >= level) - start
+
+
 def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float], before: Reading,
                 after: Reading, accel: str, step_seconds: float,
-                move: Optional[MoveResult] = None) -> dict[str, Any]:
+                move: Optional[MoveResult] = None, series: Optional[Series] = None,
+                start_t: float = math.nan, workload_mb_s: float = math.nan) -> dict[str, Any]:
     """One summary row from the readings taken just before and just after a step.
 
-    ``identity`` carries run_id, arm, rep and step. Every column of
-    :data:`SUMMARY_COLUMNS` is present; what a step cannot know is NaN (or None).
+    ``identity`` carries run_id, arm, rep, step and mechanism. ``series`` holds the host
+    samples taken during the step (for the integrals and the rise time), ``start_t`` the
+    step's start on the same clock. Every column of :data:`SUMMARY_COLUMNS` is present;
+    what a step cannot know is NaN (or None).
     """
-    start_mib = _get(before, "balloon", "actual_mib")
-    actual_mib = _get(after, "balloon", "actual_mib")
+    series = series or {}
+    start_mib = _get(before, *SIZE_KEY)
+    actual_mib = _get(after, *SIZE_KEY)
     target = float(target_mib) if target_mib is not None else math.nan
     ballooned = start_mib - actual_mib
     requested = start_mib - target
     qemu_ahp_b, qemu_ahp_a = _get(before, "qemu", "anon_huge_kib"), _get(after, "qemu", "anon_huge_kib")
     rss_b, rss_a = _get(before, "qemu", "rss_kib"), _get(after, "qemu", "rss_kib")
     thp_lost = qemu_ahp_b - qemu_ahp_a
-    if math.isnan(requested) or requested == 0:
+    targetless = move is not None and move.reached is None   # free page reporting asks for nothing
+    # memory the host got back; less than one huge page is noise for the per-MiB and speed figures
+    returned_kib = rss_b - rss_a if rss_b - rss_a >= RISE_MIN_KIB else math.nan
+    if math.isnan(requested) or requested == 0 or targetless:
         shrink = math.nan
     else:  # a deflate asks for negative "requested"; the fraction is of that change alike
         shrink = ballooned / requested
     row: dict[str, Any] = {
-        **{k: identity.get(k) for k in ("run_id", "arm", "rep", "step")}, "kind": kind,
+        **{k: identity.get(k) for k in ("run_id", "arm", "rep", "step", "mechanism")}, "kind": kind,
         "target_mib": target, "start_mib": start_mib, "actual_mib": actual_mib,
-        "reached": bool(move.reached) if move is not None else None,
+        "reached": bool(move.reached) if move is not None and move.reached is not None else None,
         "outcome": move.outcome if move is not None else None,
         "ballooned_mib": ballooned, "requested_mib": requested, "shrink_fraction": shrink,
         "host_ahp_before_kib": _get(before, "host", "anon_huge_kib"),
@@ -152,7 +218,15 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
         "returned_fraction": ratio((rss_b - rss_a) / 1024, ballooned),
         "thp_lost_kib": thp_lost,
         "thp_lost_per_ballooned_mib": ratio(thp_lost / 1024, ballooned),
+        "thp_lost_per_returned_mib": ratio(thp_lost, returned_kib),
         "settle_seconds": move.seconds if move is not None else math.nan,
+        "moved_gib_per_s": ratio(abs(ballooned) / 1024, move.seconds) if move is not None and not targetless
+        else math.nan,
+        "returned_gib_per_s": ratio(returned_kib / KIB_PER_GIB, move.seconds) if move is not None else math.nan,
+        "rss_gib_min": integral_gib_min(series.get(RSS_KEY, [])),
+        "thp_gib_min": integral_gib_min(series.get(AHP_KEY, [])),
+        "thp_rise_seconds": rise_seconds(series.get(AHP_KEY, []), start_t),
+        "workload_mb_s": workload_mb_s,
         "step_seconds": step_seconds,
         "guest_ahp_before_kib": _get(before, "guest", "anon_huge_kib"),
         "guest_ahp_after_kib": _get(after, "guest", "anon_huge_kib"),

@@ -25,14 +25,14 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from harness.metrics import METRICS, REACHED_TOLERANCE_NOTE
+from harness.metrics import METRICS, MOVE_KINDS, REACHED_TOLERANCE_NOTE, TABLE_KINDS
 from harness.results import load_results
 from harness.statistics import ordered, reached_as_float, scenario_info, summary_stats, write_summary_stats
 
 SHORT_SHRINK = 0.9       # below this median shrink_fraction, a good THP ratio was earned by stopping short
 SHORT_RETURNED = 0.5     # below this median returned_fraction, by not returning the ballooned memory
 SHORT_FLAG = "!"
-REPORT_KINDS = ("balloon", "measure")
+REPORT_KINDS = TABLE_KINDS
 # (column, header): the headline figures of the table, in the order shown.
 HEADLINE_COLUMNS = [
     ("actual_mib", "actual MiB"),
@@ -40,6 +40,7 @@ HEADLINE_COLUMNS = [
     ("rss_freed_kib", "RSS freed kB"),
     ("returned_fraction", "returned"),
     ("thp_lost_per_ballooned_mib", "THP lost/MiB"),
+    ("thp_lost_per_returned_mib", "THP lost/ret MiB"),
     ("host_ahp_after_kib", "host AHP after kB"),
     ("settle_seconds", "settle s"),
     ("thp_split_pmd_delta", "split_pmd"),
@@ -219,9 +220,9 @@ def _plot_timeseries(samples: pd.DataFrame, summary: pd.DataFrame, path: Path) -
         ax.set_ylabel("MiB (host)")
         ax2 = ax.twinx()
         d = s[(s["source"] == "balloon") & (s["metric"] == "actual_mib")].sort_values("t")
-        ax2.plot(d["t"], d["value"], color="tab:red", alpha=0.6, label="balloon actual")
-        ax2.set_ylabel("guest MiB (balloon actual)")
-        steps = summary[(summary["run_id"] == run_id) & (summary["kind"] == "balloon")]
+        ax2.plot(d["t"], d["value"], color="tab:red", alpha=0.6, label="guest size")
+        ax2.set_ylabel("guest MiB (balloon actual / virtio-mem size)")
+        steps = summary[(summary["run_id"] == run_id) & summary["kind"].isin(MOVE_KINDS)]
         for _, row in steps.iterrows():
             ax2.axhline(row["target_mib"], color="tab:red", linestyle="-.", linewidth=0.8)
             start = s[s["phase"] == row["step"]]["t"]
@@ -254,7 +255,7 @@ def _plot_runs(summary: pd.DataFrame, path: Path, arm_order: Optional[list[str]]
                step_order: Optional[list[str]] = None) -> Path:
     """Every run as a point over a box plot per arm and balloon step; hollow: target not reached."""
     import matplotlib.pyplot as plt
-    s = summary[summary["kind"] == "balloon"] if "kind" in summary.columns else summary
+    s = summary[summary["kind"].isin(MOVE_KINDS)] if "kind" in summary.columns else summary
     if s.empty:
         s = summary
     arms, steps = ordered(s, arm_order, step_order)

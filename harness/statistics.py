@@ -25,7 +25,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from harness.metrics import HEADLINE, METRICS, NUMERIC_COLUMNS
+from harness.metrics import HEADLINE, METRICS, MOVE_KINDS, NUMERIC_COLUMNS
 from harness.results import atomic_write
 
 if sys.version_info >= (3, 11):
@@ -193,8 +193,11 @@ def _default_step_label(i: int, step: dict[str, Any]) -> str:
     kind = step.get("kind")
     if kind == "run":
         return f"{i + 1}:run {str(step.get('command', '')).split()[0] if step.get('command') else ''}"
-    if kind == "balloon":
-        return f"{i + 1}:balloon {step.get('target_mib')}"
+    if kind in MOVE_KINDS:
+        return f"{i + 1}:{kind} {step.get('target_mib')}"
+    if kind in ("background", "stop"):
+        what = step.get("command") if kind == "background" else step.get("workload")
+        return f"{i + 1}:{kind} {str(what or '').split()[0] if what else ''}"
     if kind == "sleep":
         return f"{i + 1}:sleep {float(step.get('seconds', 0)):g}s"
     return f"{i + 1}:measure"

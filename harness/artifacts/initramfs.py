@@ -31,8 +31,9 @@ USEMEM_SRC = IMAGES / "usemem.c"
 USEMEM_CFLAGS = ["-static", "-O2", "-Wall", "-Wextra"]
 
 # Loaded at boot, with their dependencies, in this order. virtio_balloon is
-# listed but shipped by the overlay archive (stock or patched).
-GUEST_MODULES = ["virtio_pci", "virtio_net", "virtio_balloon"]
+# listed but shipped by the overlay archive (stock or patched). virtio_mem is for the
+# virtio-mem mechanism (harness.mechanisms.virtio_mem); without its device it stays idle.
+GUEST_MODULES = ["virtio_pci", "virtio_net", "virtio_balloon", "virtio_mem"]
 BALLOON_MODULE = "virtio_balloon"
 
 

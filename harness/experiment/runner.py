@@ -32,12 +32,14 @@ from harness.artifacts import Artifacts
 from harness.artifacts.initramfs import build_image
 from harness.errors import ConfigError, GuestCommandError, GuestDied, GuestStateError, ResultsWriteError
 from harness.experiment.scenario import Arm, Scenario, Step
-from harness.experiment.workload import BackgroundWorkload
+from harness.experiment.workload import BackgroundWorkload, usemem_throughput_mb_s
 from harness.guest import Guest
+from harness.mechanisms import Mechanism
 from harness.probes.sampler import Sampler
 from harness.results import ResultsStore
 from harness.vm import BalloonDevice, MachineSpec
 from harness.vm.accel import decide_accelerators
+from harness.vm.follow import MoveResult
 from harness.vm.machine import stop_all_live
 
 # Step commands may read which run they are in: `. /run/bh-run.env` sets BH_ARM, BH_REP, BH_RUN_ID.
@@ -107,9 +109,11 @@ class Progress:
                   file=self.stream, flush=True)
 
 
-def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts) -> MachineSpec:
+def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts,
+                     mechanism: Optional[Mechanism] = None) -> MachineSpec:
     """Resolve an arm's QEMU and module names to its stack's built artifacts (or the user's
-    own paths), with the scenario's own guest files in the image."""
+    own paths), with the scenario's own guest files in the image and the devices of the
+    arm's mechanism."""
     arm = run.arm
     if artifacts.by_stack:
         try:
@@ -140,7 +144,9 @@ def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts) 
         balloon=BalloonDevice(properties=arm.device))
     # A kernel of the user's own boots with our initramfs; its Debian modules only load into
     # the matching Debian kernel, so such a kernel needs virtio built in (=y).
-    return dataclasses.replace(spec, kernel=Path(arm.kernel)) if arm.kernel else spec
+    if arm.kernel:
+        spec = dataclasses.replace(spec, kernel=Path(arm.kernel))
+    return (mechanism or arm.make_mechanism(vm.memory_mib)).configure(spec)
 
 
 @dataclass
@@ -153,6 +159,7 @@ class RunContext:
     guest: Guest
     progress: Progress
     run_dir: Path
+    mechanism: Mechanism
     workloads: list[BackgroundWorkload] = field(default_factory=list)
     holds_mib: Optional[int] = None            # declared by a run/background step, checked after each step
 
@@ -160,7 +167,14 @@ class RunContext:
         self.progress.say(self.run, self.index, message, throttle)
 
 
-def _step_run(ctx: RunContext, step: Step) -> None:
+@dataclass(frozen=True)
+class Throughput:
+    """What a ``throughput = true`` run step measured."""
+
+    mb_s: float
+
+
+def _step_run(ctx: RunContext, step: Step) -> Optional[Throughput]:
     """Run the command; its output is kept in ``runs/<run>/steps/<label>.log``."""
     assert step.command is not None
     try:
@@ -169,6 +183,14 @@ def _step_run(ctx: RunContext, step: Step) -> None:
         _keep_output(ctx, step, e.stdout, e.stderr)
         raise
     _keep_output(ctx, step, result.stdout, result.stderr)
+    if not step.throughput:
+        return None
+    try:
+        mb_s = usemem_throughput_mb_s(result.stdout)
+    except ValueError as e:
+        raise GuestStateError(f"step {step.label!r} declares throughput = true: {e}") from None
+    ctx.say(f"{step.label}: {mb_s:.0f} MB/s")
+    return Throughput(mb_s)
 
 
 def _keep_output(ctx: RunContext, step: Step, stdout: str, stderr: str) -> None:
@@ -191,15 +213,24 @@ def _step_background(ctx: RunContext, step: Step) -> None:
         ctx.say(f"{step.label}: ready after {seconds:.1f}s")
 
 
-def _step_balloon(ctx: RunContext, step: Step) -> Any:
+def _step_resize(ctx: RunContext, step: Step) -> MoveResult:
+    """Bring the guest to the target with the arm's mechanism (harness.mechanisms)."""
     assert step.target_mib is not None
-    timing = ctx.scenario.timing
-    result = ctx.guest.balloon.move(
-        step.target_mib, settle=timing.settle_seconds, timeout=timing.balloon_timeout_seconds,
-        poll=1.0 / timing.host_sample_hz,
-        on_sample=lambda t, a: ctx.say(f"{step.label}: actual {a:.0f} MiB after {t:.1f}s", throttle=5.0))
+    what = "RSS" if ctx.mechanism.name == "free-page-reporting" else "size"
+    result = ctx.mechanism.resize(
+        step.target_mib, ctx.scenario.timing,
+        on_sample=lambda t, a: ctx.say(f"{step.label}: {what} {a:.0f} MiB after {t:.1f}s", throttle=5.0))
     ctx.say(f"{step.label}: {result.outcome} at {result.actual_mib:.0f} MiB in {result.seconds:.1f}s")
     return result
+
+
+def _step_stop(ctx: RunContext, step: Step) -> None:
+    """End a background workload; its memory is free from here on (so no holds_mib either)."""
+    wl = next(w for w in ctx.workloads if w.label == step.workload)
+    seconds = wl.stop()
+    ctx.workloads.remove(wl)
+    ctx.holds_mib = None
+    ctx.say(f"{step.label}: {wl.label} ended in {seconds:.1f}s")
 
 
 def _step_sleep(ctx: RunContext, step: Step) -> None:
@@ -212,8 +243,8 @@ def _step_measure(ctx: RunContext, step: Step) -> None:
 
 # One handler per step kind; a handler that moves guest memory returns a MoveResult.
 STEP_HANDLERS: dict[str, Callable[[RunContext, Step], Any]] = {
-    "run": _step_run, "background": _step_background, "balloon": _step_balloon,
-    "sleep": _step_sleep, "measure": _step_measure,
+    "run": _step_run, "background": _step_background, "resize": _step_resize, "balloon": _step_resize,
+    "stop": _step_stop, "sleep": _step_sleep, "measure": _step_measure,
 }
 
 
@@ -265,33 +296,38 @@ def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, 
         if step.holds_mib is not None:
             ctx.holds_mib = step.holds_mib
         check_guest_state(ctx, step, after)
-        identity = {"run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": step.label}
-        summary.append(metrics.summary_row(identity, step.kind, step.target_mib, before, after,
-                                           ctx.guest.accel or "", time.monotonic() - ts, result))
+        identity = {"run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": step.label,
+                    "mechanism": ctx.mechanism.name}
+        summary.append(metrics.summary_row(
+            identity, step.kind, step.target_mib, before, after, ctx.guest.accel or "", time.monotonic() - ts,
+            result if isinstance(result, MoveResult) else None, series=sampler.series(step.label),
+            start_t=ts - t0, workload_mb_s=result.mb_s if isinstance(result, Throughput) else float("nan")))
     return summary
 
 
 def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Artifacts,
                 store: ResultsStore, progress: Progress, spec: Optional[MachineSpec] = None) -> dict[str, Any]:
     """Boot, run every step with sampling, write the run's frames. Returns the run info."""
-    spec = spec or machine_spec_for(scenario, run, artifacts)
+    mechanism = run.arm.make_mechanism(scenario.vm.memory_mib)  # one per run: it holds the run's guest
+    spec = spec or machine_spec_for(scenario, run, artifacts, mechanism)
     run_dir = store.run_dir(run.run_id)
     if run_dir.exists():  # a partial run from an interrupted attempt
         shutil.rmtree(run_dir)
     started = time.time()
     t0 = time.monotonic()
     seconds: dict[str, float] = {"boot": 0.0}
-    progress.say(run, index, f"booting ({spec.qemu.name}, module {run.arm.module}, "
-                             f"device {BalloonDevice(properties=run.arm.device).arg()})")
+    progress.say(run, index, f"booting ({spec.qemu.name}, module {run.arm.module}, mechanism {mechanism.name}"
+                             + (f", device {spec.balloon.arg()})" if spec.balloon else ")"))
     guest = Guest(spec, run_dir=run_dir / "vm")
-    ctx = RunContext(scenario, run, index, guest, progress, run_dir)
+    ctx = RunContext(scenario, run, index, guest, progress, run_dir, mechanism)
     sampler: Optional[Sampler] = None
     try:
         with guest:
             seconds["boot"] = guest.boot_seconds or 0.0
             ctx.say(f"booted in {seconds['boot']:.1f}s (accel={guest.accel})")
+            mechanism.attach(guest)
             probe_ssh = guest.open_ssh()  # the steps keep guest.ssh; dropbear wants one channel at a time
-            sampler = Sampler(guest.pid, guest.balloon.actual_mib,
+            sampler = Sampler(guest.pid, mechanism.size_mib,
                               lambda cmd: probe_ssh.run(cmd, timeout=60).stdout,
                               host_hz=scenario.timing.host_sample_hz,
                               guest_seconds=scenario.timing.guest_sample_seconds, t0=t0)
@@ -335,6 +371,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
         "module_sha256": artifacts.images[run.arm.module].balloon_module_sha256
         if run.arm.module in artifacts.images else None,
         "device": spec.balloon.arg() if spec.balloon else None,
+        "mechanism": mechanism.info(),
         "started": started, "wall_seconds": total,
         "seconds": {**seconds, "overhead": total - sum(seconds.values())},
         "qemu_ending": ending.as_dict(),

@@ -24,8 +24,11 @@ else:  # pragma: no cover
 from harness.artifacts.patches import design_series
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.errors import ConfigError
+from harness.metrics import MOVE_KINDS
 
-STEP_KINDS = ("run", "background", "balloon", "sleep", "measure")
+# "resize" brings the guest to target_mib with the arm's mechanism; "balloon" is its older
+# name (same meaning, kept for existing scenario files and results).
+STEP_KINDS = ("run", "background", *MOVE_KINDS, "stop", "sleep", "measure")
 # Arm names and step labels end up in run ids, folder names and plot titles.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 BUILD_CHOICES = ("stock", "patched")
@@ -51,19 +54,22 @@ class Timing:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str                      # run | background | balloon | sleep | measure
+    kind: str                      # one of STEP_KINDS
     label: str
     command: str | None = None     # run, background
     timeout: float = 600.0         # run: the command's limit; background: the wait for `ready`
-    target_mib: int | None = None  # balloon
+    target_mib: int | None = None  # resize (balloon)
     seconds: float = 0.0           # sleep
     ready: str | None = None       # background: regex its output matches once its memory is in place
     holds_mib: int | None = None   # run, background: guest AnonPages must stay >= this from here on
+    workload: str | None = None    # stop: the label of the background step whose workload ends here
+    throughput: bool = False       # run: the output has usemem throughput lines -> workload_mb_s
 
 
 @dataclass(frozen=True)
 class Arm:
-    """A named combination of QEMU build, guest balloon module and device properties."""
+    """A named combination of QEMU build, guest balloon module, device properties and the
+    mechanism (harness.mechanisms) that resizes the guest, with that mechanism's options."""
 
     name: str
     qemu: str = "patched"          # "stock", "patched" or a path to a QEMU binary
@@ -72,6 +78,13 @@ class Arm:
     description: str = ""
     kernel: str | None = None      # a guest kernel image of your own (default: Debian's cloud kernel)
     stack: str = "bookworm"        # guest stack (harness.artifacts.stacks): kernel + QEMU source
+    mechanism: str = "balloon"     # harness.mechanisms registry name
+    options: tuple[tuple[str, Any], ...] = ()   # the mechanism's options
+
+    def make_mechanism(self, memory_mib: int, where: str = "options"):
+        """A fresh :class:`harness.mechanisms.Mechanism` for one run of this arm."""
+        from harness.mechanisms import make
+        return make(self.mechanism, dict(self.options), memory_mib, where)
 
 
 @dataclass(frozen=True)
@@ -207,7 +220,8 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
     if kind == "run":
         command = _command(t)
         step = Step(kind, _label(t, f"{i + 1}:run {command.split()[0]}"), command=command,
-                    timeout=t.get("timeout", float, 600.0, minimum=1), holds_mib=_holds(t, vm))
+                    timeout=t.get("timeout", float, 600.0, minimum=1), holds_mib=_holds(t, vm),
+                    throughput=t.get("throughput", bool, False))
     elif kind == "background":
         command = _command(t)
         ready = t.get("ready", str, None)
@@ -218,11 +232,14 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
                 t.fail(t.key("ready"), f"not a valid regular expression: {e}")
         step = Step(kind, _label(t, f"{i + 1}:background {command.split()[0]}"), command=command,
                     timeout=t.get("timeout", float, 600.0, minimum=1), ready=ready, holds_mib=_holds(t, vm))
-    elif kind == "balloon":
+    elif kind in MOVE_KINDS:
         target = t.get("target_mib", int, minimum=1)
         if target > vm.memory_mib:
             t.fail(t.key("target_mib"), f"{target} MiB is more than the guest's {vm.memory_mib} MiB")
-        step = Step(kind, _label(t, f"{i + 1}:balloon {target}"), target_mib=target)
+        step = Step(kind, _label(t, f"{i + 1}:{kind} {target}"), target_mib=target)
+    elif kind == "stop":
+        workload = t.get("workload", str)
+        step = Step(kind, _label(t, f"{i + 1}:stop {workload}"), workload=workload)
     elif kind == "sleep":
         secs = t.get("seconds", float, minimum=0)
         step = Step(kind, _label(t, f"{i + 1}:sleep {secs:g}s"), seconds=secs)
@@ -232,7 +249,20 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
     return step
 
 
-def _load_arm(path: Path, i: int, data: Any, default_stack: str) -> Arm:
+def _check_stops(path: Path, steps: tuple[Step, ...]) -> None:
+    """A stop step must name a background step before it, stopped once."""
+    started: list[str] = []
+    for i, st in enumerate(steps):
+        if st.kind == "background":
+            started.append(st.label)
+        elif st.kind == "stop":
+            if st.workload not in started:
+                raise ConfigError(f"{path}: steps[{i}].workload: no background step labelled "
+                                  f"{st.workload!r} runs before it (running: {', '.join(started) or 'none'})")
+            started.remove(st.workload)
+
+
+def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings) -> Arm:
     t = _Table(path, f"arms[{i}]", data)
     name = t.get("name", str)
     if not NAME_PATTERN.match(name):
@@ -251,7 +281,13 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str) -> Arm:
     arm = Arm(name=name, qemu=t.get("qemu", str, "patched"), module=t.get("module", str, "patched"),
               device=tuple(props), description=t.get("description", str, ""),
               kernel=t.get("kernel", str, None),
-              stack=t.get("stack", str, default_stack, choices=tuple(STACKS)))
+              stack=t.get("stack", str, default_stack, choices=tuple(STACKS)),
+              mechanism=t.get("mechanism", str, "balloon"),
+              options=tuple(sorted(t.get("options", dict, {}).items())))
+    try:  # refuses unknown mechanisms and bad options now, not after the first boot
+        arm.make_mechanism(vm.memory_mib, f"arms[{i}].options")
+    except ConfigError as e:
+        t.fail(t.key("mechanism"), str(e))
     if arm.kernel is not None and not Path(arm.kernel).is_file():
         t.fail(t.key("kernel"), f"must be an existing kernel image file, got {arm.kernel!r}")
     stack = STACKS[arm.stack]
@@ -312,7 +348,7 @@ def load_scenario(path: str | Path) -> Scenario:
         top.fail("arms", "at least one arm is needed")
     steps = tuple(_load_step(path, i, s, vm) for i, s in enumerate(steps_raw))
     default_stack = top.get("stack", str, DEFAULT_STACK, choices=tuple(STACKS))
-    arms = tuple(_load_arm(path, i, a, default_stack) for i, a in enumerate(arms_raw))
+    arms = tuple(_load_arm(path, i, a, default_stack, vm) for i, a in enumerate(arms_raw))
     names = [a.name for a in arms]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -321,6 +357,7 @@ def load_scenario(path: str | Path) -> Scenario:
     repeated = sorted({lb for lb in labels if labels.count(lb) > 1})
     if repeated:
         top.fail("steps", f"step labels must be unique, repeated: {', '.join(repeated)}")
+    _check_stops(path, steps)
     guest = _load_guest(path, top.get("guest", dict, {}))
     expect_raw = top.get("expect", list, [])
     expectations: tuple[Any, ...] = ()

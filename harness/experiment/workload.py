@@ -85,6 +85,19 @@ class BackgroundWorkload:
                                f"is not running {when}: {how}\n--- last lines of its log "
                                f"({self.log_path}) ---\n{tail}")
 
+    def stop(self, timeout: float = 30.0) -> float:
+        """End the workload (SIGTERM to its whole session, the harness started it with setsid)
+        and wait until it is gone; returns the seconds it took. Its memory is free after this."""
+        t0 = time.monotonic()
+        self.ssh.run(f"kill -TERM -- -{self.pid} 2>/dev/null; true", timeout=30)
+        while self.state()[0]:
+            if time.monotonic() - t0 > timeout:
+                self.ssh.run(f"kill -KILL -- -{self.pid} 2>/dev/null; true", timeout=30)
+                raise WorkloadDied(f"background workload {self.label!r} (pid {self.pid}) did not end "
+                                   f"within {timeout:.0f}s of SIGTERM; killed")
+            time.sleep(0.2)
+        return time.monotonic() - t0
+
     def wait_ready(self, pattern: Optional[str], timeout: float,
                    sleep: Callable[[float], None] = time.sleep) -> float:
         """Wait until the log matches ``pattern`` (its memory is in place); returns the seconds.
@@ -116,3 +129,15 @@ class BackgroundWorkload:
         path = dest / f"{self.slug}.log"
         path.write_text(text)
         return path
+
+
+_USEMEM_SPEED = re.compile(r"^\d+ bytes / \d+ usecs = (\d+) KB/s$", re.M)
+
+
+def usemem_throughput_mb_s(output: str) -> float:
+    """The write speed usemem printed, summed over its tasks (MB/s); the "read again" lines
+    of ``-Z`` are not counted. Raises ValueError when the output has no such line."""
+    speeds = [int(m.group(1)) for m in _USEMEM_SPEED.finditer(output)]
+    if not speeds:
+        raise ValueError("no usemem throughput line ('<bytes> bytes / <usecs> usecs = <KB/s> KB/s') in the output")
+    return sum(speeds) / 1000

@@ -15,27 +15,37 @@ from typing import Callable
 
 from harness.arch import THP_ORDER
 from harness.errors import HarnessError
-from harness.metrics import GUEST_COUNTERS, GUEST_MEMINFO, HOST_THP_COUNTERS, Reading
+from harness.metrics import (
+    AHP_KEY,
+    GUEST_COUNTERS,
+    GUEST_MEMINFO,
+    HOST_THP_COUNTERS,
+    RSS_KEY,
+    SIZE_KEY,
+    Reading,
+    Series,
+)
 from harness.probes import host
 from harness.procfs import free_blocks_at_least, parse_buddyinfo, parse_meminfo, parse_vmstat
 
 Row = tuple[float, str, str, str, float]
 
 
-def read_host(pid: int, balloon_mib: Callable[[], float] | None) -> Reading:
-    """One host reading: the QEMU process, host-wide THP, and the balloon's ``actual``."""
+def read_host(pid: int, size_mib: Callable[[], float] | None) -> Reading:
+    """One host reading: the QEMU process, host-wide THP, and the guest's size as its
+    mechanism reports it (balloon ``actual``, virtio-mem ``size``)."""
     r: Reading = {}
     pm = host.process_memory(pid)
-    r[("qemu", "rss_kib")] = pm.rss_kib
-    r[("qemu", "anon_huge_kib")] = pm.anon_huge_kib
+    r[RSS_KEY] = pm.rss_kib
+    r[AHP_KEY] = pm.anon_huge_kib
     mi = host.meminfo()
     r[("host", "anon_huge_kib")] = mi.get("AnonHugePages", 0)
     r[("host", "mem_free_kib")] = mi.get("MemFree", 0)
     counters = host.thp_counters()
     for name in HOST_THP_COUNTERS:
         r[("host", name)] = counters.get(name, 0)
-    if balloon_mib is not None:
-        r[("balloon", "actual_mib")] = balloon_mib()
+    if size_mib is not None:
+        r[SIZE_KEY] = size_mib()
     return r
 
 
@@ -65,10 +75,10 @@ def read_guest(run: Callable[[str], str]) -> Reading:
 class Sampler:
     """Background sampling of one guest; ``phase`` labels the rows it records."""
 
-    def __init__(self, pid: int, balloon_mib: Callable[[], float], guest_run: Callable[[str], str],
+    def __init__(self, pid: int, size_mib: Callable[[], float], guest_run: Callable[[str], str],
                  host_hz: float = 5.0, guest_seconds: float = 1.0, t0: float | None = None):
         self.pid = pid
-        self._balloon_mib = balloon_mib
+        self._size_mib = size_mib
         self._guest_run = guest_run
         self.host_period = 1.0 / host_hz
         self.guest_period = guest_seconds
@@ -88,10 +98,19 @@ class Sampler:
 
     def snapshot(self) -> Reading:
         """A reading of everything now, recorded and returned (used at step boundaries)."""
-        r = read_host(self.pid, self._balloon_mib)
+        r = read_host(self.pid, self._size_mib)
         r.update(read_guest(self._guest_run))
         self.record(r)
         return r
+
+    def series(self, phase: str, keys: tuple[tuple[str, str], ...] = (RSS_KEY, AHP_KEY)) -> Series:
+        """The (seconds, value) points of ``keys`` recorded under ``phase`` (one step's samples)."""
+        out: Series = {k: [] for k in keys}
+        with self._lock:
+            for t, ph, src, metric, value in self.rows:
+                if ph == phase and (src, metric) in out:
+                    out[(src, metric)].append((t, value))
+        return out
 
     def _loop(self, period: float, read: Callable[[], Reading], name: str) -> None:
         next_t = time.monotonic()
@@ -108,7 +127,7 @@ class Sampler:
 
     def start(self) -> Sampler:
         for name, period, read in (
-                ("host", self.host_period, lambda: read_host(self.pid, self._balloon_mib)),
+                ("host", self.host_period, lambda: read_host(self.pid, self._size_mib)),
                 ("guest", self.guest_period, lambda: read_guest(self._guest_run))):
             t = threading.Thread(target=self._loop, args=(period, read, name), daemon=True,
                                  name=f"sampler-{name}-{self.pid}")

@@ -9,10 +9,10 @@ cannot reach its target is a result, not an error: the caller gets
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
-from harness.errors import ConfigError, GuestDied
+from harness.errors import ConfigError
+from harness.vm.follow import Follow, MoveResult, follow
 from harness.vm.qmp import QMPConnection
 
 MIB = 1 << 20
@@ -22,16 +22,8 @@ EXACT_TOLERANCE_MIB = 1 / 256
 THP_ORDER_TOLERANCE_MIB = 2.0
 
 
-@dataclass
-class BalloonResult:
-    target_mib: int
-    reached: bool
-    actual_mib: float
-    seconds: float                      # from the request until reached or settled/timeout
-    outcome: str                        # "reached", "settled" (stopped moving) or "timeout"
-    start_mib: float
-    trajectory: list[tuple[float, float]] = field(default_factory=list)  # (seconds, actual MiB)
-    events: list[dict] = field(default_factory=list)                     # BALLOON_CHANGE seen
+# A balloon's move is a MoveResult like every mechanism's (harness.vm.follow).
+BalloonResult = MoveResult
 
 
 class Balloon:
@@ -66,7 +58,7 @@ class Balloon:
         self.qmp.execute("balloon", {"value": target_mib * MIB})
 
     def move(self, target_mib: int, settle: float = 10.0, timeout: float = 300.0, poll: float = 0.2,
-             on_sample: Callable[[float, float], None] | None = None) -> BalloonResult:
+             on_sample: Callable[[float, float], None] | None = None) -> MoveResult:
         """Set the target and wait; see :meth:`wait`."""
         first_event = len(self.qmp.events())
         start_mib = self.actual_mib()
@@ -76,33 +68,11 @@ class Balloon:
 
     def wait(self, target_mib: int, t0: float, start_mib: float, settle: float, timeout: float,
              poll: float, on_sample: Callable[[float, float], None] | None = None,
-             first_event: int = 0) -> BalloonResult:
+             first_event: int = 0) -> MoveResult:
         """Poll ``actual`` until within tolerance of the target, unchanged for ``settle``
-        seconds, or ``timeout`` seconds passed since ``t0``."""
-        trajectory: list[tuple[float, float]] = [(0.0, start_mib)]
-        last_change = t0
-        last_value = start_mib
-        while True:
-            if not self._alive():
-                raise GuestDied("QEMU exited while the balloon was moving")
-            now = time.monotonic()
-            actual = self.actual_mib()
-            trajectory.append((now - t0, actual))
-            if on_sample:
-                on_sample(now - t0, actual)
-            if actual != last_value:
-                last_value, last_change = actual, now
-            if abs(actual - target_mib) < self.tolerance_mib:
-                outcome = "reached"
-                break
-            if now - last_change >= settle:
-                outcome = "settled"
-                now = last_change  # it stopped moving then
-                break
-            if now - t0 >= timeout:
-                outcome = "timeout"
-                break
-            time.sleep(poll)
+        seconds, or ``timeout`` seconds passed since ``t0`` (:func:`harness.vm.follow.follow`)."""
+        how = Follow(settle=settle, timeout=timeout, poll=poll, tolerance=self.tolerance_mib)
+        outcome, seconds, actual, trajectory = follow(self.actual_mib, target_mib, how, t0, self._alive, on_sample)
         events = [e for e in self.qmp.events()[first_event:] if e.get("event") == "BALLOON_CHANGE"]
-        return BalloonResult(target_mib, outcome == "reached", actual, now - t0, outcome, start_mib,
-                             trajectory, events)
+        return MoveResult(target_mib, outcome == "reached", actual, seconds, outcome, start_mib,
+                          [(0.0, start_mib), *trajectory], events)

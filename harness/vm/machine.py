@@ -175,7 +175,7 @@ class Machine:
         if s.append:
             append.append(s.append)
         cmd = [str(s.qemu), "-name", s.name, "-machine", s.machine, "-accel", accel,
-               "-m", str(s.memory_mib), "-smp", str(s.vcpus),
+               "-m", f"{s.memory_mib}M" + (f",maxmem={s.maxmem_mib}M" if s.maxmem_mib else ""), "-smp", str(s.vcpus),
                "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
                "-kernel", str(s.kernel), "-initrd", str(s.initrd), "-append", " ".join(append),
                "-chardev", f"socket,id=qmp,fd={qmp_fd}", "-mon", "chardev=qmp,mode=control",

@@ -42,6 +42,7 @@ class MachineSpec:
     host_key: str                       # guest sshd's public key (OpenSSH line): pinned
     qemu: Path = field(default_factory=stock_qemu)
     memory_mib: int = 1024
+    maxmem_mib: int | None = None       # room for hotplugged memory (virtio-mem) beyond memory_mib
     vcpus: int = 1
     accel: str = "auto"                 # auto probes KVM with a real boot, else TCG
     machine: str = QEMU_MACHINE
@@ -61,6 +62,8 @@ class MachineSpec:
                 raise ConfigError(f"{what} not found: {p}")
         if self.memory_mib < 128:
             raise ConfigError(f"memory_mib={self.memory_mib}: a guest needs at least 128 MiB")
+        if self.maxmem_mib is not None and self.maxmem_mib < self.memory_mib:
+            raise ConfigError(f"maxmem_mib={self.maxmem_mib} is below memory_mib={self.memory_mib}")
         if self.vcpus < 1:
             raise ConfigError(f"vcpus={self.vcpus}: need at least one")
         if self.accel not in ACCELERATORS:

@@ -1,0 +1,112 @@
+"""virtio-mem: memory hot(un)plug in device blocks, the other mechanism upstream chose.
+
+The guest boots with ``boot_mib`` and a virtio-mem device of ``memory_mib - boot_mib``
+(by default half and half), plugged at boot, so the guest starts with the scenario's
+``memory_mib`` like every other arm. A ``resize`` sets the device's ``requested-size``
+(QMP ``qom-set``) and follows its ``size``. Unplug works in device blocks (2 MiB with
+host THP) and only where the guest can empty them: movable memory in use must migrate
+first, and how far an unplug gets when it cannot is the measurement.
+
+The guest needs the virtio_mem module (in our initramfs) and
+``memhp_default_state=online_movable`` (Debian's 6.1 kernel onlines nothing by default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+from harness.errors import ConfigError, GuestStateError
+from harness.mechanisms.base import Mechanism, OnSample
+from harness.vm.follow import Follow, MoveResult, follow
+from harness.vm.spec import MachineSpec
+
+if TYPE_CHECKING:
+    from harness.experiment.scenario import Timing
+
+MIB = 1 << 20
+DEVICE_ID = "vmem0"
+DEVICE_PATH = f"/machine/peripheral/{DEVICE_ID}"
+PLUG_AT_BOOT_TIMEOUT = 120.0
+SIZE_EVENT = "MEMORY_DEVICE_SIZE_CHANGE"
+
+
+class VirtioMem(Mechanism):
+    name = "virtio-mem"
+    description = "virtio-mem-pci: plug/unplug device blocks (qom-set requested-size)"
+    OPTIONS = {
+        "boot_mib": (int, None, "memory the guest boots with (default: half of memory_mib)"),
+        "block_mib": (int, None, "the device's block size, the unplug granularity (default: QEMU's, "
+                                 "the host THP size)"),
+    }
+
+    plug_seconds: Optional[float] = None
+
+    @property
+    def boot_mib(self) -> int:
+        return self.options["boot_mib"] or self.memory_mib // 2
+
+    @property
+    def region_mib(self) -> int:
+        return self.memory_mib - self.boot_mib
+
+    def check_options(self, where: str) -> None:
+        if not 128 <= self.boot_mib < self.memory_mib:
+            raise ConfigError(f"{where}.boot_mib: between 128 and memory_mib - 1 "
+                              f"({self.memory_mib - 1}), got {self.boot_mib}")
+        block = self.options["block_mib"]
+        if block is not None and (block < 1 or block & (block - 1) or self.region_mib % block):
+            raise ConfigError(f"{where}.block_mib: a power of two dividing the device's "
+                              f"{self.region_mib} MiB, got {block}")
+
+    def configure(self, spec: MachineSpec) -> MachineSpec:
+        block = self.options["block_mib"]
+        device = (f"virtio-mem-pci,id={DEVICE_ID},memdev={DEVICE_ID}-mem,requested-size={self.region_mib}M"
+                  + (f",block-size={block}M" if block else ""))
+        return dataclasses.replace(
+            spec, memory_mib=self.boot_mib, maxmem_mib=self.memory_mib, balloon=None,
+            append=" ".join(filter(None, [spec.append, "memhp_default_state=online_movable"])),
+            extra_args=(*spec.extra_args, "-object", f"memory-backend-ram,id={DEVICE_ID}-mem,size={self.region_mib}M",
+                        "-device", device))
+
+    def plugged_mib(self) -> float:
+        return int(self._guest().qmp.execute("qom-get", {"path": DEVICE_PATH, "property": "size"})) / MIB
+
+    def size_mib(self) -> float:
+        return self.boot_mib + self.plugged_mib()
+
+    def attach(self, guest) -> None:
+        """Wait until the guest has plugged what the device asks for at boot (it must, or
+        every later figure describes a smaller guest)."""
+        super().attach(guest)
+        t0 = time.monotonic()
+        how = Follow(settle=PLUG_AT_BOOT_TIMEOUT, timeout=PLUG_AT_BOOT_TIMEOUT, poll=0.2)
+        outcome, seconds, size, _ = follow(self.size_mib, float(self.memory_mib), how, t0, guest.is_running)
+        if outcome != "reached":
+            raise GuestStateError(
+                f"virtio-mem: the guest plugged {size - self.boot_mib:.0f} of {self.region_mib} MiB within "
+                f"{PLUG_AT_BOOT_TIMEOUT:.0f}s of boot (virtio_mem module loaded? memory onlined?)")
+        self.plug_seconds = seconds
+
+    def resize(self, target_mib: int, timing: Timing, on_sample: OnSample = None) -> MoveResult:
+        guest = self._guest()
+        requested = target_mib - self.boot_mib
+        if not 0 <= requested <= self.region_mib:
+            raise ConfigError(f"virtio-mem: target {target_mib} MiB is outside what the device can give: "
+                              f"{self.boot_mib} (boot memory) to {self.memory_mib} MiB")
+        first_event = len(guest.qmp.events())
+        start = self.size_mib()
+        t0 = time.monotonic()
+        guest.qmp.execute("qom-set", {"path": DEVICE_PATH, "property": "requested-size", "value": requested * MIB})
+        how = Follow(settle=timing.settle_seconds, timeout=timing.balloon_timeout_seconds,
+                     poll=1.0 / timing.host_sample_hz)
+        outcome, seconds, size, trajectory = follow(self.size_mib, float(target_mib), how, t0,
+                                                    guest.is_running, on_sample)
+        events = [e for e in guest.qmp.events()[first_event:] if e.get("event") == SIZE_EVENT]
+        return MoveResult(target_mib, outcome == "reached", size, seconds, outcome, start,
+                          [(0.0, start), *trajectory], events)
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "boot_mib": self.boot_mib, "device_mib": self.region_mib,
+                "plugged_at_boot_seconds": self.plug_seconds}
