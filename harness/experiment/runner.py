@@ -30,7 +30,14 @@ import pandas as pd
 from harness import metrics
 from harness.artifacts import Artifacts
 from harness.artifacts.initramfs import build_image
-from harness.errors import ConfigError, GuestCommandError, GuestDied, GuestStateError, ResultsWriteError
+from harness.errors import (
+    ConfigError,
+    GuestCommandError,
+    GuestDied,
+    GuestStateError,
+    ResultsWriteError,
+    WorkloadDied,
+)
 from harness.experiment.scenario import Arm, Scenario, Step
 from harness.experiment.workload import BackgroundWorkload, usemem_throughput_mb_s
 from harness.guest import Guest
@@ -248,19 +255,27 @@ STEP_HANDLERS: dict[str, Callable[[RunContext, Step], Any]] = {
 }
 
 
+def _oom_lines(guest: Guest) -> str:
+    """The guest OOM killer's lines from the console tail, as a paragraph of an error (or "")."""
+    oom = [line for line in guest.console_tail(200).splitlines() if "Out of memory" in line]
+    return "\nthe guest's OOM killer acted:\n" + "\n".join(oom[-5:]) if oom else ""
+
+
 def check_guest_state(ctx: RunContext, step: Step, after: metrics.Reading) -> None:
     """The cheap sanity checks after a step: workloads alive, declared memory held."""
     for wl in ctx.workloads:
-        wl.check(f"after step {step.label!r}")
+        try:
+            wl.check(f"after step {step.label!r}")
+        except WorkloadDied as e:
+            raise WorkloadDied(f"{e}{_oom_lines(ctx.guest)}") from None
     if ctx.holds_mib is not None:
         anon_kib = after.get(("guest", "anon_kib"))
         if anon_kib is not None and anon_kib < ctx.holds_mib * 1024:
-            oom = [line for line in ctx.guest.console_tail(200).splitlines() if "Out of memory" in line]
             raise GuestStateError(
                 f"after step {step.label!r} the guest holds {anon_kib / 1024:.0f} MiB of anonymous memory, "
                 f"but the scenario declares the workload holds at least {ctx.holds_mib} MiB "
                 f"(holds_mib): the workload's memory is gone, the figures would describe an idle guest"
-                + ("\nthe guest's OOM killer acted:\n" + "\n".join(oom[-5:]) if oom else ""))
+                + _oom_lines(ctx.guest))
 
 
 def _fetch_dmesg(guest: Guest, run_dir: Path) -> str:
