@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import cli_analysis
+from harness import cli_analysis, cli_review
 from harness.errors import HarnessError
 from harness.resources import scenario_path
 
@@ -160,6 +160,7 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--scenario", help="check memory against this scenario (default: rfc-v1)")
     d.set_defaults(func=_cmd_doctor)
     cli_analysis.register(sub)
+    cli_review.register(sub)
     return p
 
 

@@ -1,0 +1,393 @@
+"""The points of David Hildenbrand's review of the RFC ``VIRTIO_BALLOON_F_THP_ORDER`` (and
+MST's suggestion), as data: for each, the question, where the measurements that answer it
+live (scenario folder, step, arms, columns) and a function writing the one-line answer.
+
+Kept as data, apart from :mod:`harness.review` which loads the results and renders them,
+so that adding a point, an arm or a column is one edit here and the Markdown, the HTML,
+the plots and the terminal all follow. Every number in an answer is computed from the
+results through :class:`harness.review.Evidence`; nothing here is a measured figure.
+
+The questions are the review's words (``/work/shared/seed/rfc-virtio-balloon-thp-order-review.txt``);
+MST's mail is not in that file, so his point is marked as a paraphrase.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Optional
+
+if TYPE_CHECKING:  # pragma: no cover - only for the annotations
+    from harness.review import Evidence
+
+# The scenarios the review runs, in order (shipped scenario files, see harness.resources).
+REVIEW_SCENARIOS = ["review-designs.toml", "mechanisms.toml", "mechanisms-phases.toml"]
+DESIGNS = "review-designs"
+MECHANISMS = "mechanisms"
+PHASES = "mechanisms-phases"
+# A pseudo step: one row per run with the sums of its steps (footprint = integral over the run).
+WHOLE_RUN = "whole run"
+# The step whose host THP a run's later steps are compared with (the workload filled memory).
+FILL_STEP = "usemem"
+# Below this median returned_fraction an arm keeps host THP by not returning memory
+# (the same limit as harness.report.SHORT_RETURNED; repeated to keep this module import-light).
+KEEPS_MEMORY = 0.5
+DAVID = "David Hildenbrand, review of RFC v1 (12 Mar 2020)"
+
+
+@dataclass(frozen=True)
+class Column:
+    """How a column is shown: its table header (units included), unit and meaning.
+
+    Columns of :data:`harness.metrics.METRICS` take their unit and meaning from there (one
+    definition); the unit and meaning here serve the columns :mod:`harness.review` derives
+    and those an older harness did not define.
+    """
+
+    header: str
+    unit: str = ""
+    meaning: str = ""
+
+
+COLUMNS: dict[str, Column] = {
+    "shrink_fraction": Column("shrink"),
+    "thp_lost_per_ballooned_mib": Column("THP lost / ballooned MiB"),
+    "returned_fraction": Column("returned"),
+    "rss_freed_kib": Column("RSS freed kB"),
+    "settle_seconds": Column("settle s"),
+    "guest_free_order9_after": Column("guest free 2 MiB blocks"),
+    "guest_balloon_migrate_delta": Column("balloon_migrate"),
+    "guest_balloon_huge_after": Column("balloon huge blocks"),
+    "guest_thp_fault_fallback_delta": Column("guest thp_fault_fallback"),
+    "guest_ahp_after_kib": Column("guest AHP kB"),
+    "qemu_ahp_after_kib": Column("QEMU AHP kB"),
+    "workload_mb_s": Column("MB/s", "MB/s", "throughput of the workload run by the step (usemem random access)"),
+    "thp_lost_per_returned_mib": Column(
+        "THP lost / returned MiB", "ratio",
+        "thp_lost_kib / rss_freed_kib: host THP lost per MiB of host RSS freed (NaN below one huge page)"),
+    "moved_gib_per_s": Column("moved GiB/s", "GiB/s", "|guest memory change| per second of the resize"),
+    "returned_gib_per_s": Column("returned GiB/s", "GiB/s", "host RSS freed per second of the resize"),
+    "rss_gib_min": Column("RSS GiB·min", "GiB*min",
+                          "QEMU RSS integrated over time (footprint; on 'whole run': the sum over the run's steps)"),
+    "thp_gib_min": Column("THP GiB·min", "GiB*min",
+                          "QEMU AnonHugePages integrated over time (on 'whole run': the sum over the run's steps)"),
+    "thp_rise_seconds": Column("THP 90 % rise s", "s",
+                               "seconds until QEMU AnonHugePages reached 90 % of its rise during the step"),
+    "thp_back_fraction": Column(
+        f"THP vs {FILL_STEP}", "ratio",
+        f"QEMU AnonHugePages after the step / after the run's '{FILL_STEP}' step: 1.0 = the host has all "
+        "its huge pages back"),
+    "thp_regained_kib": Column("THP regained kB", "kB",
+                               "qemu_ahp_after - qemu_ahp_before over the step (negative: huge pages lost)"),
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a section: the step of one scenario folder, the arms and the columns."""
+
+    scenario: str                  # folder stem under the review folder, e.g. "review-designs"
+    step: str                      # step label, or WHOLE_RUN for per-run sums
+    arms: tuple[str, ...]
+    columns: tuple[str, ...]
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class ReviewPoint:
+    """One review point: the question, its tables and the one-line answer computed from them.
+
+    ``context`` adds notes that depend on the data (the accelerator, the sampling rate);
+    ``design`` says which design implements what the reviewer asked for (static words, no
+    figures).
+    """
+
+    id: str
+    title: str
+    who: str
+    question: str
+    tables: tuple[Table, ...]
+    answer: Callable[[Evidence], str]
+    design: str = ""
+    context: Optional[Callable[[Evidence], list[str]]] = None
+    verbatim: bool = True
+
+    @property
+    def scenarios(self) -> list[str]:
+        """The folders this point reads, in table order."""
+        return list(dict.fromkeys(t.scenario for t in self.tables))
+
+
+# --- the words the answers are built from -----------------------------------------------
+
+def values(ev: Evidence, table: Table, column: str, arms: Optional[tuple[str, ...]] = None) -> str:
+    """``"arm median, arm median"`` for the arms with a value (empty string when none)."""
+    parts = []
+    for arm in arms or table.arms:
+        v = ev.median(table.scenario, table.step, arm, column)
+        if not math.isnan(v):
+            parts.append(f"{arm} {ev.fmt(column, v)}")
+    return ", ".join(parts)
+
+
+def reached(ev: Evidence, table: Table, arms: Optional[tuple[str, ...]] = None) -> str:
+    """``"arm k/n, arm k/n"`` for the arms whose step moved memory."""
+    parts = []
+    for arm in arms or table.arms:
+        k, n = ev.reached(table.scenario, table.step, arm)
+        if n:
+            parts.append(f"{arm} {k}/{n}")
+    return ", ".join(parts)
+
+
+def clause(label: str, text: str) -> Optional[str]:
+    """``"label: text"``, or None when there is no text (the data are missing)."""
+    return f"{label}: {text}" if text else None
+
+
+def join(ev: Evidence, tables: tuple[Table, ...], clauses: list[Optional[str]]) -> str:
+    """The clauses with data, then a "not measured" line for each table without data (once
+    per line: two tables of one missing folder say it once)."""
+    missing = list(dict.fromkeys(m for m in (ev.missing(t) for t in tables) if m))
+    kept = [c for c in clauses if c] + missing
+    return "; ".join(kept) if kept else "not measured: no arm of these tables has data"
+
+
+def names(arms: list[str]) -> str:
+    return ", ".join(arms) if arms else "none"
+
+
+# --- point 1: fallback to smaller pages --------------------------------------------------
+
+P1_TABLE = Table(DESIGNS, "balloon 624", ("baseline", "rfc-v1", "fallback", "movable"),
+                 ("shrink_fraction", "thp_lost_per_ballooned_mib", "returned_fraction", "settle_seconds"),
+                 "inflating to 624 MiB after usemem --punch-holes 800m")
+
+
+def answer_fallback(ev: Evidence) -> str:
+    """Reached k/n and the THP ratio per arm, then which arms did both: reach every time and
+    lose less THP per MiB than the baseline (the ratio alone rewards stopping short)."""
+    t = P1_TABLE
+    base = ev.median(t.scenario, t.step, "baseline", "thp_lost_per_ballooned_mib")
+    good = [a for a in t.arms if a != "baseline" and ev.reached_all(t.scenario, t.step, a)
+            and ev.median(t.scenario, t.step, a, "thp_lost_per_ballooned_mib") < base]
+    verdict = (f"reached every time and lost less THP per MiB than baseline: {names(good)}"
+               if not math.isnan(base) else None)
+    return join(ev, (t,), [clause("reached", reached(ev, t)),
+                           clause("median THP lost per ballooned MiB", values(ev, t, "thp_lost_per_ballooned_mib")),
+                           verdict])
+
+
+# --- point 2: stealing the guest's THPs --------------------------------------------------
+
+P2_THROUGHPUT = Table(MECHANISMS, "throughput", ("balloon", "balloon-2m", "free-page-reporting", "virtio-mem"),
+                      ("workload_mb_s", "guest_thp_fault_fallback_delta", "guest_ahp_after_kib"),
+                      "usemem random access in the shrunk guest (624 MiB)")
+P2_FREE = Table(DESIGNS, "balloon 624", ("baseline", "rfc-v1", "fallback", "movable", "split-pbp"),
+                ("guest_free_order9_after", "guest_ahp_after_kib"),
+                "free 2 MiB blocks the guest has left after the inflation")
+
+
+def answer_stealing(ev: Evidence) -> str:
+    """Throughput and THP fallbacks per arm, the free 2 MiB blocks left, and the accelerator:
+    under TCG the MB/s compares the arms but cannot show a THP speed benefit."""
+    t, f = P2_THROUGHPUT, P2_FREE
+    accel = ev.accel(t.scenario)
+    return join(ev, (t, f), [
+        clause("median usemem MB/s", values(ev, t, "workload_mb_s")),
+        clause("guest THP fault fallbacks", values(ev, t, "guest_thp_fault_fallback_delta")),
+        clause("guest free 2 MiB blocks after balloon 624", values(ev, f, "guest_free_order9_after")),
+        "accelerator tcg: MB/s compares the arms' guest-side counters, not the THP speed benefit"
+        if accel == "tcg" and ev.has(t.scenario) else None,
+    ])
+
+
+def context_stealing(ev: Evidence) -> list[str]:
+    """Why TCG figures cannot show what huge pages are worth."""
+    accel = ev.accel(MECHANISMS)
+    if accel == "tcg":
+        return ["These runs used TCG (no KVM on this machine): TCG translates every guest access through "
+                "its soft TLB of 4 KiB entries, so neither the guest's nor the host's huge pages make memory "
+                "access faster. The MB/s compares the arms honestly (same work, same emulator) and the guest "
+                "counters (THP faults that fell back, guest AnonHugePages) show how many huge pages the guest "
+                "lost, but the speed a THP-backed guest gains under KVM is not measured here."]
+    if accel:
+        return [f"Accelerator: {accel}."]
+    return []
+
+
+# --- point 3: not migratable -------------------------------------------------------------
+
+P3_TABLE = Table(DESIGNS, "compact", ("stock", "baseline", "rfc-v1", "fallback", "movable", "split-pbp"),
+                 ("guest_balloon_migrate_delta", "guest_balloon_huge_after", "thp_regained_kib"),
+                 "guest compaction (echo 1 > /proc/sys/vm/compact_memory) with the balloon inflated")
+
+
+def answer_migratable(ev: Evidence) -> str:
+    """Balloon pages moved by compaction per arm, and which arms moved none (not movable)."""
+    t = P3_TABLE
+    col = "guest_balloon_migrate_delta"
+    none = [a for a in t.arms if ev.median(t.scenario, t.step, a, col) == 0
+            and ev.max(t.scenario, t.step, a, col) == 0]
+    return join(ev, (t,), [clause("median balloon pages migrated by guest compaction", values(ev, t, col)),
+                           f"no run migrated any: {names(none)}" if values(ev, t, col) else None])
+
+
+# --- points 4 and 5: own queues, host-chosen order --------------------------------------
+
+P45_TABLE = Table(DESIGNS, "balloon 624", ("rfc-v1", "fallback", "movable"),
+                  ("shrink_fraction", "thp_lost_per_ballooned_mib", "returned_fraction", "guest_balloon_huge_after"),
+                  "the same inflation, the designs with their own huge-page queues")
+
+
+def answer_queues(ev: Evidence) -> str:
+    """fallback (which implements both points) against the RFC: reached and THP ratio."""
+    t = P45_TABLE
+    order = ev.device(t.scenario, "fallback").get("balloon-order")
+    who = f"fallback (own queues, host-chosen order {order})" if order else "fallback"
+    parts: list[Optional[str]] = []
+    for arm, label in (("fallback", who), ("rfc-v1", "rfc-v1 (4 KiB queues, fixed order 9)")):
+        k, n = ev.reached(t.scenario, t.step, arm)
+        ratio = ev.median(t.scenario, t.step, arm, "thp_lost_per_ballooned_mib")
+        ret = ev.median(t.scenario, t.step, arm, "returned_fraction")
+        if n or not math.isnan(ratio):
+            parts.append(f"{label} reached {k}/{n}, THP lost per ballooned MiB "
+                         f"{ev.fmt('thp_lost_per_ballooned_mib', ratio)}, returned {ev.fmt('returned_fraction', ret)}")
+    return join(ev, (t,), parts)
+
+
+# --- point 6: balloon compaction, does the host get THP back -----------------------------
+
+P6_RECOVERY = Table(MECHANISMS, "recovery", ("balloon", "balloon-2m", "free-page-reporting", "virtio-mem"),
+                    ("qemu_ahp_after_kib", "thp_back_fraction", "thp_rise_seconds"),
+                    "45 s after grow 1024, stop usemem and usemem again")
+P6_COMPACT = Table(DESIGNS, "compact", ("stock", "baseline", "movable", "split-pbp"),
+                   ("thp_regained_kib", "guest_balloon_migrate_delta"),
+                   "host THP over the guest's compaction of balloon pages")
+
+
+def answer_recovery(ev: Evidence) -> str:
+    """How much host THP is back after the recovery, how fast, and what compaction did."""
+    r, c = P6_RECOVERY, P6_COMPACT
+    return join(ev, (r, c), [
+        clause(f"host THP after recovery / after {FILL_STEP} (median)", values(ev, r, "thp_back_fraction")),
+        clause("90 % of the THP rise within (s)", values(ev, r, "thp_rise_seconds")),
+        clause("host THP regained during guest compaction (kB)", values(ev, c, "thp_regained_kib")),
+    ])
+
+
+def context_sampling(ev: Evidence) -> list[str]:
+    """The time resolution behind every time figure of the mechanisms' folders."""
+    notes = []
+    for stem in (MECHANISMS, PHASES):
+        hz = ev.sample_hz(stem)
+        if ev.has(stem) and hz > 0:
+            notes.append(f"{stem}: host sampled at {hz:g}/s, so times and integrals are resolved to "
+                         f"{1 / hz:.2g} s.")
+    return notes
+
+
+# --- point 7: MST, host-side partially ballooned pages ------------------------------------
+
+P7_TABLE = Table(DESIGNS, "balloon 624", ("baseline", "host-pbp", "split-pbp"),
+                 ("returned_fraction", "rss_freed_kib", "thp_lost_per_ballooned_mib"),
+                 "the host discards a 2 MiB range only once all of it is ballooned")
+
+
+def answer_pbp(ev: Evidence) -> str:
+    """The host-side designs' returned memory beside their THP ratio, and whether they keep
+    THP by keeping the memory."""
+    t = P7_TABLE
+    keep = [a for a in t.arms if ev.median(t.scenario, t.step, a, "returned_fraction") < KEEPS_MEMORY]
+    return join(ev, (t,), [
+        clause("median returned fraction", values(ev, t, "returned_fraction")),
+        clause("THP lost per ballooned MiB", values(ev, t, "thp_lost_per_ballooned_mib")),
+        f"keep THP by not returning memory (returned < {KEEPS_MEMORY:g}): {names(keep)}"
+        if values(ev, t, "returned_fraction") else None,
+    ])
+
+
+# --- point 8: what upstream chose --------------------------------------------------------
+
+MECHANISM_ARMS = ("balloon", "balloon-2m", "free-page-reporting", "virtio-mem")
+PHASE_ARMS = ("balloon", "free-page-reporting", "virtio-mem")
+P8_SHRINK = Table(MECHANISMS, "shrink 624", MECHANISM_ARMS,
+                  ("rss_freed_kib", "returned_fraction", "thp_lost_per_returned_mib", "settle_seconds"),
+                  "shrinking the 1024 MiB guest to 624 MiB after usemem --punch-holes 800m")
+P8_UNTOUCHED = Table(PHASES, "shrink untouched", PHASE_ARMS, ("moved_gib_per_s", "returned_gib_per_s"),
+                     "2048 -> 1024 MiB before the guest touched its memory")
+P8_TOUCHED = Table(PHASES, "shrink touched", PHASE_ARMS, ("moved_gib_per_s", "returned_gib_per_s"),
+                   "2048 -> 1024 MiB after usemem touched 1536 MiB and exited")
+P8_FOOTPRINT = Table(PHASES, WHOLE_RUN, PHASE_ARMS, ("rss_gib_min", "thp_gib_min"),
+                     "footprint: per run, the sum over its steps")
+
+
+def answer_upstream(ev: Evidence) -> str:
+    """Memory returned and THP paid per arm, speed on touched memory, and footprint."""
+    s, u, t, f = P8_SHRINK, P8_UNTOUCHED, P8_TOUCHED, P8_FOOTPRINT
+    return join(ev, (s, u, t, f), [
+        clause("shrink 624 reached", reached(ev, s)),
+        clause("returned", values(ev, s, "returned_fraction")),
+        clause("THP lost per returned MiB", values(ev, s, "thp_lost_per_returned_mib")),
+        clause("returned GiB/s untouched", values(ev, u, "returned_gib_per_s")),
+        clause("touched", values(ev, t, "returned_gib_per_s")),
+        clause("footprint RSS GiB·min", values(ev, f, "rss_gib_min")),
+    ])
+
+
+POINTS: list[ReviewPoint] = [
+    ReviewPoint(
+        "fallback", "1. Fall back to smaller pages", DAVID,
+        "You most certainly want to fallback to allocating pages in a smaller granularity once you run out of "
+        "bigger allocations. Sacrifice performance for memory inflation, which has always been the case and "
+        "which is what people expect to happen. (e.g., to shrink the page cache properly)",
+        (P1_TABLE,), answer_fallback,
+        design="rfc-v1 has no fallback; fallback and movable fall back to order 0 when no 2 MiB block is free."),
+    ReviewPoint(
+        "stealing", "2. Stealing the guest's THPs: a performance evaluation", DAVID,
+        "You are essentially stealing THPs in the guest. So the fastest mapping (THP in guest and host) is "
+        "gone. The guest won't be able to make use of THP where it previously was able to. I can imagine this "
+        "implies a performance degradation for some workloads. This needs a proper performance evaluation.",
+        (P2_THROUGHPUT, P2_FREE), answer_stealing,
+        design="balloon-2m is the RFC's 2 MiB balloon (thp-order=on) in the mechanisms scenario.",
+        context=context_stealing),
+    ReviewPoint(
+        "migratable", "3. Balloon pages that cannot migrate", DAVID,
+        "The pages you allocate are not migrateable, e.g., for memory offlining or alloc_contig_range() users "
+        "like gigantic pages or soon virtio-mem. I strongly dislike that. This is IMHO a step backwards. We "
+        "want to be able to migrate or even split-up and migrate such pages.",
+        (P3_TABLE,), answer_migratable,
+        design="movable splits each 2 MiB block into ordinary movable balloon pages; split-pbp allocates 2 MiB "
+               "and splits it in the guest. The offline step's per-run log is in runs/<run>/steps/offline.log."),
+    ReviewPoint(
+        "queues-order", "4 and 5. Separate huge-page queues; the host chooses the order", DAVID,
+        "I think we also want a better mechanism to directly inflate/deflate higher/order pages and not reuse "
+        "the 4k inflate/deflate queues.\n\nI think we don't want to hard code such THP values but let the host "
+        "tell us the THP size instead, which can easily differ between guest and host.",
+        (P45_TABLE,), answer_queues,
+        design="The fallback design implements both: huge pages travel on their own inflate/deflate queues, and "
+               "the order is a config field the host sets (device property balloon-order); movable uses the "
+               "same protocol. rfc-v1 reuses the 4 KiB queues with a fixed order 9."),
+    ReviewPoint(
+        "recovery", "6. Balloon compaction: does the host get its THP back?", DAVID,
+        "Also, I do wonder if balloon compaction in the guest will already result in more THP getting used "
+        "again long term. Assume the guest compacts balloon pages into a single THP again. This will result in "
+        "a bunch of DONTNEED/WILLNEED in the hypervisor due to inflation/deflation. I wonder if the WILLNEED on "
+        "the sub-pages of a candidate THP in the host will allow to use a THP in the host again.",
+        (P6_RECOVERY, P6_COMPACT), answer_recovery, context=context_sampling),
+    ReviewPoint(
+        "host-pbp", "7. MST: partially ballooned pages tracked by the host at THP size",
+        "Michael S. Tsirkin, on the same RFC",
+        "Use QEMU's PartiallyBalloonedPage machinery at THP size (host-only, guest-transparent); a fixed order "
+        "9 differs between hosts and complicates migration.",
+        (P7_TABLE,), answer_pbp, verbatim=False,
+        design="host-pbp: QEMU discards a 2 MiB range only once all 512 of its pages are ballooned (stock "
+               "guest); split-pbp: the guest allocates 2 MiB and splits it, QEMU as host-pbp."),
+    ReviewPoint(
+        "upstream", "8. What upstream chose: free page reporting and virtio-mem", DAVID,
+        "I recently had a similar discussion with Alex [1] and I think this needs more thought.",
+        (P8_SHRINK, P8_UNTOUCHED, P8_TOUCHED, P8_FOOTPRINT), answer_upstream,
+        design="Upstream merged none of the series; it got free page reporting (Linux 5.7, QEMU 5.1) and "
+               "virtio-mem.",
+        context=context_sampling),
+]
