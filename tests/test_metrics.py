@@ -89,3 +89,32 @@ def test_readme_documents_every_summary_column():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [c for c in SUMMARY_COLUMNS if f"`{c}`" not in readme]
     assert not missing, f"README lacks summary columns: {missing} (see metrics.columns_markdown())"
+
+
+def test_integral_and_rise_time():
+    # 1 GiB for 60 s = 1 GiB*min, trapezoids between samples
+    assert metrics.integral_gib_min([(0.0, 1 << 20), (30.0, 1 << 20), (60.0, 1 << 20)]) == pytest.approx(1.0)
+    assert metrics.integral_gib_min([(0.0, 0.0), (60.0, 2 << 20)]) == pytest.approx(1.0)
+    assert math.isnan(metrics.integral_gib_min([(0.0, 5.0)]))
+    pts = [(10.0, 0.0), (11.0, 50_000.0), (12.0, 95_000.0), (13.0, 100_000.0)]
+    assert metrics.rise_seconds(pts, start=10.0) == pytest.approx(2.0)   # 90 % of 100 MB first at t=12
+    assert math.isnan(metrics.rise_seconds([(0.0, 0.0), (1.0, 1000.0)], 0.0))  # less than a huge page
+
+
+def test_targetless_mechanism_has_no_shrink_but_a_returned_ratio_and_speed():
+    # free page reporting: the guest keeps its size, the host gets 400 MiB back in 8 s, 400 MiB THP lost
+    row = summary_row(IDENT, "resize", 624, reading(1024, 1_000_000, 1_100_000),
+                      reading(1024, 590_400, 690_400), "tcg", 10.0, Move(None, "settled", 8.0))  # type: ignore[arg-type]
+    assert row["reached"] is None and math.isnan(row["shrink_fraction"]) and math.isnan(row["moved_gib_per_s"])
+    assert row["thp_lost_per_returned_mib"] == pytest.approx(1.0)
+    assert row["returned_gib_per_s"] == pytest.approx(409_600 / (1 << 20) / 8.0)
+
+
+def test_speed_and_footprint_columns_of_a_resize():
+    series = {metrics.RSS_KEY: [(5.0, 1 << 20), (65.0, 1 << 20)], metrics.AHP_KEY: [(5.0, 0.0), (65.0, 0.0)]}
+    row = summary_row({**IDENT, "mechanism": "virtio-mem"}, "resize", 512, reading(1024, 0, 1 << 20),
+                      reading(512, 0, 1 << 20), "tcg", 60.0, Move(True, "reached", 2.0), series=series, start_t=5.0)
+    assert row["mechanism"] == "virtio-mem"
+    assert row["moved_gib_per_s"] == pytest.approx(0.25)
+    assert row["rss_gib_min"] == pytest.approx(1.0) and row["thp_gib_min"] == 0.0
+    assert math.isnan(row["thp_rise_seconds"]) and math.isnan(row["returned_gib_per_s"])
