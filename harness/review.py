@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import html
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,18 @@ def failed_runs(path: Path) -> list[str]:
     if not runs.is_dir():
         return []
     return sorted(d.name for d in runs.iterdir() if (d / "error.txt").exists() and not (d / RUN_DONE).exists())
+
+
+def failure_reason(path: Path, run_id: str, limit: int = 160) -> str:
+    """The first line of a failed run's error.txt, without its PIDs (so the same failure in
+    several runs reads once), and whether the guest's OOM killer acted."""
+    try:
+        text = (path / "runs" / run_id / "error.txt").read_text(errors="replace")
+    except OSError:
+        return "no error.txt"
+    first = re.sub(r"\bpid \d+", "pid N", text.splitlines()[0] if text else "")
+    first = first if len(first) <= limit else first[:limit - 1] + "…"
+    return first + (" (the guest's OOM killer acted)" if "OOM killer acted" in text else "")
 
 
 def load_folder(root: Path, stem: str) -> Folder:
@@ -350,8 +363,10 @@ def shortfall_note(ev: Evidence, t: Table, arms: list[str]) -> Optional[str]:
         runs = len(ev.rows(t.scenario, t.step, arm))
         if f.planned and runs < f.planned:
             failed = [r for r in f.failed if r.rsplit("-r", 1)[0] == arm]
+            reasons = sorted({failure_reason(f.path, r) for r in failed})
             parts.append(f"n={runs} of {f.planned} planned for {arm}"
-                         + (f" (failed: {', '.join(failed)}; see runs/<run>/error.txt)" if failed else ""))
+                         + (f" (failed: {', '.join(failed)}: {' / '.join(reasons)}; see runs/<run>/error.txt)"
+                            if failed else ""))
     return "; ".join(parts) + "; missing runs are not in the figures" if parts else None
 
 

@@ -204,7 +204,7 @@ def test_failed_runs_are_counted_not_hidden(tmp_path):
     designs(tmp_path, failed=("fallback-r2",))
     rv = review(tmp_path)
     md = rv.markdown.read_text()
-    assert "n=2 of 3 planned for fallback (failed: fallback-r2" in md
+    assert "n=2 of 3 planned for fallback (failed: fallback-r2: BootTimeout: the guest never answered SSH;" in md
     assert "| fallback | 2 of 3 | 2/2 |" in md
     assert "fallback 2/2" in {s.point.id: s.answer for s in rv.sections}["fallback"]
 

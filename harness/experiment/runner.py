@@ -357,6 +357,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
                 if guest.machine.wait_exit(2.0):  # the guest died under the step: say so, with its console
                     raise guest.machine.died(f"the guest died during the run ({type(e).__name__}: "
                                              f"{str(e).splitlines()[0] if str(e) else ''})") from e
+                _fetch_dmesg(guest, run_dir)  # the evidence the console's loglevel hides (OOM reports)
                 raise
             finally:
                 for wl in ctx.workloads:

@@ -7,8 +7,10 @@ The guest boots with ``boot_mib`` and a virtio-mem device of ``memory_mib - boot
 host THP) and only where the guest can empty them: movable memory in use must migrate
 first, and how far an unplug gets when it cannot is the measurement.
 
-The guest needs the virtio_mem module (in our initramfs) and
-``memhp_default_state=online_movable`` (Debian's 6.1 kernel onlines nothing by default).
+The guest needs the virtio_mem module (in our initramfs) and ``memhp_default_state``
+(Debian's 6.1 kernel onlines nothing by default): ``online_movable`` by default, so every
+block can be emptied by migration, at the price that the kernel's own allocations must all
+fit in the boot memory; ``online = "kernel"`` trades that the other way.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class VirtioMem(Mechanism):
         "boot_mib": (int, None, "memory the guest boots with (default: half of memory_mib)"),
         "block_mib": (int, None, "the device's block size, the unplug granularity (default: QEMU's, "
                                  "the host THP size)"),
+        "online": (str, "movable", "how the guest onlines the device's memory: movable (ZONE_MOVABLE: "
+                                   "unplug can always migrate, but the kernel cannot use it) or kernel"),
     }
 
     plug_seconds: Optional[float] = None
@@ -55,6 +59,8 @@ class VirtioMem(Mechanism):
         if not 128 <= self.boot_mib < self.memory_mib:
             raise ConfigError(f"{where}.boot_mib: between 128 and memory_mib - 1 "
                               f"({self.memory_mib - 1}), got {self.boot_mib}")
+        if self.options["online"] not in ("movable", "kernel"):
+            raise ConfigError(f"{where}.online: movable or kernel, got {self.options['online']!r}")
         block = self.options["block_mib"]
         if block is not None and (block < 1 or block & (block - 1) or self.region_mib % block):
             raise ConfigError(f"{where}.block_mib: a power of two dividing the device's "
@@ -66,7 +72,7 @@ class VirtioMem(Mechanism):
                   + (f",block-size={block}M" if block else ""))
         return dataclasses.replace(
             spec, memory_mib=self.boot_mib, maxmem_mib=self.memory_mib, balloon=None,
-            append=" ".join(filter(None, [spec.append, "memhp_default_state=online_movable"])),
+            append=" ".join(filter(None, [spec.append, f"memhp_default_state=online_{self.options['online']}"])),
             extra_args=(*spec.extra_args, "-object", f"memory-backend-ram,id={DEVICE_ID}-mem,size={self.region_mib}M",
                         "-device", device))
 
