@@ -9,6 +9,8 @@ gets ``build`` even if its author forgot it, so ``-m "not vm and not build"``
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,16 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def run_scenario_cli(tmp: Path, text: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess, Path]:
+    """``balloon-harness run`` on scenario ``text`` in ``tmp`` (results in ``tmp/out``), as a
+    user runs it; asserts it left no QEMU of its own behind."""
+    path = tmp / "scenario.toml"
+    path.write_text(text)
+    out = tmp / "out"
+    before = qemu_pids(str(tmp))
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=timeout)
+    assert qemu_pids(str(tmp)) <= before, "a QEMU of the run was left running"
+    return proc, out

@@ -4,10 +4,9 @@ on real guests: a dead workload or vanished workload memory fails the run, never
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
-from conftest import qemu_pids
+from conftest import run_scenario_cli
 
 from harness.results import load_results
 
@@ -65,14 +64,7 @@ def workload_results(tmp_path_factory, artifacts):
     tmp = tmp_path_factory.mktemp("workloads")
     (tmp / "hello.c").write_text(HELLO_C)
     subprocess.run(["cc", "-static", "-O2", "-o", str(tmp / "hello"), str(tmp / "hello.c")], check=True)
-    path = tmp / "workloads.toml"
-    path.write_text(SCENARIO.format(hello=tmp / "hello"))
-    out = tmp / "out"
-    before = qemu_pids(str(tmp))
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
-    assert qemu_pids(str(tmp)) <= before
-    return proc, out
+    return run_scenario_cli(tmp, SCENARIO.format(hello=tmp / "hello"))
 
 
 def test_a_healthy_workload_is_kept_and_its_log_copied(workload_results):
