@@ -309,29 +309,39 @@ def answer_pbp(ev: Evidence) -> str:
 
 # --- point 8: what upstream chose --------------------------------------------------------
 
-MECHANISM_ARMS = ("balloon", "balloon-2m", "free-page-reporting", "virtio-mem")
+MECHANISM_ARMS = ("balloon", "balloon-2m", "free-page-reporting", "virtio-mem", "virtio-mem-kernel")
 PHASE_ARMS = ("balloon", "free-page-reporting", "virtio-mem")
 P8_SHRINK = Table(MECHANISMS, "shrink 624", MECHANISM_ARMS,
                   ("rss_freed_kib", "returned_fraction", "thp_lost_per_returned_mib", "settle_seconds"),
                   "shrinking the 1024 MiB guest to 624 MiB after usemem --punch-holes 800m")
-P8_UNTOUCHED = Table(PHASES, "shrink untouched", PHASE_ARMS, ("moved_gib_per_s", "returned_gib_per_s"),
+P8_FREED = Table(MECHANISMS, "stop usemem", MECHANISM_ARMS, ("rss_freed_kib", "thp_lost_per_returned_mib"),
+                 "the workload ends (grown back to 1024 MiB): what the host gets back of the memory the guest "
+                 "freed, unasked")
+P8_UNTOUCHED = Table(PHASES, "shrink untouched", PHASE_ARMS,
+                     ("moved_gib_per_s", "returned_gib_per_s", "settle_seconds"),
                      "2048 -> 1024 MiB before the guest touched its memory")
-P8_TOUCHED = Table(PHASES, "shrink touched", PHASE_ARMS, ("moved_gib_per_s", "returned_gib_per_s"),
+P8_TOUCHED = Table(PHASES, "shrink touched", PHASE_ARMS,
+                   ("moved_gib_per_s", "returned_gib_per_s", "rss_freed_kib", "settle_seconds"),
                    "2048 -> 1024 MiB after usemem touched 1536 MiB and exited")
+P8_IDLE = Table(PHASES, "idle", PHASE_ARMS, ("rss_freed_kib", "thp_lost_per_returned_mib"),
+                "40 s idle after the demand rose again and fell: memory returned late")
 P8_FOOTPRINT = Table(PHASES, WHOLE_RUN, PHASE_ARMS, ("rss_gib_min", "thp_gib_min"),
                      "footprint: per run, the sum over its steps")
 
 
 def answer_upstream(ev: Evidence) -> str:
-    """Memory returned and THP paid per arm, speed on touched memory, and footprint."""
-    s, u, t, f = P8_SHRINK, P8_UNTOUCHED, P8_TOUCHED, P8_FOOTPRINT
-    return join(ev, (s, u, t, f), [
+    """Memory returned and THP paid per arm (asked and unasked), speed, and footprint."""
+    s, fr, u, t, i, f = P8_SHRINK, P8_FREED, P8_UNTOUCHED, P8_TOUCHED, P8_IDLE, P8_FOOTPRINT
+    return join(ev, (s, fr, u, t, i, f), [
         clause("shrink 624 reached", reached(ev, s)),
-        clause("returned", values(ev, s, "returned_fraction")),
+        clause("RSS freed kB", values(ev, s, "rss_freed_kib")),
         clause("THP lost per returned MiB", values(ev, s, "thp_lost_per_returned_mib")),
+        clause("RSS freed kB when the workload ended", values(ev, fr, "rss_freed_kib")),
         clause("returned GiB/s untouched", values(ev, u, "returned_gib_per_s")),
         clause("touched", values(ev, t, "returned_gib_per_s")),
+        clause("RSS freed kB while idle", values(ev, i, "rss_freed_kib")),
         clause("footprint RSS GiB·min", values(ev, f, "rss_gib_min")),
+        clause("THP GiB·min", values(ev, f, "thp_gib_min")),
     ])
 
 
@@ -386,7 +396,7 @@ POINTS: list[ReviewPoint] = [
     ReviewPoint(
         "upstream", "8. What upstream chose: free page reporting and virtio-mem", DAVID,
         "I recently had a similar discussion with Alex [1] and I think this needs more thought.",
-        (P8_SHRINK, P8_UNTOUCHED, P8_TOUCHED, P8_FOOTPRINT), answer_upstream,
+        (P8_SHRINK, P8_FREED, P8_UNTOUCHED, P8_TOUCHED, P8_IDLE, P8_FOOTPRINT), answer_upstream,
         design="Upstream merged none of the series; it got free page reporting (Linux 5.7, QEMU 5.1) and "
                "virtio-mem.",
         context=context_sampling),
