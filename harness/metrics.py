@@ -100,6 +100,11 @@ _VALUES = [
            "per-ballooned-MiB ratio). NaN when less than a huge page came back", "lower", True),
     Metric("settle_seconds", "s", "from the request until reached, or until it stopped moving; polled at the "
                                   "host sampling rate (0.2 s resolution at the default 5/s)", "lower", True),
+    Metric("event_seconds", "s", "from the request until the last QMP size event (BALLOON_CHANGE, "
+                                 "MEMORY_DEVICE_SIZE_CHANGE) by QEMU's own microsecond timestamps: QEMU "
+                                 "rate-limits these events but keeps the time of the last change, so this "
+                                 "is finer than settle_seconds; NaN without events (free page reporting)",
+           "lower"),
     Metric("moved_gib_per_s", "GiB/s", "|ballooned_mib| / 1024 / settle_seconds: how fast the mechanism "
                                        "moved guest memory", "higher"),
     Metric("returned_gib_per_s", "GiB/s", "rss_freed_kib / 2^20 / settle_seconds: how fast the host got "
@@ -142,6 +147,17 @@ class MoveResult(Protocol):
     reached: Optional[bool]
     outcome: str
     seconds: float
+    events: list[dict]
+    requested_at: float
+
+
+def event_seconds(events: list[dict], requested_at: float) -> float:
+    """Seconds from ``requested_at`` (wall clock) to the newest QMP event's own timestamp."""
+    stamps = [e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6
+              for e in events if isinstance(e.get("timestamp"), dict)]
+    if not stamps or math.isnan(requested_at):
+        return math.nan
+    return max(stamps) - requested_at
 
 
 def _get(r: Reading, source: str, metric: str) -> float:
@@ -220,6 +236,7 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
         "thp_lost_per_ballooned_mib": ratio(thp_lost / 1024, ballooned),
         "thp_lost_per_returned_mib": ratio(thp_lost, returned_kib),
         "settle_seconds": move.seconds if move is not None else math.nan,
+        "event_seconds": event_seconds(move.events, move.requested_at) if move is not None else math.nan,
         "moved_gib_per_s": ratio(abs(ballooned) / 1024, move.seconds) if move is not None and not targetless
         else math.nan,
         "returned_gib_per_s": ratio(returned_kib / KIB_PER_GIB, move.seconds) if move is not None else math.nan,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -16,6 +16,8 @@ class Move:
     reached: bool
     outcome: str
     seconds: float
+    events: list = field(default_factory=list)
+    requested_at: float = math.nan
 
 
 def reading(actual_mib: float, qemu_ahp_kib: float, rss_kib: float, host_ahp_kib: float = 0.0,
@@ -118,3 +120,13 @@ def test_speed_and_footprint_columns_of_a_resize():
     assert row["moved_gib_per_s"] == pytest.approx(0.25)
     assert row["rss_gib_min"] == pytest.approx(1.0) and row["thp_gib_min"] == 0.0
     assert math.isnan(row["thp_rise_seconds"]) and math.isnan(row["returned_gib_per_s"])
+
+
+def test_event_seconds_use_qemus_own_timestamps():
+    events = [{"event": "BALLOON_CHANGE", "timestamp": {"seconds": 1000, "microseconds": 250000}},
+              {"event": "BALLOON_CHANGE", "timestamp": {"seconds": 1002, "microseconds": 500000}}]
+    row = summary_row(IDENT, "resize", 624, reading(1024, 0, 0), reading(624, 0, 0), "tcg", 5.0,
+                      Move(True, "reached", 3.0, events, 1000.0))
+    assert row["event_seconds"] == pytest.approx(2.5)
+    assert math.isnan(summary_row(IDENT, "resize", 624, reading(1024, 0, 0), reading(624, 0, 0), "tcg", 5.0,
+                                  Move(True, "reached", 3.0))["event_seconds"])

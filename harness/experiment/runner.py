@@ -168,6 +168,7 @@ class RunContext:
     run_dir: Path
     mechanism: Mechanism
     workloads: list[BackgroundWorkload] = field(default_factory=list)
+    moves: dict[str, dict] = field(default_factory=dict)   # step label -> MoveResult.as_dict(), for run.json
     holds_mib: Optional[int] = None            # declared by a run/background step, checked after each step
 
     def say(self, message: str, throttle: float = 0.0) -> None:
@@ -228,6 +229,7 @@ def _step_resize(ctx: RunContext, step: Step) -> MoveResult:
         step.target_mib, ctx.scenario.timing,
         on_sample=lambda t, a: ctx.say(f"{step.label}: {what} {a:.0f} MiB after {t:.1f}s", throttle=5.0))
     ctx.say(f"{step.label}: {result.outcome} at {result.actual_mib:.0f} MiB in {result.seconds:.1f}s")
+    ctx.moves[step.label] = result.as_dict()
     return result
 
 
@@ -392,6 +394,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
         "seconds": {**seconds, "overhead": total - sum(seconds.values())},
         "qemu_ending": ending.as_dict(),
         "qemu_cmdline": cmd_sh.read_text() if cmd_sh.exists() else None,
+        "moves": ctx.moves,
         "workloads": [{"label": w.label, "command": w.command, "pid": w.pid} for w in ctx.workloads],
         "sampler_errors": sampler.errors[:10],
     }

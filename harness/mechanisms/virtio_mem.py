@@ -103,7 +103,7 @@ class VirtioMem(Mechanism):
                               f"{self.boot_mib} (boot memory) to {self.memory_mib} MiB")
         first_event = len(guest.qmp.events())
         start = self.size_mib()
-        t0 = time.monotonic()
+        t0, requested_at = time.monotonic(), time.time()
         guest.qmp.execute("qom-set", {"path": DEVICE_PATH, "property": "requested-size", "value": requested * MIB})
         how = Follow(settle=timing.settle_seconds, timeout=timing.balloon_timeout_seconds,
                      poll=1.0 / timing.host_sample_hz)
@@ -111,7 +111,7 @@ class VirtioMem(Mechanism):
                                                     guest.is_running, on_sample)
         events = [e for e in guest.qmp.events()[first_event:] if e.get("event") == SIZE_EVENT]
         return MoveResult(target_mib, outcome == "reached", size, seconds, outcome, start,
-                          [(0.0, start), *trajectory], events)
+                          [(0.0, start), *trajectory], events, requested_at)
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "boot_mib": self.boot_mib, "device_mib": self.region_mib,

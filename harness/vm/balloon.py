@@ -62,9 +62,11 @@ class Balloon:
         """Set the target and wait; see :meth:`wait`."""
         first_event = len(self.qmp.events())
         start_mib = self.actual_mib()
-        t0 = time.monotonic()
+        t0, requested_at = time.monotonic(), time.time()
         self.set_target(target_mib)
-        return self.wait(target_mib, t0, start_mib, settle, timeout, poll, on_sample, first_event)
+        result = self.wait(target_mib, t0, start_mib, settle, timeout, poll, on_sample, first_event)
+        result.requested_at = requested_at
+        return result
 
     def wait(self, target_mib: int, t0: float, start_mib: float, settle: float, timeout: float,
              poll: float, on_sample: Callable[[float, float], None] | None = None,

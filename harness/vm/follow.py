@@ -10,6 +10,7 @@ poll's, so their resolution is the poll period (0.2 s at the default 5 samples/s
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -30,6 +31,12 @@ class MoveResult:
     start_mib: float
     trajectory: list[tuple[float, float]] = field(default_factory=list)  # (seconds, followed value)
     events: list[dict] = field(default_factory=list)                     # QMP events seen meanwhile
+    requested_at: float = math.nan      # wall clock (time.time()) of the request: QMP event timestamps' clock
+
+    def as_dict(self) -> dict:
+        """For run.json: the request, the polled trajectory and QEMU's own events."""
+        return {"target_mib": self.target_mib, "outcome": self.outcome, "seconds": self.seconds,
+                "requested_at": self.requested_at, "trajectory": self.trajectory, "events": self.events}
 
 
 @dataclass(frozen=True)
