@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from harness.errors import ConfigError, GuestStateError
 from harness.mechanisms.base import Mechanism, OnSample
-from harness.vm.follow import Follow, MoveResult, follow
+from harness.vm.follow import Follow, MoveResult, follow, late_events
 from harness.vm.spec import MachineSpec
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class VirtioMem(Mechanism):
                      poll=1.0 / timing.host_sample_hz)
         outcome, seconds, size, trajectory = follow(self.size_mib, float(target_mib), how, t0,
                                                     guest.is_running, on_sample)
-        events = [e for e in guest.qmp.events()[first_event:] if e.get("event") == SIZE_EVENT]
+        events = late_events(guest.qmp.events, first_event, SIZE_EVENT)
         return MoveResult(target_mib, outcome == "reached", size, seconds, outcome, start,
                           [(0.0, start), *trajectory], events, requested_at)
 

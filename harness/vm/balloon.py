@@ -12,7 +12,7 @@ import time
 from typing import Callable
 
 from harness.errors import ConfigError
-from harness.vm.follow import Follow, MoveResult, follow
+from harness.vm.follow import Follow, MoveResult, follow, late_events
 from harness.vm.qmp import QMPConnection
 
 MIB = 1 << 20
@@ -75,6 +75,6 @@ class Balloon:
         seconds, or ``timeout`` seconds passed since ``t0`` (:func:`harness.vm.follow.follow`)."""
         how = Follow(settle=settle, timeout=timeout, poll=poll, tolerance=self.tolerance_mib)
         outcome, seconds, actual, trajectory = follow(self.actual_mib, target_mib, how, t0, self._alive, on_sample)
-        events = [e for e in self.qmp.events()[first_event:] if e.get("event") == "BALLOON_CHANGE"]
+        events = late_events(self.qmp.events, first_event, "BALLOON_CHANGE")
         return MoveResult(target_mib, outcome == "reached", actual, seconds, outcome, start_mib,
                           [(0.0, start_mib), *trajectory], events)

@@ -17,6 +17,11 @@ from typing import Callable, Optional
 
 from harness.errors import GuestDied
 
+# QEMU rate-limits BALLOON_CHANGE and MEMORY_DEVICE_SIZE_CHANGE to one a second, holding back
+# the newest (with the timestamp of its change) until the second is over: the event of a
+# move's last change arrives up to this long after the move ended.
+QMP_EVENT_RATE_SECONDS = 1.0
+
 
 @dataclass
 class MoveResult:
@@ -78,3 +83,10 @@ def follow(read: Callable[[], float], target: Optional[float], how: Follow, t0: 
         if now - t0 >= how.timeout:
             return "timeout", now - t0, value, trajectory
         time.sleep(how.poll)
+
+
+def late_events(events: Callable[[], list[dict]], first: int, name: str,
+                wait: float = QMP_EVENT_RATE_SECONDS + 0.1) -> list[dict]:
+    """The ``name`` events from index ``first`` on, once QEMU has let the held-back one go."""
+    time.sleep(wait)
+    return [e for e in events()[first:] if e.get("event") == name]
