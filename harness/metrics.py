@@ -127,6 +127,8 @@ _VALUES = [
     Metric("guest_free_order9_before", "blocks", "guest free 2 MiB blocks (buddyinfo) before"),
     Metric("guest_free_order9_after", "blocks", "guest free 2 MiB blocks after"),
     Metric("guest_anon_after_kib", "kB", "guest AnonPages after the step (the workload's memory)"),
+    Metric("guest_mem_total_after_kib", "kB", "guest MemTotal after the step: what the guest can really use "
+                                              "at its size (a balloon and virtio-mem of the same size differ)"),
     Metric("guest_balloon_huge_after", "blocks",
            "huge blocks the balloon holds after the step (design drivers' debugfs counter; NaN for others)"),
     Metric("guest_balloon_small_after", "pages", "4 KiB pages the balloon holds after the step (likewise)"),
@@ -250,6 +252,7 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
         "guest_free_order9_before": _get(before, "guest", "free_order9_blocks"),
         "guest_free_order9_after": _get(after, "guest", "free_order9_blocks"),
         "guest_anon_after_kib": _get(after, "guest", "anon_kib"),
+        "guest_mem_total_after_kib": _get(after, "guest", "mem_total_kib"),
         "guest_balloon_huge_after": _get(after, "guest", "balloon_huge"),
         "guest_balloon_small_after": _get(after, "guest", "balloon_small"),
         "accel": accel,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pandas as pd
 import pytest
 from conftest import run_scenario_cli
 
@@ -91,6 +92,10 @@ def test_dead_workload_fails_the_run_with_status_and_log(workload_results):
     proc, out = workload_results
     err = (out / "runs/stock-r2/error.txt").read_text()
     assert "WorkloadDied" in err and "exit status 7" in err and "dying" in err
+    # what the run measured before it failed is kept beside the error, not as a result
+    partial = pd.read_csv(out / "runs/stock-r2/partial-summary.csv")
+    assert list(partial["step"]) == ["tool"]
+    assert (out / "runs/stock-r2/dmesg.log").stat().st_size > 0
 
 
 def test_vanished_workload_memory_fails_the_run(workload_results):

@@ -169,6 +169,7 @@ class RunContext:
     mechanism: Mechanism
     workloads: list[BackgroundWorkload] = field(default_factory=list)
     moves: dict[str, dict] = field(default_factory=dict)   # step label -> MoveResult.as_dict(), for run.json
+    summary: list[dict[str, Any]] = field(default_factory=list)  # one row per finished step
     holds_mib: Optional[int] = None            # declared by a run/background step, checked after each step
 
     def say(self, message: str, throttle: float = 0.0) -> None:
@@ -297,7 +298,7 @@ def console_problems(text: str, limit: int = 10) -> list[str]:
 
 def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, float]) -> list[dict]:
     run, timing = ctx.run, ctx.scenario.timing
-    summary: list[dict[str, Any]] = []
+    summary = ctx.summary
     for step in ctx.scenario.steps:
         for wl in ctx.workloads:
             wl.check(f"before step {step.label!r}")
@@ -360,6 +361,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
                     raise guest.machine.died(f"the guest died during the run ({type(e).__name__}: "
                                              f"{str(e).splitlines()[0] if str(e) else ''})") from e
                 _fetch_dmesg(guest, run_dir)  # the evidence the console's loglevel hides (OOM reports)
+                _keep_partial(ctx, sampler)
                 raise
             finally:
                 for wl in ctx.workloads:
@@ -401,6 +403,22 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
     store.write_run(run.run_id, samples, summary_df, info)
     progress.say(run, index, f"done in {total:.1f}s -> {run_dir}")
     return info
+
+
+def _keep_partial(ctx: RunContext, sampler: Sampler) -> None:
+    """A failed run's finished steps, kept beside its error.txt (``partial-summary.csv``,
+    ``partial-samples.csv``, ``partial-moves.json``): never read as results (the run did not
+    finish), but what it measured before it failed is not lost."""
+    import json
+    try:
+        pd.DataFrame(ctx.summary, columns=metrics.SUMMARY_COLUMNS).to_csv(ctx.run_dir / "partial-summary.csv",
+                                                                          index=False)
+        pd.DataFrame([(ctx.run.run_id, ctx.run.arm.name, ctx.run.rep, phase, t, src, metric, value)
+                      for t, phase, src, metric, value in sampler.rows],
+                     columns=metrics.SAMPLE_COLUMNS).to_csv(ctx.run_dir / "partial-samples.csv", index=False)
+        (ctx.run_dir / "partial-moves.json").write_text(json.dumps(ctx.moves, indent=1, default=str))
+    except OSError as e:  # the run's own error matters more than this
+        ctx.say(f"could not keep the failed run's partial results: {e}")
 
 
 def _record_failure(store: ResultsStore, run: PlannedRun, error: BaseException) -> Path:
