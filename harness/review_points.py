@@ -61,6 +61,8 @@ COLUMNS: dict[str, Column] = {
     "guest_thp_fault_fallback_delta": Column("guest thp_fault_fallback"),
     "guest_ahp_after_kib": Column("guest AHP kB"),
     "qemu_ahp_after_kib": Column("QEMU AHP kB"),
+    "guest_mem_total_after_kib": Column("guest MemTotal kB"),
+    "event_seconds": Column("event s"),
     "workload_mb_s": Column("MB/s", "MB/s", "throughput of the workload run by the step (usemem random access)"),
     "thp_lost_per_returned_mib": Column(
         "THP lost / returned MiB", "ratio",
@@ -312,16 +314,17 @@ def answer_pbp(ev: Evidence) -> str:
 MECHANISM_ARMS = ("balloon", "balloon-2m", "free-page-reporting", "virtio-mem", "virtio-mem-kernel")
 PHASE_ARMS = ("balloon", "free-page-reporting", "virtio-mem")
 P8_SHRINK = Table(MECHANISMS, "shrink 624", MECHANISM_ARMS,
-                  ("rss_freed_kib", "returned_fraction", "thp_lost_per_returned_mib", "settle_seconds"),
+                  ("rss_freed_kib", "returned_fraction", "thp_lost_per_returned_mib", "settle_seconds",
+                   "guest_mem_total_after_kib"),
                   "shrinking the 1024 MiB guest to 624 MiB after usemem --punch-holes 800m")
 P8_FREED = Table(MECHANISMS, "stop usemem", MECHANISM_ARMS, ("rss_freed_kib", "thp_lost_per_returned_mib"),
                  "the workload ends (grown back to 1024 MiB): what the host gets back of the memory the guest "
                  "freed, unasked")
 P8_UNTOUCHED = Table(PHASES, "shrink untouched", PHASE_ARMS,
-                     ("moved_gib_per_s", "returned_gib_per_s", "settle_seconds"),
+                     ("moved_gib_per_s", "returned_gib_per_s", "settle_seconds", "event_seconds"),
                      "2048 -> 1024 MiB before the guest touched its memory")
 P8_TOUCHED = Table(PHASES, "shrink touched", PHASE_ARMS,
-                   ("moved_gib_per_s", "returned_gib_per_s", "rss_freed_kib", "settle_seconds"),
+                   ("moved_gib_per_s", "returned_gib_per_s", "rss_freed_kib", "settle_seconds", "event_seconds"),
                    "2048 -> 1024 MiB after usemem touched 1536 MiB and exited")
 P8_IDLE = Table(PHASES, "idle", PHASE_ARMS, ("rss_freed_kib", "thp_lost_per_returned_mib"),
                 "40 s idle after the demand rose again and fell: memory returned late")
@@ -336,6 +339,7 @@ def answer_upstream(ev: Evidence) -> str:
         clause("shrink 624 reached", reached(ev, s)),
         clause("RSS freed kB", values(ev, s, "rss_freed_kib")),
         clause("THP lost per returned MiB", values(ev, s, "thp_lost_per_returned_mib")),
+        clause("guest MemTotal kB at that size", values(ev, s, "guest_mem_total_after_kib")),
         clause("RSS freed kB when the workload ended", values(ev, fr, "rss_freed_kib")),
         clause("returned GiB/s untouched", values(ev, u, "returned_gib_per_s")),
         clause("touched", values(ev, t, "returned_gib_per_s")),
