@@ -27,19 +27,10 @@ SCENARIO = REPO / "scenarios" / "mechanisms-phases.toml"
 STEPS = ("shrink untouched", "grow untouched", "shrink touched", "grow touched", "idle")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=1)
-    args = ap.parse_args()
-    from harness.results import load_results
-    with tempfile.TemporaryDirectory(prefix="bh-bench-") as tmp:
-        out = Path(tmp) / "out"
-        subprocess.run([sys.executable, "-m", "harness", "run", str(SCENARIO), "--out", str(out), "--reps",
-                        str(args.reps), "--jobs", "auto"], check=True, stdout=subprocess.DEVNULL)
-        res = load_results(out)
-    s = res.summary
+def print_table(s, reps: int) -> None:
+    """The medians per mechanism and step, and the footprint per run."""
     print(f"host: {platform.node()} {platform.release()}, {os.cpu_count()} CPUs; accel: "
-          f"{', '.join(sorted(set(s['accel'])))}; {args.reps} rep(s), medians")
+          f"{', '.join(sorted(set(s['accel'])))}; {reps} rep(s), medians")
     print(f"{'mechanism':<21}{'step':<18}{'settle s':>9}{'event s':>9}{'moved GiB/s':>12}"
           f"{'returned GiB/s':>15}{'RSS freed MiB':>14}")
     for (arm, step), g in s[s["step"].isin(STEPS)].groupby(["arm", "step"], sort=False):
@@ -50,6 +41,19 @@ def main() -> int:
     print("footprint per run (sum over its steps), GiB*min:")
     for arm, row in runs.iterrows():
         print(f"  {arm:<21} QEMU RSS {row['rss_gib_min']:.2f}  QEMU AnonHugePages {row['thp_gib_min']:.2f}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=1)
+    args = ap.parse_args()
+    from harness.results import load_results
+    with tempfile.TemporaryDirectory(prefix="bh-bench-") as tmp:
+        out = Path(tmp) / "out"
+        subprocess.run([sys.executable, "-m", "harness", "run", str(SCENARIO), "--out", str(out), "--reps",
+                        str(args.reps), "--jobs", "auto"], check=True, stdout=subprocess.DEVNULL)
+        res = load_results(out)
+    print_table(res.summary, args.reps)
     return 0
 
 
