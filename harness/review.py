@@ -164,6 +164,29 @@ def failure_reason(path: Path, run_id: str, limit: int = 160) -> str:
     return first + (" (the guest's OOM killer acted)" if "OOM killer acted" in text else "")
 
 
+PARTIAL_SUFFIX = " (failed later)"
+
+
+def partial_arm(arm: str) -> str:
+    """The name under which a failed run's finished steps are shown: never mixed with the
+    complete runs of ``arm``, never hidden either."""
+    return arm + PARTIAL_SUFFIX
+
+
+def partial_rows(path: Path, failed: list[str]) -> pd.DataFrame:
+    """The steps failed runs finished before they failed (``partial-summary.csv``, kept by the
+    runner), under :func:`partial_arm` names."""
+    frames = []
+    for run_id in failed:
+        csv = path / "runs" / run_id / "partial-summary.csv"
+        if csv.is_file():
+            d = pd.read_csv(csv)
+            if not d.empty:
+                d["arm"] = d["arm"].astype(str).map(partial_arm)
+                frames.append(d)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def load_folder(root: Path, stem: str) -> Folder:
     """Read ``root/stem``; a folder that is absent or has no finished run is an empty Folder."""
     path = root / stem
@@ -175,9 +198,11 @@ def load_folder(root: Path, stem: str) -> Folder:
     folder.info = scenario_info(path, res.metadata)
     reps = res.metadata.get("repetitions", folder.info.raw.get("repetitions"))
     folder.planned = int(reps) if isinstance(reps, (int, float)) else 0
-    if res.summary.empty:
+    summary = pd.concat([res.summary, partial_rows(path, folder.failed)], ignore_index=True) \
+        if folder.failed else res.summary
+    if summary.empty:
         return folder
-    folder.summary = derive(res.summary)
+    folder.summary = derive(summary)
     # only what the points tabulate: summary_stats over every column would triple the time
     metrics = [c for c in review_columns() if c in folder.summary.columns]
     folder.stats = summary_stats(folder.summary, folder.info.arms, folder.info.steps, metrics=metrics)
@@ -249,6 +274,15 @@ class Evidence:
     def has(self, stem: str) -> bool:
         return self.folder(stem).present
 
+    def arms(self, t: Table) -> tuple[str, ...]:
+        """The table's arms, each followed by its failed runs' partial twin when that has rows."""
+        out: list[str] = []
+        for a in t.arms:
+            out.append(a)
+            if not self.rows(t.scenario, t.step, partial_arm(a)).empty:
+                out.append(partial_arm(a))
+        return tuple(out)
+
     def rows(self, stem: str, step: str, arm: str) -> pd.DataFrame:
         """The arm's summary rows of the step, one per run (empty when none)."""
         return self.folder(stem).by_step.get((arm, step), EMPTY)
@@ -314,7 +348,7 @@ class Evidence:
             return f"not measured: {f.path} has no results"
         if not (f.summary["step"] == t.step).any():
             return f"not measured: {f.path} has no step '{t.step}'"
-        if not any(not self.rows(t.scenario, t.step, a).empty for a in t.arms):
+        if not any(not self.rows(t.scenario, t.step, a).empty for a in self.arms(t)):
             return f"not measured: {f.path} has no runs of {', '.join(t.arms)}"
         return None
 
@@ -345,14 +379,15 @@ class Section:
 
 def moves_memory(ev: Evidence, t: Table) -> bool:
     """True when any arm's step had a target (a reached k/n column makes sense)."""
-    return any(ev.reached(t.scenario, t.step, a)[1] for a in t.arms)
+    return any(ev.reached(t.scenario, t.step, a)[1] for a in ev.arms(t))
 
 
 def n_cell(ev: Evidence, t: Table, arm: str) -> str:
     """Runs with the step, "2 of 3" when fewer than planned."""
     runs = len(ev.rows(t.scenario, t.step, arm))
     planned = ev.folder(t.scenario).planned
-    return f"{runs} of {planned}" if planned and runs < planned else str(runs)
+    partial = arm.endswith(PARTIAL_SUFFIX)   # a failed run's steps: no plan to fall short of
+    return f"{runs} of {planned}" if planned and runs < planned and not partial else str(runs)
 
 
 def shortfall_note(ev: Evidence, t: Table, arms: list[str]) -> Optional[str]:
@@ -377,7 +412,7 @@ def table_block(ev: Evidence, t: Table) -> TableBlock:
     if block.missing:
         return block
     frame = ev.folder(t.scenario).summary
-    arms = [a for a in t.arms if not ev.rows(t.scenario, t.step, a).empty]
+    arms = [a for a in ev.arms(t) if not ev.rows(t.scenario, t.step, a).empty]
     step_rows = pd.concat([ev.rows(t.scenario, t.step, a) for a in arms])
     block.columns = [c for c in t.columns if c in step_rows.columns and _col(step_rows, c).notna().any()]
     absent = [c for c in t.columns if c not in frame.columns]
@@ -398,9 +433,12 @@ def table_block(ev: Evidence, t: Table) -> TableBlock:
         block.notes.append(f"not recorded in these results (an older harness?): {', '.join(absent)}")
     if empty:
         block.notes.append(f"no value in this step for: {', '.join(empty)}")
-    short = shortfall_note(ev, t, arms)
+    short = shortfall_note(ev, t, [a for a in arms if not a.endswith(PARTIAL_SUFFIX)])
     if short:
         block.notes.append(short)
+    if any(a.endswith(PARTIAL_SUFFIX) for a in arms):
+        block.notes.append(f"'{PARTIAL_SUFFIX.strip()}': the steps runs finished before they failed (their "
+                           "partial-summary.csv), shown apart from the complete runs")
     return block
 
 

@@ -125,7 +125,7 @@ class ReviewPoint:
 def values(ev: Evidence, table: Table, column: str, arms: Optional[tuple[str, ...]] = None) -> str:
     """``"arm median, arm median"`` for the arms with a value (empty string when none)."""
     parts = []
-    for arm in arms or table.arms:
+    for arm in arms or ev.arms(table):
         v = ev.median(table.scenario, table.step, arm, column)
         if not math.isnan(v):
             parts.append(f"{arm} {ev.fmt(column, v)}")
@@ -135,7 +135,7 @@ def values(ev: Evidence, table: Table, column: str, arms: Optional[tuple[str, ..
 def reached(ev: Evidence, table: Table, arms: Optional[tuple[str, ...]] = None) -> str:
     """``"arm k/n, arm k/n"`` for the arms whose step moved memory."""
     parts = []
-    for arm in arms or table.arms:
+    for arm in arms or ev.arms(table):
         k, n = ev.reached(table.scenario, table.step, arm)
         if n:
             parts.append(f"{arm} {k}/{n}")

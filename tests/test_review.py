@@ -343,3 +343,14 @@ def test_cli_skips_a_scenario_not_shipped_yet(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(harness.cli_review, "scenario_path", lambda name: tmp_path / "absent" / name)
     assert main(["review", "--out", str(tmp_path / "rv"), "--scenario", "mechanisms"]) == 0
     assert "mechanisms.toml is not shipped" in capsys.readouterr().err
+
+
+def test_partial_results_of_failed_runs_are_shown_apart(tmp_path):
+    designs(tmp_path, failed=("fallback-r2",))
+    run = tmp_path / "review-designs" / "runs" / "fallback-r2"
+    done = pd.read_parquet(tmp_path / "review-designs" / "runs" / "fallback-r1" / "summary.parquet")
+    partial = done[done["step"] == "balloon 624"].assign(run_id="fallback-r2", rep=2, thp_lost_per_ballooned_mib=9.5)
+    partial.to_csv(run / "partial-summary.csv", index=False)
+    md = review(tmp_path).markdown.read_text()
+    assert "| fallback (failed later) | 1 |" in md and "9.50" in md
+    assert "shown apart from the complete runs" in md
