@@ -427,8 +427,9 @@ def table_block(ev: Evidence, t: Table) -> TableBlock:
             cells.append("-" if st is None else fmt_spread(c, st))
         block.rows.append(cells)
     without = [a for a in t.arms if a not in arms]
-    if without:
-        block.notes.append(f"no runs of {', '.join(without)} in {ev.folder(t.scenario).path}")
+    if without:  # say why, when runs of theirs failed
+        block.notes.append(shortfall_note(ev, t, without)
+                           or f"no runs of {', '.join(without)} in {ev.folder(t.scenario).path}")
     if absent:
         block.notes.append(f"not recorded in these results (an older harness?): {', '.join(absent)}")
     if empty:
