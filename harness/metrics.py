@@ -149,8 +149,7 @@ class MoveResult(Protocol):
     reached: Optional[bool]
     outcome: str
     seconds: float
-    events: list[dict]
-    requested_at: float
+    # optional: ``events`` (QMP events with their timestamps) and ``requested_at`` (wall clock)
 
 
 def event_seconds(events: list[dict], requested_at: float) -> float:
@@ -238,7 +237,8 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
         "thp_lost_per_ballooned_mib": ratio(thp_lost / 1024, ballooned),
         "thp_lost_per_returned_mib": ratio(thp_lost, returned_kib),
         "settle_seconds": move.seconds if move is not None else math.nan,
-        "event_seconds": event_seconds(move.events, move.requested_at) if move is not None else math.nan,
+        "event_seconds": event_seconds(getattr(move, "events", []), getattr(move, "requested_at", math.nan))
+        if move is not None else math.nan,
         "moved_gib_per_s": ratio(abs(ballooned) / 1024, move.seconds) if move is not None and not targetless
         else math.nan,
         "returned_gib_per_s": ratio(returned_kib / KIB_PER_GIB, move.seconds) if move is not None else math.nan,
