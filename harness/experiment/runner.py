@@ -225,7 +225,7 @@ def _step_background(ctx: RunContext, step: Step) -> None:
 def _step_resize(ctx: RunContext, step: Step) -> MoveResult:
     """Bring the guest to the target with the arm's mechanism (harness.mechanisms)."""
     assert step.target_mib is not None
-    what = "RSS" if ctx.mechanism.name == "free-page-reporting" else "size"
+    what = ctx.mechanism.follows
     result = ctx.mechanism.resize(
         step.target_mib, ctx.scenario.timing,
         on_sample=lambda t, a: ctx.say(f"{step.label}: {what} {a:.0f} MiB after {t:.1f}s", throttle=5.0))
@@ -357,11 +357,11 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
                 with sampler:
                     summary = _run_steps(ctx, sampler, t0, seconds)
             except Exception as e:
+                _keep_partial(ctx, sampler)
                 if guest.machine.wait_exit(2.0):  # the guest died under the step: say so, with its console
                     raise guest.machine.died(f"the guest died during the run ({type(e).__name__}: "
                                              f"{str(e).splitlines()[0] if str(e) else ''})") from e
                 _fetch_dmesg(guest, run_dir)  # the evidence the console's loglevel hides (OOM reports)
-                _keep_partial(ctx, sampler)
                 raise
             finally:
                 for wl in ctx.workloads:

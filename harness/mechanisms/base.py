@@ -34,6 +34,7 @@ class Mechanism:
     # option name -> (type, default, meaning); what an arm's `options` table may hold
     OPTIONS: ClassVar[dict[str, tuple[type, Any, str]]] = {}
     description: ClassVar[str] = ""
+    follows: ClassVar[str] = "size"     # what resize() follows, as progress lines name it
 
     def __init__(self, options: dict[str, Any], memory_mib: int, where: str = "options"):
         self.memory_mib = memory_mib

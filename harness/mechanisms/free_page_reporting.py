@@ -35,6 +35,7 @@ RSS_QUIET_MIB = 2.0   # RSS moving less than one huge page counts as still
 class FreePageReporting(Balloon):
     name = "free-page-reporting"
     description = "virtio-balloon free-page-reporting=on: the guest reports free >= 2 MiB blocks"
+    follows = "QEMU RSS"
     OPTIONS = {"order": (int, None, "page_reporting_order set in the guest after boot "
                                     "(default: the guest's own, the pageblock order)")}
 
