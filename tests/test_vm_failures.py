@@ -58,7 +58,8 @@ def test_exception_inside_with_leaves_nothing(stock_image):
 # A program embedding the library installs the process-wide hooks itself (the library
 # never does): SIGTERM then unwinds through `with Guest` like Ctrl-C.
 SIGNAL_SCRIPT = r"""
-import sys, time
+import faulthandler, signal, sys, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks if it hangs
 from harness.artifacts import build_all
 from harness.cli import install_process_handlers
 from harness.guest import Guest
@@ -72,22 +73,30 @@ with Guest(MachineSpec.for_image(image)) as m:
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
-def test_signal_to_harness_stops_qemu(stock_image, signame):
+def test_signal_to_harness_stops_qemu(stock_image, signame, tmp_path):
     import os
     import signal
     import subprocess
     import sys
+    import time
     from pathlib import Path
 
-    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    stderr = tmp_path / "child.stderr"
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT], stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         line = proc.stdout.readline().split()
         assert line, "the child harness never booted its guest"
         pid, run_dir = int(line[0]), Path(line[1])
         assert pid_alive(pid)
         os.kill(proc.pid, getattr(signal, signame))
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:  # say where it hangs: every thread's stack
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(2)
+            pytest.fail(f"the harness did not end within 60 s of {signame}; its threads:\n"
+                        + stderr.read_text()[-6000:])
         assert not pid_alive(pid)
         assert not run_dir.exists()
     finally:
