@@ -60,6 +60,9 @@ def test_exception_inside_with_leaves_nothing(stock_image):
 SIGNAL_SCRIPT = r"""
 import faulthandler, signal, sys, time
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks if it hangs
+# Ctrl-C as at a terminal: a test run started in the background (`.ci/run &`) hands its
+# children SIGINT ignored, and Python then never raises KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from harness.artifacts import build_all
 from harness.cli import install_process_handlers
 from harness.guest import Guest
