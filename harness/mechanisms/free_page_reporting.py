@@ -18,7 +18,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from harness.errors import GuestStateError
+from harness.errors import ConfigError, GuestStateError
 from harness.mechanisms.balloon import Balloon
 from harness.mechanisms.base import OnSample
 from harness.probes import host
@@ -44,7 +44,6 @@ class FreePageReporting(Balloon):
     def check_options(self, where: str) -> None:
         order = self.options["order"]
         if order is not None and not 0 <= order <= 10:
-            from harness.errors import ConfigError
             raise ConfigError(f"{where}.order: a page order between 0 and 10, got {order}")
 
     def configure(self, spec: MachineSpec) -> MachineSpec:
