@@ -172,6 +172,16 @@ def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator
 
 
+def returned_fraction(rss_freed_kib: float, ballooned_mib: float) -> float:
+    """Of the MiB the guest gave up, the share the host got back (``returned_fraction``)."""
+    return ratio(rss_freed_kib / 1024, ballooned_mib)
+
+
+def thp_lost_per_returned_mib(thp_lost_kib: float, rss_freed_kib: float) -> float:
+    """Host THP lost per MiB the host got back; NaN when less than a huge page came back."""
+    return ratio(thp_lost_kib, rss_freed_kib if rss_freed_kib >= RISE_MIN_KIB else math.nan)
+
+
 def integral_gib_min(points: list[tuple[float, float]]) -> float:
     """kB values over seconds, integrated by trapezoids, in GiB*min (NaN for fewer than 2 points)."""
     pts = sorted(points)
@@ -232,10 +242,10 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
         "qemu_ahp_before_kib": qemu_ahp_b, "qemu_ahp_after_kib": qemu_ahp_a,
         "qemu_rss_before_kib": rss_b, "qemu_rss_after_kib": rss_a,
         "rss_freed_kib": rss_b - rss_a,
-        "returned_fraction": ratio((rss_b - rss_a) / 1024, ballooned),
+        "returned_fraction": returned_fraction(rss_b - rss_a, ballooned),
         "thp_lost_kib": thp_lost,
         "thp_lost_per_ballooned_mib": ratio(thp_lost / 1024, ballooned),
-        "thp_lost_per_returned_mib": ratio(thp_lost, returned_kib),
+        "thp_lost_per_returned_mib": thp_lost_per_returned_mib(thp_lost, rss_b - rss_a),
         "settle_seconds": move.seconds if move is not None else math.nan,
         "event_seconds": event_seconds(getattr(move, "events", []), getattr(move, "requested_at", math.nan))
         if move is not None else math.nan,

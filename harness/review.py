@@ -23,12 +23,12 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
 
-from harness.metrics import METRICS
+from harness.metrics import METRICS, returned_fraction, thp_lost_per_returned_mib
 from harness.report import fmt_number
 from harness.results import RUN_DONE, atomic_write, load_results
 from harness.review_points import (
@@ -44,7 +44,6 @@ from harness.statistics import ScenarioInfo, as_dict, as_list, reached_as_float,
 
 # Decimals by unit for the columns harness.report.fmt_number does not know.
 DECIMALS = {"ratio": 2, "bool": 2, "s": 1, "MiB": 1, "GiB/s": 2, "GiB*min": 2, "GiB·min": 2, "MB/s": 0}
-HUGE_PAGE_KIB = 2048     # less host memory back than one huge page is noise for a per-MiB ratio
 FMT_NUMBER_UNITS = {"ratio", "bool", "s", "MiB", "kB", "count", "blocks", "pages"}
 FOOTPRINT_COLUMNS = ("rss_gib_min", "thp_gib_min", "step_seconds")
 DEFAULT_SAMPLE_HZ = 5.0
@@ -64,6 +63,11 @@ def _ratio(num: pd.Series, den: pd.Series, floor: float = 0.0) -> pd.Series:
     return (num / den.where(den > floor)).astype("float64")
 
 
+def _rowwise(definition: Callable[[float, float], float], a: pd.Series, b: pd.Series) -> pd.Series:
+    """harness.metrics' scalar definition applied to each row (one definition, not a twin)."""
+    return pd.Series([definition(x, y) for x, y in zip(a, b)], index=a.index, dtype="float64")
+
+
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     """A column as floats; all-NaN when the folder predates it."""
     if name not in frame.columns:
@@ -80,9 +84,9 @@ def derive(summary: pd.DataFrame) -> pd.DataFrame:
     """
     s = summary.copy()
     s["returned_fraction"] = _col(s, "returned_fraction").fillna(
-        _ratio(_col(s, "rss_freed_kib") / 1024, _col(s, "ballooned_mib")))
+        _rowwise(returned_fraction, _col(s, "rss_freed_kib"), _col(s, "ballooned_mib")))
     s["thp_lost_per_returned_mib"] = _col(s, "thp_lost_per_returned_mib").fillna(
-        _ratio(_col(s, "thp_lost_kib"), _col(s, "rss_freed_kib"), floor=HUGE_PAGE_KIB - 1))
+        _rowwise(thp_lost_per_returned_mib, _col(s, "thp_lost_kib"), _col(s, "rss_freed_kib")))
     s["thp_regained_kib"] = 0.0 - _col(s, "thp_lost_kib")   # 0.0 - x: no "-0" for an unchanged step
     s["thp_back_fraction"] = _ratio(_col(s, "qemu_ahp_after_kib"), _fill_thp(s))
     return pd.concat([s, _whole_run_rows(s)], ignore_index=True) if not s.empty else s
