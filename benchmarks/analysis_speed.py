@@ -31,9 +31,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from synthetic import BALLOON_STEP, ArmSpec, make_results  # noqa: E402
 
-from harness.compare import compare, format_comparison  # noqa: E402
-from harness.history import append_history, format_trend, history_trend  # noqa: E402
-from harness.verdicts import check_results  # noqa: E402
+from harness.analysis.check import check_results  # noqa: E402
+from harness.analysis.compare import compare, format_comparison  # noqa: E402
+from harness.analysis.history import append_history, format_trend, history_trend  # noqa: E402
 
 ARMS = {"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=1.1, shrink=0.9),
         "stock": ArmSpec(ratio=2.1), "other": ArmSpec(ratio=1.5)}

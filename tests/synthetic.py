@@ -18,8 +18,9 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from harness.metrics import SAMPLE_COLUMNS, SUMMARY_COLUMNS, summary_row
-from harness.results import RUN_DONE, ResultsStore
+from harness.results import ResultsStore
+from harness.results.layout import RUN_DONE
+from harness.results.metrics import SAMPLE_COLUMNS, SUMMARY_COLUMNS, summary_row
 
 START_MIB = 1024.0
 TARGET_MIB = 624

@@ -1,4 +1,4 @@
-"""``compare``: medians, change, Mann-Whitney p and the * mark; DIR:arm; refusals naming the
+"""``compare``: medians, change, Mann-Whitney p, the Hodges-Lehmann shift and the decision; DIR:arm; refusals naming the
 difference; missing metadata; bad input as one line (no VM)."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ import math
 import pytest
 from synthetic import BALLOON_STEP, ArmSpec, make_results
 
+from harness.analysis.compare import compare
+from harness.analysis.decide import mann_whitney
+from harness.results.identity import fingerprint
 from harness.cli import main
-from harness.compare import compare, fingerprint, mann_whitney
 from harness.errors import HarnessError
 
 RATIO = "thp_lost_per_ballooned_mib"
@@ -36,7 +38,7 @@ def test_folders_every_arm_step_and_headline_metric(folders):
     assert set(c.rows["arm_a"]) == {"baseline", "thp-order"}
     r = _row(c)
     assert r["median_b"] > r["median_a"] and r["change_pct"] > 0
-    assert r["p_value"] < 0.05 and r["significant"] and r["direction"] == "worse"   # ratio: lower is better
+    assert r["p_value"] < 0.05 and r["significant"] and r["verdict"] == "worse"   # ratio: lower is better
     assert r["n_a"] == r["n_b"] == 6
     assert {"reached_fraction", "shrink_fraction", "rss_freed_kib", RATIO} <= set(c.rows["metric"])
 
@@ -53,14 +55,15 @@ def test_two_arms_of_one_folder(folders):
     c = compare(f"{a}:baseline", f"{a}:thp-order")
     r = _row(c, arm="baseline")
     assert r["arm_b"] == "thp-order" and r["median_b"] < r["median_a"] and r["significant"]
-    assert r["direction"] == "better"
+    assert r["verdict"] == "better"
 
 
 def test_n_too_small_gives_no_p_value(tmp_path):
     a = make_results(tmp_path / "a", reps=1)
     b = make_results(tmp_path / "b", reps=1, seed=3)
     r = _row(compare(str(a), str(b)))
-    assert math.isnan(r["p_value"]) and r["note"] == "n too small" and not r["significant"]
+    assert math.isnan(r["p_value"]) and r["verdict"] == "n too small" and not r["significant"]
+    assert r["reps_needed"] == 4        # 4 against 4 can reach p < 0.05 (2/70), 3 against 3 cannot
 
 
 def test_mann_whitney_helper():
@@ -106,10 +109,15 @@ def test_bad_input_is_one_line(tmp_path, folders, capsys):
     assert err.startswith("balloon-harness: error:") and "Traceback" not in err and len(err.splitlines()) == 1
 
 
-def test_cli_prints_the_table_with_marks(folders, capsys):
+def test_cli_prints_the_table_with_decisions(folders, capsys, tmp_path):
     a, b = folders
     assert main(["compare", str(a), str(b), "--alpha", "0.05"]) == 0
     out = capsys.readouterr().out
     line = next(l for l in out.splitlines() if l.startswith("thp-order") and RATIO in l)
-    assert " * " in line and "worse" in line
-    assert "Mann-Whitney" in out
+    assert line.rstrip().endswith("worse") and ".." in line        # decision, and the shift's interval
+    assert "Mann-Whitney" in out and "Hodges-Lehmann" in out
+    # 3 runs against 3 (the default reproduce): a decision or how many runs could make one
+    c3 = make_results(tmp_path / "c3", reps=3, arms={"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=1.1)})
+    assert main(["compare", f"{c3}:baseline", f"{c3}:thp-order"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if RATIO in l)
+    assert "n too small: 4 reps/arm" in line

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from synthetic import BALLOON_STEP, ArmSpec, make_results
 
+from harness.analysis.check import check_results
+from harness.analysis.history import against_history, append_history, history_trend, load_history
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.history import against_history, append_history, history_trend, load_history
-from harness.verdicts import check_results
 
 RATIO = "thp_lost_per_ballooned_mib"
 NIGHTS = [("2024-05-01", 1.1, "q"), ("2024-05-02", 1.1, "q"), ("2024-05-03", 1.8, "z")]

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harness import metrics
-from harness.metrics import HEADLINE, METRICS, SUMMARY_COLUMNS, summary_row
+from harness.results import metrics
+from harness.results.metrics import HEADLINE, METRICS, SUMMARY_COLUMNS, summary_row
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """``balloon-harness review`` on synthetic results folders (no VM): the answers are computed
 from the data (change the data, the answer changes), missing folders and failed runs are
 said in place, Markdown and HTML are both written, and the command runs each scenario with
-resume semantics through ``harness.cli._run``."""
+resume semantics through ``harness.cli.runs.execute``."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from typing import Any, Callable, Optional
 import pandas as pd
 import pytest
 
-from harness import review_points
 from harness.cli import main
-from harness.metrics import SAMPLE_COLUMNS, SUMMARY_COLUMNS
-from harness.results import RUN_DONE
-from harness.review import Evidence, Review, write_review
-from harness.review_points import POINTS
+from harness.results.layout import RUN_DONE
+from harness.results.metrics import SAMPLE_COLUMNS, SUMMARY_COLUMNS
+from harness.review import tables as review_points
+from harness.review.document import Review, write_review
+from harness.review.evidence import Evidence
+from harness.review.points import POINTS
 
 Values = Callable[[str, int, str], dict[str, Any]]   # (arm, rep, step) -> summary columns
 
@@ -236,7 +237,7 @@ def test_upstream_footprint_is_the_sum_over_a_runs_steps(tmp_path):
     # free page reporting has no target: no reached k/n, but its returned memory is there
     assert "shrink 624 reached: balloon 3/3, balloon-2m 3/3, virtio-mem 3/3;" in got
     assert "THP lost per returned MiB: balloon 0.50" in got
-    ev = Evidence(tmp_path)
+    ev = Evidence(tmp_path, tuple(t for p in POINTS for t in p.tables))
     assert ev.median("mechanisms-phases", "whole run", "virtio-mem", "thp_gib_min") == pytest.approx(2.5)
     assert any("host sampled at 5/s" in n and "0.2 s" in n
                for s in review(tmp_path).sections if s.point.id == "upstream" for n in s.notes)
@@ -285,8 +286,8 @@ def test_questions_are_the_reviews_words():
 
 
 def test_cli_report_only(tmp_path, capsys, monkeypatch):
-    import harness.review
-    monkeypatch.setattr(harness.review, "plot_block", lambda *a: None)   # plots: test_markdown_and_html...
+    import harness.review.document
+    monkeypatch.setattr(harness.review.document, "plot_block", lambda *a: None)   # plots: test_markdown_and_html...
     designs(tmp_path)
     assert main(["review", "--out", str(tmp_path), "--report-only"]) == 0
     out = capsys.readouterr().out
@@ -306,10 +307,10 @@ def test_cli_refuses_a_scenario_the_review_does_not_run(tmp_path, capsys):
 
 
 def test_cli_runs_each_scenario_resuming_into_its_folder(tmp_path, monkeypatch, capsys):
-    """No VM: harness.cli._run is replaced; what it is given is what a real run would get."""
-    import harness.cli
-    import harness.cli_review
-    import harness.review
+    """No VM: harness.cli.runs.execute is replaced; what it is given is what a real run would get."""
+    import harness.cli.review
+    import harness.cli.runs
+    import harness.review.document
     calls: list[tuple[Path, Any]] = []
     files = {}
     for name in review_points.REVIEW_SCENARIOS:
@@ -317,30 +318,31 @@ def test_cli_runs_each_scenario_resuming_into_its_folder(tmp_path, monkeypatch, 
         files[name].parent.mkdir(exist_ok=True)
         files[name].write_text("# stand-in\n")
 
-    def fake_run(path: Path, args: Any) -> int:
-        calls.append((path, args))
-        if path.name == "review-designs.toml":
-            designs(Path(args.out).parent)   # writes DIR/review-designs, the folder args.out names
+    def fake_run(req: Any) -> int:
+        calls.append((req.scenario, req))
+        if req.scenario.name == "review-designs.toml":
+            designs(Path(req.out).parent)   # writes DIR/review-designs, the folder req.out names
             return 0
         return 1   # runs failed: the review still writes its report, and says so by its exit code
 
-    monkeypatch.setattr(harness.cli, "_run", fake_run)
-    monkeypatch.setattr(harness.review, "plot_block", lambda *a: None)
-    monkeypatch.setattr(harness.cli_review, "scenario_path", lambda name: files[name])
+    monkeypatch.setattr(harness.cli.runs, "execute", fake_run)
+    monkeypatch.setattr(harness.review.document, "plot_block", lambda *a: None)
+    monkeypatch.setattr(harness.cli.review, "scenario_path", lambda name: files[name])
     out = tmp_path / "rv"
     assert main(["review", "--out", str(out), "--reps", "2", "--jobs", "auto"]) == 1
     assert [p.name for p, _ in calls] == review_points.REVIEW_SCENARIOS
-    for path, ns in calls:
-        assert ns.out == str(out / path.stem) and ns.resume is True and ns.reps == 2 and ns.jobs == "auto"
-        assert ns.shard is None and ns.check is False and ns.history is None and ns.junit is None
+    for path, req in calls:
+        assert req.out == out / path.stem and req.resume is True and req.reps == 2 and req.jobs == "auto"
+        assert req.shard is None and req.after.check is False and req.after.history is None
+        assert req.after.junit is None
     assert (out / "review.md").is_file() and "fallback 1.44" in capsys.readouterr().out
 
 
 def test_cli_skips_a_scenario_not_shipped_yet(tmp_path, monkeypatch, capsys):
-    import harness.cli
-    import harness.cli_review
-    monkeypatch.setattr(harness.cli, "_run", lambda path, args: pytest.fail("nothing to run"))
-    monkeypatch.setattr(harness.cli_review, "scenario_path", lambda name: tmp_path / "absent" / name)
+    import harness.cli.review
+    import harness.cli.runs
+    monkeypatch.setattr(harness.cli.runs, "execute", lambda req: pytest.fail("nothing to run"))
+    monkeypatch.setattr(harness.cli.review, "scenario_path", lambda name: tmp_path / "absent" / name)
     assert main(["review", "--out", str(tmp_path / "rv"), "--scenario", "mechanisms"]) == 0
     assert "mechanisms.toml is not shipped" in capsys.readouterr().err
 

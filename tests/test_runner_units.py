@@ -15,12 +15,11 @@ from qemu.qmp import ExecuteError
 from qemu.qmp.message import Message
 from qemu.qmp.models import ErrorResponse
 
-from harness import metrics
 from harness.errors import ConfigError, ResultsWriteError
 from harness.experiment import runner
 from harness.experiment.runner import PlannedRun, Shard, plan, run_scenario
 from harness.experiment.scenario import load_scenario
-from harness.results import ResultsStore, load_results
+from harness.results import ResultsStore, load_results, metrics
 from harness.vm.balloon import Balloon
 
 SCENARIO = """

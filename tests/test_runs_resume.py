@@ -127,7 +127,7 @@ def test_two_shards_in_two_processes_merge_into_the_whole_plan(tmp_path, artifac
     they are the unsharded plan: the same run ids and the same columns."""
     from harness.experiment.runner import plan
     from harness.experiment.scenario import load_scenario
-    from harness.metrics import SUMMARY_COLUMNS
+    from harness.results.metrics import SUMMARY_COLUMNS
     scenario = tmp_path / "shards.toml"
     scenario.write_text(SCENARIO + '\n[[arms]]\nname = "stock2"\nqemu = "stock"\nmodule = "stock"\n')
     procs = [subprocess.Popen(_harness("run", str(scenario), "--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")),

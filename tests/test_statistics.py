@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from synthetic import ArmSpec, make_results
 
-from harness.metrics import SUMMARY_COLUMNS
-from harness.report import SHORT_FLAG, format_table, headline_table, legend, print_report
-from harness.statistics import STATS_COLUMNS, summary_stats, write_summary_stats
+from harness.analysis.groups import STATS_COLUMNS, summary_stats, write_summary_stats
+from harness.analysis.report import SHORT_FLAG, format_table, headline_table, legend, report_text
+from harness.results.metrics import SUMMARY_COLUMNS
 
 
 def _rows(arm: str, ratios: list[float], reached: list, shrink: list[float] | None = None,
@@ -111,7 +111,7 @@ def test_no_rfc_columns_without_reference(tmp_path):
 def test_print_report_table_legend_stats_and_per_run_plots(tmp_path, capsys):
     out = make_results(tmp_path / "r", reps=3, arms={"baseline": ArmSpec(ratio=2.0),
                                                     "thp-order": ArmSpec(ratio=1.1, shrink=0.7)})
-    print_report(out)
+    print(report_text(out, wide=True))
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert lines[0].split()[0] == "arm"
@@ -127,7 +127,7 @@ def test_print_report_table_legend_stats_and_per_run_plots(tmp_path, capsys):
 def test_report_keeps_rfc_figures_for_a_scenario_with_reference(tmp_path, capsys):
     out = make_results(tmp_path / "r", reps=2, reference={"baseline": {"host_ahp_before_kib": 976896,
                                                                        "host_ahp_after_kib": 153600}})
-    print_report(out)
+    print(report_text(out, wide=True))
     text = capsys.readouterr().out
     assert "976896" in text and "RFC before kB" in text
 

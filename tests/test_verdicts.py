@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from synthetic import BALLOON_STEP, ArmSpec, make_results
 
-from harness import cli_analysis
+from harness.cli import analysis as cli_analysis
+from harness.analysis.check import FAIL, PASS, check_results, evaluate
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.experiment.expectations import Expectation, parse_expectations
 from harness.results import load_results
-from harness.verdicts import FAIL, PASS, check_results, evaluate
 
 RATIO = "thp_lost_per_ballooned_mib"
 ARMS = ["baseline", "thp-order"]
@@ -178,13 +178,13 @@ def test_cli_check_refuses_a_bad_expectation_in_the_scenario(tmp_path, capsys):
     assert "expect[0].arm: no arm named 'ghost'" in capsys.readouterr().err
 
 
-def _run_args(**kw) -> argparse.Namespace:
+def _run_args(**kw) -> cli_analysis.AfterRun:
     p = argparse.ArgumentParser()
     cli_analysis.add_run_options(p)
     args = p.parse_args([])
     for k, v in kw.items():
         setattr(args, k, v)
-    return args
+    return cli_analysis.AfterRun.from_args(args)
 
 
 def test_after_run_exit_codes_and_history(tmp_path):

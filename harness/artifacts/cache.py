@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.files import write_text_atomic
+
 COMPLETE_MARK = ".complete"
 MUTABLE = '"mutable"'   # the mark of a work area (a build tree): its files change by design
 INPUTS_FILE = "inputs.json"
@@ -94,11 +96,8 @@ def build_lock(root: Path | None = None) -> Iterator[None]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` to a temporary sibling and rename it over ``path`` (:mod:`harness.files`)."""
+    write_text_atomic(path, text)
 
 
 def _file_list(entry: Path) -> dict[str, list]:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.errors import ConfigError
-from harness.metrics import METRICS, NUMERIC_COLUMNS
+from harness.results.metrics import METRICS, NUMERIC_COLUMNS
 
 OPS = ("<", "<=", ">", ">=", "==", "!=")
 TESTS = ("mannwhitney", "none")

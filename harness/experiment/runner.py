@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,6 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from harness import metrics
 from harness.artifacts import Artifacts
 from harness.artifacts.initramfs import build_image
 from harness.errors import (
@@ -43,7 +43,7 @@ from harness.experiment.workload import BackgroundWorkload, usemem_throughput_mb
 from harness.guest import Guest
 from harness.mechanisms import Mechanism
 from harness.probes.sampler import Sampler
-from harness.results import ResultsStore
+from harness.results import ResultsStore, metrics
 from harness.vm import BalloonDevice, MachineSpec
 from harness.vm.accel import decide_accelerators
 from harness.vm.follow import MoveResult
@@ -386,6 +386,8 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
     summary_df = pd.DataFrame(summary, columns=metrics.SUMMARY_COLUMNS)
     cmd_sh = run_dir / "vm" / "cmd.sh"
     info = {
+        # run_uid: this boot's identity, whatever folder it is copied into (merge, history count it once)
+        "run_uid": uuid.uuid4().hex,
         "run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "status": "complete", "stack": run.arm.stack,
         "accel": guest.accel, "qemu": str(spec.qemu), "module": run.arm.module,
         "module_sha256": artifacts.images[run.arm.module].balloon_module_sha256

@@ -24,7 +24,7 @@ else:  # pragma: no cover
 from harness.artifacts.patches import design_series
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.errors import ConfigError
-from harness.metrics import MOVE_KINDS
+from harness.results.metrics import MOVE_KINDS
 
 # "resize" brings the guest to target_mib with the arm's mechanism; "balloon" is its older
 # name (same meaning, kept for existing scenario files and results).

@@ -15,7 +15,9 @@ from typing import Callable
 
 from harness.arch import THP_ORDER
 from harness.errors import HarnessError
-from harness.metrics import (
+from harness.probes import host
+from harness.procfs import free_blocks_at_least, parse_buddyinfo, parse_meminfo, parse_vmstat
+from harness.results.metrics import (
     AHP_KEY,
     GUEST_COUNTERS,
     GUEST_MEMINFO,
@@ -25,8 +27,6 @@ from harness.metrics import (
     Reading,
     Series,
 )
-from harness.probes import host
-from harness.procfs import free_blocks_at_least, parse_buddyinfo, parse_meminfo, parse_vmstat
 
 Row = tuple[float, str, str, str, float]
 

@@ -1,8 +1,7 @@
 """``balloon-harness review``: run the review's scenarios into one folder, then write the report.
 
-Kept apart from :mod:`harness.cli` (which only calls :func:`register`) so the review can
-grow without touching the commands that boot guests. Running reuses ``harness.cli._run``
-scenario by scenario with ``--resume`` semantics: the finished runs of ``DIR/<scenario>``
+Running reuses :func:`harness.cli.runs.execute` scenario by scenario with ``--resume``
+semantics: the finished runs of ``DIR/<scenario>``
 are skipped, so ``review --out DIR`` completes an interrupted review, and an earlier
 results folder copied to ``DIR/review-designs`` is reused rather than rerun.
 """
@@ -15,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.cli import runs
 from harness.errors import HarnessError
 from harness.resources import scenario_path
-from harness.review_points import REVIEW_SCENARIOS
+from harness.review.tables import REVIEW_SCENARIOS
 
 RESULTS = Path("results")
 
@@ -49,14 +49,9 @@ def selected(names: list[str] | None) -> list[str]:
     return wanted
 
 
-def run_namespace(out: Path, args: argparse.Namespace) -> argparse.Namespace:
-    """The arguments ``harness.cli._run`` expects, as ``run --resume`` with its defaults would give."""
-    from harness.cli import _add_run_options
-    p = argparse.ArgumentParser(add_help=False)
-    _add_run_options(p)
-    ns = p.parse_args([])
-    ns.out, ns.resume, ns.reps, ns.jobs, ns.shard = str(out), True, args.reps, args.jobs, None
-    return ns
+def run_request(path: Path, out: Path, args: argparse.Namespace) -> runs.RunRequest:
+    """``run --resume`` of one review scenario into ``out``, with the review's --reps and --jobs."""
+    return runs.RunRequest(scenario=path, out=out, jobs=args.jobs, reps=args.reps, resume=True)
 
 
 def run_scenarios(out: Path, args: argparse.Namespace) -> int:
@@ -65,7 +60,6 @@ def run_scenarios(out: Path, args: argparse.Namespace) -> int:
     A scenario that fails (runs that failed, a build error) does not stop the others: its
     finished runs still go into the report, which says how many are missing.
     """
-    from harness import cli
     code = 0
     for name in selected(args.scenario):
         path = scenario_path(name)
@@ -75,7 +69,7 @@ def run_scenarios(out: Path, args: argparse.Namespace) -> int:
         folder = out / Path(name).stem
         print(f"review: {name} -> {folder}", file=sys.stderr)
         try:
-            rc = cli._run(path, run_namespace(folder, args))
+            rc = runs.execute(run_request(path, folder, args))
         except HarnessError as e:
             print(f"balloon-harness: error: {name}: {e}", file=sys.stderr)
             rc = 1
@@ -84,7 +78,7 @@ def run_scenarios(out: Path, args: argparse.Namespace) -> int:
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
-    from harness.review import write_review
+    from harness.review.document import write_review
     out = Path(args.out) if args.out else RESULTS / f"review-{time.strftime('%Y%m%d-%H%M%S')}"
     code = 0
     if not args.report_only:

@@ -34,25 +34,28 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from harness.errors import HarnessError
-from harness.metrics import METRICS, MOVE_KINDS, SUMMARY_COLUMNS, TABLE_KINDS
-from harness.results import atomic_write
-from harness.statistics import (
+from harness.analysis.decide import decide
+from harness.analysis.defaults import DEFAULT_ALPHA, DEFAULT_LAST
+from harness.analysis.groups import (
     HEADLINE_METRICS,
     REACHED_FRACTION,
     STAT_METRICS,
-    as_dict,
-    as_list,
-    centre,
-    ordered,
+    fmt_metric,
     reached_as_float,
     run_values,
+    spread,
 )
+from harness.errors import HarnessError
+from harness.render.numbers import fmt_p, fmt_pct
+from harness.render.text import text_table
+from harness.results import atomic_write
+from harness.results.folder import as_dict, as_list, open_folder, ordered
+from harness.results.identity import fingerprint
+from harness.results.metrics import METRICS, MOVE_KINDS, SUMMARY_COLUMNS, TABLE_KINDS
 
 PARTITIONS = ("scenario", "host", "date")
-EXTRA_COLUMNS = ["folder", "created", "harness_revision", "scenario_sha256", "build"]
+EXTRA_COLUMNS = ["folder", "created", "harness_revision", "scenario_sha256", "build", "run_uid"]
 _STRING_COLUMNS = {"run_id", "arm", "step", "kind", "outcome", "accel", *EXTRA_COLUMNS}
-DEFAULT_LAST = 7
 
 
 def _schema():
@@ -159,8 +162,6 @@ def append_history(out: str | Path, history_dir: str | Path, date: Optional[str]
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from harness.compare import fingerprint, open_folder
-
     check_history_dir(history_dir, create=True)
     history_dir = Path(history_dir)
     folder = open_folder(out)
@@ -176,7 +177,10 @@ def append_history(out: str | Path, history_dir: str | Path, date: Optional[str]
              "build": json.dumps({k: v for k, v in fp.items() if k != "accelerator"}, sort_keys=True)}
     part = Path(f"scenario={_safe(folder.scenario.name)}", f"host={_safe(_host_of(meta))}",
                 f"date={date or _date_of(meta, folder.runs)}")
-    table = pa.Table.from_pandas(history_frame(folder.summary, extra), schema=_schema(), preserve_index=False)
+    frame = history_frame(folder.summary, extra)
+    uids = {str(r.get("run_id")): str(r["run_uid"]) for r in folder.runs if r.get("run_uid")}
+    frame["run_uid"] = frame["run_id"].map(lambda r: uids.get(str(r))).astype(object)
+    table = pa.Table.from_pandas(frame, schema=_schema(), preserve_index=False)
     summary_path = history_dir / "summary" / part / f"{name}.parquet"
     meta_path = history_dir / "metadata" / part / f"{name}.json"
     atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n"))
@@ -277,9 +281,9 @@ def history_trend(history_dir: str | Path, scenario: Optional[str] = None,
         raise HarnessError(f"unknown metric {metric!r}: one of the numeric summary columns or reached_fraction")
     value_col = "reached" if metric == REACHED_FRACTION else metric
     hist = load_history(history_dir, scenario, columns=["run_id", "arm", "step", "kind", "folder", "build",
-                                                        "harness_revision", value_col])
+                                                        "harness_revision", "run_uid", value_col])
     name = _one_scenario(hist, history_dir, scenario)
-    hist = hist[hist["scenario"] == name]
+    hist = _unique_runs(hist[hist["scenario"] == name])
     if arm is not None:
         if arm not in set(hist["arm"]):
             raise HarnessError(f"no arm named {arm!r} in the history of {name} "
@@ -299,11 +303,8 @@ def history_trend(history_dir: str | Path, scenario: Optional[str] = None,
               else pd.to_numeric(rows[metric], errors="coerce").astype("float64"))
     pts = pd.DataFrame({"date": rows["date"], "arm": rows["arm"], "step": rows["step"], "value": values,
                         "folder": rows["folder"]}).dropna(subset=["value"])
-    g = pts.groupby(["date", "arm", "step"], sort=True)["value"]
-    table = pd.DataFrame({
-        "n": g.count(), "median": g.mean() if metric == REACHED_FRACTION else g.median(),
-        "q1": g.quantile(0.25), "q3": g.quantile(0.75), "min": g.min(), "max": g.max(),
-        "folders": pts.groupby(["date", "arm", "step"], sort=True)["folder"].nunique()}).reset_index()
+    table = spread(pts, ["date", "arm", "step"], centre_by_mean=metric == REACHED_FRACTION, sort=True)
+    table["folders"] = pts.groupby(["date", "arm", "step"], sort=True)["folder"].nunique().to_numpy()
     table["metric"] = metric
     table["changed"] = table["date"].map(lambda d: ", ".join(changed.get(d, [])))
     if not table.empty:
@@ -319,19 +320,17 @@ def history_trend(history_dir: str | Path, scenario: Optional[str] = None,
 
 def format_trend(trend: Trend) -> str:
     """The trend as text: per arm and step, one line per night."""
-    from harness.compare import fmt_value, render_table
     m = METRICS.get(trend.metric)
     unit = f" [{m.unit}]" if m and m.unit else ""
     lines = [f"history of {trend.scenario}: {trend.metric}{unit}" +
              (f", {m.better} is better" if m and m.better else "")]
     for (a, st), g in trend.table.groupby(["arm", "step"], sort=False):
         lines += ["", f"{a} / {st}:"]
-        rows = [[r.date, str(r.n), fmt_value(trend.metric, r.median),
-                 f"{fmt_value(trend.metric, r.q1)}..{fmt_value(trend.metric, r.q3)}",
-                 f"{fmt_value(trend.metric, r.min)}..{fmt_value(trend.metric, r.max)}",
+        f = lambda v: fmt_metric(trend.metric, v)  # noqa: E731
+        rows = [[r.date, str(r.n), f(r.median), f"{f(r.q1)}..{f(r.q3)}", f"{f(r.min)}..{f(r.max)}",
                  r.changed or "-"] for r in g.itertuples()]
-        lines.append(render_table(["date", "n", "median", "IQR", "min..max", "changed since the night before"],
-                                  rows, left=1))
+        lines.append(text_table(["date", "n", "median", "IQR", "min..max", "changed since the night before"],
+                                rows, left=1, last_left=True))
     if trend.png:
         lines += ["", f"plot: {trend.png}"]
     return "\n".join(lines)
@@ -370,7 +369,8 @@ def plot_trend(trend: Trend, path: Path) -> Path:
 # --- tonight against the last nights ------------------------------------------------------
 
 HISTORY_CHECK_COLUMNS = ["arm", "step", "metric", "n_now", "median_now", "n_history", "median_history",
-                         "change_pct", "p_value", "significant", "direction", "regression"]
+                         "change_pct", "shift", "ci_low", "ci_high", "p_value", "significant", "verdict",
+                         "reps_needed", "regression"]
 
 
 @dataclass
@@ -387,16 +387,27 @@ class HistoryCheck:
         return self.rows[self.rows["regression"].astype(bool)] if not self.rows.empty else self.rows
 
 
+def _unique_runs(hist: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and step: a run appended twice (a shard, then the merged folder it
+    went into) counts once. Runs are told apart by ``run_uid`` (their run.json's id) where
+    the history has it, else by folder, run id and date."""
+    if hist.empty:
+        return hist
+    uid = hist["run_uid"] if "run_uid" in hist.columns else pd.Series(None, index=hist.index, dtype=object)
+    fallback = hist["folder"].astype(str) + "/" + hist["run_id"].astype(str) + "@" + hist["date"].astype(str)
+    key = uid.where(uid.notna() & (uid.astype(str) != ""), fallback)
+    return hist.assign(_run=key).drop_duplicates(["_run", "step"], keep="last").drop(columns="_run")
+
+
 def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAULT_LAST,
-                    alpha: float = 0.05) -> HistoryCheck:
+                    alpha: float = DEFAULT_ALPHA) -> HistoryCheck:
     """Each headline figure of ``out`` against the pooled runs of the last ``last`` nights.
 
-    Same scenario and accelerator only; ``out``'s own entry (if appended already) is left
-    out. A significant change (two-sided Mann-Whitney U, p < alpha) in the worse
-    direction is a regression.
+    Same scenario and accelerator only; ``out``'s own runs (if appended already, as itself
+    or as a shard) are left out. The decision is :func:`harness.analysis.decide.decide`'s:
+    a regression is a "worse" verdict, which needs p < alpha AND a shift of at least the
+    figure's effect floor (a tiny drift that many pooled nights make significant is not one).
     """
-    from harness.compare import change_pct, direction, mann_whitney, open_folder
-
     if not isinstance(last, int) or last < 1:
         raise HarnessError(f"--last must be at least 1 night, got {last}")
     history_dir = Path(history_dir)
@@ -408,7 +419,11 @@ def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAUL
     name = _safe(folder.scenario.name)
     hist = load_history(history_dir, name)
     me = folder.path.resolve().name
-    hist = hist[~((hist["folder"] == me) & (hist["created"] == str(folder.metadata.get("created", ""))))]
+    mine = {str(r.get("run_uid")) for r in folder.runs if r.get("run_uid")}
+    drop = (hist["folder"] == me) & (hist["created"] == str(folder.metadata.get("created", "")))
+    if mine and "run_uid" in hist.columns:
+        drop |= hist["run_uid"].isin(mine)
+    hist = _unique_runs(hist[~drop])
     accel = sorted({str(a) for a in folder.summary.get("accel", pd.Series([], dtype=object)).dropna()})
     if accel and not hist.empty:
         hist = hist[hist["accel"].isin(accel)]
@@ -431,32 +446,29 @@ def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAUL
                 vn, vh = run_values(now, metric), run_values(then, metric)
                 if vn.size == 0 or vh.size == 0:
                     continue
-                mn, mh = centre(metric, vn), centre(metric, vh)
-                p, _ = mann_whitney(vh, vn)
-                sig = bool(not math.isnan(p) and p < alpha)
-                d = direction(metric, mh, mn)
-                rows.append({"arm": a, "step": st, "metric": metric, "n_now": int(vn.size), "median_now": mn,
-                             "n_history": int(vh.size), "median_history": mh, "change_pct": change_pct(mh, mn),
-                             "p_value": p, "significant": sig, "direction": d,
-                             "regression": bool(sig and d != "better" and mn != mh)})
+                d = decide(metric, vh, vn, alpha)
+                rows.append({"arm": a, "step": st, "metric": metric, "n_now": d.n_b, "median_now": d.median_b,
+                             "n_history": d.n_a, "median_history": d.median_a, "change_pct": d.change_pct,
+                             "shift": d.shift, "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value,
+                             "significant": d.significant, "verdict": d.verdict, "reps_needed": d.reps_needed,
+                             "regression": d.verdict == "worse"})
     check.rows = pd.DataFrame(rows, columns=HISTORY_CHECK_COLUMNS)
     return check
 
 
 def format_history_check(check: HistoryCheck) -> str:
-    from harness.compare import fmt_value, render_table
     if check.note:
         return f"history: {check.note}"
     head = (f"against the last {len(check.nights)} night(s) in {check.history_dir} "
-            f"({check.nights[0]}..{check.nights[-1]}), Mann-Whitney U, alpha {check.alpha:g}:")
+            f"({check.nights[0]}..{check.nights[-1]}), Mann-Whitney U and Hodges-Lehmann shift, "
+            f"alpha {check.alpha:g}:")
     if check.rows.empty:
         return head + " no common arm and step with data"
     rows = []
     for r in check.rows.itertuples():
-        p = "-" if math.isnan(r.p_value) else f"{r.p_value:.3f}"
-        change = "-" if math.isnan(r.change_pct) else f"{r.change_pct:+.1f}%"
-        mark = "REGRESSION" if r.regression else (r.direction if r.significant else "")
-        rows.append([r.arm, r.step, r.metric, fmt_value(r.metric, r.median_history), str(r.n_history),
-                     fmt_value(r.metric, r.median_now), str(r.n_now), change, p, mark])
-    return head + "\n" + render_table(["arm", "step", "metric", "history", "n", "now", "n", "change", "p", ""],
-                                      rows, left=3)
+        mark = "REGRESSION" if r.regression else r.verdict
+        rows.append([r.arm, r.step, r.metric, fmt_metric(r.metric, r.median_history), str(r.n_history),
+                     fmt_metric(r.metric, r.median_now), str(r.n_now), fmt_pct(r.change_pct),
+                     fmt_metric(r.metric, r.shift), fmt_p(r.p_value), mark])
+    return head + "\n" + text_table(["arm", "step", "metric", "history", "n", "now", "n", "change", "shift", "p",
+                                      ""], rows, left=3, last_left=True)

@@ -8,8 +8,8 @@ So a crash or Ctrl-C keeps every finished run, and ``--resume`` knows what to sk
 from __future__ import annotations
 
 import json
-import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,32 +18,21 @@ from typing import Any, Callable
 import pandas as pd
 
 from harness.errors import ResultsWriteError
-from harness.metrics import SAMPLE_COLUMNS, SUMMARY_COLUMNS
-
-RUN_DONE = "run.json"
+from harness.files import atomic_path
+from harness.results import layout
+from harness.results.layout import RUN_DONE
+from harness.results.metrics import SAMPLE_COLUMNS, SUMMARY_COLUMNS
 
 
 @contextmanager
-def _atomic(path: Path):
-    """Yield a temporary sibling of ``path``; rename it into place only if the body succeeds.
-
-    A full disk or a crash mid-write leaves the old file (or none), never a truncated
-    Parquet that a reader would take for a good one. OSError becomes ResultsWriteError.
-    """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+def _atomic(path: Path) -> Iterator[Path]:
+    """:func:`harness.files.atomic_path`, with OSError said as one line: which file, why, what to do."""
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            yield tmp
     except OSError as e:
         raise ResultsWriteError(f"cannot write {path}: {e.strerror or e} "
                                 f"(free some space or pass another --out; finished runs are kept)") from e
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass  # the tmp file could not be removed: it is hidden, and never read as a result
 
 
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
@@ -81,7 +70,7 @@ class ResultsStore:
 
     def __init__(self, out: Path):
         self.out = Path(out)
-        self.runs_dir = self.out / "runs"
+        self.runs_dir = layout.runs_dir(self.out)
         self._lock = threading.Lock()
 
     def run_dir(self, run_id: str) -> Path:
@@ -95,7 +84,7 @@ class ResultsStore:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ResultsWriteError(f"cannot create results folder {self.out}: {e.strerror or e}") from e
-        path = self.out / "metadata.json"
+        path = self.out / layout.METADATA
         write_text(path, json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
         return path
 
@@ -104,7 +93,7 @@ class ResultsStore:
         """Write one finished run, then mark it complete (the mark goes last)."""
         d = self.run_dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
-        for name, frame in (("samples", samples), ("summary", summary)):
+        for name, frame in ((layout.SAMPLES, samples), (layout.SUMMARY, summary)):
             write_frame(frame, d / name)
         write_text(d / RUN_DONE, json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
         self.combine()
@@ -112,22 +101,18 @@ class ResultsStore:
     def combine(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Rebuild the top-level frames from every complete run."""
         with self._lock:
-            samples, summary = _read_runs(self.runs_dir)
+            samples, summary = _read_runs(self.out)
             self.out.mkdir(parents=True, exist_ok=True)
-            for name, frame in (("samples", samples), ("summary", summary)):
+            for name, frame in ((layout.SAMPLES, samples), (layout.SUMMARY, summary)):
                 write_frame(frame, self.out / name)
             return samples, summary
 
 
-def _complete_runs(runs_dir: Path) -> list[Path]:
-    return sorted(p.parent for p in runs_dir.glob(f"*/{RUN_DONE}"))
-
-
-def _read_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read_runs(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     samples, summary = [], []
-    for d in _complete_runs(runs_dir):
-        samples.append(pd.read_parquet(d / "samples.parquet"))
-        summary.append(pd.read_parquet(d / "summary.parquet"))
+    for d in layout.complete_run_dirs(folder):
+        samples.append(pd.read_parquet(d / f"{layout.SAMPLES}.parquet"))
+        summary.append(pd.read_parquet(d / f"{layout.SUMMARY}.parquet"))
     s = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(columns=SAMPLE_COLUMNS)
     m = pd.concat(summary, ignore_index=True) if summary else pd.DataFrame(columns=SUMMARY_COLUMNS)
     return s, m
@@ -138,8 +123,8 @@ def load_results(out: str | Path) -> Results:
     out = Path(out)
     if not out.is_dir():
         raise FileNotFoundError(f"no results folder at {out}")
-    samples, summary = _read_runs(out / "runs")
-    meta_path = out / "metadata.json"
+    samples, summary = _read_runs(out)
+    meta_path = out / layout.METADATA
     metadata = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    runs = [json.loads((d / RUN_DONE).read_text()) for d in _complete_runs(out / "runs")]
+    runs = [json.loads((d / RUN_DONE).read_text()) for d in layout.complete_run_dirs(out)]
     return Results(samples, summary, metadata, runs)

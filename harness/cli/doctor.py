@@ -154,3 +154,14 @@ def run_doctor(scenario_path: Path) -> int:
     failed = [c for c in checks if c.status == "FAIL"]
     print("a run can go" if not failed else f"{len(failed)} problem(s) to fix before a run")
     return 1 if failed else 0
+
+
+def _cmd_doctor(args) -> int:
+    from harness.resources import scenario_path
+    return run_doctor(Path(args.scenario) if args.scenario else scenario_path("rfc-v1.toml"))
+
+
+def register(sub) -> None:
+    d = sub.add_parser("doctor", help="check this host: KVM, THP, memory, cache, disk")
+    d.add_argument("--scenario", help="check memory against this scenario (default: rfc-v1)")
+    d.set_defaults(func=_cmd_doctor)

@@ -5,7 +5,7 @@ live (scenario folder, step, arms, columns) and a function writing the one-line 
 Kept as data, apart from :mod:`harness.review` which loads the results and renders them,
 so that adding a point, an arm or a column is one edit here and the Markdown, the HTML,
 the plots and the terminal all follow. Every number in an answer is computed from the
-results through :class:`harness.review.Evidence`; nothing here is a measured figure.
+results through :class:`harness.review.evidence.Evidence`; nothing here is a measured figure.
 
 The questions are the review's words (``/work/shared/seed/rfc-virtio-balloon-thp-order-review.txt``);
 MST's mail is not in that file, so his point is marked as a paraphrase.
@@ -15,84 +15,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
-if TYPE_CHECKING:  # pragma: no cover - only for the annotations
-    from harness.review import Evidence
-
-# The scenarios the review runs, in order (shipped scenario files, see harness.resources).
-REVIEW_SCENARIOS = ["review-designs.toml", "mechanisms.toml", "mechanisms-phases.toml"]
-DESIGNS = "review-designs"
-MECHANISMS = "mechanisms"
-PHASES = "mechanisms-phases"
-# A pseudo step: one row per run with the sums of its steps (footprint = integral over the run).
-WHOLE_RUN = "whole run"
-# The step whose host THP a run's later steps are compared with (the workload filled memory).
-FILL_STEP = "usemem"
-# Below this median returned_fraction an arm keeps host THP by not returning memory
-# (the same limit as harness.report.SHORT_RETURNED; repeated to keep this module import-light).
-KEEPS_MEMORY = 0.5
-DAVID = "David Hildenbrand, review of RFC v1 (12 Mar 2020)"
-
-
-@dataclass(frozen=True)
-class Column:
-    """How a column is shown: its table header (units included), unit and meaning.
-
-    Columns of :data:`harness.metrics.METRICS` take their unit and meaning from there (one
-    definition); the unit and meaning here serve the columns :mod:`harness.review` derives
-    and those an older harness did not define.
-    """
-
-    header: str
-    unit: str = ""
-    meaning: str = ""
-
-
-COLUMNS: dict[str, Column] = {
-    "shrink_fraction": Column("shrink"),
-    "thp_lost_per_ballooned_mib": Column("THP lost / ballooned MiB"),
-    "returned_fraction": Column("returned"),
-    "rss_freed_kib": Column("RSS freed kB"),
-    "settle_seconds": Column("settle s"),
-    "guest_free_order9_after": Column("guest free 2 MiB blocks"),
-    "guest_balloon_migrate_delta": Column("balloon_migrate"),
-    "guest_balloon_huge_after": Column("balloon huge blocks"),
-    "guest_thp_fault_fallback_delta": Column("guest thp_fault_fallback"),
-    "guest_ahp_after_kib": Column("guest AHP kB"),
-    "qemu_ahp_after_kib": Column("QEMU AHP kB"),
-    "guest_mem_total_after_kib": Column("guest MemTotal kB"),
-    "event_seconds": Column("event s"),
-    "workload_mb_s": Column("MB/s", "MB/s", "throughput of the workload run by the step (usemem random access)"),
-    "thp_lost_per_returned_mib": Column(
-        "THP lost / returned MiB", "ratio",
-        "thp_lost_kib / rss_freed_kib: host THP lost per MiB of host RSS freed (NaN below one huge page)"),
-    "moved_gib_per_s": Column("moved GiB/s", "GiB/s", "|guest memory change| per second of the resize"),
-    "returned_gib_per_s": Column("returned GiB/s", "GiB/s", "host RSS freed per second of the resize"),
-    "rss_gib_min": Column("RSS GiB·min", "GiB*min",
-                          "QEMU RSS integrated over time (footprint; on 'whole run': the sum over the run's steps)"),
-    "thp_gib_min": Column("THP GiB·min", "GiB*min",
-                          "QEMU AnonHugePages integrated over time (on 'whole run': the sum over the run's steps)"),
-    "thp_rise_seconds": Column("THP 90 % rise s", "s",
-                               "seconds until QEMU AnonHugePages reached 90 % of its rise during the step"),
-    "thp_back_fraction": Column(
-        f"THP vs {FILL_STEP}", "ratio",
-        f"QEMU AnonHugePages after the step / after the run's '{FILL_STEP}' step: 1.0 = the host has all "
-        "its huge pages back"),
-    "thp_regained_kib": Column("THP regained kB", "kB",
-                               "qemu_ahp_after - qemu_ahp_before over the step (negative: huge pages lost)"),
-}
-
-
-@dataclass(frozen=True)
-class Table:
-    """One table of a section: the step of one scenario folder, the arms and the columns."""
-
-    scenario: str                  # folder stem under the review folder, e.g. "review-designs"
-    step: str                      # step label, or WHOLE_RUN for per-run sums
-    arms: tuple[str, ...]
-    columns: tuple[str, ...]
-    caption: str = ""
+from harness.analysis.report import SHORT_RETURNED as KEEPS_MEMORY
+from harness.review.evidence import Evidence
+from harness.review.tables import (
+    DAVID,
+    DESIGNS,
+    FILL_STEP,
+    MECHANISMS,
+    PHASES,
+    WHOLE_RUN,
+    Table,
+)
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,19 @@ from typing import Optional, TextIO
 
 import pandas as pd
 
-from harness.compare import Folder, fmt_value, mann_whitney, open_folder, render_table
+from harness.analysis.decide import decide
+from harness.analysis.defaults import DEFAULT_ALPHA, DEFAULT_LAST, EXIT_FAILED, EXIT_INFRA, EXIT_OK
+from harness.analysis.groups import REACHED_FRACTION, centre, fmt_metric, run_values
+from harness.analysis.history import HistoryCheck, format_history_check
+from harness.analysis.history import against_history as compare_history
+from harness.analysis.report import headline_table, legend, plot_all
 from harness.experiment.expectations import Expectation, holds, parse_expectations
-from harness.history import HistoryCheck
-from harness.results import atomic_write
-from harness.statistics import REACHED_FRACTION, centre, ordered, run_values
+from harness.render.markdown import md_escape, md_table
+from harness.render.text import text_table
+from harness.results import atomic_write, layout
+from harness.results.folder import ResultsFolder, open_folder, ordered
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
-EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,9 @@ class Verdict:
 
 def _describe(metric: str, values, arm: str) -> str:
     if metric in (REACHED_FRACTION, "reached"):
-        return f"{arm} reached {int(sum(values))}/{len(values)} = {fmt_value(REACHED_FRACTION, centre(metric, values))}"
-    return f"{arm} median {fmt_value(metric, centre(metric, values))} (n={len(values)})"
+        share = fmt_metric(REACHED_FRACTION, centre(metric, values))
+        return f"{arm} reached {int(sum(values))}/{len(values)} = {share}"
+    return f"{arm} median {fmt_metric(metric, centre(metric, values))} (n={len(values)})"
 
 
 def evaluate(e: Expectation, summary: pd.DataFrame) -> Verdict:
@@ -96,12 +102,21 @@ def evaluate(e: Expectation, summary: pd.DataFrame) -> Verdict:
         ok = holds(e.op, m, o)
         return Verdict(e, PASS if ok else FAIL, f"{both} (medians only): {'holds' if ok else 'does not hold'}",
                        m, int(v.size), o, int(w.size))
-    p, note = mann_whitney(v, w)
-    sig = not math.isnan(p) and p < e.alpha
-    ok = {"<": m < o and sig, ">": m > o and sig, "<=": not (m > o and sig), ">=": not (m < o and sig),
-          "==": not sig, "!=": sig}[e.op]
-    ptext = f"Mann-Whitney p = {p:.3g}" if not math.isnan(p) else f"no test ({note})"
-    why = "" if ok or e.op not in ("<", ">") or sig else " (medians in order but not significant)"
+    d = decide(e.metric, w, v, e.alpha)      # this arm (B) against the other (A)
+    p = d.p_value
+    sig = d.significant and (abs(d.shift) >= d.floor if d.floor > 0 else d.shift != 0)
+    lower, higher = sig and d.shift < 0, sig and d.shift > 0
+    ok = {"<": lower, ">": higher, "<=": not higher, ">=": not lower, "==": not sig, "!=": sig}[e.op]
+    ptext = (f"Mann-Whitney p = {p:.3g}, shift {fmt_metric(e.metric, d.shift)}" if not math.isnan(p)
+             else "no test")
+    why = ""
+    if not ok and e.op in ("<", ">"):
+        if d.verdict == "n too small":
+            why = f" (n too small: {d.reps_needed} runs per arm can reach alpha {e.alpha:g})"
+        elif d.significant:
+            why = f" (significant, but the shift is below the effect floor {fmt_metric(e.metric, d.floor)})"
+        elif holds(e.op, m, o):
+            why = " (medians in order but not significant)"
     return Verdict(e, PASS if ok else FAIL,
                    f"{both}, {ptext}, alpha {e.alpha:g}: {e.op} {'holds' if ok else 'does not hold'}{why}",
                    m, int(v.size), o, int(w.size), p)
@@ -111,23 +126,14 @@ def evaluate_all(expectations: Sequence[Expectation], summary: pd.DataFrame) -> 
     return [evaluate(e, summary) for e in expectations]
 
 
-def failed_runs(out: str | Path) -> dict[str, str]:
-    """run id -> first line of its error.txt, for every run that failed."""
-    failed = {}
-    for err in sorted(Path(out).glob("runs/*/error.txt")):
-        text = err.read_text(errors="replace").strip()
-        failed[err.parent.name] = text.splitlines()[0] if text else "failed (empty error.txt)"
-    return failed
-
-
-def expectations_of(folder: Folder) -> tuple[Expectation, ...]:
+def expectations_of(folder: ResultsFolder) -> tuple[Expectation, ...]:
     """The ``[[expect]]`` tables of the folder's scenario (read without run-time path checks)."""
     info = folder.scenario
     raw = info.raw.get("expect", [])
     if not raw:
         return ()
     steps = list(dict.fromkeys([*info.steps, *(folder.summary["step"] if not folder.summary.empty else [])]))
-    path = info.path or (folder.path / "metadata.json")
+    path = info.path or (folder.path / layout.METADATA)
     return parse_expectations(path, raw, info.arms, steps)
 
 
@@ -135,7 +141,7 @@ def expectations_of(folder: Folder) -> tuple[Expectation, ...]:
 class CheckResult:
     """Everything ``check`` decided, for the terminal, JUnit and Markdown alike."""
 
-    folder: Folder
+    folder: ResultsFolder
     verdicts: list[Verdict]
     failed: dict[str, str]
     history: Optional[HistoryCheck]
@@ -146,7 +152,7 @@ class CheckResult:
         return {EXIT_OK: "PASS", EXIT_FAILED: "FAIL", EXIT_INFRA: "ERROR (infrastructure)"}[self.code]
 
 
-def decide(verdicts: Sequence[Verdict], failed: dict[str, str], regressions: int = 0) -> int:
+def exit_code(verdicts: Sequence[Verdict], failed: dict[str, str], regressions: int = 0) -> int:
     """The exit code: 2 infrastructure, else 1 a failure or regression, else 0."""
     if failed or any(v.status == ERROR for v in verdicts):
         return EXIT_INFRA
@@ -157,7 +163,8 @@ def decide(verdicts: Sequence[Verdict], failed: dict[str, str], regressions: int
 
 def check_results(out: str | Path, expectations: Optional[Sequence[Expectation]] = None,
                   junit: Optional[str | Path] = None, markdown: Optional[str | Path] = None,
-                  against_history: Optional[str | Path] = None, last: int = 7, alpha: float = 0.05,
+                  against_history: Optional[str | Path] = None, last: int = DEFAULT_LAST,
+                  alpha: float = DEFAULT_ALPHA,
                   stream: Optional[TextIO] = None) -> int:
     """Judge results folder ``out``; print the verdicts; write JUnit/Markdown; return the exit code.
 
@@ -169,14 +176,13 @@ def check_results(out: str | Path, expectations: Optional[Sequence[Expectation]]
     folder = open_folder(out)
     exps = tuple(expectations) if expectations is not None else expectations_of(folder)
     verdicts = evaluate_all(exps, folder.summary)
-    failed = failed_runs(folder.path)
+    failed = folder.failed
     hist = None
     regressions = 0
     if against_history is not None:
-        from harness.history import against_history as compare_history
         hist = compare_history(folder.path, against_history, last=last, alpha=alpha)
         regressions = len(hist.regressions)
-    result = CheckResult(folder, verdicts, failed, hist, decide(verdicts, failed, regressions))
+    result = CheckResult(folder, verdicts, failed, hist, exit_code(verdicts, failed, regressions))
     print(format_check(result), file=stream)
     if junit:
         write_junit(result, Path(junit))
@@ -192,13 +198,12 @@ def format_check(r: CheckResult) -> str:
              f"{len(r.folder.runs)} finished run(s))"]
     if r.verdicts:
         rows = [[v.status.upper(), v.expectation.name, v.message] for v in r.verdicts]
-        lines.append(render_table(["", "expectation", "measured"], rows, left=3))
+        lines.append(text_table(["", "expectation", "measured"], rows, left=3))
     else:
         lines.append("no expectations ([[expect]] in the scenario): only failed runs are checked")
     for run_id, why in r.failed.items():
         lines.append(f"FAILED RUN {run_id}: {why} (see runs/{run_id}/error.txt)")
     if r.history is not None:
-        from harness.history import format_history_check
         lines.append(format_history_check(r.history))
     lines.append(f"verdict: {r.outcome} (exit {r.code}: 0 all hold, 1 an expectation failed or a regression, "
                  f"2 runs failed to produce data)")
@@ -232,7 +237,7 @@ def junit_tree(r: CheckResult) -> ET.ElementTree:
     for v in r.verdicts:
         case(f"{scen}.{v.expectation.arm}", v.expectation.name, v.status, v.message)
     for run_id, why in r.failed.items():
-        err = r.folder.path / "runs" / run_id / "error.txt"
+        err = layout.run_dir(r.folder.path, run_id) / layout.ERROR
         case(f"{scen}.runs", f"run {run_id}", ERROR, f"run {run_id} failed: {why}",
              err.read_text(errors="replace")[-20000:])
     if not r.failed:
@@ -241,10 +246,11 @@ def junit_tree(r: CheckResult) -> ET.ElementTree:
     if hist is not None and not hist.rows.empty:
         for h in hist.rows.itertuples():
             p = "no test" if math.isnan(h.p_value) else f"p = {h.p_value:.3g}"
-            msg = (f"{h.metric}: now median {fmt_value(h.metric, h.median_now)} (n={h.n_now}), last "
-                   f"{len(hist.nights)} night(s) {fmt_value(h.metric, h.median_history)} (n={h.n_history}), "
-                   f"Mann-Whitney {p}, alpha {hist.alpha:g}: "
-                   + ("significantly worse" if h.regression else "no significant regression"))
+            msg = (f"{h.metric}: now median {fmt_metric(h.metric, h.median_now)} (n={h.n_now}), last "
+                   f"{len(hist.nights)} night(s) {fmt_metric(h.metric, h.median_history)} (n={h.n_history}), "
+                   f"shift {fmt_metric(h.metric, h.shift)}, Mann-Whitney {p}, alpha {hist.alpha:g}: "
+                   + ("significantly worse (beyond the effect floor)" if h.regression
+                      else f"no regression ({h.verdict})"))
             case(f"{scen}.history.{h.arm}", f"{h.arm} {h.step}: {h.metric} vs last {hist.last} nights",
                  FAIL if h.regression else PASS, msg)
     for k, count in counts.items():
@@ -265,18 +271,8 @@ def write_junit(r: CheckResult, path: Path) -> Path:
 
 # --- Markdown -----------------------------------------------------------------------------
 
-def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]]
-
-
 def markdown_text(r: CheckResult, base: Path) -> str:
     """The CI job page: outcome, expectations, failed runs, figures, history, plot links."""
-    from harness.report import headline_table, legend
     f = r.folder
     icon = {PASS: "✅ pass", FAIL: "❌ fail", ERROR: "⚠️ error"}
     accel = sorted({str(a) for a in f.summary["accel"].dropna()}) if "accel" in f.summary.columns else []
@@ -286,27 +282,27 @@ def markdown_text(r: CheckResult, base: Path) -> str:
            f"produce data).", ""]
     if r.verdicts:
         out += ["### Expectations", ""]
-        out += _md_table(["", "expectation", "measured"],
+        out += md_table(["", "expectation", "measured"],
                          [[icon[v.status], v.expectation.name, v.message] for v in r.verdicts])
         out.append("")
     else:
         out += ["No expectations in the scenario (`[[expect]]`).", ""]
     if r.failed:
         out += ["### Failed runs", ""]
-        out += [f"- `{run_id}`: {_md_escape(why)} ([error.txt]({_rel(f.path / 'runs' / run_id / 'error.txt', base)}))"
+        out += [f"- `{run_id}`: {md_escape(why)} ([{layout.ERROR}]"
+                f"({_rel(layout.run_dir(f.path, run_id) / layout.ERROR, base)}))"
                 for run_id, why in r.failed.items()]
         out.append("")
     arms, steps = ordered(f.summary, f.scenario.arms, f.scenario.steps) if not f.summary.empty else ([], [])
     table = headline_table(f.summary, arms, steps, f.scenario.reference)
     if table.rows:
         out += ["### Figures (median and spread over the runs)", ""]
-        out += _md_table(table.header, table.rows)
+        out += md_table(table.header, table.rows)
         out += ["", "<details><summary>What the columns mean</summary>", "", "```",
                 legend(table, width=120), "```", "", "</details>", ""]
     if r.history is not None:
-        from harness.history import format_history_check
         out += ["### Against history", "", "```", format_history_check(r.history), "```", ""]
-    plots = sorted((f.path / "plots").glob("*.png"))
+    plots = sorted((f.path / layout.PLOTS).glob("*.png"))
     if plots:
         out += ["### Plots", ""]
         out += [f"![{p.stem}]({_rel(p, base)})" for p in plots]
@@ -320,9 +316,8 @@ def _rel(target: Path, base: Path) -> str:
 
 def write_markdown(r: CheckResult, path: Path) -> Path:
     """Markdown for the CI page; draws the plots first when the folder has none."""
-    if not list((r.folder.path / "plots").glob("*.png")) and not r.folder.summary.empty:
-        from harness.report import plot_all
-        plot_all(r.folder.samples, r.folder.summary, r.folder.path / "plots",
+    if not list((r.folder.path / layout.PLOTS).glob("*.png")) and not r.folder.summary.empty:
+        plot_all(r.folder.samples, r.folder.summary, r.folder.path / layout.PLOTS,
                  r.folder.scenario.arms, r.folder.scenario.steps)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = markdown_text(r, path.parent)

@@ -2,9 +2,8 @@
 ``run``/``reproduce`` take to check and record a run as soon as it ends (``--check``,
 ``--junit``, ``--markdown``, ``--history``).
 
-Kept apart from ``harness.cli`` so the analysis can grow without touching the commands
-that boot guests; ``cli.make_parser`` calls :func:`register`, ``_add_run_options`` calls
-:func:`add_run_options`, and ``_run`` ends with :func:`after_run`.
+``harness.cli.main`` calls :func:`register`; ``run``/``reproduce`` add
+:func:`add_run_options` and end with :func:`after_run`, given an :class:`AfterRun` request.
 
 Exit codes follow ``check``: 0 all expectations hold, 1 one failed (or a regression
 against the history), 2 infrastructure (runs that failed to produce data; for ``check``
@@ -15,14 +14,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+from harness.analysis.defaults import DEFAULT_ALPHA, DEFAULT_LAST, EXIT_INFRA
 from harness.errors import HarnessError
 
-EXIT_INFRA = 2
-DEFAULT_LAST = 7   # nights of history pooled (= harness.history.DEFAULT_LAST; imported lazily, see below)
-# The analysis modules import pandas and scipy: imported inside the commands, so that
-# `balloon-harness --help` and the commands that boot guests do not pay for them.
+# The analysis modules import pandas and scipy: imported inside the commands (deferred
+# heavy dependencies), so that `balloon-harness --help` and `doctor` do not pay for them.
+
+
+@dataclass(frozen=True)
+class AfterRun:
+    """What ``run``/``reproduce`` do with the results folder once the runs end."""
+
+    check: bool = False
+    junit: Optional[Path] = None
+    markdown: Optional[Path] = None
+    history: Optional[Path] = None
+    last: int = DEFAULT_LAST
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> AfterRun:
+        return cls(check=bool(args.check or args.junit or args.markdown),
+                   junit=Path(args.junit) if args.junit else None,
+                   markdown=Path(args.markdown) if args.markdown else None,
+                   history=Path(args.history) if args.history else None, last=args.last)
 
 
 def _positive_last(value: int) -> int:
@@ -32,7 +50,7 @@ def _positive_last(value: int) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import compare, format_comparison
+    from harness.analysis.compare import compare, format_comparison
     print(format_comparison(compare(args.a, args.b, alpha=args.alpha, force=args.force)))
     return 0
 
@@ -40,7 +58,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     """Any refusal here (not a results folder, bad history, bad expectation) is exit 2:
     CI must not mistake a broken pipeline for a failed expectation (exit 1)."""
-    from harness.verdicts import check_results
+    from harness.analysis.check import check_results
     against = args.against_history or args.history
     try:
         if against is None and args.last is not None:
@@ -58,7 +76,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _append(out: Path, history: Path) -> int:
     """Append ``out`` to the history; 0, or 2 (infrastructure) with one line when refused."""
-    from harness.history import append_history
+    from harness.analysis.history import append_history
     try:
         added = append_history(out, history)
     except HarnessError as e:
@@ -69,7 +87,7 @@ def _append(out: Path, history: Path) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from harness.history import format_trend, history_trend
+    from harness.analysis.history import format_trend, history_trend
     h = Path(args.dir)
     if not h.exists():
         raise HarnessError(f"{h}: no such history folder")
@@ -80,11 +98,13 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from harness.merge import merge_results
-    from harness.results import load_results
+    from harness.analysis.groups import write_summary_stats
+    from harness.results.folder import open_folder
+    from harness.results.merge import merge_results
     out = merge_results(Path(args.out), [Path(d) for d in args.dirs], force=args.force)
-    res = load_results(out)
-    print(f"merged {len(args.dirs)} shard(s) into {out}: {len(res.runs)} finished run(s)")
+    merged = open_folder(out)
+    write_summary_stats(out, merged.summary, merged.scenario.arms, merged.scenario.steps)
+    print(f"merged {len(args.dirs)} shard(s) into {out}: {len(merged.runs)} finished run(s)")
     return 0
 
 
@@ -96,7 +116,7 @@ def register(subparsers) -> None:
                     "every arm, step and headline figure. Refuses different scenarios or builds unless --force.")
     c.add_argument("a", help="results folder, or DIR:arm")
     c.add_argument("b", help="results folder, or DIR:arm")
-    c.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    c.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})")
     c.add_argument("--force", action="store_true", help="compare even different scenarios or builds")
     c.set_defaults(func=_cmd_compare)
 
@@ -111,7 +131,8 @@ def register(subparsers) -> None:
     k.add_argument("--history", metavar="DIR",
                    help="compare with this history folder (unless --against-history), then append the results to it")
     k.add_argument("--last", type=int, metavar="N", help=f"nights of history to pool (default {DEFAULT_LAST})")
-    k.add_argument("--alpha", type=float, default=0.05, help="significance level against history (default 0.05)")
+    k.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"significance level against history (default {DEFAULT_ALPHA:g})")
     k.set_defaults(func=_cmd_check)
 
     h = subparsers.add_parser("history", help="trend of a figure over the nights of a history folder",
@@ -146,7 +167,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help=f"with --check --history: nights of history to compare with (default {DEFAULT_LAST})")
 
 
-def after_run(args: argparse.Namespace, out: Path, rc: int) -> int:
+def after_run(after: AfterRun, out: Path, rc: int) -> int:
     """Check and record a finished run; returns the command's exit code.
 
     Without --check: ``rc`` (1 when runs failed). With --check: 2 when runs failed
@@ -154,14 +175,13 @@ def after_run(args: argparse.Namespace, out: Path, rc: int) -> int:
     tonight's runs are not compared with themselves; a history folder that is refused
     makes it 2 with --check (infrastructure), else 1 like any other error.
     """
-    check = bool(getattr(args, "check", False) or getattr(args, "junit", None) or getattr(args, "markdown", None))
-    history = getattr(args, "history", None)
+    check, history = after.check, after.history
     code = rc
     if check:
-        from harness.verdicts import check_results
+        from harness.analysis.check import check_results
         try:
-            c = check_results(Path(out), junit=args.junit, markdown=args.markdown, against_history=history,
-                              last=_positive_last(getattr(args, "last", DEFAULT_LAST)))
+            c = check_results(Path(out), junit=after.junit, markdown=after.markdown, against_history=history,
+                              last=_positive_last(after.last))
         except HarnessError as e:
             print(f"balloon-harness: error: check: {e}", file=sys.stderr)
             c = EXIT_INFRA

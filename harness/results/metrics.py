@@ -138,8 +138,22 @@ _VALUES = [
 ]
 METRICS: dict[str, Metric] = {m.name: m for m in (*_ID, *_VALUES)}
 SUMMARY_COLUMNS = list(METRICS)
-ID_COLUMNS = [m.name for m in _ID]
 HEADLINE = [m.name for m in _VALUES if m.headline]
+# The smallest change of a figure that matters (its units): a comparison calls a shift
+# better or worse only when it is significant AND at least this large, so a tiny drift
+# that many pooled nights make significant is not a regression. Figures not listed: any
+# significant shift counts.
+EFFECT_FLOORS: dict[str, float] = {
+    "reached": 0.2,                       # one run in five
+    "shrink_fraction": 0.02,
+    "returned_fraction": 0.05,
+    "thp_lost_per_ballooned_mib": 0.05,
+    "thp_lost_per_returned_mib": 0.05,
+    "rss_freed_kib": 2048.0,              # one huge page
+    "host_ahp_after_kib": 4096.0,         # two huge pages
+    "settle_seconds": 0.4,                # two samples at the default 5/s
+    "thp_split_pmd_delta": 5.0,
+}
 NUMERIC_COLUMNS = [m.name for m in _VALUES if m.unit not in ("",)]
 
 

@@ -25,9 +25,18 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from harness.metrics import METRICS, MOVE_KINDS, REACHED_TOLERANCE_NOTE, TABLE_KINDS
-from harness.results import load_results
-from harness.statistics import ordered, reached_as_float, scenario_info, summary_stats, write_summary_stats
+from harness.analysis.groups import (
+    fmt_metric,
+    fmt_metric_spread,
+    reached_as_float,
+    summary_stats,
+    write_summary_stats,
+)
+from harness.render.boxplot import Group, box_panel
+from harness.render.text import text_table
+from harness.results import layout
+from harness.results.folder import open_folder, ordered
+from harness.results.metrics import METRICS, MOVE_KINDS, REACHED_TOLERANCE_NOTE, TABLE_KINDS
 
 SHORT_SHRINK = 0.9       # below this median shrink_fraction, a good THP ratio was earned by stopping short
 SHORT_RETURNED = 0.5     # below this median returned_fraction, by not returning the ballooned memory
@@ -45,35 +54,16 @@ HEADLINE_COLUMNS = [
     ("settle_seconds", "settle s"),
     ("thp_split_pmd_delta", "split_pmd"),
 ]
+# The default terminal table (fits 100 columns: medians only, the spread is in --wide,
+# summary_stats.csv and the Markdown of `check`): what decides the RFC's question.
+NARROW_COLUMNS = [
+    ("thp_lost_per_ballooned_mib", "THP/MiB"),
+    ("thp_lost_per_returned_mib", "THP/ret"),
+    ("returned_fraction", "returned"),
+    ("host_ahp_after_kib", "host AHP kB"),
+]
 REFERENCE_COLUMNS = [("host_ahp_before_kib", "host AHP before kB")]
 RATIO = "thp_lost_per_ballooned_mib"
-
-
-def fmt_number(metric: str, v: float) -> str:
-    """One figure as the table prints it (by the metric's unit)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    unit = METRICS[metric].unit if metric in METRICS else ""
-    if unit in ("ratio", "bool"):
-        return f"{v:.2f}"
-    if unit in ("s", "MiB"):
-        return f"{v:.1f}"
-    return f"{v:.0f}"
-
-
-def fmt_spread(metric: str, n: int, median: float, q1: float, q3: float, lo: float, hi: float) -> str:
-    """``median`` alone (n=1), ``median (min..max)`` for n <= 4, ``median [q1..q3]`` for n >= 5.
-
-    Quartiles of 2 to 4 values are interpolations between them; the range says more then.
-    """
-    if not n:
-        return "-"
-    f = lambda v: fmt_number(metric, v)  # noqa: E731
-    if n == 1 or lo == hi:
-        return f(median)
-    if n <= 4:
-        return f"{f(median)} ({f(lo)}..{f(hi)})"
-    return f"{f(median)} [{f(q1)}..{f(q3)}]"
 
 
 @dataclass
@@ -103,17 +93,22 @@ def stopped_short(stats: pd.DataFrame) -> bool:
 def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
                    step_order: Optional[list[str]] = None,
                    reference: Optional[dict[str, dict[str, float]]] = None,
-                   kinds: tuple[str, ...] = REPORT_KINDS) -> HeadlineTable:
+                   kinds: tuple[str, ...] = REPORT_KINDS, wide: bool = True) -> HeadlineTable:
     """Per arm and step: n, reached k/n and each headline figure's median and spread.
 
     RFC columns (the scenario's ``[reference]`` figures, on each arm's last step) only
-    when ``reference`` is not empty.
+    when ``reference`` is not empty. ``wide=False``: the terminal's default, the figures
+    that decide (:data:`NARROW_COLUMNS`, medians only) and the RFC's after figure.
     """
     reference = reference or {}
-    columns = list(HEADLINE_COLUMNS)
-    if reference:
-        columns = columns[:4] + REFERENCE_COLUMNS + columns[4:5] + [
-            ("rfc_host_ahp_before_kib", "RFC before kB"), ("rfc_host_ahp_after_kib", "RFC after kB")] + columns[5:]
+    if wide:
+        columns = list(HEADLINE_COLUMNS)
+        if reference:
+            columns = columns[:4] + REFERENCE_COLUMNS + columns[4:5] + [
+                ("rfc_host_ahp_before_kib", "RFC before kB"), ("rfc_host_ahp_after_kib", "RFC after kB")
+            ] + columns[5:]
+    else:
+        columns = list(NARROW_COLUMNS) + ([("rfc_host_ahp_after_kib", "RFC kB")] if reference else [])
     header = ["arm", "step", "n", "reached"] + [h for _, h in columns]
     table = HeadlineTable(header, [], [c for c, _ in columns], reference=bool(reference))
     if summary is None or summary.empty:
@@ -141,14 +136,14 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
             for col, _ in columns:
                 if col.startswith("rfc_"):
                     v = reference.get(arm, {}).get(col[4:], math.nan) if step == last_step[arm] else math.nan
-                    cells.append(fmt_number(col[4:], v))
+                    cells.append(fmt_metric(col[4:], v))
                     continue
                 m = st[st["metric"] == col]
                 if m.empty:
                     cells.append("-")
                     continue
                 r = m.iloc[0]
-                cell = fmt_spread(col, int(r["n"]), r["median"], r["q1"], r["q3"], r["min"], r["max"])
+                cell = fmt_metric_spread(col, r) if wide else fmt_metric(col, r["median"])
                 if col == RATIO and short and cell != "-":
                     cell += SHORT_FLAG
                 cells.append(cell)
@@ -158,12 +153,7 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
 
 def format_table(table: HeadlineTable) -> str:
     """A plain-text table for the terminal (arm and step left-aligned, figures right)."""
-    rows = [table.header, *table.rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(table.header))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-             for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(table.header, table.rows, left=2)
 
 
 def legend(table: HeadlineTable, width: int = 100) -> str:
@@ -264,33 +254,16 @@ def _plot_runs(summary: pd.DataFrame, path: Path, arm_order: Optional[list[str]]
     panels = [p for p in RUN_PANELS if p[0] in s.columns]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
     rng = np.random.default_rng(0)  # fixed jitter: the same plot for the same results
-    for ax, (col, title, scale) in zip(axes[0], panels):
-        data, xs = [], []
-        for i, (arm, step) in enumerate(groups):
+    for k, (ax, (col, title, scale)) in enumerate(zip(axes[0], panels)):
+        boxes = []
+        for label, (arm, step) in zip(labels, groups):
             rows = s[(s["arm"] == arm) & (s["step"] == step)]
-            vals = pd.to_numeric(rows[col], errors="coerce").astype(float) * scale
-            reached = reached_as_float(rows["reached"]) if "reached" in rows.columns else pd.Series(np.nan, rows.index)
-            ok = vals.notna()
-            data.append(vals[ok].to_numpy())
-            xs.append(i + 1)
-            jitter = rng.uniform(-0.12, 0.12, size=len(vals))
-            got = (reached != 0).to_numpy()
-            x = np.full(len(vals), i + 1.0) + jitter
-            ax.scatter(x[got], vals.to_numpy()[got], s=22, color="tab:blue", zorder=3,
-                       label="run" if i == 0 else None)
-            ax.scatter(x[~got], vals.to_numpy()[~got], s=26, facecolors="none", edgecolors="tab:red",
-                       zorder=3, label="run, target not reached" if i == 0 else None)
-        nonempty = [(x, d) for x, d in zip(xs, data) if len(d)]
-        if nonempty:
-            ax.boxplot([d for _, d in nonempty], positions=[x for x, _ in nonempty], widths=0.5,
-                       showfliers=False, medianprops={"color": "black"})
-        ax.set_xticks(range(1, len(groups) + 1), labels)
-        if col == RATIO:
-            ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
-        if col == "shrink_fraction":
-            ax.axhline(SHORT_SHRINK, color="tab:red", linestyle=":", linewidth=0.8)
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(axis="x", labelsize=8)
+            vals = pd.to_numeric(rows[col], errors="coerce").astype(float).to_numpy() * scale
+            reached = reached_as_float(rows["reached"]).to_numpy() if "reached" in rows.columns else None
+            boxes.append(Group(label, vals, reached))
+        guides = [(1.0, "black", "--")] if col == RATIO else []
+        guides += [(SHORT_SHRINK, "tab:red", ":")] if col == "shrink_fraction" else []
+        box_panel(ax, boxes, title, rng, guides, label_points=k == 0)
     handles, names = axes[0, 0].get_legend_handles_labels()
     if handles:
         axes[0, 0].legend(handles, names, fontsize=7, loc="best")
@@ -301,18 +274,17 @@ def _plot_runs(summary: pd.DataFrame, path: Path, arm_order: Optional[list[str]]
     return path
 
 
-def print_report(out: Path) -> None:
-    """The table of a results folder on stdout, then summary_stats and plots written and listed."""
-    out = Path(out)
-    res = load_results(out)
-    info = scenario_info(out, res.metadata)
-    table = headline_table(res.summary, info.arms, info.steps, info.reference)
-    print(format_table(table) if table.rows else format_table(table) + "\n(no finished runs)")
-    print()
-    print(legend(table))
-    accel = sorted(set(res.summary["accel"].dropna())) if not res.summary.empty and "accel" in res.summary else []
-    print(f"accelerator: {', '.join(accel) or '-'}; runs: {len(res.runs)}; results: {out}")
-    for p in write_summary_stats(out, res.summary, info.arms, info.steps):
-        print(f"stats: {p}")
-    for p in plot_all(res.samples, res.summary, out / "plots", info.arms, info.steps):
-        print(f"plot: {p}")
+def report_text(out: Path, wide: bool = False) -> str:
+    """The table of a results folder with its legend; writes summary_stats and the plots
+    and lists them. ``wide``: every headline column (the default fits 100 columns)."""
+    folder = open_folder(out)
+    info = folder.scenario
+    table = headline_table(folder.summary, info.arms, info.steps, info.reference, wide=wide)
+    lines = [format_table(table) if table.rows else format_table(table) + "\n(no finished runs)", ""]
+    lines.append(legend(table) + ("" if wide else "\n(--wide: every headline figure with its spread)"))
+    s = folder.summary
+    accel = sorted(set(s["accel"].dropna())) if not s.empty and "accel" in s else []
+    lines.append(f"accelerator: {', '.join(accel) or '-'}; runs: {len(folder.runs)}; results: {out}")
+    lines += [f"stats: {p}" for p in write_summary_stats(out, s, info.arms, info.steps)]
+    lines += [f"plot: {p}" for p in plot_all(folder.samples, s, Path(out) / layout.PLOTS, info.arms, info.steps)]
+    return "\n".join(lines)

@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.compare import Folder, open_folder, refuse_if_different
 from harness.errors import HarnessError
-from harness.results import ResultsStore
-from harness.statistics import write_summary_stats
+from harness.results import layout
+from harness.results.folder import ResultsFolder, open_folder
+from harness.results.identity import refuse_if_different
+from harness.results.store import ResultsStore
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -36,7 +37,7 @@ def _same_tree(a: Path, b: Path) -> bool:
     return fa == fb and all(filecmp.cmp(a / p, b / p, shallow=False) for p in fa)
 
 
-def _scenario_text(folder: Folder) -> str:
+def _scenario_text(folder: ResultsFolder) -> str:
     if folder.scenario.text is None:
         raise HarnessError(f"{folder.path} has neither scenario.toml nor the scenario in metadata.json: "
                            f"cannot tell which scenario its runs belong to")
@@ -48,6 +49,13 @@ def merge_results(out: str | Path, dirs: Sequence[str | Path], force: bool = Fal
     out = Path(out)
     if not dirs:
         raise HarnessError("merge needs at least one shard results folder")
+    seen: dict[Path, str] = {}
+    for d in dirs:
+        real = Path(d).resolve()
+        if real in seen:
+            raise HarnessError(f"{d} is given twice ({seen[real]} is the same folder): each shard once, "
+                               f"or its runs would be counted twice")
+        seen[real] = str(d)
     folders = [open_folder(d) for d in dirs]
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HarnessError(f"{out} already exists and is not empty: merge into a new folder")
@@ -63,7 +71,7 @@ def merge_results(out: str | Path, dirs: Sequence[str | Path], force: bool = Fal
 
     sources: dict[str, Path] = {}
     for f in folders:
-        for d in sorted(p for p in (f.path / "runs").iterdir() if p.is_dir()):
+        for d in sorted(p for p in layout.runs_dir(f.path).iterdir() if p.is_dir()):
             if d.name in sources:
                 if not _same_tree(sources[d.name], d):
                     raise HarnessError(f"run {d.name} is in two shards with different contents "
@@ -74,20 +82,19 @@ def merge_results(out: str | Path, dirs: Sequence[str | Path], force: bool = Fal
     tmp = out.with_name(f".{out.name}.merging")
     if tmp.exists():
         shutil.rmtree(tmp)
-    (tmp / "runs").mkdir(parents=True)
+    layout.runs_dir(tmp).mkdir(parents=True)
     for run_id, src in sources.items():
-        shutil.copytree(src, tmp / "runs" / run_id)
-    (tmp / "scenario.toml").write_text(first_text)
+        shutil.copytree(src, layout.run_dir(tmp, run_id))
+    (tmp / layout.SCENARIO).write_text(first_text)
     ResultsStore(tmp).write_metadata(merged_metadata(folders, notes))
     if out.exists():
         out.rmdir()
     tmp.rename(out)
-    _, summary = ResultsStore(out).combine()
-    write_summary_stats(out, summary, folders[0].scenario.arms, folders[0].scenario.steps)
+    ResultsStore(out).combine()
     return out
 
 
-def merged_metadata(folders: Sequence[Folder], notes: Sequence[str] = ()) -> dict[str, Any]:
+def merged_metadata(folders: Sequence[ResultsFolder], notes: Sequence[str] = ()) -> dict[str, Any]:
     """The first shard's metadata, each shard's own in ``shards``, accelerators of every run."""
     base = dict(folders[0].metadata)
     created = sorted(str(f.metadata["created"]) for f in folders if f.metadata.get("created"))

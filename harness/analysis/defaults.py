@@ -1,0 +1,10 @@
+"""Defaults and thresholds of the analysis, each stated once, by name.
+
+Light on purpose (no pandas, no scipy): the CLI reads them for its option defaults.
+"""
+
+DEFAULT_ALPHA = 0.05     # significance level of every rank test (compare, check, history, review)
+DEFAULT_LAST = 7         # nights of history pooled by check --against-history
+CONFIDENCE = 0.95        # level of the Hodges-Lehmann shift's confidence interval
+# Exit codes of `check` (and `run --check`): 2 wins over 1, see harness.analysis.check.
+EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 2

@@ -1,0 +1,63 @@
+"""``balloon-harness``: build, run scenarios, reproduce the RFC, report, check the host.
+
+Expected failures print one line (``balloon-harness: error: ...``), not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.cli import analysis, doctor, output, review, runs
+from harness.errors import HarnessError
+
+# Each adds its commands with register(subparsers): a new command is a function in one of
+# these (or a new module listed here), nothing else.
+COMMAND_MODULES = (runs, doctor, analysis, review)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="balloon-harness", description=__doc__)
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more detail on stderr (-vv: also the SSH/QMP libraries)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return p
+
+
+def install_process_handlers() -> None:
+    """Process-wide hooks, owned by the program rather than the library: SIGTERM unwinds
+    like Ctrl-C (every ``with Guest``/``Machine`` block stops its QEMU), and an atexit hook
+    stops any machine still live. Only in the main thread (signal's own rule)."""
+    import atexit
+    import signal
+    import threading
+
+    from harness.vm.machine import stop_all_live
+
+    atexit.register(stop_all_live)
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        def _sigterm(signum, frame):
+            raise SystemExit(128 + signum)
+        signal.signal(signal.SIGTERM, _sigterm)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    output.configure(-1 if args.quiet else args.verbose)
+    install_process_handlers()
+    try:
+        return args.func(args)
+    except HarnessError as e:
+        print(f"balloon-harness: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("balloon-harness: interrupted; finished runs are on disk (use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""The terminal: where the library's log records go, and how loud.
+
+Library modules log with ``logging.getLogger(__name__)`` and never print; the CLI calls
+:func:`configure` once with ``-v``/``-q``. Records go to stderr as ``[name] message``
+lines (the build's and the runner's progress), so stdout keeps only a command's result
+(tables, paths) and can be piped. Progress over runs goes through :func:`progress`
+(tqdm), which draws a bar on a terminal and stays silent in a pipe or a CI log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Optional
+
+QUIET, NORMAL, VERBOSE = logging.WARNING, logging.INFO, logging.DEBUG
+# Third-party loggers that narrate every packet or connection: shown only with -vv.
+CHATTY = ("paramiko", "qemu.qmp", "asyncio", "matplotlib", "PIL")
+
+
+class _Short(logging.Formatter):
+    """``[build] message``: the harness package's second name part, as the old printers did."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = record.name.split(".")
+        who = parts[1] if parts[0] == "harness" and len(parts) > 1 else parts[0]
+        text = super().format(record)
+        prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"[{who}] {prefix}{text}"
+
+
+def configure(verbosity: int = 0) -> None:
+    """``verbosity``: -1 quiet (warnings only), 0 normal, 1 debug of the harness, 2 also chatty libraries."""
+    level = QUIET if verbosity < 0 else (NORMAL if verbosity == 0 else VERBOSE)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_balloon_harness", False):
+            root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Short("%(message)s"))
+    handler._balloon_harness = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+
+
+@contextmanager
+def progress(total: int, what: str, **kwargs: Any) -> Iterator[Optional[Any]]:
+    """A tqdm bar over ``total`` items on a terminal; None (no bar) in a pipe or CI log."""
+    if not sys.stderr.isatty() or total <= 1:
+        yield None
+        return
+    from tqdm import tqdm
+    bar = tqdm(total=total, desc=what, unit="run", file=sys.stderr, leave=False, **kwargs)
+    try:
+        yield bar
+    finally:
+        bar.close()

@@ -1,0 +1,52 @@
+"""Every file name of a results folder, in one place.
+
+    <folder>/metadata.json          host, builds, the scenario's text, shards (merge)
+    <folder>/scenario.toml          the scenario as run
+    <folder>/samples.{parquet,csv}  every complete run's samples (rebuilt from runs/)
+    <folder>/summary.{parquet,csv}  every complete run's summary rows (rebuilt from runs/)
+    <folder>/summary_stats.{csv,parquet}   per arm, step and metric statistics (report)
+    <folder>/plots/*.png
+    <folder>/runs/<run_id>/run.json          written last: the run is complete
+    <folder>/runs/<run_id>/{samples,summary}.{parquet,csv}
+    <folder>/runs/<run_id>/error.txt         the run failed (why, console tail)
+    <folder>/runs/<run_id>/partial-{summary,samples}.csv, partial-moves.json
+                                             the steps a failed run finished
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+METADATA = "metadata.json"
+SCENARIO = "scenario.toml"
+SAMPLES = "samples"              # stem: .parquet and .csv
+SUMMARY = "summary"              # stem: .parquet and .csv
+SUMMARY_STATS = "summary_stats"  # stem: .csv and .parquet
+PLOTS = "plots"
+RUNS = "runs"
+RUN_DONE = "run.json"
+ERROR = "error.txt"
+PARTIAL_SUMMARY = "partial-summary.csv"
+PARTIAL_SAMPLES = "partial-samples.csv"
+PARTIAL_MOVES = "partial-moves.json"
+
+
+def runs_dir(folder: Path) -> Path:
+    return Path(folder) / RUNS
+
+
+def run_dir(folder: Path, run_id: str) -> Path:
+    return runs_dir(folder) / run_id
+
+
+def complete_run_dirs(folder: Path) -> list[Path]:
+    """The folders of the runs that finished (their run.json exists), in run id order."""
+    return sorted(p.parent for p in runs_dir(folder).glob(f"*/{RUN_DONE}"))
+
+
+def failed_run_dirs(folder: Path) -> list[Path]:
+    """The folders of the runs that failed: an error.txt and no run.json."""
+    d = runs_dir(folder)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if (p / ERROR).exists() and not (p / RUN_DONE).exists())
