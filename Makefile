@@ -2,7 +2,7 @@
 #   make test        system packages, venv, build (cached), all tests (boots guests)
 #   make test-fast   only the tests that boot no guest and build nothing (< 1 min)
 #   make test-slow   the long checks make test leaves out (Debian 13 host path, design matrix)
-#   make lint        ruff and mypy
+#   make lint        ruff, mypy and the import layers (import-linter)
 #   make reproduce   the RFC experiment, printed as a table
 SHELL := /bin/bash
 VENV ?= .venv
@@ -42,10 +42,12 @@ test-fast: venv
 	@$(PY) -m pytest -m "not vm and not build"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest ran no test" >&2; exit 1; fi; exit $$rc
 
-# ruff (style, imports, bugs) and mypy (types), both configured in pyproject.toml.
+# ruff (style, imports, bugs), mypy (types) and import-linter (the layers of harness/:
+# no upward import, no cycle), all configured in pyproject.toml.
 lint: venv
 	$(VENV)/bin/ruff check harness tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 reproduce: build
 	$(HARNESS) reproduce

@@ -11,9 +11,9 @@ from synthetic import BALLOON_STEP, ArmSpec, make_results
 
 from harness.analysis.compare import compare
 from harness.analysis.decide import mann_whitney
-from harness.results.identity import fingerprint
 from harness.cli import main
 from harness.errors import HarnessError
+from harness.results.identity import fingerprint
 
 RATIO = "thp_lost_per_ballooned_mib"
 

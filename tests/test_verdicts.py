@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from synthetic import BALLOON_STEP, ArmSpec, make_results
 
-from harness.cli import analysis as cli_analysis
 from harness.analysis.check import FAIL, PASS, check_results, evaluate
+from harness.analysis.expectations import Expectation, parse_expectations
+from harness.cli import analysis as cli_analysis
 from harness.cli import main
 from harness.errors import ConfigError
-from harness.experiment.expectations import Expectation, parse_expectations
 from harness.results import load_results
 
 RATIO = "thp_lost_per_ballooned_mib"

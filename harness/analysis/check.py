@@ -33,11 +33,11 @@ import pandas as pd
 
 from harness.analysis.decide import decide
 from harness.analysis.defaults import DEFAULT_ALPHA, DEFAULT_LAST, EXIT_FAILED, EXIT_INFRA, EXIT_OK
+from harness.analysis.expectations import Expectation, holds, parse_expectations
 from harness.analysis.groups import REACHED_FRACTION, centre, fmt_metric, run_values
 from harness.analysis.history import HistoryCheck, format_history_check
 from harness.analysis.history import against_history as compare_history
 from harness.analysis.report import headline_table, legend, plot_all
-from harness.experiment.expectations import Expectation, holds, parse_expectations
 from harness.render.markdown import md_escape, md_table
 from harness.render.text import text_table
 from harness.results import atomic_write, layout

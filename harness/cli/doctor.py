@@ -2,6 +2,9 @@
 
 Each check prints one line: ``ok``, ``warn`` (a run can go, but read this) or
 ``FAIL`` (fix this first). The exit code is 0 only when nothing failed.
+
+The scenario loader (pandas, through harness.results) and the KVM probe are imported inside
+the checks that use them: `balloon-harness --help` loads this module too.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 ``run``/``reproduce`` take a :class:`RunRequest` (made from the command line by
 :meth:`RunRequest.from_args`, or directly by ``review``); :func:`execute` runs it, prints
 the table and hands the folder to the analysis options (``--check``, ``--history``).
+
+The run machinery (paramiko, qemu.qmp, pandas) and the analysis (pandas, scipy,
+matplotlib) are imported inside the commands: `--help` and `doctor` do not pay for them.
 """
 
 from __future__ import annotations

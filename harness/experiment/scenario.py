@@ -21,10 +21,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from harness.analysis.expectations import parse_expectations
 from harness.artifacts.patches import design_series
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.errors import ConfigError
+from harness.mechanisms import make
+from harness.results.folder import default_step_label
 from harness.results.metrics import MOVE_KINDS
+from harness.vm.spec import DEFAULT_BOOT_TIMEOUT
+from harness.vm.timing import Timing
 
 # "resize" brings the guest to target_mib with the arm's mechanism; "balloon" is its older
 # name (same meaning, kept for existing scenario files and results).
@@ -40,16 +45,7 @@ class VMSettings:
     vcpus: int = 1
     accel: str = "auto"
     guest_thp: str = "always"
-    boot_timeout: float = 300.0
-
-
-@dataclass(frozen=True)
-class Timing:
-    settle_seconds: float = 10.0            # balloon "stopped moving" after this long unchanged
-    balloon_timeout_seconds: float = 300.0  # give up waiting for a balloon target
-    host_sample_hz: float = 5.0             # host probes + balloon actual
-    guest_sample_seconds: float = 1.0       # guest /proc over SSH
-    step_pause_seconds: float = 2.0         # quiet time sampled after each step
+    boot_timeout: float = DEFAULT_BOOT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -83,7 +79,6 @@ class Arm:
 
     def make_mechanism(self, memory_mib: int, where: str = "options"):
         """A fresh :class:`harness.mechanisms.Mechanism` for one run of this arm."""
-        from harness.mechanisms import make
         return make(self.mechanism, dict(self.options), memory_mib, where)
 
 
@@ -106,7 +101,7 @@ class Scenario:
     description: str = ""
     reference: dict[str, dict[str, float]] = field(default_factory=dict)  # arm -> column -> value
     guest: GuestSettings = GuestSettings()
-    expectations: tuple[Any, ...] = ()     # harness.experiment.expectations.Expectation
+    expectations: tuple[Any, ...] = ()     # harness.analysis.expectations.Expectation
 
     @property
     def stacks(self) -> list[str]:
@@ -174,7 +169,7 @@ def _load_vm(path: Path, data: Any) -> VMSettings:
         vcpus=t.get("vcpus", int, 1, minimum=1),
         accel=t.get("accel", str, "auto", choices=("auto", "kvm", "tcg")),
         guest_thp=t.get("guest_thp", str, "always", choices=("always", "madvise", "never")),
-        boot_timeout=t.get("boot_timeout", float, 300.0, minimum=1),
+        boot_timeout=t.get("boot_timeout", float, DEFAULT_BOOT_TIMEOUT, minimum=1),
     )
     t.finish()
     return vm
@@ -219,7 +214,7 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
     kind = t.get("kind", str, choices=STEP_KINDS)
     if kind == "run":
         command = _command(t)
-        step = Step(kind, _label(t, f"{i + 1}:run {command.split()[0]}"), command=command,
+        step = Step(kind, _label(t, default_step_label(i, data)), command=command,
                     timeout=t.get("timeout", float, 600.0, minimum=1), holds_mib=_holds(t, vm),
                     throughput=t.get("throughput", bool, False))
     elif kind == "background":
@@ -230,21 +225,21 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
                 re.compile(ready)
             except re.error as e:
                 t.fail(t.key("ready"), f"not a valid regular expression: {e}")
-        step = Step(kind, _label(t, f"{i + 1}:background {command.split()[0]}"), command=command,
+        step = Step(kind, _label(t, default_step_label(i, data)), command=command,
                     timeout=t.get("timeout", float, 600.0, minimum=1), ready=ready, holds_mib=_holds(t, vm))
     elif kind in MOVE_KINDS:
         target = t.get("target_mib", int, minimum=1)
         if target > vm.memory_mib:
             t.fail(t.key("target_mib"), f"{target} MiB is more than the guest's {vm.memory_mib} MiB")
-        step = Step(kind, _label(t, f"{i + 1}:{kind} {target}"), target_mib=target)
+        step = Step(kind, _label(t, default_step_label(i, data)), target_mib=target)
     elif kind == "stop":
         workload = t.get("workload", str)
-        step = Step(kind, _label(t, f"{i + 1}:stop {workload}"), workload=workload)
+        step = Step(kind, _label(t, default_step_label(i, data)), workload=workload)
     elif kind == "sleep":
         secs = t.get("seconds", float, minimum=0)
-        step = Step(kind, _label(t, f"{i + 1}:sleep {secs:g}s"), seconds=secs)
+        step = Step(kind, _label(t, default_step_label(i, data)), seconds=secs)
     else:
-        step = Step(kind, _label(t, f"{i + 1}:measure"))
+        step = Step(kind, _label(t, default_step_label(i, data)))
     t.finish()
     return step
 
@@ -362,7 +357,6 @@ def load_scenario(path: str | Path) -> Scenario:
     expect_raw = top.get("expect", list, [])
     expectations: tuple[Any, ...] = ()
     if expect_raw:
-        from harness.experiment.expectations import parse_expectations
         expectations = tuple(parse_expectations(path, expect_raw, names, labels))
     reference = top.get("reference", dict, {})
     for arm_name, cols in reference.items():

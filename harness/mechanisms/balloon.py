@@ -9,14 +9,11 @@ target (:attr:`harness.vm.machine.Machine.balloon` picks the tolerance).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from harness.mechanisms.base import Mechanism, OnSample
 from harness.vm.follow import MoveResult
 from harness.vm.spec import BalloonDevice, MachineSpec
-
-if TYPE_CHECKING:
-    from harness.experiment.scenario import Timing
+from harness.vm.timing import Timing
 
 
 class Balloon(Mechanism):

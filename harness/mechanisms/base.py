@@ -14,15 +14,13 @@ guest-side set-up after boot, ``size_mib()`` is sampled at the host rate (QMP), 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 from harness.errors import ConfigError
+from harness.guest import Guest
 from harness.vm.follow import MoveResult
 from harness.vm.spec import MachineSpec
-
-if TYPE_CHECKING:
-    from harness.experiment.scenario import Timing
-    from harness.guest import Guest
+from harness.vm.timing import Timing
 
 OnSample = Optional[Callable[[float, float], None]]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from harness.errors import ConfigError, GuestStateError
 from harness.mechanisms.balloon import Balloon
@@ -24,9 +24,7 @@ from harness.mechanisms.base import OnSample
 from harness.probes import host
 from harness.vm.follow import Follow, MoveResult, follow
 from harness.vm.spec import BalloonDevice, MachineSpec
-
-if TYPE_CHECKING:
-    from harness.experiment.scenario import Timing
+from harness.vm.timing import Timing
 
 ORDER_SYSFS = "/sys/module/page_reporting/parameters/page_reporting_order"
 RSS_QUIET_MIB = 2.0   # RSS moving less than one huge page counts as still

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from harness.errors import ConfigError, GuestStateError
 from harness.mechanisms.base import Mechanism, OnSample
 from harness.vm.follow import Follow, MoveResult, follow, late_events
 from harness.vm.spec import MachineSpec
-
-if TYPE_CHECKING:
-    from harness.experiment.scenario import Timing
+from harness.vm.timing import Timing
 
 MIB = 1 << 20
 DEVICE_ID = "vmem0"

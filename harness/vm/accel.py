@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.arch import QEMU_MACHINE
+from harness.artifacts.cache import cache_root
 from harness.vm.lifeline import pdeathsig_wrapper
 from harness.vm.spec import firmware_args
 
@@ -49,7 +50,6 @@ def _boot_id() -> str:
 
 
 def _verdict_file() -> Path:
-    from harness.artifacts.cache import cache_root
     return cache_root() / "kvm-probe.json"
 
 

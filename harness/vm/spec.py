@@ -17,6 +17,11 @@ def firmware_args(dirs) -> list[str]:
     return [arg for d in dirs if Path(d).is_dir() for arg in ("-L", str(d))]
 
 
+# Seconds a guest has to answer SSH after QEMU starts: generous, a loaded 2-core host
+# boots a TCG guest in 7-60 s. Scenarios may set [vm] boot_timeout.
+DEFAULT_BOOT_TIMEOUT = 300.0
+
+
 @dataclass(frozen=True)
 class BalloonDevice:
     """A virtio balloon device and its properties (``thp-order=on`` and friends)."""
@@ -51,7 +56,7 @@ class MachineSpec:
     balloon: BalloonDevice | None = BalloonDevice()
     firmware_dirs: tuple[Path, ...] = DEBIAN_FIRMWARE_DIRS
     extra_args: tuple[str, ...] = ()
-    boot_timeout: float = 180.0         # seconds until the guest must answer (harness.guest.Guest)
+    boot_timeout: float = DEFAULT_BOOT_TIMEOUT   # seconds until the guest must answer (harness.guest.Guest)
     forward_port: int = 22              # guest TCP port forwarded to a free 127.0.0.1 port
     name: str = "bh-guest"
 

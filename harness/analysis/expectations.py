@@ -2,7 +2,7 @@
 
 A nightly job needs a yes/no per promise, not a table someone has to read. A scenario
 states its promises as ``[[expect]]`` tables; ``balloon-harness check`` evaluates them
-(``harness.verdicts``). Two forms:
+(:mod:`harness.analysis.check`). Two forms:
 
 Absolute: the arm's figure for a step against a number. The figure is the median over the
 repetitions (``reached_fraction``: the fraction of runs that reached the target)::
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from harness.analysis.defaults import DEFAULT_ALPHA
 from harness.errors import ConfigError
 from harness.results.metrics import METRICS, NUMERIC_COLUMNS
 
@@ -63,7 +64,7 @@ class Expectation:
     value: Optional[float] = None
     than: Optional[str] = None
     test: str = "mannwhitney"
-    alpha: float = 0.05
+    alpha: float = DEFAULT_ALPHA
     label: str = ""
 
     @property
@@ -143,7 +144,7 @@ def parse_expectations(path: str | Path, raw_list: Any, arm_names: Sequence[str]
         test = raw.get("test", "mannwhitney")
         if test not in TESTS:
             fail("test", f"must be one of {', '.join(TESTS)}, got {test!r}")
-        alpha = raw.get("alpha", 0.05)
+        alpha = raw.get("alpha", DEFAULT_ALPHA)
         if not _number(alpha) or not 0 < alpha < 1:
             fail("alpha", f"must be a number between 0 and 1, got {alpha!r}")
         label = raw.get("label", "")
