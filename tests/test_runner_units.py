@@ -126,7 +126,8 @@ def test_ctrl_c_stops_the_scenario(scenario, tmp_path, no_vm, monkeypatch):
     assert [r["run_id"] for r in load_results(tmp_path / "out").runs] == ["a-r1"]
 
 
-def test_resume_skips_finished_runs(scenario, tmp_path, no_vm, monkeypatch, capsys):
+def test_resume_skips_finished_runs(scenario, tmp_path, no_vm, monkeypatch, caplog):
+    caplog.set_level("INFO", logger="harness.run")
     monkeypatch.setattr(runner, "execute_run", _fake_run({"a-r2": RuntimeError("boom")}))
     store = ResultsStore(tmp_path / "out")
     assert run_scenario(scenario, None, store) == ["a-r2"]
@@ -140,7 +141,7 @@ def test_resume_skips_finished_runs(scenario, tmp_path, no_vm, monkeypatch, caps
     monkeypatch.setattr(runner, "execute_run", record)
     assert run_scenario(scenario, None, store, resume=True) == []
     assert seen == ["a-r2"]
-    assert "skipping 5 finished run(s)" in capsys.readouterr().err
+    assert any("skipping 5 finished run(s)" in r.getMessage() for r in caplog.records)
 
 
 def test_cli_names_failed_runs_and_exits_nonzero(tmp_path, no_vm, monkeypatch, capsys):

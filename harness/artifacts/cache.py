@@ -15,9 +15,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.files import write_text_atomic
+
+log = logging.getLogger("harness.build")
 
 COMPLETE_MARK = ".complete"
 MUTABLE = '"mutable"'   # the mark of a work area (a build tree): its files change by design
@@ -75,7 +77,7 @@ def _locked(lock_path: Path, waiting: str | None = None) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if waiting:
-                print(waiting, file=sys.stderr, flush=True)
+                log.info(waiting)
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -149,8 +151,7 @@ def _intact(kind: str, key: str, path: Path) -> bool:
     why = damage(path)
     if why is None:
         return True
-    print(f"[build] cache entry {kind}/{key} is damaged ({why}): removing it, it will be rebuilt",
-          file=sys.stderr, flush=True)
+    log.warning("cache entry %s/%s is damaged (%s): removing it, it will be rebuilt", kind, key, why)
     shutil.rmtree(path, ignore_errors=True)
     return False
 

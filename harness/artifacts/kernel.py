@@ -87,8 +87,7 @@ def release_of(package: str) -> str:
     return package.removeprefix("linux-image-")
 
 
-def build_guest_kernel(package: str, version: str, download: Callable[[str, str, Path], Path],
-                       before_download: Callable[[], None] = lambda: None) -> GuestKernel:
+def build_guest_kernel(package: str, version: str, download: Callable[[str, str, Path], Path]) -> GuestKernel:
     """Download and unpack the kernel ``.deb`` into the cache (once per version).
 
     ``download(package, version, dest)`` fetches the ``.deb`` (the stack's private apt).
@@ -100,7 +99,6 @@ def build_guest_kernel(package: str, version: str, download: Callable[[str, str,
     inputs = {"package": package, "version": version, "layout": 2}
 
     def build(out: Path, log: Path) -> None:
-        before_download()
         deb = download(package, version, out / "deb")
         debian.extract(deb, out, log)
         shutil.rmtree(out / "deb")

@@ -7,23 +7,25 @@ re-run by hand, not a Python traceback.
 
 from __future__ import annotations
 
+import logging
 import shlex
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
 
 from harness.errors import BuildError
 
 HEARTBEAT_SECONDS = 20.0
 
 
-def say(message: str, stream: TextIO | None = None) -> None:
-    """One progress line on stderr (stdout stays free for results)."""
-    print(f"[build] {message}", file=stream or sys.stderr, flush=True)
+log = logging.getLogger("harness.build")
+
+
+def say(message: str) -> None:
+    """One progress record of the build (logger ``harness.build``; the CLI shows it on stderr)."""
+    log.info(message)
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -45,6 +45,9 @@ def configure(verbosity: int = 0) -> None:
     root.setLevel(level)
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    # paramiko logs every refused connection while a guest boots and SSH is polled: expected
+    # noise, not a warning (the harness says itself when a guest never answers)
+    logging.getLogger("paramiko.transport").setLevel(logging.DEBUG if verbosity >= 2 else logging.CRITICAL)
 
 
 @contextmanager
@@ -54,8 +57,11 @@ def progress(total: int, what: str, **kwargs: Any) -> Iterator[Optional[Any]]:
         yield None
         return
     from tqdm import tqdm
-    bar = tqdm(total=total, desc=what, unit="run", file=sys.stderr, leave=False, **kwargs)
-    try:
-        yield bar
-    finally:
-        bar.close()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    # log records are written above the bar (tqdm.write), not through it
+    with logging_redirect_tqdm():
+        bar = tqdm(total=total, desc=what, unit="run", file=sys.stderr, leave=False, **kwargs)
+        try:
+            yield bar
+        finally:
+            bar.close()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from harness.cli import analysis
+from harness.cli import analysis, output
 from harness.errors import HarnessError
 from harness.resources import scenario_path
 
@@ -108,7 +108,14 @@ def execute(req: RunRequest) -> int:
     print(f"results: {out} ({len(plan(scenario, shard))} run(s), {scenario.repetitions} rep(s)"
           f"{', shard ' + str(shard) if shard else ''}, --jobs {jobs})", file=sys.stderr)
     try:
-        failed = run_scenario(scenario, artifacts, store, jobs=jobs, resume=req.resume, shard=shard)
+        todo = [r for r in plan(scenario, shard) if not (req.resume and store.is_complete(r.run_id))]
+        with output.progress(len(todo), scenario.name) as bar:
+            def ended(run_id: str, ok: bool) -> None:
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"{run_id} {'ok' if ok else 'FAILED'}")
+            failed = run_scenario(scenario, artifacts, store, jobs=jobs, resume=req.resume, shard=shard,
+                                  on_run_end=ended)
     finally:
         store.write_metadata(metadata.finished(meta, out))
     print_report(out)

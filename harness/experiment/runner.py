@@ -13,10 +13,10 @@ written stops the scenario, since nothing after it could be kept either.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import shlex
 import shutil
-import sys
 import threading
 import time
 import traceback
@@ -48,6 +48,8 @@ from harness.vm import BalloonDevice, MachineSpec
 from harness.vm.accel import decide_accelerators
 from harness.vm.follow import MoveResult
 from harness.vm.machine import stop_all_live
+
+log = logging.getLogger("harness.run")
 
 # Step commands may read which run they are in: `. /run/bh-run.env` sets BH_ARM, BH_REP, BH_RUN_ID.
 RUN_ENV = "/run/bh-run.env"
@@ -97,11 +99,11 @@ def plan(scenario: Scenario, shard: Optional[Shard] = None) -> list[PlannedRun]:
 
 
 class Progress:
-    """Progress lines on stderr: which run, which phase, elapsed time. Thread-safe."""
+    """Progress records (logger ``harness.run``): which run, which phase, elapsed time.
+    Thread-safe; the CLI decides where they go (stderr) and how loud (-v/-q)."""
 
-    def __init__(self, total: int, stream=None):
+    def __init__(self, total: int):
         self.total = total
-        self.stream = stream or sys.stderr
         self.t0 = time.monotonic()
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
@@ -112,8 +114,8 @@ class Progress:
             return
         self._last[run.run_id] = now
         with self._lock:
-            print(f"[{now - self.t0:7.1f}s] run {index}/{self.total} {run.arm.name} rep {run.rep}: {message}",
-                  file=self.stream, flush=True)
+            log.info("[%7.1fs] run %d/%d %s rep %d: %s", now - self.t0, index, self.total, run.arm.name,
+                     run.rep, message)
 
 
 def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts,
@@ -435,17 +437,19 @@ def _record_failure(store: ResultsStore, run: PlannedRun, error: BaseException) 
 
 
 def run_scenario(scenario: Scenario, artifacts: Artifacts, store: ResultsStore, jobs: int = 1,
-                 resume: bool = False, shard: Optional[Shard] = None) -> list[str]:
+                 resume: bool = False, shard: Optional[Shard] = None,
+                 on_run_end: Optional[Callable[[str, bool], None]] = None) -> list[str]:
     """Run every planned run not yet on disk (with ``resume``). Returns the failed run ids.
 
     A run's failure (any ``Exception``) is recorded in its ``error.txt`` and the next run
     goes on; Ctrl-C, SIGTERM and an unwritable results folder stop the scenario.
+    ``on_run_end(run_id, ok)`` is called as each run ends (the CLI's progress bar).
     """
     runs = plan(scenario, shard)
     if resume:
         skipped = [r.run_id for r in runs if store.is_complete(r.run_id)]
         if skipped:
-            print(f"resume: skipping {len(skipped)} finished run(s): {', '.join(skipped)}", file=sys.stderr)
+            log.info("resume: skipping %d finished run(s): %s", len(skipped), ", ".join(skipped))
         runs = [r for r in runs if not store.is_complete(r.run_id)]
     progress = Progress(len(runs))
     failed: list[str] = []
@@ -457,8 +461,10 @@ def run_scenario(scenario: Scenario, artifacts: Artifacts, store: ResultsStore, 
                  for k, s in specs.items()}
 
     def one(i: int, r: PlannedRun) -> None:
+        ok = False
         try:
             execute_run(scenario, r, i, artifacts, store, progress, specs[r.run_id])
+            ok = True
         except ResultsWriteError:
             raise
         except Exception as e:  # the run's failure, never the scenario's
@@ -466,6 +472,8 @@ def run_scenario(scenario: Scenario, artifacts: Artifacts, store: ResultsStore, 
             path = _record_failure(store, r, e)
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             progress.say(r, i, f"FAILED: {type(e).__name__}: {first} (details: {path})")
+        if on_run_end is not None:
+            on_run_end(r.run_id, ok)
 
     if jobs <= 1:
         for i, r in enumerate(runs, 1):

@@ -25,6 +25,7 @@ from harness.analysis.expectations import parse_expectations
 from harness.artifacts.patches import design_series
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.errors import ConfigError
+from harness.mechanisms import DEFAULT as DEFAULT_MECHANISM
 from harness.mechanisms import make
 from harness.results.folder import default_step_label
 from harness.results.metrics import MOVE_KINDS
@@ -74,7 +75,7 @@ class Arm:
     description: str = ""
     kernel: str | None = None      # a guest kernel image of your own (default: Debian's cloud kernel)
     stack: str = "bookworm"        # guest stack (harness.artifacts.stacks): kernel + QEMU source
-    mechanism: str = "balloon"     # harness.mechanisms registry name
+    mechanism: str = DEFAULT_MECHANISM     # harness.mechanisms registry name
     options: tuple[tuple[str, Any], ...] = ()   # the mechanism's options
 
     def make_mechanism(self, memory_mib: int, where: str = "options"):
@@ -277,7 +278,7 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings)
               device=tuple(props), description=t.get("description", str, ""),
               kernel=t.get("kernel", str, None),
               stack=t.get("stack", str, default_stack, choices=tuple(STACKS)),
-              mechanism=t.get("mechanism", str, "balloon"),
+              mechanism=t.get("mechanism", str, DEFAULT_MECHANISM),
               options=tuple(sorted(t.get("options", dict, {}).items())))
     try:  # refuses unknown mechanisms and bad options now, not after the first boot
         arm.make_mechanism(vm.memory_mib, f"arms[{i}].options")

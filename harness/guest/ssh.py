@@ -10,7 +10,6 @@ a wall-clock deadline of our own.
 from __future__ import annotations
 
 import base64
-import logging
 import select
 import shlex
 import threading
@@ -25,7 +24,6 @@ from harness.procfs import BuddyZone, parse_buddyinfo, parse_meminfo, parse_vmst
 
 # While the guest boots, failed connects are expected; paramiko would print each
 # one's traceback. Our own exceptions carry the last error instead.
-logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 
 
 def generate_client_key() -> paramiko.PKey:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
+from harness.arch import HUGE_PAGE_KIB
+
 Reading = dict[tuple[str, str], float]   # (source, metric) -> value, one moment in time
 
 SAMPLE_COLUMNS = ["run_id", "arm", "rep", "phase", "t", "source", "metric", "value"]
@@ -36,7 +38,7 @@ SIZE_KEY = ("balloon", "actual_mib")
 # The QEMU process's memory, sampled at the host rate: the footprint integrals' inputs.
 RSS_KEY = ("qemu", "rss_kib")
 AHP_KEY = ("qemu", "anon_huge_kib")
-RISE_MIN_KIB = 2048       # a rise smaller than one huge page has no rise time
+RISE_MIN_KIB = HUGE_PAGE_KIB   # a rise smaller than one huge page has no rise time
 RISE_FRACTION = 0.9
 KIB_PER_GIB = 1 << 20
 Series = dict[tuple[str, str], list[tuple[float, float]]]   # (source, metric) -> [(seconds, value)]
@@ -149,8 +151,8 @@ EFFECT_FLOORS: dict[str, float] = {
     "returned_fraction": 0.05,
     "thp_lost_per_ballooned_mib": 0.05,
     "thp_lost_per_returned_mib": 0.05,
-    "rss_freed_kib": 2048.0,              # one huge page
-    "host_ahp_after_kib": 4096.0,         # two huge pages
+    "rss_freed_kib": float(HUGE_PAGE_KIB),        # one huge page
+    "host_ahp_after_kib": 2.0 * HUGE_PAGE_KIB,    # two huge pages
     "settle_seconds": 0.4,                # two samples at the default 5/s
     "thp_split_pmd_delta": 5.0,
 }

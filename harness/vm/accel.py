@@ -10,9 +10,9 @@ means TCG. The verdict is remembered per host boot, QEMU binary and kernel.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,6 +25,8 @@ from harness.arch import QEMU_MACHINE
 from harness.artifacts.cache import cache_root
 from harness.vm.lifeline import pdeathsig_wrapper
 from harness.vm.spec import firmware_args
+
+log = logging.getLogger(__name__)
 
 # A healthy KVM boots the guest kernel to its panic in about a second; under TCG the
 # same boot takes 5.4-5.9 s on a loaded 2-core host (benchmarks/accel_decision.py).
@@ -140,8 +142,7 @@ def _warn_tcg(verdict: KvmVerdict) -> None:
         if _warned:
             return
         _warned = True
-    print(f"warning: KVM not usable: {verdict.reason}; using TCG (software emulation, slower)",
-          file=sys.stderr, flush=True)
+    log.warning("KVM not usable: %s; using TCG (software emulation, slower)", verdict.reason)
 
 
 def _save_verdict(path: Path, ident: str, verdict: KvmVerdict) -> None:
@@ -159,7 +160,7 @@ def _save_verdict(path: Path, ident: str, verdict: KvmVerdict) -> None:
         tmp.write_text(json.dumps(saved, indent=1))
         os.replace(tmp, path)
     except OSError as e:  # a read-only cache costs a probe next time, nothing else
-        print(f"warning: could not remember the KVM verdict in {path}: {e}", file=sys.stderr)
+        log.warning("could not remember the KVM verdict in %s: %s", path, e)
 
 
 def resolve_accel(requested: str, qemu: Path, kernel: Path, firmware_dirs: Sequence[Path] = ()) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from harness.arch import HUGE_PAGE_KIB
 from harness.errors import ConfigError
 from harness.vm.follow import Follow, MoveResult, follow, late_events
 from harness.vm.qmp import QMPConnection
@@ -19,11 +20,10 @@ MIB = 1 << 20
 # A 4 KiB balloon lands on any whole-MiB target exactly. A THP-order balloon moves
 # in 2 MiB steps, so the machine passes THP_ORDER_TOLERANCE_MIB for it.
 EXACT_TOLERANCE_MIB = 1 / 256
-THP_ORDER_TOLERANCE_MIB = 2.0
+THP_ORDER_TOLERANCE_MIB = HUGE_PAGE_KIB / 1024
 
 
 # A balloon's move is a MoveResult like every mechanism's (harness.vm.follow).
-BalloonResult = MoveResult
 
 
 class Balloon:

@@ -88,19 +88,6 @@ class QMPConnection:
         with self._cond:
             return [e for e in self._events if name is None or e.get("event") == name]
 
-    def wait_event(self, name: str, timeout: float, after: int = 0) -> dict[str, Any] | None:
-        """The first ``name`` event with index >= ``after``, waiting up to ``timeout``."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for e in self._events[after:]:
-                    if e.get("event") == name:
-                        return e
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._cond.wait(left)
-
     def close(self) -> None:
         if self._closed:
             return
