@@ -23,6 +23,7 @@ from typing import Optional
 from harness.cli import analysis, output
 from harness.errors import HarnessError
 from harness.resources import scenario_path
+from harness.results import layout
 
 RFC_SCENARIO = "rfc-v1.toml"  # shipped with the package: harness.resources.scenario_path
 RESULTS = Path("results")
@@ -73,8 +74,8 @@ def _repetitions(req: RunRequest, out: Path) -> Optional[int]:
     """--reps, else (with --resume) the count the folder was started with, else the scenario's."""
     if req.reps is not None:
         return int(req.reps)
-    if req.resume and (out / "metadata.json").exists():
-        return json.loads((out / "metadata.json").read_text()).get("repetitions")
+    if req.resume and (out / layout.METADATA).exists():
+        return json.loads((out / layout.METADATA).read_text()).get("repetitions")
     return None
 
 
@@ -104,7 +105,7 @@ def execute(req: RunRequest) -> int:
     meta = {**metadata.collect(scenario, artifacts), "repetitions": scenario.repetitions,
             "shard": str(shard) if shard else None, "jobs": jobs}
     store.write_metadata(meta)  # before the first run: a crash still leaves it
-    shutil.copy(scenario.path, out / "scenario.toml")
+    shutil.copy(scenario.path, out / layout.SCENARIO)
     print(f"results: {out} ({len(plan(scenario, shard))} run(s), {scenario.repetitions} rep(s)"
           f"{', shard ' + str(shard) if shard else ''}, --jobs {jobs})", file=sys.stderr)
     try:
@@ -148,8 +149,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.dir)
-    if not (out / "runs").is_dir():
-        raise HarnessError(f"{out} is not a results folder (no runs/ inside)")
+    if not layout.runs_dir(out).is_dir():
+        raise HarnessError(f"{out} is not a results folder (no {layout.RUNS}/ inside)")
     print_report(out, wide=args.wide)
     return 0
 

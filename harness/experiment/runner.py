@@ -43,7 +43,7 @@ from harness.experiment.workload import BackgroundWorkload, usemem_throughput_mb
 from harness.guest import Guest
 from harness.mechanisms import Mechanism
 from harness.probes.sampler import Sampler
-from harness.results import ResultsStore, metrics
+from harness.results import ResultsStore, layout, metrics
 from harness.vm import BalloonDevice, MachineSpec
 from harness.vm.accel import decide_accelerators
 from harness.vm.follow import MoveResult
@@ -415,12 +415,12 @@ def _keep_partial(ctx: RunContext, sampler: Sampler) -> None:
     finish), but what it measured before it failed is not lost."""
     import json
     try:
-        pd.DataFrame(ctx.summary, columns=metrics.SUMMARY_COLUMNS).to_csv(ctx.run_dir / "partial-summary.csv",
+        pd.DataFrame(ctx.summary, columns=metrics.SUMMARY_COLUMNS).to_csv(ctx.run_dir / layout.PARTIAL_SUMMARY,
                                                                           index=False)
         pd.DataFrame([(ctx.run.run_id, ctx.run.arm.name, ctx.run.rep, phase, t, src, metric, value)
                       for t, phase, src, metric, value in sampler.rows],
-                     columns=metrics.SAMPLE_COLUMNS).to_csv(ctx.run_dir / "partial-samples.csv", index=False)
-        (ctx.run_dir / "partial-moves.json").write_text(json.dumps(ctx.moves, indent=1, default=str))
+                     columns=metrics.SAMPLE_COLUMNS).to_csv(ctx.run_dir / layout.PARTIAL_SAMPLES, index=False)
+        (ctx.run_dir / layout.PARTIAL_MOVES).write_text(json.dumps(ctx.moves, indent=1, default=str))
     except OSError as e:  # the run's own error matters more than this
         ctx.say(f"could not keep the failed run's partial results: {e}")
 
@@ -428,7 +428,7 @@ def _keep_partial(ctx: RunContext, sampler: Sampler) -> None:
 def _record_failure(store: ResultsStore, run: PlannedRun, error: BaseException) -> Path:
     d = store.run_dir(run.run_id)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / "error.txt"
+    path = d / layout.ERROR
     try:
         path.write_text(f"{type(error).__name__}: {error}\n\n{traceback.format_exc()}")
     except OSError as e:

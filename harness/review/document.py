@@ -23,7 +23,7 @@ from harness.render.html import esc as _e
 from harness.render.html import html_table as render_html_table
 from harness.render.markdown import md_quote
 from harness.render.markdown import md_table as render_md_table
-from harness.results import atomic_write
+from harness.results import atomic_write, layout
 from harness.results.folder import PARTIAL_SUFFIX, as_dict, failure_reason
 from harness.review.evidence import Evidence, Folder, _col, fmt_spread, header_of, meaning_of, unit_of
 from harness.review.points import POINTS, ReviewPoint
@@ -311,7 +311,7 @@ def write_review(out: Path, scenarios: Optional[list[str]] = None, plots: bool =
     read only the text) ``out/plots/*.png`` from ``out``'s folders."""
     out = Path(out)
     ev = Evidence(out, tuple(t for p in POINTS for t in p.tables), scenarios)
-    sections = build_sections(ev, out / "plots" if plots else None)
+    sections = build_sections(ev, out / layout.PLOTS if plots else None)
     header = header_lines(ev, out)
     md = atomic_write(out / "review.md", lambda p: p.write_text(render_markdown(sections, header)))
     page = atomic_write(out / "review.html", lambda p: p.write_text(render_html(sections, header)))

@@ -21,6 +21,7 @@ import pandas as pd
 from harness.analysis.groups import reached_as_float, summary_stats
 from harness.render.numbers import fmt_number
 from harness.render.numbers import fmt_spread as fmt_spread_unit
+from harness.results import layout
 from harness.results.folder import (
     ScenarioInfo,
     as_dict,
@@ -133,7 +134,7 @@ def load_folder(root: Path, stem: str, columns: tuple[str, ...]) -> Folder:
     Statistics are computed for ``columns`` only (what the points tabulate)."""
     path = root / stem
     folder = Folder(stem, path)
-    if not (path / "runs").is_dir():
+    if not layout.runs_dir(path).is_dir():
         return folder
     results = open_folder(path)
     folder.metadata, folder.failed = results.metadata, sorted(results.failed)
