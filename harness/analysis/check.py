@@ -33,7 +33,7 @@ import pandas as pd
 
 from harness.analysis.decide import decide
 from harness.analysis.defaults import DEFAULT_ALPHA, DEFAULT_LAST, EXIT_FAILED, EXIT_INFRA, EXIT_OK
-from harness.analysis.expectations import Expectation, holds, parse_expectations
+from harness.analysis.expectations import Expectation, expectations_of, holds
 from harness.analysis.groups import REACHED_FRACTION, centre, fmt_metric, run_values
 from harness.analysis.history import HistoryCheck, format_history_check
 from harness.analysis.history import against_history as compare_history
@@ -124,17 +124,6 @@ def evaluate(e: Expectation, summary: pd.DataFrame) -> Verdict:
 
 def evaluate_all(expectations: Sequence[Expectation], summary: pd.DataFrame) -> list[Verdict]:
     return [evaluate(e, summary) for e in expectations]
-
-
-def expectations_of(folder: ResultsFolder) -> tuple[Expectation, ...]:
-    """The ``[[expect]]`` tables of the folder's scenario (read without run-time path checks)."""
-    info = folder.scenario
-    raw = info.raw.get("expect", [])
-    if not raw:
-        return ()
-    steps = list(dict.fromkeys([*info.steps, *(folder.summary["step"] if not folder.summary.empty else [])]))
-    path = info.path or (folder.path / layout.METADATA)
-    return parse_expectations(path, raw, info.arms, steps)
 
 
 @dataclass

@@ -45,6 +45,8 @@ from typing import Any, Optional
 
 from harness.analysis.defaults import DEFAULT_ALPHA
 from harness.errors import ConfigError
+from harness.results import layout
+from harness.results.folder import ResultsFolder
 from harness.results.metrics import METRICS, NUMERIC_COLUMNS
 
 OPS = ("<", "<=", ">", ">=", "==", "!=")
@@ -154,3 +156,14 @@ def parse_expectations(path: str | Path, raw_list: Any, arm_names: Sequence[str]
                                value=float(value) if has_value else None, than=than if has_than else None,
                                test=test, alpha=float(alpha), label=label))
     return tuple(out)
+
+
+def expectations_of(folder: ResultsFolder) -> tuple[Expectation, ...]:
+    """The ``[[expect]]`` tables of the folder's scenario (read without run-time path checks)."""
+    info = folder.scenario
+    raw = info.raw.get("expect", [])
+    if not raw:
+        return ()
+    steps = list(dict.fromkeys([*info.steps, *(folder.summary["step"] if not folder.summary.empty else [])]))
+    path = info.path or (folder.path / layout.METADATA)
+    return parse_expectations(path, raw, info.arms, steps)

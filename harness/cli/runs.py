@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from harness.analysis.defaults import DEFAULT_MAX_REPS
 from harness.cli import analysis, output
 from harness.errors import HarnessError
 from harness.resources import scenario_path
@@ -39,12 +40,15 @@ class RunRequest:
     reps: Optional[int] = None          # overrides the scenario's repetitions
     shard: Optional[str] = None         # "K/N"
     resume: bool = False
+    until_decided: bool = False         # add repetitions to open comparisons (harness.analysis.adaptive)
+    max_reps: int = DEFAULT_MAX_REPS
     after: analysis.AfterRun = field(default_factory=analysis.AfterRun)
 
     @classmethod
     def from_args(cls, scenario: Path, args: argparse.Namespace) -> RunRequest:
         return cls(scenario=scenario, out=Path(args.out) if args.out else None, jobs=args.jobs,
                    reps=args.reps, shard=args.shard, resume=args.resume,
+                   until_decided=args.until_decided, max_reps=args.max_reps,
                    after=analysis.AfterRun.from_args(args))
 
 
@@ -98,6 +102,10 @@ def execute(req: RunRequest) -> int:
         scenario = with_repetitions(scenario, reps)
     if out.exists() and any(out.iterdir()) and not req.resume:
         raise HarnessError(f"{out} already holds results: pass --resume to complete it, or another --out")
+    if req.until_decided and shard:
+        raise HarnessError("--until-decided decides from every arm's runs: it cannot run one --shard")
+    if req.max_reps < 2:
+        raise HarnessError(f"--max-reps {req.max_reps}: at least 2 (a rank test needs two runs a side)")
     if shard and not plan(scenario, shard):
         raise HarnessError(f"--shard {shard}: this share of the {len(plan(scenario))} planned runs is empty")
     artifacts = build_all(scenario.stacks)
@@ -117,6 +125,8 @@ def execute(req: RunRequest) -> int:
                     bar.set_postfix_str(f"{run_id} {'ok' if ok else 'FAILED'}")
             failed = run_scenario(scenario, artifacts, store, jobs=jobs, resume=req.resume, shard=shard,
                                   on_run_end=ended)
+        if req.until_decided:
+            failed += _until_decided(req, scenario, artifacts, store, jobs)
     finally:
         store.write_metadata(metadata.finished(meta, out))
     print_report(out)
@@ -124,6 +134,23 @@ def execute(req: RunRequest) -> int:
         print(f"balloon-harness: {len(failed)} run(s) failed: {', '.join(failed)} "
               f"(see {out}/runs/<run>/error.txt)", file=sys.stderr)
     return analysis.after_run(req.after, out, 1 if failed else 0)
+
+
+def _until_decided(req: RunRequest, scenario, artifacts, store, jobs: int) -> list[str]:
+    """More repetitions for the arms whose comparisons are open; the runs that failed."""
+    from harness.analysis.adaptive import until_decided
+    from harness.experiment.runner import run_scenario
+    from harness.experiment.scenario import with_repetitions
+    failed: list[str] = []
+
+    def run_more(more: dict[str, int]) -> None:
+        wanted = {f"{arm}-r{rep}" for arm, rep in more.items()}
+        failed.extend(run_scenario(with_repetitions(scenario, max(more.values())), artifacts, store, jobs=jobs,
+                                   resume=True, run_ids=wanted))
+
+    result = until_decided(store.out, run_more, req.max_reps, log=lambda m: print(m, file=sys.stderr))
+    print(result.summary(), file=sys.stderr)
+    return failed
 
 
 def print_report(out: Path, wide: bool = False) -> None:
@@ -163,6 +190,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", metavar="K/N",
                    help="run only the K-th of N deterministic shares of the plan (merge them with `merge`)")
     p.add_argument("--resume", action="store_true", help="skip runs already complete in --out")
+    p.add_argument("--until-decided", action="store_true",
+                   help="after the repetitions, add one at a time to the arms whose comparisons ([[expect]] "
+                        "than, else each arm against the first) are still undecided")
+    p.add_argument("--max-reps", type=int, default=DEFAULT_MAX_REPS, metavar="N",
+                   help=f"with --until-decided: at most N repetitions of an arm (default {DEFAULT_MAX_REPS})")
     analysis.add_run_options(p)
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -438,14 +439,16 @@ def _record_failure(store: ResultsStore, run: PlannedRun, error: BaseException) 
 
 def run_scenario(scenario: Scenario, artifacts: Artifacts, store: ResultsStore, jobs: int = 1,
                  resume: bool = False, shard: Optional[Shard] = None,
-                 on_run_end: Optional[Callable[[str, bool], None]] = None) -> list[str]:
+                 on_run_end: Optional[Callable[[str, bool], None]] = None,
+                 run_ids: Optional[Collection[str]] = None) -> list[str]:
     """Run every planned run not yet on disk (with ``resume``). Returns the failed run ids.
 
     A run's failure (any ``Exception``) is recorded in its ``error.txt`` and the next run
     goes on; Ctrl-C, SIGTERM and an unwritable results folder stop the scenario.
-    ``on_run_end(run_id, ok)`` is called as each run ends (the CLI's progress bar).
+    ``on_run_end(run_id, ok)`` is called as each run ends (the CLI's progress bar);
+    ``run_ids`` restricts the plan to those runs (``--until-decided`` adds them one by one).
     """
-    runs = plan(scenario, shard)
+    runs = [r for r in plan(scenario, shard) if run_ids is None or r.run_id in run_ids]
     if resume:
         skipped = [r.run_id for r in runs if store.is_complete(r.run_id)]
         if skipped:
