@@ -173,6 +173,22 @@ def test_answers_are_computed_from_the_data_and_change_with_it(tmp_path):
     assert "fallback (own queues, host-chosen order 9) reached 3/3" in answers(b)["queues-order"]
 
 
+def test_answers_lead_with_the_decision_of_the_comparison_core(tmp_path):
+    few, many = tmp_path / "few", tmp_path / "many"
+    designs(few)                      # 3 runs an arm: equal figures cannot be shown equal, nor different
+    designs(many, reps=5)
+    lead = answers(few)["fallback"].split(". Figures: ")[0]
+    assert ("rfc-v1 against baseline on the share of the requested memory taken: n too small to decide "
+            "(4 runs per arm can)") in lead
+    got = answers(many)
+    lead = got["fallback"].split(". Figures: ")[0]
+    assert lead.startswith("movable better than baseline on host THP lost per ballooned MiB (medians 0.99 vs 1.65, "
+                           "n = 5 vs 5, shift -0.66")
+    assert "rfc-v1 the same as baseline on the share of the requested memory taken" in lead
+    assert got["migratable"].startswith("movable higher than rfc-v1 on balloon pages migrated by guest compaction")
+    assert got["host-pbp"].startswith("host-pbp worse than baseline on the share of ballooned memory returned")
+
+
 def test_migration_and_host_pbp_answers(tmp_path):
     designs(tmp_path)
     got = answers(tmp_path)
@@ -292,7 +308,7 @@ def test_cli_report_only(tmp_path, capsys, monkeypatch):
     assert main(["review", "--out", str(tmp_path), "--report-only"]) == 0
     out = capsys.readouterr().out
     assert f"review: {tmp_path / 'review.md'}" in out and f"review: {tmp_path / 'review.html'}" in out
-    assert re.search(r"^1\. Fall back to smaller pages: reached: .*fallback 1\.44", out, re.M)
+    assert re.search(r"^1\. Fall back to smaller pages: .*Figures: reached: .*fallback 1\.44", out, re.M)
     assert (tmp_path / "review.html").is_file()
 
 

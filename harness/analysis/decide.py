@@ -8,7 +8,8 @@ differences B - A: the rank test's own estimate of how far B moved) with its
 distribution-free confidence interval, the two-sided Mann-Whitney U p-value, and a verdict:
 
 * ``better`` / ``worse``: p < alpha AND the shift is at least the figure's effect floor
-  (:data:`harness.results.metrics.EFFECT_FLOORS`), in the metric's direction;
+  (:data:`harness.results.metrics.EFFECT_FLOORS`), in the metric's direction (``higher`` /
+  ``lower`` for a figure that has none, such as a counter);
 * ``same``: the whole confidence interval of the shift lies within the effect floor: any
   difference is too small to matter (a significant drift of 0.01 over many pooled nights);
 * ``n too small``: with this many runs the test cannot reach alpha at all (3 runs against
@@ -37,7 +38,8 @@ from harness.results.metrics import EFFECT_FLOORS, METRICS
 
 BETTER, WORSE, SAME, UNDECIDED, N_TOO_SMALL, NO_DATA = (
     "better", "worse", "same", "undecided", "n too small", "no data")
-DECIDED = (BETTER, WORSE, SAME)
+HIGHER, LOWER = "higher", "lower"       # decided, for a figure with no better direction (a counter)
+DECIDED = (BETTER, WORSE, SAME, HIGHER, LOWER)
 MAX_REPS_SEARCHED = 50
 EXACT_LIMIT = 20000      # m*n up to which the U distribution is counted exactly
 
@@ -216,9 +218,7 @@ def decide(metric: str, a: Any, b: Any, alpha: float = DEFAULT_ALPHA, floor: Opt
     sig = not math.isnan(p) and p < alpha
     relevant = abs(shift) >= fl if fl > 0 else shift != 0
     if sig and relevant:
-        verdict = direction(metric, ma, mb) or direction(metric, 0.0, shift) or UNDECIDED
-        if verdict == UNDECIDED:
-            note = "significant, but the figure has no better direction"
+        verdict = direction(metric, ma, mb) or direction(metric, 0.0, shift) or (HIGHER if shift > 0 else LOWER)
     elif same:
         verdict = SAME
     elif attainable_p(int(va.size), int(vb.size)) >= alpha:

@@ -129,7 +129,11 @@ def build_sections(ev: Evidence, plots: Optional[Path] = None) -> list[Section]:
                 path = plot_block(ev, b, plots / f"{point.id}-{i}.png")
                 b.plot = f"{plots.name}/{path.name}" if path else None
         missing = list(dict.fromkeys(b.missing for b in blocks if b.missing))
-        answer = "; ".join(missing) if len(missing) and all(b.missing for b in blocks) else point.answer(ev)
+        if len(missing) and all(b.missing for b in blocks):
+            answer = "; ".join(missing)
+        else:   # the decided conclusion first, then the figures it rests on
+            conclusion = point.conclusion(ev)
+            answer = f"{conclusion}. Figures: {point.answer(ev)}" if conclusion else point.answer(ev)
         notes = point.context(ev) if point.context else []
         sections.append(Section(point, blocks, answer, notes))
     return sections

@@ -18,7 +18,8 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from harness.analysis.groups import reached_as_float, summary_stats
+from harness.analysis.decide import Decision, decide
+from harness.analysis.groups import REACHED_FRACTION, reached_as_float, summary_stats
 from harness.render.numbers import fmt_number
 from harness.render.numbers import fmt_spread as fmt_spread_unit
 from harness.results import layout
@@ -236,6 +237,15 @@ class Evidence:
     def run_values(self, stem: str, step: str, arm: str, column: str) -> pd.Series:
         """One value per run (NaN kept, aligned with :meth:`reached_flags`)."""
         return _col(self.rows(stem, step, arm), column)
+
+    def decide(self, t: Table, arm: str, other: str, column: str) -> Decision:
+        """``arm`` against ``other`` in table ``t`` for ``column`` through the comparison core
+        (``reached_fraction``: the runs' reached flags)."""
+        def runs(a: str) -> pd.Series:
+            if column == REACHED_FRACTION:
+                return self.reached_flags(t.scenario, t.step, a)
+            return self.run_values(t.scenario, t.step, a, column)
+        return decide(column, runs(other).to_numpy(), runs(arm).to_numpy())
 
     def reached_flags(self, stem: str, step: str, arm: str) -> pd.Series:
         rows = self.rows(stem, step, arm)

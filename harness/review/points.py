@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from harness.analysis.defaults import CONFIDENCE
 from harness.analysis.report import SHORT_RETURNED as KEEPS_MEMORY
 from harness.review.evidence import Evidence
 from harness.review.tables import (
@@ -28,6 +29,43 @@ from harness.review.tables import (
     WHOLE_RUN,
     Table,
 )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A comparison that answers the point: ``arm`` against ``other`` in ``table`` on ``column``,
+    decided by :func:`harness.analysis.decide.decide` (rank test and Hodges-Lehmann shift)."""
+
+    table: Table
+    arm: str
+    other: str
+    column: str
+    what: str                        # the figure in words, e.g. "host THP lost per ballooned MiB"
+
+    def sentence(self, ev: Evidence) -> str:
+        if ev.missing(self.table):
+            return ""
+        d = ev.decide(self.table, self.arm, self.other, self.column)
+        if d.verdict == "no data":
+            return ""
+        if d.verdict in ("better", "worse", "higher", "lower"):
+            head = f"{self.arm} {d.verdict} than {self.other} on {self.what}"
+        elif d.verdict == "same":
+            head = f"{self.arm} the same as {self.other} on {self.what} (any difference is below the effect floor)"
+        elif d.verdict == "n too small":
+            head = (f"{self.arm} against {self.other} on {self.what}: n too small to decide "
+                    f"({d.reps_needed} runs per arm can)")
+        else:
+            head = f"{self.arm} against {self.other} on {self.what}: not decided by these runs"
+        return f"{head} ({_evidence(ev, d, self.column)})"
+
+
+def _evidence(ev: Evidence, d, column: str) -> str:
+    f = lambda v: ev.fmt(column, v)  # noqa: E731
+    ci = (f"{CONFIDENCE:.0%} CI {f(d.ci_low)}..{f(d.ci_high)}" if math.isfinite(d.ci_low) and math.isfinite(d.ci_high)
+          else "interval unbounded")
+    p = "no test" if math.isnan(d.p_value) else f"p = {d.p_value:.2g}"
+    return f"medians {f(d.median_b)} vs {f(d.median_a)}, n = {d.n_b} vs {d.n_a}, shift {f(d.shift)}, {ci}, {p}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +86,11 @@ class ReviewPoint:
     design: str = ""
     context: Optional[Callable[[Evidence], list[str]]] = None
     verbatim: bool = True
+    claims: tuple[Claim, ...] = ()
+
+    def conclusion(self, ev: Evidence) -> str:
+        """The point's decided sentences (one per claim with data), for the answer's lead."""
+        return "; ".join(c for c in (claim.sentence(ev) for claim in self.claims) if c)
 
     @property
     def scenarios(self) -> list[str]:
@@ -291,6 +334,10 @@ POINTS: list[ReviewPoint] = [
         "bigger allocations. Sacrifice performance for memory inflation, which has always been the case and "
         "which is what people expect to happen. (e.g., to shrink the page cache properly)",
         (P1_TABLE,), answer_fallback,
+        claims=(Claim(P1_TABLE, "movable", "baseline", "thp_lost_per_ballooned_mib", "host THP lost per ballooned MiB"),
+                Claim(P1_TABLE, "fallback", "baseline", "thp_lost_per_ballooned_mib",
+                      "host THP lost per ballooned MiB"),
+                Claim(P1_TABLE, "rfc-v1", "baseline", "shrink_fraction", "the share of the requested memory taken")),
         design="rfc-v1 has no fallback; fallback and movable fall back to order 0 when no 2 MiB block is free."),
     ReviewPoint(
         "stealing", "2. Stealing the guest's THPs: a performance evaluation", DAVID,
@@ -298,6 +345,8 @@ POINTS: list[ReviewPoint] = [
         "gone. The guest won't be able to make use of THP where it previously was able to. I can imagine this "
         "implies a performance degradation for some workloads. This needs a proper performance evaluation.",
         (P2_THROUGHPUT, P2_FREE), answer_stealing,
+        claims=(Claim(P2_THROUGHPUT, "balloon-2m", "balloon", "guest_thp_fault_fallback_delta",
+                      "guest THP faults that fell back to 4 KiB"),),
         design="balloon-2m is the RFC's 2 MiB balloon (thp-order=on) in the mechanisms scenario.",
         context=context_stealing),
     ReviewPoint(
@@ -306,6 +355,8 @@ POINTS: list[ReviewPoint] = [
         "like gigantic pages or soon virtio-mem. I strongly dislike that. This is IMHO a step backwards. We "
         "want to be able to migrate or even split-up and migrate such pages.",
         (P3_TABLE,), answer_migratable,
+        claims=(Claim(P3_TABLE, "movable", "rfc-v1", "guest_balloon_migrate_delta",
+                      "balloon pages migrated by guest compaction"),),
         design="movable splits each 2 MiB block into ordinary movable balloon pages; split-pbp allocates 2 MiB "
                "and splits it in the guest. The offline step's per-run log is in runs/<run>/steps/offline.log."),
     ReviewPoint(
@@ -314,6 +365,7 @@ POINTS: list[ReviewPoint] = [
         "the 4k inflate/deflate queues.\n\nI think we don't want to hard code such THP values but let the host "
         "tell us the THP size instead, which can easily differ between guest and host.",
         (P45_TABLE,), answer_queues,
+        claims=(Claim(P45_TABLE, "fallback", "rfc-v1", "reached_fraction", "the share of runs reaching the target"),),
         design="The fallback design implements both: huge pages travel on their own inflate/deflate queues, and "
                "the order is a config field the host sets (device property balloon-order); movable uses the "
                "same protocol. rfc-v1 reuses the 4 KiB queues with a fixed order 9."),
@@ -323,13 +375,17 @@ POINTS: list[ReviewPoint] = [
         "again long term. Assume the guest compacts balloon pages into a single THP again. This will result in "
         "a bunch of DONTNEED/WILLNEED in the hypervisor due to inflation/deflation. I wonder if the WILLNEED on "
         "the sub-pages of a candidate THP in the host will allow to use a THP in the host again.",
-        (P6_RECOVERY, P6_COMPACT), answer_recovery, context=context_sampling),
+        (P6_RECOVERY, P6_COMPACT), answer_recovery, context=context_sampling,
+        claims=(Claim(P6_RECOVERY, "balloon-2m", "balloon", "thp_back_fraction",
+                      "the host THP back after recovery"),)),
     ReviewPoint(
         "host-pbp", "7. MST: partially ballooned pages tracked by the host at THP size",
         "Michael S. Tsirkin, on the same RFC",
         "Use QEMU's PartiallyBalloonedPage machinery at THP size (host-only, guest-transparent); a fixed order "
         "9 differs between hosts and complicates migration.",
         (P7_TABLE,), answer_pbp, verbatim=False,
+        claims=(Claim(P7_TABLE, "host-pbp", "baseline", "returned_fraction",
+                      "the share of ballooned memory returned"),),
         design="host-pbp: QEMU discards a 2 MiB range only once all 512 of its pages are ballooned (stock "
                "guest); split-pbp: the guest allocates 2 MiB and splits it, QEMU as host-pbp."),
     ReviewPoint(
@@ -338,5 +394,7 @@ POINTS: list[ReviewPoint] = [
         (P8_SHRINK, P8_FREED, P8_UNTOUCHED, P8_TOUCHED, P8_IDLE, P8_FOOTPRINT), answer_upstream,
         design="Upstream merged none of the series; it got free page reporting (Linux 5.7, QEMU 5.1) and "
                "virtio-mem.",
-        context=context_sampling),
+        context=context_sampling,
+        claims=(Claim(P8_SHRINK, "virtio-mem", "balloon", "thp_lost_per_returned_mib",
+                      "host THP lost per MiB returned"),)),
 ]
