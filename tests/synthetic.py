@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -132,7 +133,8 @@ def make_results(out: Path, arms: Optional[dict[str, ArmSpec]] = None, reps: int
                 d.mkdir(parents=True, exist_ok=True)
                 (d / "error.txt").write_text("BootTimeout: the guest never answered SSH\n\ntraceback...\n")
                 continue
-            info = {"run_id": run_id, "arm": arm, "rep": rep, "status": "complete", "accel": accel,
+            info = {"run_uid": uuid.uuid4().hex, "run_id": run_id, "arm": arm, "rep": rep, "status": "complete",
+                    "accel": accel,
                     "started": 1714528800.0 + rep, "wall_seconds": 30.0}
             if fast:  # the same files as write_run, without rebuilding the combined frames each time
                 d = store.run_dir(run_id)
