@@ -52,7 +52,7 @@ def trial(root: Path, ratio: float, seed: int, max_reps: int) -> tuple[int, str]
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--max-reps", type=int, default=10)
-    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--trials", type=int, default=10)
     args = p.parse_args()
     print(f"until-decided against a fixed {args.max_reps} repetitions per arm "
           f"({args.trials} synthetic trials per effect, start 3 reps, baseline ratio 2.0, 5 % noise)")
