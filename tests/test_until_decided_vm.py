@@ -26,7 +26,7 @@ step_pause_seconds = 0.5
 [[steps]]
 kind = "run"
 label = "usemem"
-command = "usemem --punch-holes -s -1 200m"
+command = "usemem --punch-holes 200m"
 [[steps]]
 kind = "balloon"
 label = "balloon 400"

@@ -129,7 +129,9 @@ def until_decided(path: Path, run_more: Callable[[dict[str, int]], None], max_re
         more = {a: attempted.get(a, 0) + 1 for a in open_arms if attempted.get(a, 0) < max_reps}
         result.rounds.append(Round(decisions, more))
         if not more:
-            result.spent = attempted_reps(path)
+            arms = folder.arm_order()
+            result.spent = dict(sorted(attempted.items(), key=lambda kv: (arms.index(kv[0]) if kv[0] in arms
+                                                                          else len(arms), kv[0])))
             return result
         log(f"until decided: {len(open_arms)} arm(s) still open ("
             + "; ".join(f"{q}: {d.verdict_text()}" for q, d in decisions if d.verdict in OPEN)
