@@ -14,7 +14,6 @@ below holds_mib too.
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 import subprocess
 
@@ -283,5 +282,5 @@ def test_a_guest_kernel_without_memcg_is_refused_at_boot(tmp_path, artifacts):
     spec = dataclasses.replace(spec, append=f"{spec.append} cgroup_disable=memory".strip())
     store = ResultsStore(tmp_path / "out")
     with pytest.raises(UnsupportedGuest, match="no memory controller.*cgroup_disable=memory"):
-        execute_run(scenario, run, 1, artifacts, store, Progress(1, stream=io.StringIO()), spec)
+        execute_run(scenario, run, 1, artifacts, store, Progress(1), spec)
     assert not (store.run_dir(run.run_id) / "steps").exists()   # no step ran
