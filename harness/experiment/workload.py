@@ -206,6 +206,8 @@ class StepCommand:
                                f"{self.cgroup}: {state.error or 'bh-step wrote no status'}\n"
                                f"--- bh-step's output ---\n{tail}")
         self.main_pid = state.main_pid
+        log.debug("step %r: `%s` runs as pid %d in %s, output in %s", self.label, self.command,
+                  self.main_pid, self.cgroup, self.log_path)
         return self.main_pid
 
     def state(self) -> CommandState:
@@ -229,6 +231,7 @@ class StepCommand:
             raise GuestCommandError(f"`{self.command}` did not end within {timeout:.0f}s in the guest; its "
                                     f"processes were killed\n--- last lines of its log ({self.log_path}) ---\n"
                                     f"{self.log_tail()}", self.command)
+        log.debug("step %r: `%s` returned", self.label, self.command)
         return self.state()
 
     def _guest(self, line: str, timeout: float) -> str:
