@@ -67,7 +67,12 @@ class QMPError(HarnessError):
 
 
 class WorkloadDied(HarnessError):
-    """A background workload the harness started in the guest is no longer running."""
+    """A workload the harness watches in the guest (a background step's command, or what a
+    run step left running) is no longer running, or did not start."""
+
+
+class UnsupportedGuest(HarnessError):
+    """The guest kernel lacks what the harness needs (cgroup v2 with the memory controller)."""
 
 
 class GuestStateError(HarnessError):

@@ -66,6 +66,12 @@ def _write(tmp_path: Path, text: str) -> Path:
     (('kind = "balloon"\ntarget_mib = 624', 'kind = "background"\ncommand = "x"\nholds_mib = 2048'),
      "steps[0].holds_mib", "cannot fit"),
     (('kind = "balloon"\ntarget_mib = 624', 'kind = "sleep"\nseconds = nan'), "steps[0].seconds", "finite"),
+    (('kind = "balloon"\ntarget_mib = 624', 'kind = "run"\ncommand = "x"\nanon_drop_fraction = 1.5'),
+     "steps[0].anon_drop_fraction", "between 0 and 1"),
+    (('kind = "balloon"\ntarget_mib = 624', 'kind = "background"\ncommand = "x"\nanon_drop_fraction = -0.1'),
+     "steps[0].anon_drop_fraction", "at least 0"),
+    (('kind = "balloon"\ntarget_mib = 624', 'kind = "stop"\nworkload = "w"'), "steps[0].workload",
+     "no background or run step"),
     (('target_mib = 624', 'target_mib = 624\nlabel = ""'), "steps[0].label", "non-empty"),
     (('name = "stock"', 'name = "a b"'), "arms[0].name", "letters, digits"),
     (('name = "stock"', 'name = ""'), "arms[0].name", "must not be empty"),
@@ -128,3 +134,16 @@ def test_reps_override(tmp_path):
     assert with_repetitions(s, 5).repetitions == 5
     with pytest.raises(ConfigError, match="at least one"):
         with_repetitions(s, 0)
+
+
+def test_watched_workload_fields(tmp_path):
+    """A run step's detached workload can be stopped by its label; the anonymous-memory drop
+    a watched workload may have defaults to the named constant and can be set per step."""
+    from harness.experiment.watch import DEFAULT_ANON_DROP_FRACTION
+    text = MINIMAL.replace('kind = "balloon"\ntarget_mib = 624',
+                           'kind = "run"\nlabel = "d"\ncommand = "usemem -d -s -1 100m"\n'
+                           '[[steps]]\nkind = "background"\ncommand = "x"\nanon_drop_fraction = 0.5\n'
+                           '[[steps]]\nkind = "stop"\nworkload = "d"')
+    steps = load_scenario(_write(tmp_path, text)).steps
+    assert steps[0].anon_drop_fraction == DEFAULT_ANON_DROP_FRACTION and steps[1].anon_drop_fraction == 0.5
+    assert steps[2].workload == "d"

@@ -5,7 +5,8 @@ libraries, the virtio modules in load order, a host key generated at build time
 (the harness pins it: no trust-on-first-use), and our ``usemem``. The balloon
 driver is kept out of the base archive and appended as a second cpio archive
 (the kernel unpacks concatenated archives in order), so the stock and the patched
-image share one base and differ only in that one module.
+image share one base and differ only in that one module. ``bh-step`` runs every step
+command in a cgroup of its own (``harness.experiment.workload``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ IMAGES = data_dir("images")
 ROOTFS = IMAGES / "rootfs"
 USEMEM_SRC = IMAGES / "usemem.c"
 USEMEM_CFLAGS = ["-static", "-O2", "-Wall", "-Wextra"]
+BH_STEP_SRC = IMAGES / "bh-step.c"
 
 # Loaded at boot, with their dependencies, in this order. virtio_balloon is
 # listed but shipped by the overlay archive (stock or patched). virtio_mem is for the
@@ -63,15 +65,23 @@ def _package_version(pkg: str) -> str:
 
 def build_usemem() -> Path:
     """Compile ``images/usemem.c`` statically; cached by source hash and compiler."""
+    return _build_static(USEMEM_SRC, "usemem")
+
+
+def build_bh_step() -> Path:
+    """Compile ``images/bh-step.c`` (the step commands' cgroup runner) statically, cached alike."""
+    return _build_static(BH_STEP_SRC, "bh-step")
+
+
+def _build_static(src: Path, name: str) -> Path:
     cc = debian.tool_path("cc")
     cc_version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    inputs = {"src": cache.file_sha256(USEMEM_SRC), "cc": cc_version, "cflags": USEMEM_CFLAGS}
+    inputs = {"src": cache.file_sha256(src), "cc": cc_version, "cflags": USEMEM_CFLAGS}
 
     def build(out: Path, log: Path) -> None:
-        run_step("compile usemem", [cc, *USEMEM_CFLAGS, "-o", out / "usemem", USEMEM_SRC],
-                 log, quiet=True)
+        run_step(f"compile {name}", [cc, *USEMEM_CFLAGS, "-o", out / name, src], log, quiet=True)
 
-    return cache.ensure("usemem", inputs, build).path / "usemem"
+    return cache.ensure(name, inputs, build).path / name
 
 
 def _shared_libs(binary: Path) -> list[Path]:
@@ -85,7 +95,7 @@ def _shared_libs(binary: Path) -> list[Path]:
     return libs
 
 
-def _base_entries(kernel: GuestKernel, usemem: Path, stage: Path) -> list[cpio.Entry]:
+def _base_entries(kernel: GuestKernel, usemem: Path, stage: Path, bh_step: Path) -> list[cpio.Entry]:
     """Stage the base filesystem in ``stage`` and return its archive entries."""
     busybox = debian.tool_path("busybox")
     dropbear = debian.tool_path("dropbear")
@@ -107,6 +117,7 @@ def _base_entries(kernel: GuestKernel, usemem: Path, stage: Path) -> list[cpio.E
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(lib.resolve(), dest)
     shutil.copy2(usemem, stage / "usr/bin/usemem")
+    shutil.copy2(bh_step, stage / "usr/bin/bh-step")
     order = kernel.load_order(GUEST_MODULES)
     names = []
     for ko in order:
@@ -124,11 +135,13 @@ def build_base(kernel: GuestKernel) -> cache.Artifact:
     """The shared base initramfs and its SSH host key (looked up once per process)."""
     debian.require_tools(["busybox", "dropbear", "dropbearkey", "cc"])
     usemem = build_usemem()
+    bh_step = build_bh_step()
     inputs = {
         "kernel": [kernel.package, kernel.version],
         "busybox-static": _package_version("busybox-static"),
         "dropbear-bin": _package_version("dropbear-bin"),
         "usemem": cache.file_sha256(usemem),
+        "bh-step": cache.file_sha256(bh_step),
         "rootfs": _tree_hash(ROOTFS),
         "modules": GUEST_MODULES,
         "layout": 3,
@@ -145,7 +158,7 @@ def build_base(kernel: GuestKernel) -> cache.Artifact:
         if not line:
             raise BuildError(f"dropbearkey -y printed no public key:\n{pub.stdout}{pub.stderr}")
         (out / "host_key.pub").write_text(" ".join(line.split()[:2]) + "\n")
-        cpio.write_archive(out / "base.cpio.gz", _base_entries(kernel, usemem, stage))
+        cpio.write_archive(out / "base.cpio.gz", _base_entries(kernel, usemem, stage, bh_step))
         shutil.rmtree(stage)
 
     art = cache.ensure("initramfs-base", inputs, build)

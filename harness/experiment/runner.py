@@ -40,7 +40,14 @@ from harness.errors import (
     WorkloadDied,
 )
 from harness.experiment.scenario import Arm, Scenario, Step
-from harness.experiment.workload import BackgroundWorkload, usemem_throughput_mb_s
+from harness.experiment.watch import WatchedWorkload, workload_reading
+from harness.experiment.workload import (
+    CommandState,
+    StepCommand,
+    read_states,
+    require_memory_cgroup,
+    usemem_throughput_mb_s,
+)
 from harness.guest import Guest
 from harness.mechanisms import Mechanism
 from harness.probes.sampler import Sampler
@@ -170,13 +177,25 @@ class RunContext:
     progress: Progress
     run_dir: Path
     mechanism: Mechanism
-    workloads: list[BackgroundWorkload] = field(default_factory=list)
+    commands: list[StepCommand] = field(default_factory=list)      # every step command, in order
+    workloads: list[WatchedWorkload] = field(default_factory=list)  # every workload watched (stopped too)
     moves: dict[str, dict] = field(default_factory=dict)   # step label -> MoveResult.as_dict(), for run.json
     summary: list[dict[str, Any]] = field(default_factory=list)  # one row per finished step
     holds_mib: Optional[int] = None            # declared by a run/background step, checked after each step
 
     def say(self, message: str, throttle: float = 0.0) -> None:
         self.progress.say(self.run, self.index, message, throttle)
+
+    @property
+    def watching(self) -> list[WatchedWorkload]:
+        """The workloads watched now: not ended by a stop step."""
+        return [w for w in self.workloads if w.stopped_at is None]
+
+    def new_command(self, step: Step) -> StepCommand:
+        assert step.command is not None
+        cmd = StepCommand(self.guest.ssh, step.label, step.command, len(self.commands) + 1, step.kind)
+        self.commands.append(cmd)
+        return cmd
 
 
 @dataclass(frozen=True)
@@ -187,40 +206,58 @@ class Throughput:
 
 
 def _step_run(ctx: RunContext, step: Step) -> Optional[Throughput]:
-    """Run the command; its output is kept in ``runs/<run>/steps/<label>.log``."""
-    assert step.command is not None
-    try:
-        result = ctx.guest.ssh.run(step.command, timeout=step.timeout)
-    except GuestCommandError as e:
-        _keep_output(ctx, step, e.stdout, e.stderr)
-        raise
-    _keep_output(ctx, step, result.stdout, result.stderr)
+    """Run the command in its own cgroup and wait until it returns; its output is kept in
+    ``runs/<run>/steps/<label>.log``. What it leaves running is watched from here on."""
+    cmd = ctx.new_command(step)
+    cmd.start()
+    state = cmd.wait(step.timeout)
+    output = cmd.read_log()
+    _keep_log(ctx, cmd, output)
+    end = state.main_end
+    if end is None or end.failed:
+        if end is None:
+            how = f"did not run ({state.error or 'bh-step recorded no end'})"
+        elif end.how == "exit":
+            how = f"exited with {end.value}"
+        else:
+            how = f"was killed by signal {end.value}"
+        raise GuestCommandError(f"`{step.command}` {how} in the guest\n--- last lines of its output "
+                                f"({cmd.log_path}) ---\n{_last_lines(output)}", cmd.command,
+                                end.value if end is not None and end.how == "exit" else None)
+    if state.populated:
+        _watch_detached(ctx, step, cmd, state)
     if not step.throughput:
         return None
     try:
-        mb_s = usemem_throughput_mb_s(result.stdout)
+        mb_s = usemem_throughput_mb_s(output)
     except ValueError as e:
         raise GuestStateError(f"step {step.label!r} declares throughput = true: {e}") from None
     ctx.say(f"{step.label}: {mb_s:.0f} MB/s")
     return Throughput(mb_s)
 
 
-def _keep_output(ctx: RunContext, step: Step, stdout: str, stderr: str) -> None:
-    if not (stdout or stderr):
-        return
-    d = ctx.run_dir / "steps"
-    d.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", step.label)
-    (d / f"{name}.log").write_text(stdout + (f"\n--- stderr ---\n{stderr}" if stderr else ""))
+def _watch_detached(ctx: RunContext, step: Step, cmd: StepCommand, state: CommandState) -> None:
+    """Processes a run step's command left in its cgroup are its detached workload: watched
+    like a background one from here on."""
+    ctx.workloads.append(WatchedWorkload(cmd, step.anon_drop_fraction))
+    ctx.say(f"{step.label}: left pid(s) {', '.join(map(str, state.pids[:8]))} running: watched from here on")
+
+
+def _last_lines(text: str, lines: int = 20) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _keep_log(ctx: RunContext, cmd: StepCommand, text: Optional[str] = None) -> None:
+    """The command's guest log, as ``runs/<run>/steps/<label>.log`` (refreshed at the run's end)."""
+    cmd.fetch_log(ctx.run_dir / "steps", text)
 
 
 def _step_background(ctx: RunContext, step: Step) -> None:
-    assert step.command is not None
-    wl = BackgroundWorkload(ctx.guest.ssh, step.label, step.command, len(ctx.workloads) + 1)
-    ctx.workloads.append(wl)
-    pid = wl.start()
+    cmd = ctx.new_command(step)
+    pid = cmd.start()
+    ctx.workloads.append(WatchedWorkload(cmd, step.anon_drop_fraction))
     ctx.say(f"{step.label}: started pid {pid}" + (f", waiting for /{step.ready}/" if step.ready else ""))
-    seconds = wl.wait_ready(step.ready, step.timeout)
+    seconds = cmd.wait_ready(step.ready, step.timeout)
     if step.ready:
         ctx.say(f"{step.label}: ready after {seconds:.1f}s")
 
@@ -238,10 +275,14 @@ def _step_resize(ctx: RunContext, step: Step) -> MoveResult:
 
 
 def _step_stop(ctx: RunContext, step: Step) -> None:
-    """End a background workload; its memory is free from here on (so no holds_mib either)."""
-    wl = next(w for w in ctx.workloads if w.label == step.workload)
-    seconds = wl.stop()
-    ctx.workloads.remove(wl)
+    """End a watched workload (a background step's, or what a run step left running); its
+    memory is free from here on (so no holds_mib either)."""
+    wl = next((w for w in ctx.watching if w.label == step.workload), None)
+    if wl is None:
+        raise GuestStateError(f"step {step.label!r}: step {step.workload!r} left no workload running to stop "
+                              f"(its command returned with nothing left in its cgroup)")
+    seconds = wl.command.stop()
+    wl.stopped_at = step.label
     ctx.holds_mib = None
     ctx.say(f"{step.label}: {wl.label} ended in {seconds:.1f}s")
 
@@ -267,21 +308,35 @@ def _oom_lines(guest: Guest) -> str:
     return "\nthe guest's OOM killer acted:\n" + "\n".join(oom[-5:]) if oom else ""
 
 
-def check_guest_state(ctx: RunContext, step: Step, after: metrics.Reading) -> None:
-    """The cheap sanity checks after a step: workloads alive, declared memory held."""
-    for wl in ctx.workloads:
-        try:
-            wl.check(f"after step {step.label!r}")
-        except WorkloadDied as e:
-            raise WorkloadDied(f"{e}{_oom_lines(ctx.guest)}") from None
+def watch_workloads(ctx: RunContext, when: str) -> tuple[dict[str, CommandState], metrics.Reading]:
+    """Read every watched workload's cgroup (one SSH round trip); a dead one fails the run
+    (how its processes ended, its log tail, the guest's OOM lines). Returns the states and
+    their memory as a reading (recorded as ``workload`` samples)."""
+    watching = ctx.watching
+    states = read_states(ctx.guest.ssh, [w.command for w in watching])
+    deaths = [w.death(states[w.slug], when, w.command.log_tail()) for w in watching if w.dead(states[w.slug])]
+    if deaths:
+        raise WorkloadDied("\n".join(deaths) + _oom_lines(ctx.guest))
+    return states, workload_reading(watching, states)
+
+
+def check_guest_state(ctx: RunContext, step: Step, after: metrics.Reading,
+                      states: Optional[dict[str, CommandState]] = None) -> None:
+    """The cheap sanity checks after a step: the watched workloads kept their anonymous
+    memory, the guest holds what the scenario declares (holds_mib). Every failed check is
+    named in one error."""
+    when = f"after step {step.label!r}"
+    problems = [p for w in ctx.watching if w.slug in (states or {})
+                for p in [w.observe((states or {})[w.slug], when)] if p]
     if ctx.holds_mib is not None:
         anon_kib = after.get(("guest", "anon_kib"))
         if anon_kib is not None and anon_kib < ctx.holds_mib * 1024:
-            raise GuestStateError(
-                f"after step {step.label!r} the guest holds {anon_kib / 1024:.0f} MiB of anonymous memory, "
+            problems.append(
+                f"{when} the guest holds {anon_kib / 1024:.0f} MiB of anonymous memory, "
                 f"but the scenario declares the workload holds at least {ctx.holds_mib} MiB "
-                f"(holds_mib): the workload's memory is gone, the figures would describe an idle guest"
-                + _oom_lines(ctx.guest))
+                f"(holds_mib): the workload's memory is gone, the figures would describe an idle guest")
+    if problems:
+        raise GuestStateError("\n".join(problems) + _oom_lines(ctx.guest))
 
 
 def _fetch_dmesg(guest: Guest, run_dir: Path) -> str:
@@ -303,20 +358,24 @@ def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, 
     run, timing = ctx.run, ctx.scenario.timing
     summary = ctx.summary
     for step in ctx.scenario.steps:
-        for wl in ctx.workloads:
-            wl.check(f"before step {step.label!r}")
+        _, watched_before = watch_workloads(ctx, f"before step {step.label!r}")
         sampler.phase = step.label
         ctx.say(f"step {step.label}")
         before = sampler.snapshot()
+        sampler.record(watched_before)
+        before.update(watched_before)
         ts = time.monotonic()
         result = STEP_HANDLERS[step.kind](ctx, step)
         ctx.guest.check_alive()
         seconds[step.kind] = seconds.get(step.kind, 0.0) + time.monotonic() - ts
         time.sleep(timing.step_pause_seconds)
         after = sampler.snapshot()
+        states, watched_after = watch_workloads(ctx, f"after step {step.label!r}")
+        sampler.record(watched_after)
+        after.update(watched_after)
         if step.holds_mib is not None:
             ctx.holds_mib = step.holds_mib
-        check_guest_state(ctx, step, after)
+        check_guest_state(ctx, step, after, states)
         identity = {"run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": step.label,
                     "mechanism": ctx.mechanism.name}
         summary.append(metrics.summary_row(
@@ -346,6 +405,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
         with guest:
             seconds["boot"] = guest.boot_seconds or 0.0
             ctx.say(f"booted in {seconds['boot']:.1f}s (accel={guest.accel})")
+            require_memory_cgroup(guest.ssh)  # every step command runs in a memory cgroup of its own
             mechanism.attach(guest)
             probe_ssh = guest.open_ssh()  # the steps keep guest.ssh; dropbear wants one channel at a time
             sampler = Sampler(guest.pid, mechanism.size_mib,
@@ -367,9 +427,9 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
                 _fetch_dmesg(guest, run_dir)  # the evidence the console's loglevel hides (OOM reports)
                 raise
             finally:
-                for wl in ctx.workloads:
+                for cmd in ctx.commands:  # what detached workloads printed since their step, too
                     if guest.is_running():
-                        wl.fetch_log(run_dir)
+                        _keep_log(ctx, cmd)
             kernel_log = _fetch_dmesg(guest, run_dir)
     finally:
         ending = guest.ending
@@ -402,7 +462,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
         "qemu_ending": ending.as_dict(),
         "qemu_cmdline": cmd_sh.read_text() if cmd_sh.exists() else None,
         "moves": ctx.moves,
-        "workloads": [{"label": w.label, "command": w.command, "pid": w.pid} for w in ctx.workloads],
+        "workloads": [w.info() for w in ctx.workloads],
         "sampler_errors": sampler.errors[:10],
     }
     store.write_run(run.run_id, samples, summary_df, info)

@@ -25,6 +25,7 @@ from harness.analysis.expectations import parse_expectations
 from harness.artifacts.patches import design_series
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.errors import ConfigError
+from harness.experiment.watch import DEFAULT_ANON_DROP_FRACTION
 from harness.mechanisms import DEFAULT as DEFAULT_MECHANISM
 from harness.mechanisms import make
 from harness.results.folder import default_step_label
@@ -61,6 +62,8 @@ class Step:
     holds_mib: int | None = None   # run, background: guest AnonPages must stay >= this from here on
     workload: str | None = None    # stop: the label of the background step whose workload ends here
     throughput: bool = False       # run: the output has usemem throughput lines -> workload_mb_s
+    # run, background: the share of its highest anonymous memory the watched workload may lose
+    anon_drop_fraction: float = DEFAULT_ANON_DROP_FRACTION
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,13 @@ def _holds(t: _Table, vm: VMSettings) -> int | None:
     return holds
 
 
+def _anon_drop(t: _Table) -> float:
+    fraction = t.get("anon_drop_fraction", float, DEFAULT_ANON_DROP_FRACTION, minimum=0)
+    if fraction > 1:
+        t.fail(t.key("anon_drop_fraction"), f"must be a fraction between 0 and 1 (1: no check), got {fraction}")
+    return fraction
+
+
 def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
     t = _Table(path, f"steps[{i}]", data)
     kind = t.get("kind", str, choices=STEP_KINDS)
@@ -217,7 +227,7 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
         command = _command(t)
         step = Step(kind, _label(t, default_step_label(i, data)), command=command,
                     timeout=t.get("timeout", float, 600.0, minimum=1), holds_mib=_holds(t, vm),
-                    throughput=t.get("throughput", bool, False))
+                    throughput=t.get("throughput", bool, False), anon_drop_fraction=_anon_drop(t))
     elif kind == "background":
         command = _command(t)
         ready = t.get("ready", str, None)
@@ -227,7 +237,8 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
             except re.error as e:
                 t.fail(t.key("ready"), f"not a valid regular expression: {e}")
         step = Step(kind, _label(t, default_step_label(i, data)), command=command,
-                    timeout=t.get("timeout", float, 600.0, minimum=1), ready=ready, holds_mib=_holds(t, vm))
+                    timeout=t.get("timeout", float, 600.0, minimum=1), ready=ready, holds_mib=_holds(t, vm),
+                    anon_drop_fraction=_anon_drop(t))
     elif kind in MOVE_KINDS:
         target = t.get("target_mib", int, minimum=1)
         if target > vm.memory_mib:
@@ -246,14 +257,15 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
 
 
 def _check_stops(path: Path, steps: tuple[Step, ...]) -> None:
-    """A stop step must name a background step before it, stopped once."""
+    """A stop step must name a background or run step before it (a run step's workload is
+    what its command left running), stopped once."""
     started: list[str] = []
     for i, st in enumerate(steps):
-        if st.kind == "background":
+        if st.kind in ("background", "run"):
             started.append(st.label)
         elif st.kind == "stop":
             if st.workload not in started:
-                raise ConfigError(f"{path}: steps[{i}].workload: no background step labelled "
+                raise ConfigError(f"{path}: steps[{i}].workload: no background or run step labelled "
                                   f"{st.workload!r} runs before it (running: {', '.join(started) or 'none'})")
             started.remove(st.workload)
 

@@ -129,6 +129,15 @@ _VALUES = [
     Metric("guest_free_order9_before", "blocks", "guest free 2 MiB blocks (buddyinfo) before"),
     Metric("guest_free_order9_after", "blocks", "guest free 2 MiB blocks after"),
     Metric("guest_anon_after_kib", "kB", "guest AnonPages after the step (the workload's memory)"),
+    Metric("workloads_after", "count", "workloads the harness watches after the step: background steps' "
+                                       "commands and what run steps left running, each in its own cgroup"),
+    Metric("workload_anon_before_kib", "kB", "the watched workloads' anonymous memory before the step (their "
+                                             "cgroups' memory.stat anon, summed; NaN when none is watched)"),
+    Metric("workload_anon_after_kib", "kB", "the watched workloads' anonymous memory after the step (as before)"),
+    Metric("workload_anon_thp_after_kib", "kB", "of that, in guest transparent huge pages (memory.stat anon_thp)"),
+    Metric("workload_file_after_kib", "kB", "the watched workloads' page cache after the step (memory.stat file)"),
+    Metric("workload_current_after_kib", "kB", "all memory charged to the watched workloads' cgroups after the "
+                                               "step (memory.current: anonymous, page cache, kernel)"),
     Metric("guest_mem_total_after_kib", "kB", "guest MemTotal after the step: what the guest can really use "
                                               "at its size (a balloon and virtio-mem of the same size differ)"),
     Metric("guest_balloon_huge_after", "blocks",
@@ -278,6 +287,12 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
         "guest_free_order9_before": _get(before, "guest", "free_order9_blocks"),
         "guest_free_order9_after": _get(after, "guest", "free_order9_blocks"),
         "guest_anon_after_kib": _get(after, "guest", "anon_kib"),
+        "workloads_after": _get(after, "workload", "count"),
+        "workload_anon_before_kib": _get(before, "workload", "anon_kib"),
+        "workload_anon_after_kib": _get(after, "workload", "anon_kib"),
+        "workload_anon_thp_after_kib": _get(after, "workload", "anon_thp_kib"),
+        "workload_file_after_kib": _get(after, "workload", "file_kib"),
+        "workload_current_after_kib": _get(after, "workload", "current_kib"),
         "guest_mem_total_after_kib": _get(after, "guest", "mem_total_kib"),
         "guest_balloon_huge_after": _get(after, "guest", "balloon_huge"),
         "guest_balloon_small_after": _get(after, "guest", "balloon_small"),
