@@ -101,7 +101,7 @@ def _check_range(start: int, end: int) -> int:
     return (end - start) // HUGE
 
 
-_ioctl_works: dict[int, bool] = {}
+_ioctl_works: dict[str, bool] = {}
 
 
 def ioctl_supported() -> bool:
@@ -141,7 +141,7 @@ def scan_ioctl(pid: int | str, start: int, end: int) -> HostRanges:
                             return_mask=PAGE_IS_PRESENT | PAGE_IS_PFNZERO | PAGE_IS_HUGE)
             count = fcntl.ioctl(fd, PAGEMAP_SCAN, arg)
             if count:
-                regions = np.frombuffer(vec, dtype=np.uint64, count=3 * count).reshape(count, 3)
+                regions = np.frombuffer(memoryview(vec).cast("B"), dtype=np.uint64, count=3 * count).reshape(count, 3)
                 cats = regions[:, 2]
                 real = (cats & PAGE_IS_PFNZERO) == 0
                 first = ((regions[real, 0] - start) // PAGE).astype(np.int64)
@@ -238,15 +238,28 @@ def scan(pid: int | str, start: int, end: int, method: str = "auto") -> HostRang
     raise ValueError(f"method {method!r}: ioctl, pagemap or auto")
 
 
-def smaps_anon_huge_kib(pid: int | str, address: int) -> int:
-    """``AnonHugePages`` of the VMA holding ``address`` in ``/proc/PID/smaps`` (kB)."""
-    inside = False
+def vma_anon_huge_kib(pid: int | str, addresses: list[int]) -> dict[int, int]:
+    """``AnonHugePages`` (kB) of each VMA of ``/proc/PID/smaps`` holding one of ``addresses``,
+    by the VMA's start (a VMA holding two of them counts once)."""
+    out: dict[int, int] = {}
+    found: set[int] = set()
+    current: int | None = None
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             head = line.split(" ", 1)[0]
             if "-" in head and ":" not in head:
                 lo, hi = (int(x, 16) for x in head.split("-"))
-                inside = lo <= address < hi
-            elif inside and line.startswith("AnonHugePages:"):
-                return int(line.split()[1])
-    raise LookupError(f"no mapping holds {address:#x} in /proc/{pid}/smaps")
+                inside = [a for a in addresses if lo <= a < hi]
+                found.update(inside)
+                current = lo if inside else None
+            elif current is not None and line.startswith("AnonHugePages:"):
+                out[current] = int(line.split()[1])
+    missing = [hex(a) for a in addresses if a not in found]
+    if missing:
+        raise LookupError(f"no mapping holds {', '.join(missing)} in /proc/{pid}/smaps")
+    return out
+
+
+def smaps_anon_huge_kib(pid: int | str, address: int) -> int:
+    """``AnonHugePages`` of the VMA holding ``address`` in ``/proc/PID/smaps`` (kB)."""
+    return sum(vma_anon_huge_kib(pid, [address]).values())
