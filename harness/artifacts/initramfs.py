@@ -31,6 +31,9 @@ ROOTFS = IMAGES / "rootfs"
 USEMEM_SRC = IMAGES / "usemem.c"
 USEMEM_CFLAGS = ["-static", "-O2", "-Wall", "-Wextra"]
 BH_STEP_SRC = IMAGES / "bh-step.c"
+# The guest's half of the 2 MiB frame map (harness.probes.guestmap), at this path in the guest.
+FRAMEMAP_SRC = IMAGES / "framemap.c"
+FRAMEMAP_GUEST_PATH = "usr/bin/bh-framemap"
 
 # Loaded at boot, with their dependencies, in this order. virtio_balloon is
 # listed but shipped by the overlay archive (stock or patched). virtio_mem is for the
@@ -73,6 +76,11 @@ def build_bh_step() -> Path:
     return _build_static(BH_STEP_SRC, "bh-step")
 
 
+def build_framemap() -> Path:
+    """Compile ``images/framemap.c`` (the guest's frame-map reader) statically, cached alike."""
+    return _build_static(FRAMEMAP_SRC, "framemap")
+
+
 def _build_static(src: Path, name: str) -> Path:
     cc = debian.tool_path("cc")
     cc_version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
@@ -95,7 +103,8 @@ def _shared_libs(binary: Path) -> list[Path]:
     return libs
 
 
-def _base_entries(kernel: GuestKernel, usemem: Path, stage: Path, bh_step: Path) -> list[cpio.Entry]:
+def _base_entries(kernel: GuestKernel, usemem: Path, stage: Path, bh_step: Path,
+                  framemap: Path) -> list[cpio.Entry]:
     """Stage the base filesystem in ``stage`` and return its archive entries."""
     busybox = debian.tool_path("busybox")
     dropbear = debian.tool_path("dropbear")
@@ -118,6 +127,7 @@ def _base_entries(kernel: GuestKernel, usemem: Path, stage: Path, bh_step: Path)
         shutil.copy2(lib.resolve(), dest)
     shutil.copy2(usemem, stage / "usr/bin/usemem")
     shutil.copy2(bh_step, stage / "usr/bin/bh-step")
+    shutil.copy2(framemap, stage / FRAMEMAP_GUEST_PATH)
     order = kernel.load_order(GUEST_MODULES)
     names = []
     for ko in order:
@@ -136,12 +146,14 @@ def build_base(kernel: GuestKernel) -> cache.Artifact:
     debian.require_tools(["busybox", "dropbear", "dropbearkey", "cc"])
     usemem = build_usemem()
     bh_step = build_bh_step()
+    framemap = build_framemap()
     inputs = {
         "kernel": [kernel.package, kernel.version],
         "busybox-static": _package_version("busybox-static"),
         "dropbear-bin": _package_version("dropbear-bin"),
         "usemem": cache.file_sha256(usemem),
         "bh-step": cache.file_sha256(bh_step),
+        "framemap": cache.file_sha256(framemap),
         "rootfs": _tree_hash(ROOTFS),
         "modules": GUEST_MODULES,
         "layout": 3,
@@ -158,7 +170,7 @@ def build_base(kernel: GuestKernel) -> cache.Artifact:
         if not line:
             raise BuildError(f"dropbearkey -y printed no public key:\n{pub.stdout}{pub.stderr}")
         (out / "host_key.pub").write_text(" ".join(line.split()[:2]) + "\n")
-        cpio.write_archive(out / "base.cpio.gz", _base_entries(kernel, usemem, stage, bh_step))
+        cpio.write_archive(out / "base.cpio.gz", _base_entries(kernel, usemem, stage, bh_step, framemap))
         shutil.rmtree(stage)
 
     art = cache.ensure("initramfs-base", inputs, build)

@@ -1,0 +1,72 @@
+"""The guest's side of the frame map: what each 2 MiB guest-physical frame holds.
+
+The guest image carries ``bh-framemap`` (``images/framemap.c``), which reads the guest's
+``/proc/kpageflags`` and ``/proc/kpagecount`` and prints, per frame (PFN >> 9), how many of
+its 512 pages are in each class: no page (a hole, unplugged memory), balloon (PageOffline:
+the balloon's 4 KiB pages, or all 512 subpages of the RFC's 2 MiB page), guest THP, free
+buddy memory, anonymous 4 KiB pages, and everything else. Runs of equal frames come as one
+line, so a 16 GiB guest answers in a few kB.
+
+On Linux 6.1 balloon pages have no flag of their own (``KPF_BALLOON`` became
+``KPF_OFFLINE`` in 5.0 with PG_balloon's conversion to the PageOffline page type);
+virtio-mem's fake-offline blocks carry the same page type, and an arm's mechanism says
+which of the two a frame's offline pages are.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+
+from harness.errors import GuestStateError
+
+log = logging.getLogger(__name__)
+
+GUEST_HELPER = "/usr/bin/bh-framemap"
+GUEST_CLASSES = ("nopage", "balloon", "thp", "free", "anon", "other")
+FRAME_PAGES = 512
+
+# One state per frame, from its counts (stored as uint8, named in frame maps).
+G_ABSENT, G_BALLOON, G_BALLOON_PART, G_THP, G_FREE, G_USED = range(6)
+GUEST_STATES = ("absent", "balloon", "balloon-part", "thp", "free", "used")
+
+
+def parse(text: str) -> dict[int, np.ndarray]:
+    """``bh-framemap``'s output -> {frame: counts per GUEST_CLASSES (int16)}."""
+    frames: dict[int, np.ndarray] = {}
+    ended = False
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "END":
+            ended = True
+        elif parts[0] == "F" and len(parts) == 3 + len(GUEST_CLASSES):
+            first, n = int(parts[1]), int(parts[2])
+            counts = np.array([int(x) for x in parts[3:]], dtype=np.int16)
+            if counts.sum() != FRAME_PAGES:
+                raise GuestStateError(f"bh-framemap: frame {first} counts {counts.tolist()} do not sum to 512")
+            for f in range(first, first + n):
+                frames[f] = counts
+    if not ended:
+        raise GuestStateError(f"bh-framemap printed no END line (cut short?): {text[-200:]!r}")
+    return frames
+
+
+def states(counts: np.ndarray) -> np.ndarray:
+    """Per frame (rows of GUEST_CLASSES counts): its one guest state (uint8)."""
+    nopage, balloon, thp, free = (counts[:, GUEST_CLASSES.index(c)] for c in ("nopage", "balloon", "thp", "free"))
+    out = np.full(len(counts), G_USED, dtype=np.uint8)
+    out[free == FRAME_PAGES] = G_FREE
+    out[thp == FRAME_PAGES] = G_THP
+    out[(balloon > 0) & (balloon < FRAME_PAGES)] = G_BALLOON_PART
+    out[balloon == FRAME_PAGES] = G_BALLOON
+    out[nopage == FRAME_PAGES] = G_ABSENT
+    return out
+
+
+def read(run: Callable[[str], str]) -> dict[int, np.ndarray]:
+    """One reading through ``run(command) -> stdout`` (one SSH round trip)."""
+    return parse(run(GUEST_HELPER))
