@@ -50,6 +50,7 @@ from harness.experiment.workload import (
 )
 from harness.guest import Guest
 from harness.mechanisms import Mechanism
+from harness.probes import framemap
 from harness.probes.sampler import Sampler
 from harness.results import ResultsStore, layout, metrics
 from harness.vm import BalloonDevice, MachineSpec
@@ -411,7 +412,9 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
             sampler = Sampler(guest.pid, mechanism.size_mib,
                               lambda cmd: probe_ssh.run(cmd, timeout=60).stdout,
                               host_hz=scenario.timing.host_sample_hz,
-                              guest_seconds=scenario.timing.guest_sample_seconds, t0=t0)
+                              guest_seconds=scenario.timing.guest_sample_seconds, t0=t0,
+                              frames=framemap.for_guest(guest, lambda cmd: probe_ssh.run(cmd, timeout=180).stdout,
+                                                        scenario.steps))
             guest.ssh.run(f"printf 'BH_ARM=%s\\nBH_REP=%s\\nBH_RUN_ID=%s\\n' {shlex.quote(run.arm.name)} "
                           f"{run.rep} {shlex.quote(run.run_id)} > {RUN_ENV}", timeout=30)
             sampler.phase = "idle"
@@ -464,7 +467,10 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
         "moves": ctx.moves,
         "workloads": [w.info() for w in ctx.workloads],
         "sampler_errors": sampler.errors[:10],
+        "frame_map": sampler.frames.info() if sampler.frames else None,
     }
+    if sampler.frames:
+        sampler.frames.write(run_dir)
     store.write_run(run.run_id, samples, summary_df, info)
     progress.say(run, index, f"done in {total:.1f}s -> {run_dir}")
     return info
@@ -482,6 +488,8 @@ def _keep_partial(ctx: RunContext, sampler: Sampler) -> None:
                       for t, phase, src, metric, value in sampler.rows],
                      columns=metrics.SAMPLE_COLUMNS).to_csv(ctx.run_dir / layout.PARTIAL_SAMPLES, index=False)
         (ctx.run_dir / layout.PARTIAL_MOVES).write_text(json.dumps(ctx.moves, indent=1, default=str))
+        if sampler.frames:
+            sampler.frames.write(ctx.run_dir)
     except OSError as e:  # the run's own error matters more than this
         ctx.say(f"could not keep the failed run's partial results: {e}")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from harness.arch import THP_ORDER
 from harness.errors import HarnessError
@@ -27,6 +27,9 @@ from harness.results.metrics import (
     Reading,
     Series,
 )
+
+if TYPE_CHECKING:
+    from harness.probes.framemap import FrameMap
 
 Row = tuple[float, str, str, str, float]
 
@@ -76,8 +79,10 @@ class Sampler:
     """Background sampling of one guest; ``phase`` labels the rows it records."""
 
     def __init__(self, pid: int, size_mib: Callable[[], float], guest_run: Callable[[str], str],
-                 host_hz: float = 5.0, guest_seconds: float = 1.0, t0: float | None = None):
+                 host_hz: float = 5.0, guest_seconds: float = 1.0, t0: float | None = None,
+                 frames: Optional[FrameMap] = None):
         self.pid = pid
+        self.frames = frames     # the 2 MiB frame map: at every snapshot, host-only during resizes
         self._size_mib = size_mib
         self._guest_run = guest_run
         self.host_period = 1.0 / host_hz
@@ -100,6 +105,8 @@ class Sampler:
         """A reading of everything now, recorded and returned (used at step boundaries)."""
         r = read_host(self.pid, self._size_mib)
         r.update(read_guest(self._guest_run))
+        if self.frames is not None:
+            r.update(self.frames.capture(self.phase, time.monotonic() - self.t0))
         self.record(r)
         return r
 
@@ -131,6 +138,16 @@ class Sampler:
                 ("guest", self.guest_period, lambda: read_guest(self._guest_run))):
             t = threading.Thread(target=self._loop, args=(period, read, name), daemon=True,
                                  name=f"sampler-{name}-{self.pid}")
+            t.start()
+            self._threads.append(t)
+        if self.frames is not None:
+            frames = self.frames
+
+            def during() -> Reading:
+                frames.sample_during(self.phase, time.monotonic() - self.t0)
+                return {}
+            t = threading.Thread(target=self._loop, args=(frames.during_period, during, "frames"), daemon=True,
+                                 name=f"sampler-frames-{self.pid}")
             t.start()
             self._threads.append(t)
         return self

@@ -27,6 +27,16 @@ GUEST_COUNTERS = ("thp_split_pmd", "thp_fault_alloc", "thp_fault_fallback", "thp
 GUEST_MEMINFO = {"MemFree": "mem_free_kib", "MemTotal": "mem_total_kib",
                  "AnonHugePages": "anon_huge_kib", "AnonPages": "anon_kib"}
 
+# The frame map's counts of 2 MiB guest-physical frames (harness.probes.framemap), after a step.
+FRAME_FIGURES = (
+    ("host_huge", "guest-RAM frames the host maps with one huge page", "higher"),
+    ("host_split", "guest-RAM frames the host backs only partly, in 4 KiB pages (a split huge page)", "lower"),
+    ("split_by_balloon", "frames the guest balloons in part (1-511 of its 4 KiB pages) whose host range is "
+                         "split: the huge pages a 4 KiB balloon costs", "lower"),
+    ("returned_whole", "frames the guest balloons whole whose host range is gone whole: memory returned "
+                       "without splitting anything", "higher"),
+    ("kept_huge", "frames the guest uses or keeps free (not ballooned) on a host huge page", "higher"),
+)
 REACHED_TOLERANCE_NOTE = "within 1/256 MiB of the target (2 MiB for a balloon moving 2 MiB pages)"
 # Steps that move guest memory ("balloon" is the older name of "resize"), and the kinds
 # tables and comparisons show.
@@ -145,6 +155,12 @@ _VALUES = [
     Metric("guest_balloon_small_after", "pages", "4 KiB pages the balloon holds after the step (likewise)"),
     *[Metric(f"guest_{c}_delta", "count", f"guest /proc/vmstat {c} change over the step")
       for c in GUEST_COUNTERS],
+    *[Metric(f"frames_{k}_after", "frames", f"after the step, {text} (2 MiB frame map, "
+                                            "harness.probes.framemap; NaN without one)", better)
+      for k, text, better in FRAME_FIGURES],
+    Metric("frames_huge_vs_smaps_kib", "kB",
+           "the frame map's huge host ranges x 2048 kB minus the kernel's AnonHugePages of the guest-RAM "
+           "mappings (smaps), after the step: the map's cross-check, 0 within one huge page (2048)"),
     Metric("accel", "", "kvm or tcg"),
 ]
 METRICS: dict[str, Metric] = {m.name: m for m in (*_ID, *_VALUES)}
@@ -296,6 +312,8 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
         "guest_mem_total_after_kib": _get(after, "guest", "mem_total_kib"),
         "guest_balloon_huge_after": _get(after, "guest", "balloon_huge"),
         "guest_balloon_small_after": _get(after, "guest", "balloon_small"),
+        **{f"frames_{k}_after": _get(after, "frames", k) for k, _, _ in FRAME_FIGURES},
+        "frames_huge_vs_smaps_kib": _get(after, "frames", "huge_vs_smaps_kib"),
         "accel": accel,
     }
     for counter in HOST_THP_COUNTERS:
