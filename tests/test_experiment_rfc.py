@@ -83,3 +83,31 @@ def test_report_command_redraws_table_and_plots(rfc_results, capsys):
     for png in ("host_memory_over_time.png", "summary_bars.png"):
         data = (rfc_results.out / "plots" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_frame_map_shows_where_each_arm_lost_its_huge_pages(rfc_results):
+    """The 2 MiB frame map of the same runs: the baseline's 4 KiB balloon leaves frames
+    partly ballooned on split host ranges, thp-order's 2 MiB balloon frames ballooned whole
+    whose host range is gone whole; and the map's huge ranges match smaps at every boundary."""
+    base = _balloon_row(rfc_results, "baseline")
+    thp = _balloon_row(rfc_results, "thp-order")
+    assert base["frames_split_by_balloon_after"] > 10 * max(thp["frames_split_by_balloon_after"], 1), (base, thp)
+    assert thp["frames_returned_whole_after"] > base["frames_returned_whole_after"], (base, thp)
+    # every ballooned 2 MiB page of thp-order is a frame returned whole (the RFC's driver balloons only those)
+    assert thp["frames_returned_whole_after"] * 2 == pytest.approx(thp["ballooned_mib"], abs=2)
+    assert (rfc_results.summary["frames_huge_vs_smaps_kib"].abs() <= 2048).all(), \
+        rfc_results.summary[["run_id", "step", "frames_huge_vs_smaps_kib"]]
+    import pandas as pd
+    for run_id in ("baseline-r1", "thp-order-r1"):
+        frames = pd.read_parquet(rfc_results.out / "runs" / run_id / "frames.parquet")
+        boundary = frames[frames["at"].astype(str) != "during"]
+        assert (boundary["guest_balloon"] >= 0).all(), "every boundary reading has the guest's side"
+        assert set(frames["at"].astype(str)) >= {"start", "end", "during"}
+
+
+def test_report_draws_the_frame_maps(rfc_results):
+    from harness.plot_framemap import write_frame_maps
+    paths = write_frame_maps(rfc_results.out, rfc_results.out / "plots", ["baseline", "thp-order"])
+    assert {p.name for p in paths} == {"frames-baseline-r1.png", "frames-thp-order-r1.png", "frames_by_arm.png"}
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

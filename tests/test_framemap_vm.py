@@ -46,6 +46,10 @@ def test_map_matches_smaps_readers_agree_and_balloon_is_counted(guest):
     spans = read_layout(qmp_hmp(guest.qmp))
     fm = framemap.FrameMap(guest.pid, spans, run)
     counts = fm.read_guest()
+    mem = guest.ssh.meminfo()
+    # free pages: the buddy's own count (MemFree) plus the per-CPU lists, give or take what moved
+    free_kib = int(counts[:, guestmap.GUEST_CLASSES.index("free")].sum()) * 4
+    assert abs(free_kib - mem["MemFree"]) < 0.05 * mem["MemTotal"], (free_kib, mem["MemFree"])
     # the guest's own balloon: every page it gave is one PageOffline page in the map
     balloon_pages = int(counts[:, guestmap.GUEST_CLASSES.index("balloon")].sum())
     assert balloon_pages * 4 == (GUEST_MIB - guest.balloon.actual_mib()) * 1024 == BALLOON_MIB * 1024

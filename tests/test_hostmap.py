@@ -51,7 +51,7 @@ def _touch(m: mmap.mmap, off: int, ranges: range) -> None:
 
 def test_both_readers_classify_huge_split_absent_and_agree(mapping):
     m, off, start = mapping
-    _touch(m, off, range(0, 5))
+    _touch(m, off, range(5))
     if hm.scan_pagemap(os.getpid(), start, start + RANGES * hm.HUGE).huge_count == 0:
         pytest.skip("the host gave this mapping no huge page (memory fragmented?): nothing to classify")
     m.madvise(mmap.MADV_DONTNEED, off + 2 * hm.HUGE + 7 * hm.PAGE, hm.PAGE)   # a 4 KiB hole: split
