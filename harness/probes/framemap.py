@@ -147,7 +147,6 @@ class FrameMap:
         """A step-boundary reading of both sides; returns its figures (source ``frames``)."""
         with self._lock:
             at = "start" if phase not in self._boundaries else "end"
-            self._boundaries[phase] = self._boundaries.get(phase, 0) + 1
         host = self.read_host()
         reading: dict[tuple[str, str], float] = {("frames", "huge_vs_smaps_kib"): self.smaps_check_kib(host)}
         counts = None
@@ -158,13 +157,18 @@ class FrameMap:
                 self.errors.append(f"guest frame map at {phase} {at}: {e}")
                 log.warning("guest frame map at %s %s: %s", phase, at, e)
         self._keep(_Capture(0, t, phase, at, host, counts))
+        with self._lock:   # after the start reading is kept: host-only readings follow it
+            self._boundaries[phase] = self._boundaries.get(phase, 0) + 1
         joint = joint_states(guestmap.states(counts), host.states) if counts is not None else None
         reading.update({("frames", k): v for k, v in frame_counts(host.states, joint).items()})
         return reading
 
     def sample_during(self, phase: str, t: float) -> None:
-        """A host-only reading, if step ``phase`` is moving guest memory."""
-        if self.moving(phase):
+        """A host-only reading, if step ``phase`` is moving guest memory (between its start
+        and end readings)."""
+        with self._lock:
+            inside = self._boundaries.get(phase) == 1
+        if inside and self.moving(phase):
             self._keep(_Capture(0, t, phase, "during", self.read_host(), None))
 
     def _keep(self, c: _Capture) -> None:

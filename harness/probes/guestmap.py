@@ -1,7 +1,7 @@
 """The guest's side of the frame map: what each 2 MiB guest-physical frame holds.
 
 The guest image carries ``bh-framemap`` (``images/framemap.c``), which reads the guest's
-``/proc/kpageflags`` and ``/proc/kpagecount`` and prints, per frame (PFN >> 9), how many of
+``/proc/kpageflags`` and prints, per frame (PFN >> 9), how many of
 its 512 pages are in each class: no page (a hole, unplugged memory), balloon (PageOffline:
 the balloon's 4 KiB pages, or all 512 subpages of the RFC's 2 MiB page), guest THP, free
 buddy memory, anonymous 4 KiB pages, and everything else. Runs of equal frames come as one
