@@ -179,8 +179,10 @@ class FrameMap:
     # ---- results -----------------------------------------------------------
     def frame(self) -> pd.DataFrame:
         """One row per frame and reading (``frames.parquet``)."""
-        with self._lock:
-            captures = list(self.captures)
+        with self._lock:   # numbered in time order (a host-only reading may end after a boundary's)
+            captures = sorted(self.captures, key=lambda c: c.t)
+        for i, c in enumerate(captures):
+            c.sample = i
         n = len(self.frames)
         cols: dict[str, list[np.ndarray]] = {k: [] for k in (
             "sample", "t", "phase", "at", "frame", "region", "host", "host_present",
