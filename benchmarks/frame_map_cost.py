@@ -1,10 +1,10 @@
 """What one frame-map reading costs, for a 1 GiB and a 16 GiB guest.
 
 For each size: boot the stock guest (TCG lazily backs its RAM, so a 16 GiB guest needs
-only what it touches), touch memory and punch every other page out (usemem
---punch-holes, up to 2 GiB), take a quarter of the guest with the 4 KiB balloon (it takes
-the holes: split host ranges, each a run of alternating pages, the PAGEMAP_SCAN reader's
-worst case), then time repeated readings:
+only what it touches), run the RFC's workload scaled to its size (usemem --punch-holes
+over 800/1024 of it, then the 4 KiB balloon to 624/1024 of it: the balloon takes the
+holes, so the host ranges it touches are split into runs of alternating pages, the
+PAGEMAP_SCAN reader's worst case), then time repeated readings:
 
 - host, PAGEMAP_SCAN and pagemap + kpageflags (what the sampler does at DURING_HZ while
   a resize runs, and at every step boundary);
@@ -41,9 +41,8 @@ def timed(fn, reps: int) -> list[float]:
 def measure(image, size_mib: int, reps: int) -> dict[str, list[float]]:
     spec = MachineSpec.for_image(image, memory_mib=size_mib, vcpus=1, boot_timeout=600.0)
     with Guest(spec) as g:
-        touch = min(size_mib // 2, 2048)
-        g.ssh.run(f"usemem --punch-holes -d -s -1 {touch}m", timeout=1200)
-        g.balloon.move(size_mib - size_mib // 4, settle=20.0, timeout=900.0)
+        g.ssh.run(f"usemem --punch-holes -d -s -1 {size_mib * 800 // 1024}m", timeout=1800)
+        g.balloon.move(size_mib * 624 // 1024, settle=20.0, timeout=1800.0)
         spans = read_layout(qmp_hmp(g.qmp))
         fm = framemap.FrameMap(g.pid, spans, lambda cmd: g.ssh.run(cmd, timeout=600).stdout)
         host = fm.read_host()
