@@ -106,7 +106,7 @@ def test_frame_map_shows_where_each_arm_lost_its_huge_pages(rfc_results):
 
 
 def test_report_draws_the_frame_maps(rfc_results):
-    from harness.plot_framemap import write_frame_maps
+    from harness.analysis.framemaps import write_frame_maps
     paths = write_frame_maps(rfc_results.out, rfc_results.out / "plots", ["baseline", "thp-order"])
     assert {p.name for p in paths} == {"frames-baseline-r1.png", "frames-thp-order-r1.png", "frames_by_arm.png"}
     for p in paths:

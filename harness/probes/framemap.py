@@ -26,62 +26,20 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.files import atomic_write
 from harness.probes import guestmap, hostmap
-from harness.probes.ramlayout import RamSpan
+from harness.probes.ramlayout import RamSpan, qmp_hmp, read_layout
+from harness.results import layout
+from harness.results.frames import FRAME_SHIFT, JOINT_STATES, NO_GUEST, J, frame_counts, joint_states
+from harness.results.metrics import MOVE_KINDS
+
+__all__ = ["DURING_HZ", "FrameMap", "J", "JOINT_STATES", "NO_GUEST", "for_guest", "frame_counts", "joint_states"]
 
 log = logging.getLogger(__name__)
 
-FRAME_SHIFT = 21
 # Host-only readings while a resize runs (the guest side costs an SSH round trip and a walk
 # of every struct page: only at the step boundaries).
 DURING_HZ = 1.0
-NO_GUEST = 255
-
-# The joint state of a frame, in the picture's legend order. (guest state, host state) ->
-# index; guest states from harness.probes.guestmap, host states from harness.probes.hostmap.
-JOINT_STATES = (
-    "unbacked",            # the guest does not balloon it and the host has nothing there
-    "returned whole",      # ballooned whole, the host dropped the whole range
-    "ballooned, backed",   # ballooned whole, the host still backs it (huge or 4 KiB pages)
-    "split by balloon",    # partly ballooned, the host range split into 4 KiB pages
-    "partial balloon, huge",  # partly ballooned, the host range still one huge page
-    "partial balloon, unbacked",
-    "guest THP on huge",   # a guest huge page on a host huge page: what THP is for
-    "kept huge",           # the guest's other memory (or free memory) on a host huge page
-    "split",               # guest memory on a host range split into 4 KiB pages
-    "host only",           # no guest reading (host samples during a resize)
-)
-J = {name: i for i, name in enumerate(JOINT_STATES)}
-
-
-def joint_states(guest: np.ndarray, host: np.ndarray) -> np.ndarray:
-    """uint8 joint state per frame from guest states (NO_GUEST: unknown) and host states."""
-    out = np.full(len(host), J["host only"], dtype=np.uint8)
-    known = guest != NO_GUEST
-    huge, split, absent = host == hostmap.HOST_HUGE, host == hostmap.HOST_SPLIT, host == hostmap.HOST_ABSENT
-    balloon, part = guest == guestmap.G_BALLOON, guest == guestmap.G_BALLOON_PART
-    other = known & ~balloon & ~part
-    out[other & absent] = J["unbacked"]
-    out[other & split] = J["split"]
-    out[other & huge] = J["kept huge"]
-    out[other & huge & (guest == guestmap.G_THP)] = J["guest THP on huge"]
-    out[balloon & absent] = J["returned whole"]
-    out[balloon & ~absent] = J["ballooned, backed"]
-    out[part & split] = J["split by balloon"]
-    out[part & huge] = J["partial balloon, huge"]
-    out[part & absent] = J["partial balloon, unbacked"]
-    return out
-
-
-# The frame-map figures of a reading (source "frames"), as summary_row reads them.
-def frame_counts(host: np.ndarray, joint: Optional[np.ndarray]) -> dict[str, float]:
-    out = {"host_huge": float((host == hostmap.HOST_HUGE).sum()),
-           "host_split": float((host == hostmap.HOST_SPLIT).sum())}
-    if joint is not None:
-        out["split_by_balloon"] = float((joint == J["split by balloon"]).sum())
-        out["returned_whole"] = float((joint == J["returned whole"]).sum())
-        out["kept_huge"] = float(((joint == J["kept huge"]) | (joint == J["guest THP on huge"])).sum())
-    return out
 
 
 @dataclass
@@ -229,19 +187,16 @@ class FrameMap:
 
     def write(self, run_dir: Path) -> Optional[Path]:
         """``runs/<run>/frames.parquet`` (written under a temporary name, then renamed)."""
-        from harness.results import atomic_write
         df = self.frame()
         if df.empty:
             return None
-        return atomic_write(run_dir / "frames.parquet", lambda p: df.to_parquet(p, index=False))
+        return atomic_write(run_dir / layout.FRAMES, lambda p: df.to_parquet(p, index=False))
 
 
 def for_guest(guest, guest_run: Callable[[str], str], steps) -> Optional[FrameMap]:
     """The frame map of a booted guest (``guest``: harness.guest.Guest), its resizes being
     the ``steps`` of a move kind; None, with a warning, when QEMU's layout cannot be read
     (the run's other figures do not depend on it)."""
-    from harness.metrics import MOVE_KINDS
-    from harness.probes.ramlayout import qmp_hmp, read_layout
     kinds = {s.label: s.kind for s in steps}
     try:
         return FrameMap(guest.pid, read_layout(qmp_hmp(guest.qmp)), guest_run,

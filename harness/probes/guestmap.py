@@ -21,16 +21,25 @@ from typing import Callable
 import numpy as np
 
 from harness.errors import GuestStateError
+from harness.results.frames import (
+    FRAME_PAGES,
+    G_ABSENT,
+    G_BALLOON,
+    G_BALLOON_PART,
+    G_FREE,
+    G_THP,
+    G_USED,
+    GUEST_CLASSES,
+    GUEST_STATES,
+    guest_states,
+)
+
+__all__ = ["FRAME_PAGES", "G_ABSENT", "G_BALLOON", "G_BALLOON_PART", "G_FREE", "G_THP", "G_USED",
+           "GUEST_CLASSES", "GUEST_HELPER", "GUEST_STATES", "parse", "read", "states"]
 
 log = logging.getLogger(__name__)
 
 GUEST_HELPER = "/usr/bin/bh-framemap"
-GUEST_CLASSES = ("nopage", "balloon", "thp", "free", "anon", "other")
-FRAME_PAGES = 512
-
-# One state per frame, from its counts (stored as uint8, named in frame maps).
-G_ABSENT, G_BALLOON, G_BALLOON_PART, G_THP, G_FREE, G_USED = range(6)
-GUEST_STATES = ("absent", "balloon", "balloon-part", "thp", "free", "used")
 
 
 def parse(text: str) -> dict[int, np.ndarray]:
@@ -55,16 +64,7 @@ def parse(text: str) -> dict[int, np.ndarray]:
     return frames
 
 
-def states(counts: np.ndarray) -> np.ndarray:
-    """Per frame (rows of GUEST_CLASSES counts): its one guest state (uint8)."""
-    nopage, balloon, thp, free = (counts[:, GUEST_CLASSES.index(c)] for c in ("nopage", "balloon", "thp", "free"))
-    out = np.full(len(counts), G_USED, dtype=np.uint8)
-    out[free == FRAME_PAGES] = G_FREE
-    out[thp == FRAME_PAGES] = G_THP
-    out[(balloon > 0) & (balloon < FRAME_PAGES)] = G_BALLOON_PART
-    out[balloon == FRAME_PAGES] = G_BALLOON
-    out[nopage == FRAME_PAGES] = G_ABSENT
-    return out
+states = guest_states
 
 
 def read(run: Callable[[str], str]) -> dict[int, np.ndarray]:

@@ -34,15 +34,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.results.frames import HOST_ABSENT, HOST_HUGE, HOST_SPLIT, HOST_STATES
+
+__all__ = ["HOST_ABSENT", "HOST_HUGE", "HOST_SPLIT", "HOST_STATES", "HostRanges", "scan", "scan_ioctl",
+           "scan_pagemap", "ioctl_supported", "vma_anon_huge_kib", "smaps_anon_huge_kib"]
+
 log = logging.getLogger(__name__)
 
 PAGE = 4096
 HUGE = 2 << 20
 PAGES_PER_HUGE = HUGE // PAGE
 
-# Host backing of one range, as stored (uint8) and as named in frame maps.
-HOST_ABSENT, HOST_SPLIT, HOST_HUGE = 0, 1, 2
-HOST_STATES = ("absent", "split", "huge")
 
 # include/uapi/linux/fs.h (6.7+)
 PAGE_IS_PRESENT = 1 << 3

@@ -8,6 +8,7 @@
     <folder>/plots/*.png
     <folder>/runs/<run_id>/run.json          written last: the run is complete
     <folder>/runs/<run_id>/{samples,summary}.{parquet,csv}
+    <folder>/runs/<run_id>/frames.parquet    the 2 MiB frame map's readings (harness.results.frames)
     <folder>/runs/<run_id>/error.txt         the run failed (why, console tail)
     <folder>/runs/<run_id>/partial-{summary,samples}.csv, partial-moves.json
                                              the steps a failed run finished
@@ -29,6 +30,7 @@ ERROR = "error.txt"
 PARTIAL_SUMMARY = "partial-summary.csv"
 PARTIAL_SAMPLES = "partial-samples.csv"
 PARTIAL_MOVES = "partial-moves.json"
+FRAMES = "frames.parquet"
 
 
 def runs_dir(folder: Path) -> Path:
