@@ -10,7 +10,7 @@ whole"), and the guest's own memory stays on host huge pages or not ("kept huge"
 
 The readings go to ``runs/<run>/frames.parquet`` (one row per frame and reading, small
 integer columns) and, as counts of frames, into the summary row of each step
-(``frames_*`` in harness.metrics).
+(``frames_*`` in harness.results.metrics; the states in harness.results.frames).
 """
 
 from __future__ import annotations
