@@ -25,6 +25,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from harness.analysis.framemaps import write_frame_maps
 from harness.analysis.groups import (
     fmt_metric,
     fmt_metric_spread,
@@ -287,6 +288,5 @@ def report_text(out: Path, wide: bool = False) -> str:
     lines.append(f"accelerator: {', '.join(accel) or '-'}; runs: {len(folder.runs)}; results: {out}")
     lines += [f"stats: {p}" for p in write_summary_stats(out, s, info.arms, info.steps)]
     lines += [f"plot: {p}" for p in plot_all(folder.samples, s, Path(out) / layout.PLOTS, info.arms, info.steps)]
-    from harness.analysis.framemaps import write_frame_maps
     lines += [f"plot: {p}" for p in write_frame_maps(out, Path(out) / layout.PLOTS, info.arms)]
     return "\n".join(lines)

@@ -180,6 +180,7 @@ EFFECT_FLOORS: dict[str, float] = {
     "host_ahp_after_kib": 2.0 * HUGE_PAGE_KIB,    # two huge pages
     "settle_seconds": 0.4,                # two samples at the default 5/s
     "thp_split_pmd_delta": 5.0,
+    **{f"frames_{k}_after": 2.0 for k, _, _ in FRAME_FIGURES},   # two 2 MiB frames
 }
 NUMERIC_COLUMNS = [m.name for m in _VALUES if m.unit not in ("",)]
 
