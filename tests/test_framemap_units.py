@@ -85,12 +85,12 @@ def test_guest_helper_output_is_parsed_and_runs_expand():
 
 def test_joint_states():
     g = np.array([guestmap.G_BALLOON, guestmap.G_BALLOON_PART, guestmap.G_BALLOON_PART, guestmap.G_THP,
-                  guestmap.G_USED, guestmap.G_FREE, framemap.NO_GUEST], dtype=np.uint8)
+                  guestmap.G_USED, guestmap.G_FREE, framemap.NO_GUEST, guestmap.G_ABSENT], dtype=np.uint8)
     h = np.array([hostmap.HOST_ABSENT, hostmap.HOST_SPLIT, hostmap.HOST_HUGE, hostmap.HOST_HUGE,
-                  hostmap.HOST_SPLIT, hostmap.HOST_ABSENT, hostmap.HOST_HUGE], dtype=np.uint8)
+                  hostmap.HOST_SPLIT, hostmap.HOST_ABSENT, hostmap.HOST_HUGE, hostmap.HOST_ABSENT], dtype=np.uint8)
     names = [framemap.JOINT_STATES[j] for j in framemap.joint_states(g, h)]
     assert names == ["returned whole", "split by balloon", "partial balloon, huge", "guest THP on huge",
-                     "split", "unbacked", "host only"]
+                     "split", "unbacked", "host only", "unplugged"]
     counts = framemap.frame_counts(h, framemap.joint_states(g, h))
-    assert counts == {"host_huge": 3, "host_split": 2, "split_by_balloon": 1, "returned_whole": 1,
+    assert counts == {"host_huge": 3, "host_split": 2, "split_by_balloon": 1, "returned_whole": 2,
                       "kept_huge": 1}

@@ -23,13 +23,14 @@ log = logging.getLogger(__name__)
 COLOURS = {
     "unbacked": "#e6e6e6",
     "returned whole": "#2ca02c",
-    "ballooned, backed": "#bcbd22",
+    "given up, backed": "#bcbd22",
     "split by balloon": "#d62728",
     "partial balloon, huge": "#9467bd",
     "partial balloon, unbacked": "#98df8a",
     "guest THP on huge": "#08306b",
     "kept huge": "#6baed6",
     "split": "#ff7f0e",
+    "unplugged": "#74c476",
     "host only": "#ffffff",
 }
 TITLE = "where the huge pages went: guest state x host backing per 2 MiB frame"

@@ -28,13 +28,14 @@ NO_GUEST = 255
 JOINT_STATES = (
     "unbacked",            # the guest does not balloon it and the host has nothing there
     "returned whole",      # ballooned whole, the host dropped the whole range
-    "ballooned, backed",   # ballooned whole, the host still backs it (huge or 4 KiB pages)
+    "given up, backed",    # ballooned whole (or unplugged), the host still backs it
     "split by balloon",    # partly ballooned, the host range split into 4 KiB pages
     "partial balloon, huge",  # partly ballooned, the host range still one huge page
     "partial balloon, unbacked",
     "guest THP on huge",   # a guest huge page on a host huge page: what THP is for
     "kept huge",           # the guest's other memory (or free memory) on a host huge page
     "split",               # guest memory on a host range split into 4 KiB pages
+    "unplugged",           # no guest page there (virtio-mem unplugged it) and nothing on the host
     "host only",           # no guest reading (host samples during a resize)
 )
 J = {name: i for i, name in enumerate(JOINT_STATES)}
@@ -57,14 +58,15 @@ def joint_states(guest: np.ndarray, host: np.ndarray) -> np.ndarray:
     out = np.full(len(host), J["host only"], dtype=np.uint8)
     known = guest != NO_GUEST
     huge, split, absent = host == HOST_HUGE, host == HOST_SPLIT, host == HOST_ABSENT
-    balloon, part = guest == G_BALLOON, guest == G_BALLOON_PART
-    other = known & ~balloon & ~part
+    balloon, part, gone = guest == G_BALLOON, guest == G_BALLOON_PART, guest == G_ABSENT
+    other = known & ~balloon & ~part & ~gone
     out[other & absent] = J["unbacked"]
     out[other & split] = J["split"]
     out[other & huge] = J["kept huge"]
     out[other & huge & (guest == G_THP)] = J["guest THP on huge"]
     out[balloon & absent] = J["returned whole"]
-    out[balloon & ~absent] = J["ballooned, backed"]
+    out[(balloon | gone) & ~absent] = J["given up, backed"]
+    out[gone & absent] = J["unplugged"]
     out[part & split] = J["split by balloon"]
     out[part & huge] = J["partial balloon, huge"]
     out[part & absent] = J["partial balloon, unbacked"]
@@ -78,6 +80,6 @@ def frame_counts(host: np.ndarray, joint: np.ndarray | None) -> dict[str, float]
            "host_split": float((host == HOST_SPLIT).sum())}
     if joint is not None:
         out["split_by_balloon"] = float((joint == J["split by balloon"]).sum())
-        out["returned_whole"] = float((joint == J["returned whole"]).sum())
+        out["returned_whole"] = float(((joint == J["returned whole"]) | (joint == J["unplugged"])).sum())
         out["kept_huge"] = float(((joint == J["kept huge"]) | (joint == J["guest THP on huge"])).sum())
     return out

@@ -33,8 +33,8 @@ FRAME_FIGURES = (
     ("host_split", "guest-RAM frames the host backs only partly, in 4 KiB pages (a split huge page)", "lower"),
     ("split_by_balloon", "frames the guest balloons in part (1-511 of its 4 KiB pages) whose host range is "
                          "split: the huge pages a 4 KiB balloon costs", "lower"),
-    ("returned_whole", "frames the guest balloons whole whose host range is gone whole: memory returned "
-                       "without splitting anything", "higher"),
+    ("returned_whole", "frames the guest gave up whole (ballooned whole, or unplugged by virtio-mem) whose "
+                       "host range is gone whole: memory returned without splitting anything", "higher"),
     ("kept_huge", "frames the guest uses or keeps free (not ballooned) on a host huge page", "higher"),
 )
 REACHED_TOLERANCE_NOTE = "within 1/256 MiB of the target (2 MiB for a balloon moving 2 MiB pages)"
