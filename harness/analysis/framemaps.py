@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.render.statemap import StatePanel, draw_state_maps
 from harness.results import layout
-from harness.results.frames import JOINT_STATES
+from harness.results.frames import JOINT_STATES, joint_states
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,11 @@ TITLE = "where the huge pages went: guest state x host backing per 2 MiB frame"
 
 def panel(frames: pd.DataFrame, title: str) -> StatePanel:
     """One run's boundary readings as a panel: frames x readings of joint states."""
-    b = frames[frames["at"].astype(str) != "during"]
+    b = frames[frames["at"].astype(str) != "during"].copy()
     if b.empty:
         return StatePanel(title, np.zeros((0, 0), dtype=np.uint8), [], {})
+    # joined again from the stored sides, so a folder written before a state was added draws alike
+    b["joint"] = joint_states(b["guest"].to_numpy(np.uint8), b["host"].to_numpy(np.uint8))
     wide = b.pivot(index="frame", columns="sample", values="joint").sort_index()
     labels = []
     for sample in wide.columns:
