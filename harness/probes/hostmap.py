@@ -197,20 +197,18 @@ def _kpageflags(fd: int, pfns: np.ndarray) -> np.ndarray:
 def scan_pagemap(pid: int | str, start: int, end: int) -> HostRanges:
     """Classify from ``/proc/PID/pagemap`` entries and ``/proc/kpageflags`` (any kernel)."""
     n = _check_range(start, end)
-    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
-    try:
-        want = n * PAGES_PER_HUGE * 8
-        data = bytearray()
-        while len(data) < want:  # large reads may come back short
-            chunk = os.pread(fd, min(want - len(data), 64 << 20), start // PAGE * 8 + len(data))
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(fd)
-    entries = np.frombuffer(bytes(data), dtype=np.uint64).reshape(n, PAGES_PER_HUGE)
+    entries = np.empty((n, PAGES_PER_HUGE), dtype=np.uint64)
+    buf = entries.data.cast("B")
+    with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as f:   # straight into the array, no copies
+        f.seek(start // PAGE * 8)
+        done = 0
+        while done < len(buf):   # large reads may come back short
+            got = f.readinto(buf[done:])
+            if not got:
+                raise OSError(f"/proc/{pid}/pagemap ended {len(buf) - done} bytes short of {end:#x}")
+            done += got
     present = (entries & np.uint64(PM_PRESENT)) != 0
-    pfns = (entries & np.uint64(PM_PFN_MASK)).astype(np.int64)
+    pfns = (entries & np.uint64(PM_PFN_MASK)).view(np.int64)
     if present.any() and not pfns[present].any():
         raise PermissionError("/proc/PID/pagemap hides frame numbers (needs CAP_SYS_ADMIN)")
     kfd = os.open("/proc/kpageflags", os.O_RDONLY)
@@ -221,11 +219,12 @@ def scan_pagemap(pid: int | str, start: int, end: int) -> HostRanges:
         uniq, counts = np.unique(seen, return_counts=True)
         shared = uniq[counts > 1]
         zero_pfns = shared[(_kpageflags(kfd, shared) >> np.uint64(KPF_ZERO_PAGE)) & np.uint64(1) == 1]
-        real = present & ~np.isin(pfns, zero_pfns)
+        real = present & ~np.isin(pfns, zero_pfns) if len(zero_pfns) else present
         # Huge candidates: all 512 present, consecutive frames, starting 2 MiB-aligned.
         heads = pfns[:, 0]
-        contiguous = (np.diff(pfns, axis=1) == 1).all(axis=1)
-        cand = real.all(axis=1) & contiguous & (heads % PAGES_PER_HUGE == 0)
+        cand = real.all(axis=1) & (heads % PAGES_PER_HUGE == 0)
+        rows = np.flatnonzero(cand)
+        cand[rows] = (np.diff(pfns[rows], axis=1) == 1).all(axis=1)
         huge = np.zeros(n, dtype=bool)
         if cand.any():
             flags = _kpageflags(kfd, heads[cand])
