@@ -79,7 +79,11 @@ def test_report_command_redraws_table_and_plots(rfc_results, capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split()[0] == "arm" and any(l.startswith("baseline") for l in lines)
-    assert any(l.startswith("thp-order") for l in lines) and "976896" in out  # the RFC's figure beside
+    assert any(l.startswith("thp-order") for l in lines) and "583680" in out  # the RFC's figure beside
+    table = lines[:lines.index("")]
+    assert max(len(l) for l in table) <= 100, table                  # fits a terminal by default
+    assert main(["report", str(rfc_results.out), "--wide"]) == 0
+    assert "976896" in capsys.readouterr().out                        # and every RFC figure with --wide
     for png in ("host_memory_over_time.png", "summary_bars.png"):
         data = (rfc_results.out / "plots" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
