@@ -372,3 +372,43 @@ def test_partial_results_of_failed_runs_are_shown_apart(tmp_path):
     md = review(tmp_path).markdown.read_text()
     assert "| fallback (failed later) | 1 |" in md and "9.50" in md
     assert "shown apart from the complete runs" in md
+
+
+def _frames(balloon_part: bool) -> pd.DataFrame:
+    """A frame map of 8 frames read at two boundaries: boot (all used and huge), then after the
+    balloon step: half the frames hold balloon pages, split on the host (a 4 KiB balloon) or
+    whole and returned (a 2 MiB one)."""
+    import numpy as np
+
+    from harness.results.frames import GUEST_CLASSES, HOST_STATES, guest_states
+    rows = []
+    for sample, (phase, at) in enumerate((("idle", "start"), ("balloon 624", "end"))):
+        for frame in range(8):
+            counts = np.zeros(len(GUEST_CLASSES), dtype=np.int16)
+            ballooned = sample == 1 and frame < 4
+            if ballooned:
+                counts[GUEST_CLASSES.index("balloon")] = 256 if balloon_part else 512
+                counts[GUEST_CLASSES.index("anon")] = 256 if balloon_part else 0
+            else:
+                counts[GUEST_CLASSES.index("anon")] = 512
+            guest = int(guest_states(counts[None, :])[0])
+            host = HOST_STATES.index("split" if ballooned and balloon_part else "absent" if ballooned else "huge")
+            rows.append({"sample": sample, "t": float(sample), "phase": phase, "at": at, "frame": frame,
+                         "guest": guest, "host": host})
+    return pd.DataFrame(rows)
+
+
+def test_frame_maps_of_the_folders_are_in_the_review(tmp_path):
+    designs(tmp_path)
+    runs = tmp_path / "review-designs" / "runs"
+    _frames(True).to_parquet(runs / "baseline-r1" / "frames.parquet", index=False)
+    _frames(False).to_parquet(runs / "rfc-v1-r1" / "frames.parquet", index=False)
+    rv = write_review(tmp_path)
+    md, page = rv.markdown.read_text(), rv.html.read_text()
+    assert "## Where the huge pages went: the 2 MiB frame maps" in md
+    assert "![review-designs: frame map](plots/frames-review-designs.png)" in md
+    assert 'src="plots/frames-review-designs.png"' in page
+    png = tmp_path / "plots" / "frames-review-designs.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png in rv.plots
+    assert not (tmp_path / "plots" / "frames-review-designs").exists()     # no per-run leftovers
+    assert "frames-mechanisms" not in md                                     # no folder, no picture

@@ -10,7 +10,9 @@ HTML converted from Markdown: the two must say the same and no new dependency is
 from __future__ import annotations
 
 import math
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -18,6 +20,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from harness.analysis.framemaps import write_frame_maps
 from harness.render.boxplot import Group, box_panel
 from harness.render.html import esc as _e
 from harness.render.html import html_table as render_html_table
@@ -216,7 +219,34 @@ def md_table(b: TableBlock) -> list[str]:
     return render_md_table(b.header, b.rows, left=1)
 
 
-def render_markdown(sections: list[Section], header: list[tuple[str, str]]) -> str:
+FRAME_MAPS_TITLE = "Where the huge pages went: the 2 MiB frame maps"
+FRAME_MAPS_TEXT = ("Each scenario's first run of every arm, frame by frame: the guest-physical 2 MiB frames "
+                   "along one axis, the step boundaries along the other, each cell coloured by what the guest "
+                   "held there (balloon pages, its THPs, free blocks, other) joined with how the host backed it "
+                   "(one huge page, split into 4 KiB pages, or returned). A 4 KiB balloon's frames turn 'split "
+                   "by balloon'; a design that keeps frames whole shows them 'returned whole' or 'kept huge'. "
+                   "The per-run pictures are in each folder's plots/ (balloon-harness report DIR).")
+
+
+def frame_maps(ev: Evidence, plots: Path) -> list[tuple[str, str]]:
+    """(scenario, picture relative to the review folder) for each folder whose runs recorded a
+    frame map: its arms side by side (harness.analysis.framemaps)."""
+    out = []
+    for stem, f in ev.folders.items():
+        if not f.present:
+            continue
+        drawn = write_frame_maps(f.path, plots / f"frames-{stem}", f.info.arms)
+        by_arm = [p for p in drawn if p.name == "frames_by_arm.png"]
+        if by_arm:
+            target = plots / f"frames-{stem}.png"
+            by_arm[0].replace(target)
+            out.append((stem, f"{plots.name}/{target.name}"))
+        shutil.rmtree(plots / f"frames-{stem}", ignore_errors=True)
+    return out
+
+
+def render_markdown(sections: list[Section], header: list[tuple[str, str]],
+                    maps: Sequence[tuple[str, str]] = ()) -> str:
     """The review as Markdown: header, answers at a glance, one section per point, glossary."""
     out = ["# The RFC review answered from measured data", "",
            "Hui Zhu's RFC `virtio_balloon: VIRTIO_BALLOON_F_THP_ORDER` (March 2020) and the points of its "
@@ -244,6 +274,10 @@ def render_markdown(sections: list[Section], header: list[tuple[str, str]]) -> s
                 out += [f"![{b.title}]({b.plot})", ""]
         out += [f"Note: {n}" for n in s.notes] + ([""] if s.notes else [])
         out += [f"**Answer:** {s.answer}"]
+    if maps:
+        out += ["", f"## {FRAME_MAPS_TITLE}", "", FRAME_MAPS_TEXT, ""]
+        for stem, png in maps:
+            out += [f"### {stem}", "", f"![{stem}: frame map]({png})", ""]
     out += ["", "## Columns", ""] + [f"- `{c}`: {m}" for c, m in glossary(sections)]
     return "\n".join(out) + "\n"
 
@@ -283,20 +317,24 @@ def html_section(s: Section) -> str:
     return "\n".join(parts)
 
 
-def render_html(sections: list[Section], header: list[tuple[str, str]]) -> str:
+def render_html(sections: list[Section], header: list[tuple[str, str]],
+                maps: Sequence[tuple[str, str]] = ()) -> str:
     """The same content as :func:`render_markdown`, as one self-contained HTML page."""
     head = "".join(f"<li><strong>{_e(k)}</strong>: " + (f"<code>{_e(v)}</code>" if k in (
         "regenerate", "complete missing runs") else _e(v)) + "</li>" for k, v in header)
     glance = "".join(f'<li><a href="#{_e(s.point.id)}">{_e(s.point.title)}</a>: {_e(s.answer)}</li>'
                      for s in sections)
     cols = "".join(f"<li><code>{_e(c)}</code>: {_e(m)}</li>" for c, m in glossary(sections))
+    pictures = (f"\n<h2>{_e(FRAME_MAPS_TITLE)}</h2><p>{_e(FRAME_MAPS_TEXT)}</p>"
+                + "".join(f'<h3>{_e(stem)}</h3><p><img src="{_e(png)}" alt="{_e(stem)}: frame map"></p>'
+                          for stem, png in maps)) if maps else ""
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>RFC review answered</title><style>{CSS}</style></head><body>\n"
             "<h1>The RFC review answered from measured data</h1>\n"
             "<p>Figures: median over the runs; (a..b): min..max of 2-4 runs; [a..b]: IQR of 5 or more; "
             "n: runs with the step; reached k/n: runs that reached the target.</p>\n"
             f"<ul>{head}</ul>\n<h2>Answers at a glance</h2><ul>{glance}</ul>\n"
-            + "\n".join(html_section(s) for s in sections)
+            + "\n".join(html_section(s) for s in sections) + pictures
             + f"\n<h2>Columns</h2><ul>{cols}</ul>\n</body></html>\n")
 
 
@@ -317,7 +355,8 @@ def write_review(out: Path, scenarios: Optional[list[str]] = None, plots: bool =
     ev = Evidence(out, tuple(t for p in POINTS for t in p.tables), scenarios)
     sections = build_sections(ev, out / layout.PLOTS if plots else None)
     header = header_lines(ev, out)
-    md = atomic_write(out / "review.md", lambda p: p.write_text(render_markdown(sections, header)))
-    page = atomic_write(out / "review.html", lambda p: p.write_text(render_html(sections, header)))
-    pngs = [out / b.plot for s in sections for b in s.blocks if b.plot]
+    maps = frame_maps(ev, out / layout.PLOTS) if plots else []
+    md = atomic_write(out / "review.md", lambda p: p.write_text(render_markdown(sections, header, maps)))
+    page = atomic_write(out / "review.html", lambda p: p.write_text(render_html(sections, header, maps)))
+    pngs = [out / b.plot for s in sections for b in s.blocks if b.plot] + [out / png for _, png in maps]
     return Review(md, page, pngs, sections)
