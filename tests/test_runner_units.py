@@ -20,7 +20,7 @@ from harness.experiment import runner
 from harness.experiment.runner import PlannedRun, Shard, plan, run_scenario
 from harness.experiment.scenario import load_scenario
 from harness.results import ResultsStore, load_results, metrics
-from harness.vm.balloon import Balloon
+from harness.vm.balloon import EXACT_TOLERANCE_MIB, THP_ORDER_TOLERANCE_MIB, Balloon
 
 SCENARIO = """
 name = "units"
@@ -198,6 +198,29 @@ def test_thp_order_tolerance_is_only_for_its_arm():
     assert Balloon(FakeQMP([623]), 1024, tolerance_mib=2.0).move(624, settle=1, timeout=5, poll=0.01).reached
     exact = Balloon(FakeQMP([1024, 622]), 1024).move(624, settle=0.1, timeout=5, poll=0.01)
     assert not exact.reached and exact.outcome == "settled"
+
+
+@pytest.mark.parametrize("props, tolerance", [
+    ((), EXACT_TOLERANCE_MIB),
+    ((("thp-order", "on"),), THP_ORDER_TOLERANCE_MIB),
+    ((("thp-order", "off"),), EXACT_TOLERANCE_MIB),
+    ((("balloon-order", "9"),), THP_ORDER_TOLERANCE_MIB),
+    ((("balloon-order", "0"),), EXACT_TOLERANCE_MIB),
+    ((("free-page-reporting", "on"),), EXACT_TOLERANCE_MIB),
+])
+def test_machine_picks_the_balloon_tolerance_from_the_device_properties(tmp_path, monkeypatch, props, tolerance):
+    """The machine (not the caller) decides from the arm's device which balloon may land a 2 MiB
+    block off its target: one MiB short of 624 is reached with it and settled short without."""
+    from harness.vm.machine import Machine
+    from harness.vm.spec import BalloonDevice, MachineSpec
+    spec = MachineSpec(kernel=tmp_path / "k", initrd=tmp_path / "i", host_key="ssh-ed25519 AAAA",
+                       qemu=tmp_path / "qemu", balloon=BalloonDevice(properties=props))
+    m = Machine(spec)
+    m._qmp = FakeQMP([1024, 623])  # type: ignore[assignment]
+    monkeypatch.setattr(m, "is_running", lambda: True)
+    b = m.balloon
+    assert b.tolerance_mib == tolerance
+    assert b.move(624, settle=0.1, timeout=5, poll=0.01).reached == (tolerance == THP_ORDER_TOLERANCE_MIB)
 
 
 # ---- results on a full filesystem -----------------------------------------------------------
