@@ -277,3 +277,32 @@ def test_json_of_a_failed_run_is_not_taken_for_a_finished_one(tmp_path):
     (d / "error.txt").write_text("boom")
     assert not store.is_complete("x-r1")
     assert json.loads(json.dumps(load_results(tmp_path).runs)) == []
+
+
+# ---- kernel problems in the guest's console --------------------------------------------------
+
+KERNEL_PROBLEMS = [
+    "[   12.345678] WARNING: CPU: 0 PID: 87 at mm/page_alloc.c:5525 __alloc_pages+0x2a1/0x330",
+    "[    3.210000] BUG: kernel NULL pointer dereference, address: 0000000000000008",
+    "[    8.100000] BUG: Bad page state in process usemem  pfn:1f2a3",
+    "[    9.000001] Oops: 0002 [#1] PREEMPT SMP NOPTI",
+    "[    9.500000] general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1]",
+    "[   10.000000] Kernel panic - not syncing: Out of memory and no killable processes...",
+]
+NOT_PROBLEMS = [
+    "[    0.000000] Kernel command line: console=ttyS0 panic=-1 loglevel=4 bh.thp=always",
+    "[    1.200000] virtio_balloon: loading out-of-tree module taints kernel.",
+    "[    2.000000] Out of memory: Killed process 123 (usemem) total-vm:524288kB",
+    "warning: usemem: 64 MiB less than asked",
+    "[    0.100000] x86/fpu: x87 FPU will use FXSAVE",
+]
+
+
+def test_console_problems_finds_kernel_warnings_bugs_oopses_and_panics_only():
+    from harness.experiment.runner import console_problems
+    console = "\n".join(NOT_PROBLEMS[:2] + KERNEL_PROBLEMS + NOT_PROBLEMS[2:])
+    assert console_problems(console) == KERNEL_PROBLEMS
+    for line in NOT_PROBLEMS:
+        assert console_problems(line) == [], line
+    many = "\n".join(f"[ {i}.0] WARNING: CPU: 0 PID: {i} at x.c:1 f+0x1/0x2" for i in range(30))
+    assert len(console_problems(many)) == 10 and console_problems(many, limit=3) == many.splitlines()[:3]
