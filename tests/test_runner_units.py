@@ -270,13 +270,59 @@ def test_cli_on_a_full_filesystem_says_so_in_one_line(tiny_tmpfs, tmp_path, monk
     assert rc == 1 and "No space left on device" in err and "Traceback" not in err
 
 
-def test_json_of_a_failed_run_is_not_taken_for_a_finished_one(tmp_path):
-    store = ResultsStore(tmp_path)
-    d = store.run_dir("x-r1")
-    d.mkdir(parents=True)
-    (d / "error.txt").write_text("boom")
-    assert not store.is_complete("x-r1")
-    assert json.loads(json.dumps(load_results(tmp_path).runs)) == []
+def test_json_of_a_failed_run_is_not_taken_for_a_finished_one(scenario, tmp_path, no_vm, monkeypatch):
+    """A run that fails after a step leaves, by the runner's own code, error.txt and its partial
+    results (partial-summary.csv, partial-samples.csv, partial-moves.json): they keep what it
+    measured, and nothing reads them as a finished run (results, resume, the combined frames)."""
+    arm = scenario.arms[0]
+    store = ResultsStore(tmp_path / "out")
+    ok = _fake_run({})
+    ok(scenario, PlannedRun(scenario.arms[1], 1, "b-r1"), 0, None, store, None)
+
+    run = PlannedRun(arm, 1, "a-r1")
+    row = metrics.summary_row({"run_id": run.run_id, "arm": arm.name, "rep": 1, "step": "balloon 600"},
+                              "balloon", 600, {}, {}, "tcg", 1.0)
+    move = {"target_mib": 600, "reached": False, "outcome": "timeout", "trajectory": [[0.0, 1024], [1.0, 800]]}
+
+    class Say:
+        def say(self, run, index, message, throttle=0.0):
+            pass
+
+    ctx = runner.RunContext(scenario, run, 0, None, Say(), store.run_dir(run.run_id), None,  # type: ignore[arg-type]
+                            moves={"balloon 600": move}, summary=[row])
+    ctx.run_dir.mkdir(parents=True)
+
+    class Rows:
+        rows = [(0.2, "balloon 600", "qemu", "rss_kib", 1234.0)]
+
+    runner._keep_partial(ctx, Rows())  # type: ignore[arg-type]
+    try:
+        raise RuntimeError("the guest stopped answering")
+    except RuntimeError as e:
+        runner._record_failure(store, run, e)
+
+    d = store.run_dir("a-r1")
+    assert "RuntimeError: the guest stopped answering" in (d / "error.txt").read_text()
+    assert json.loads((d / "partial-moves.json").read_text()) == {"balloon 600": move}
+    partial = pd.read_csv(d / "partial-summary.csv")
+    assert list(partial.columns) == metrics.SUMMARY_COLUMNS and list(partial["run_id"]) == ["a-r1"]
+    assert list(pd.read_csv(d / "partial-samples.csv")["value"]) == [1234.0]
+
+    assert not store.is_complete("a-r1") and store.is_complete("b-r1")
+    res = load_results(tmp_path / "out")
+    assert [r["run_id"] for r in res.runs] == ["b-r1"]
+    assert set(res.summary["run_id"]) == {"b-r1"}
+    _, combined = store.combine()
+    assert set(combined["run_id"]) == {"b-r1"}
+    seen: list[str] = []
+
+    def record(scenario, run, *args, **kw):
+        seen.append(run.run_id)
+        return ok(scenario, run, *args, **kw)
+
+    monkeypatch.setattr(runner, "execute_run", record)
+    assert run_scenario(scenario, None, store, resume=True) == []
+    assert "a-r1" in seen and "b-r1" not in seen
 
 
 # ---- kernel problems in the guest's console --------------------------------------------------
