@@ -291,10 +291,9 @@ def test_markdown_and_html_say_the_same(tmp_path):
 
 
 def test_questions_are_the_reviews_words():
-    seed = Path("/work/shared/seed/rfc-virtio-balloon-thp-order-review.txt")
-    if not seed.is_file():
-        pytest.skip("the review text is not on this machine")
+    seed = Path(__file__).resolve().parents[1] / "references" / "rfc-virtio-balloon-thp-order-review.txt"
     words = " ".join(seed.read_text().split())
+    assert sum(p.verbatim for p in POINTS) >= 3
     for p in POINTS:
         if p.verbatim:
             for para in p.question.split("\n\n"):
