@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -227,15 +228,25 @@ def test_machine_picks_the_balloon_tolerance_from_the_device_properties(tmp_path
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
+    """A real 256 KiB filesystem. Mounting needs root or passwordless sudo, which `make test`
+    needs anyway (README): without either the test fails saying so, it does not skip."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    opts = f"size=256k,uid={os.getuid()},gid={os.getgid()},mode=0755"
+    try:
+        proc = subprocess.run([*sudo, "mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mnt)],
+                              capture_output=True, text=True)
+        why = proc.stderr.strip() if proc.returncode else ""
+    except OSError as e:  # no sudo, or not ours to run
+        why = str(e)
+    if why:
+        pytest.fail(f"cannot mount a tmpfs ({' '.join(sudo + ['mount'])}: {why}): "
+                    "the tests need root or passwordless sudo, like `make test`")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        subprocess.run([*sudo, "umount", "-l", str(mnt)], check=False)
 
 
 def test_full_filesystem_is_a_clear_error_and_leaves_nothing_half_written(tiny_tmpfs):
