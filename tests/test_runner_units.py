@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ from qemu.qmp import ExecuteError
 from qemu.qmp.message import Message
 from qemu.qmp.models import ErrorResponse
 
-from harness.errors import ConfigError, ResultsWriteError
+from harness.errors import ConfigError, GuestDied, ResultsWriteError
 from harness.experiment import runner
 from harness.experiment.runner import PlannedRun, Shard, plan, run_scenario
 from harness.experiment.scenario import load_scenario
@@ -125,6 +126,96 @@ def test_ctrl_c_stops_the_scenario(scenario, tmp_path, no_vm, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_scenario(scenario, None, store)
     assert [r["run_id"] for r in load_results(tmp_path / "out").runs] == ["a-r1"]
+
+
+def test_ctrl_c_with_jobs_stops_the_running_guests_and_starts_no_more(scenario, tmp_path, no_vm, monkeypatch):
+    """--jobs 2: SIGINT reaches the main thread while two runs are going; the guests of the
+    running workers are stopped (stop_all_live), their runs end, nothing more starts, and the
+    finished run stays."""
+    import signal
+    import threading
+
+    from harness.vm import machine
+    ok = _fake_run({})
+    started: list[str] = []
+    both_running = threading.Barrier(2, timeout=60)
+    guest_stopped = threading.Event()
+
+    class LiveGuest:   # what a running worker's Machine is to stop_all_live
+        def shutdown(self):
+            guest_stopped.set()
+
+    def execute(scenario, run, index, *args, **kw):
+        started.append(run.run_id)
+        if run.run_id == "a-r1":
+            return ok(scenario, run, index, *args, **kw)
+        both_running.wait()                       # b-r1 and a-r2 are both in their "guests"
+        if run.run_id == "b-r1":
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        assert guest_stopped.wait(60), "the guests were never stopped"
+        raise GuestDied("QEMU was stopped")
+
+    live = LiveGuest()
+    monkeypatch.setattr(machine, "_live", {live})
+    monkeypatch.setattr(runner, "execute_run", execute)
+    store = ResultsStore(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(scenario, None, store, jobs=2)
+    assert guest_stopped.is_set()
+    deadline = time.monotonic() + 60
+    while len([d for d in store.runs_dir.iterdir() if (d / "error.txt").exists()]) < 2:
+        assert time.monotonic() < deadline, "the interrupted runs did not end"
+        time.sleep(0.05)
+    assert sorted(started) == ["a-r1", "a-r2", "b-r1"], "no run starts after Ctrl-C"
+    assert [r["run_id"] for r in load_results(tmp_path / "out").runs] == ["a-r1"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_results_write_error_mid_scenario_stops_it_keeping_finished_runs(scenario, tiny_tmpfs, no_vm,
+                                                                        monkeypatch, jobs):
+    """The disk fills after the first run: the next run's write fails; that is no run's failure
+    but the scenario's end (ResultsWriteError): the first run stays, the plan is not run to its
+    end, and no half-written file carries a final name."""
+    ok = _fake_run({})
+    started: list[str] = []
+    ended: list[str] = []
+
+    def execute(scenario, run, index, *args, **kw):
+        started.append(run.run_id)
+        try:
+            if run.run_id != "a-r1":
+                deadline = time.monotonic() + 60
+                while not store.is_complete("a-r1"):     # with --jobs 2, the disk fills after a-r1 is written
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                try:
+                    with open(tiny_tmpfs / "filler", "xb") as f:   # once ("x"): a truncation would free it
+                        f.write(b"\0" * (256 * 1024))
+                except OSError:
+                    pass   # full, as wanted (or filled already)
+                time.sleep(0.3)   # a run takes time: the scenario has stopped before the next could start
+            return ok(scenario, run, index, *args, **kw)
+        finally:
+            ended.append(run.run_id)
+
+    monkeypatch.setattr(runner, "execute_run", execute)
+    store = ResultsStore(tiny_tmpfs / "out")
+    with pytest.raises(ResultsWriteError, match="No space left"):
+        run_scenario(scenario, None, store, jobs=jobs)
+    deadline = time.monotonic() + 60
+    while len(ended) < len(started):   # with --jobs, a worker's run in progress ends on its own
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert len(started) < len(plan(scenario)), "the scenario went on after its results could not be written"
+    if jobs == 1:
+        assert started == ["a-r1", "b-r1"]
+    assert not any((store.run_dir(r) / "error.txt").exists() for r in started), "it is not a run's failure"
+    for r in started[1:]:
+        assert not store.is_complete(r)
+        for f in store.run_dir(r).glob("*.parquet"):   # a file under its final name is whole (written, renamed)
+            pd.read_parquet(f)
+    (tiny_tmpfs / "filler").unlink()
+    assert [r["run_id"] for r in load_results(tiny_tmpfs / "out").runs] == ["a-r1"]
 
 
 def test_resume_skips_finished_runs(scenario, tmp_path, no_vm, monkeypatch, caplog):
