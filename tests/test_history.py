@@ -78,6 +78,20 @@ def test_against_history_flags_a_regression_not_an_improvement(history):
     assert check_results(folders[1], against_history=h, last=1) == 0
 
 
+def test_an_improving_night_is_seen_as_better_and_not_flagged(history, tmp_path):
+    """A night whose THP ratio fell as far as the bad night's rose: the same test finds it
+    significant, and the direction (lower is better here) makes it an improvement, not a
+    regression; a rule that ignored direction would flag both."""
+    h, folders = history
+    better = _night(tmp_path, 7, "2024-05-04", 0.4, "q")
+    c = against_history(better, h, last=2)
+    assert c.nights == ["2024-05-02", "2024-05-03"]
+    row = c.rows[(c.rows["arm"] == "thp-order") & (c.rows["metric"] == RATIO) & (c.rows["step"] == BALLOON_STEP)]
+    assert len(row) == 1 and row["significant"].iloc[0] and row["verdict"].iloc[0] == "better", row.T
+    assert c.regressions.empty, c.regressions
+    assert check_results(better, against_history=h, last=2) == 0
+
+
 def test_no_history_yet_is_a_note_not_a_failure(tmp_path):
     out = _night(tmp_path, 0, "2024-05-01", 1.1, "q", reps=1)
     c = against_history(out, tmp_path / "none", last=3)
