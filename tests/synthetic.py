@@ -153,6 +153,10 @@ def _write_results(out: Path, arms: Optional[dict[str, ArmSpec]], reps: int, see
                    qemu_sha: str, module_sha: str, host: str, created: str, reference: Optional[dict],
                    fast: bool, run_ids: Optional[list[str]]) -> None:
     arms = arms if arms is not None else DEFAULT_ARMS
+    planned = {f"{arm}-r{rep}" for rep in range(1, reps + 1) for arm in arms}
+    unknown = sorted((set(failed) | set(missing) | set(run_ids or ())) - planned)
+    if unknown:   # a test that marks a run the folder does not have tests nothing
+        raise ValueError(f"make_results: no such run in this folder: {', '.join(unknown)} (runs: {sorted(planned)})")
     rng = np.random.default_rng(seed)
     text = scenario_text(name, arms, reps, list(expect), reference)
     out.mkdir(parents=True, exist_ok=True)
