@@ -248,6 +248,8 @@ def test_cli_names_failed_runs_and_exits_nonzero(tmp_path, no_vm, monkeypatch, c
     monkeypatch.setattr(artifacts, "build_all", lambda *a, **k: None)
     monkeypatch.setattr(metadata, "collect", lambda scenario, arts: {"scenario": {"name": scenario.name}})
     monkeypatch.setattr(runner, "execute_run", _fake_run(_library_errors()))
+    import harness.analysis.report
+    monkeypatch.setattr(harness.analysis.report, "plot_all", lambda *a, **k: [])   # the report's text is enough
     rc = main(["run", str(path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 1

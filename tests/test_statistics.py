@@ -123,7 +123,9 @@ def test_print_report_table_legend_stats_and_per_run_plots(tmp_path, capsys):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_keeps_rfc_figures_for_a_scenario_with_reference(tmp_path, capsys):
+def test_report_keeps_rfc_figures_for_a_scenario_with_reference(tmp_path, capsys, monkeypatch):
+    import harness.analysis.report
+    monkeypatch.setattr(harness.analysis.report, "plot_all", lambda *a, **k: [])   # text only; plots: above
     out = make_results(tmp_path / "r", reps=2, reference={"baseline": {"host_ahp_before_kib": 976896,
                                                                        "host_ahp_after_kib": 153600}})
     print(report_text(out, wide=True))
