@@ -36,6 +36,21 @@ def stock_image(artifacts):
     return artifacts.images["stock"]
 
 
+@pytest.fixture
+def no_event_wait(monkeypatch):
+    """A move collects its QMP size events 1.1 s after it ends (QEMU holds the last one back for
+    its 1 s rate limit: harness.vm.follow.late_events). Tests whose fake QMP has no events, and
+    are not about that wait, skip it (test_late_events_waits_out_the_rate_limit is about it)."""
+    from harness.mechanisms import virtio_mem
+    from harness.vm import balloon, follow
+
+    def at_once(events, first, name, wait=0.0):
+        return follow.late_events(events, first, name, wait=0.0)
+
+    monkeypatch.setattr(balloon, "late_events", at_once)
+    monkeypatch.setattr(virtio_mem, "late_events", at_once)
+
+
 def qemu_pids(marker: str = "") -> set[int]:
     """PIDs of the qemu-system processes on the host; with ``marker``, only those whose
     command line contains it (a test's own results folder), so other guests on the host

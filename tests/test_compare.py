@@ -43,11 +43,20 @@ def test_folders_every_arm_step_and_headline_metric(folders):
     assert {"reached_fraction", "shrink_fraction", "rss_freed_kib", RATIO} <= set(c.rows["metric"])
 
 
-def test_same_results_are_not_significant(folders):
+def test_a_negligible_change_is_measured_but_not_a_finding(folders, tmp_path):
+    """B is A's runs (same seed) with the THP ratio 0.2 % higher: the change is measured as
+    such, and is neither significant nor a verdict; the arm left alone shows no change at all.
+    (A folder against itself would show 0 by construction.)"""
     a, _ = folders
-    c = compare(str(a), str(a))
-    assert not c.rows["significant"].any()
-    assert (c.rows["change_pct"].dropna() == 0).all()
+    b = make_results(tmp_path / "b", reps=6, seed=1,
+                     arms={"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=1.1 * 1.002)})
+    c = compare(str(a), str(b))
+    r = _row(c)
+    assert r["median_b"] > r["median_a"] and r["change_pct"] == pytest.approx(0.2, abs=1e-6)
+    assert r["p_value"] > 0.5 and not r["significant"] and r["verdict"] not in ("better", "worse")
+    assert not c.rows["significant"].any() and not c.rows["verdict"].isin(["better", "worse"]).any()
+    base = c.rows[c.rows["arm_a"] == "baseline"]
+    assert (base["change_pct"].dropna() == 0).all() and (base["median_a"] == base["median_b"]).all()
 
 
 def test_two_arms_of_one_folder(folders):

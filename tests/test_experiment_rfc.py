@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli.doctor import check_thp
 from harness.experiment.runner import run_scenario
 from harness.experiment.scenario import load_scenario
 from harness.results import ResultsStore, load_results
@@ -21,9 +22,13 @@ RFC = REPO / "scenarios" / "rfc-v1.toml"
 
 @pytest.fixture(scope="module")
 def rfc_results(artifacts, tmp_path_factory):
+    thp = check_thp()   # what `doctor` says: without host THP there are no huge pages to lose
+    if thp.status != "ok":
+        pytest.skip(f"host THP is off ({thp.detail})")
     scenario = load_scenario(RFC)
-    # One repetition of the two RFC arms: the direction (thp-order loses fewer THP per
-    # ballooned MiB) holds in every run seen so far, reached or stopped short.
+    # One repetition of the two RFC arms is enough for the direction, because each arm sits on
+    # its own side of 1.0 THP lost per ballooned MiB for a reason of mechanism, not of luck
+    # (test_thp_order_loses_fewer_huge_pages_per_ballooned_mib asserts both sides).
     scenario = dataclasses.replace(scenario, repetitions=1, arms=tuple(a for a in scenario.arms
                                                                       if a.name in ("baseline", "thp-order")))
     out = tmp_path_factory.mktemp("rfc")
@@ -42,9 +47,16 @@ def _balloon_row(res, arm: str):
 
 
 def test_thp_order_loses_fewer_huge_pages_per_ballooned_mib(rfc_results):
+    """One run a side suffices because the two sides of 1.0 are mechanism: thp-order discards
+    whole aligned 2 MiB blocks, so it cannot lose more huge-page memory than it ballooned (plus
+    one block); baseline's 4 KiB discards land in huge pages whose other halves usemem still
+    holds (punch-holes), so it loses more than it ballooned. Measured here over 5 repetitions:
+    0.71 [0.71..0.71] against 1.65 [1.65..1.66] (README, Designs)."""
     base = _balloon_row(rfc_results, "baseline")
     thp = _balloon_row(rfc_results, "thp-order")
     assert base["ballooned_mib"] > 0 and thp["ballooned_mib"] > 0
+    assert thp["thp_lost_kib"] <= (thp["ballooned_mib"] + THP_ORDER_TOLERANCE_MIB) * 1024, thp
+    assert base["thp_lost_per_ballooned_mib"] > 1.0, base
     assert thp["thp_lost_per_ballooned_mib"] < base["thp_lost_per_ballooned_mib"], (base, thp)
 
 
@@ -66,11 +78,14 @@ def test_each_arm_is_internally_consistent(rfc_results, arm):
     assert 0 < row["thp_lost_kib"] <= row["qemu_ahp_before_kib"]
     assert row["rss_freed_kib"] > 0
     assert not math.isnan(row["settle_seconds"]) and row["settle_seconds"] > 0
-    # The samples cover the balloon phase: 5/s configured, at least 4/s measured (scheduling jitter).
+    # The samples cover the balloon phase at the configured rate. The sampler catches up when
+    # a read is late, so only a loaded host's slow reads (QMP of a TCG guest) lower the rate:
+    # half the configured rate is the bar a sampler that stalled or ran at 1/s cannot pass.
+    hz = load_scenario(RFC).timing.host_sample_hz
     s = rfc_results.samples
     actual = s[(s["arm"] == arm) & (s["phase"] == row["step"]) & (s["metric"] == "actual_mib")]
     span = actual["t"].max() - actual["t"].min()
-    assert span > 0 and len(actual) / span >= 4.0
+    assert span > 0 and len(actual) / span >= hz / 2, (len(actual), span)
 
 
 def test_report_command_redraws_table_and_plots(rfc_results, capsys):

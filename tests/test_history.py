@@ -78,6 +78,20 @@ def test_against_history_flags_a_regression_not_an_improvement(history):
     assert check_results(folders[1], against_history=h, last=1) == 0
 
 
+def test_an_improving_night_is_seen_as_better_and_not_flagged(history, tmp_path):
+    """A night whose THP ratio fell as far as the bad night's rose: the same test finds it
+    significant, and the direction (lower is better here) makes it an improvement, not a
+    regression; a rule that ignored direction would flag both."""
+    h, folders = history
+    better = _night(tmp_path, 7, "2024-05-04", 0.4, "q")
+    c = against_history(better, h, last=2)
+    assert c.nights == ["2024-05-02", "2024-05-03"]
+    row = c.rows[(c.rows["arm"] == "thp-order") & (c.rows["metric"] == RATIO) & (c.rows["step"] == BALLOON_STEP)]
+    assert len(row) == 1 and row["significant"].iloc[0] and row["verdict"].iloc[0] == "better", row.T
+    assert c.regressions.empty, c.regressions
+    assert check_results(better, against_history=h, last=2) == 0
+
+
 def test_no_history_yet_is_a_note_not_a_failure(tmp_path):
     out = _night(tmp_path, 0, "2024-05-01", 1.1, "q", reps=1)
     c = against_history(out, tmp_path / "none", last=3)
@@ -115,3 +129,49 @@ def test_several_scenarios_need_a_choice(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2024-05-01" in out and (tmp_path / "t.png").exists()
     assert main(["history", str(h), "--scenario", "one", "--metric", "nope"]) == 1
+
+
+def test_a_file_is_not_a_history(tmp_path):
+    out = _night(tmp_path, 0, "2024-05-01", 1.1, "q", reps=1)
+    f = tmp_path / "history.txt"
+    f.write_text("mine")
+    for call in (lambda: append_history(out, f), lambda: history_trend(f), lambda: against_history(out, f)):
+        with pytest.raises(HarnessError, match="is not a history folder \\(it is a file\\)"):
+            call()
+    assert f.read_text() == "mine"
+
+
+def test_an_empty_folder_becomes_a_history_and_an_empty_result_adds_nothing(tmp_path):
+    h = tmp_path / "h"
+    h.mkdir()
+    assert load_history(h).empty
+    empty = make_results(tmp_path / "empty", reps=1, failed=("baseline-r1", "thp-order-r1"))
+    assert append_history(empty, h) is None and not list(h.rglob("*.parquet"))
+    assert append_history(_night(tmp_path, 0, "2024-05-01", 1.1, "q", reps=1), h) is not None
+    assert len(load_history(h)) == 6     # 2 arms x 3 steps
+
+
+def test_partition_names_are_made_safe_and_stay_inside_the_history(tmp_path):
+    """A scenario or host name with '/', '=', spaces or '..' becomes one safe path component:
+    nothing is written outside the history, and the scenario is found by its own name."""
+    out = make_results(tmp_path / "r", reps=1, name="rfc v1/x=y", host="../../evil=host")
+    h = tmp_path / "deep" / "h"
+    appended = append_history(out, h)
+    assert appended is not None
+    rel = appended.summary.relative_to(h / "summary").parts
+    assert rel[:2] == ("scenario=rfc_v1_x_y", "host=.._.._evil_host") and len(rel) == 4
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["h"]
+    assert set(load_history(h, scenario="rfc v1/x=y")["scenario"]) == {"rfc_v1_x_y"}
+
+
+def test_a_merged_folder_is_filed_under_its_shards_hosts(tmp_path):
+    from harness.results.merge import merge_results
+    ids = [f"{arm}-r{rep}" for rep in (1, 2) for arm in ("baseline", "thp-order")]
+    a = make_results(tmp_path / "s1", reps=2, run_ids=ids[0::2], host="host-b")
+    b = make_results(tmp_path / "s2", reps=2, run_ids=ids[1::2], host="host-a")
+    merged = merge_results(tmp_path / "merged", [a, b])
+    appended = append_history(merged, tmp_path / "h")
+    # both hosts, sorted; _host_of joins them with '+', which the partition's safe name turns into '_'
+    assert appended is not None and appended.summary.relative_to(tmp_path / "h" / "summary").parts[1] == \
+        "host=host-a_host-b"
+    assert set(load_history(tmp_path / "h")["host"]) == {"host-a_host-b"}

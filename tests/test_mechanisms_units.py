@@ -20,6 +20,9 @@ from harness.vm.spec import BalloonDevice, MachineSpec
 MIB = 1 << 20
 REPO = Path(__file__).resolve().parents[1]
 
+# Their fake QMPs have no events: the moves skip the wait for QEMU's held-back last one.
+pytestmark = pytest.mark.usefixtures("no_event_wait")
+
 
 def spec(**kw) -> MachineSpec:
     return MachineSpec(kernel=Path("/k"), initrd=Path("/i"), host_key="ssh-ed25519 AAAA", qemu=Path("/q"), **kw)
@@ -197,3 +200,19 @@ def test_scenario_keys_for_mechanisms_and_stop_steps(tmp_path):
 def test_shipped_mechanism_scenarios_load(name):
     s = load_scenario(REPO / "scenarios" / name)
     assert {"balloon", "free-page-reporting", "virtio-mem"} <= {a.mechanism for a in s.arms}
+
+
+def test_late_events_waits_out_the_rate_limit():
+    """QEMU sends a rate-limited event (BALLOON_CHANGE, MEMORY_DEVICE_SIZE_CHANGE) at most once a
+    second and holds the last one back: what arrives during the wait is collected, from the
+    move's first event on, of the move's kind only."""
+    import threading
+
+    from harness.vm.follow import QMP_EVENT_RATE_SECONDS, late_events
+    seen = [{"event": "BALLOON_CHANGE", "data": {"actual": 1}}]        # before the move
+    late = {"event": "BALLOON_CHANGE", "data": {"actual": 2}}
+    threading.Timer(QMP_EVENT_RATE_SECONDS - 0.2, seen.extend,
+                    ([{"event": "STOP"}, late],)).start()              # QEMU lets the held one go
+    t = time.monotonic()
+    assert late_events(lambda: list(seen), 1, "BALLOON_CHANGE") == [late]
+    assert time.monotonic() - t >= QMP_EVENT_RATE_SECONDS

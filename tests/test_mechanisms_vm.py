@@ -5,6 +5,15 @@ host, and each keeps the host's huge pages under memory the guest still uses, wh
 One guest per arm holds 300 MiB in 4 KiB holes over a 600 MiB range (the RFC's
 fragmentation) and then touches and frees 300 MiB (something free page reporting can
 report: free 2 MiB blocks); then every arm is asked to bring the guest to 624 MiB.
+
+Why one run per arm is enough for these directions: each is a property of the mechanism, with
+a margin the host's load cannot take away. Free page reporting and virtio-mem discard whole
+aligned 2 MiB blocks, so they never split a host huge page under memory in use, while the
+4 KiB balloon's discards land inside huge pages the held workload still uses (measured here
+over 3 repetitions: 1.00 MiB of host THP lost per MiB returned against 2.05; README,
+Mechanisms). What load changes is time, and the steps wait for the memory to stop moving.
+The one thing the host can take away is its THP: the huge-page test skips, with doctor's
+reason, when host THP is off.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import pandas as pd
 import pytest
 from conftest import run_scenario_cli
 
+from harness.cli.doctor import check_thp
 from harness.results import load_results
 
 pytestmark = pytest.mark.vm
@@ -105,6 +115,9 @@ def test_virtio_mem_unplug_returns_memory(results):
 
 
 def test_both_keep_huge_pages_under_memory_in_use_where_the_balloon_splits_them(results):
+    thp = check_thp()
+    if thp.status != "ok":
+        pytest.skip(f"host THP is off ({thp.detail}): there are no huge pages to keep")
     kept = {arm: _kept_fraction(results, arm) for arm in ("balloon", "fpr", "virtio-mem")}
     assert kept["fpr"] > kept["balloon"] and kept["virtio-mem"] > kept["balloon"], kept
     assert _row(results, "balloon", "shrink 624")["reached"]   # the balloon did its job, at that price

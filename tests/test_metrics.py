@@ -77,8 +77,56 @@ def test_missing_sources_are_nan():
     assert math.isnan(row["qemu_rss_before_kib"]) and math.isnan(row["thp_lost_per_ballooned_mib"])
 
 
+def _sampled_keys() -> set[tuple[str, str]]:
+    """Every (source, metric) the sampler records around a step: a host reading of a real
+    process and a guest reading (its command run on this host's /proc, with a design driver's
+    debugfs counters after the mark)."""
+    import os
+    import subprocess
+
+    from harness.probes.sampler import read_guest, read_host
+
+    def run(command: str) -> str:
+        mark = command.split("echo ", 1)[1].split(";", 1)[0]
+        text = subprocess.run(["sh", "-c", "cat /proc/meminfo /proc/buddyinfo /proc/vmstat"],
+                              capture_output=True, text=True, check=True).stdout
+        return f"{text}{mark}\nsmall 1\nhuge 2\norder 9\n"
+
+    return set(read_host(os.getpid(), lambda: 1024.0)) | set(read_guest(run)) | _workload_keys()
+
+
+def _workload_keys() -> set[tuple[str, str]]:
+    """The watched workloads' reading the runner adds around each step (one background workload)."""
+    from harness.experiment.watch import WatchedWorkload, workload_reading
+    from harness.experiment.workload import CgroupMemory, CommandState, StepCommand
+    w = WatchedWorkload(StepCommand(None, "held", "usemem -s -1 100m", 1, "background"))  # type: ignore[arg-type]
+    state = CommandState(exists=True, populated=True, pids=(7,), main_pid=7, main_end=None, ends=(), done=False,
+                         error=None, memory=CgroupMemory(110_000.0, 100_000.0, 4096.0, 2000.0), oom_kills=0)
+    return set(workload_reading([w], {w.slug: state}))
+
+
+def test_every_column_is_computed_when_every_reading_is_there():
+    """With every reading the runner takes (the sampler's and the watched workloads'), a move
+    with QEMU's events and the host samples of the step, no summary column may be left None or NaN: a column summary_row forgot (or
+    misnamed) would otherwise come out None in every run, silently."""
+    keys = _sampled_keys()
+    before: metrics.Reading = {k: 100.0 for k in keys}
+    after: metrics.Reading = {k: 150.0 for k in keys}
+    before.update(reading(1024, 1_000_000, 1_100_000, host_ahp_kib=1_010_000, split_pmd=10))
+    after.update(reading(624, 600_000, 700_000, host_ahp_kib=610_000, split_pmd=210))
+    events = [{"event": "BALLOON_CHANGE", "timestamp": {"seconds": 1001, "microseconds": 0}}]
+    series = {metrics.RSS_KEY: [(0.0, 1_100_000.0), (3.0, 700_000.0)],
+              metrics.AHP_KEY: [(0.0, 600_000.0), (1.0, 700_000.0), (3.0, 900_000.0)]}
+    row = summary_row({**IDENT, "mechanism": "balloon"}, "resize", 624, before, after, "tcg", 12.5,
+                      Move(True, "reached", 3.0, events, 1000.0), series=series, start_t=0.0, workload_mb_s=321.0)
+    empty = [c for c, v in row.items() if v is None or (isinstance(v, float) and math.isnan(v))]
+    assert empty == [], f"summary_row leaves these columns empty with every reading there: {empty}"
+    assert list(row) == SUMMARY_COLUMNS
+
+
 def test_every_column_is_defined_and_headlines_say_which_way_is_better():
-    assert len(set(SUMMARY_COLUMNS)) == len(SUMMARY_COLUMNS)
+    for name in SUMMARY_COLUMNS:
+        assert METRICS[name].meaning or name in metrics.ID_COLUMNS, name
     for name in HEADLINE:
         assert METRICS[name].better in ("lower", "higher"), name
         assert METRICS[name].meaning

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,12 +17,15 @@ from qemu.qmp import ExecuteError
 from qemu.qmp.message import Message
 from qemu.qmp.models import ErrorResponse
 
-from harness.errors import ConfigError, ResultsWriteError
+from harness.errors import ConfigError, GuestDied, ResultsWriteError
 from harness.experiment import runner
 from harness.experiment.runner import PlannedRun, Shard, plan, run_scenario
 from harness.experiment.scenario import load_scenario
 from harness.results import ResultsStore, load_results, metrics
-from harness.vm.balloon import Balloon
+from harness.vm.balloon import EXACT_TOLERANCE_MIB, THP_ORDER_TOLERANCE_MIB, Balloon
+
+# Their fake QMPs have no events: the moves skip the wait for QEMU's held-back last one.
+pytestmark = pytest.mark.usefixtures("no_event_wait")
 
 SCENARIO = """
 name = "units"
@@ -126,6 +131,96 @@ def test_ctrl_c_stops_the_scenario(scenario, tmp_path, no_vm, monkeypatch):
     assert [r["run_id"] for r in load_results(tmp_path / "out").runs] == ["a-r1"]
 
 
+def test_ctrl_c_with_jobs_stops_the_running_guests_and_starts_no_more(scenario, tmp_path, no_vm, monkeypatch):
+    """--jobs 2: SIGINT reaches the main thread while two runs are going; the guests of the
+    running workers are stopped (stop_all_live), their runs end, nothing more starts, and the
+    finished run stays."""
+    import signal
+    import threading
+
+    from harness.vm import machine
+    ok = _fake_run({})
+    started: list[str] = []
+    both_running = threading.Barrier(2, timeout=60)
+    guest_stopped = threading.Event()
+
+    class LiveGuest:   # what a running worker's Machine is to stop_all_live
+        def shutdown(self):
+            guest_stopped.set()
+
+    def execute(scenario, run, index, *args, **kw):
+        started.append(run.run_id)
+        if run.run_id == "a-r1":
+            return ok(scenario, run, index, *args, **kw)
+        both_running.wait()                       # b-r1 and a-r2 are both in their "guests"
+        if run.run_id == "b-r1":
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        assert guest_stopped.wait(60), "the guests were never stopped"
+        raise GuestDied("QEMU was stopped")
+
+    live = LiveGuest()
+    monkeypatch.setattr(machine, "_live", {live})
+    monkeypatch.setattr(runner, "execute_run", execute)
+    store = ResultsStore(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(scenario, None, store, jobs=2)
+    assert guest_stopped.is_set()
+    deadline = time.monotonic() + 60
+    while len([d for d in store.runs_dir.iterdir() if (d / "error.txt").exists()]) < 2:
+        assert time.monotonic() < deadline, "the interrupted runs did not end"
+        time.sleep(0.05)
+    assert sorted(started) == ["a-r1", "a-r2", "b-r1"], "no run starts after Ctrl-C"
+    assert [r["run_id"] for r in load_results(tmp_path / "out").runs] == ["a-r1"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_results_write_error_mid_scenario_stops_it_keeping_finished_runs(scenario, tiny_tmpfs, no_vm,
+                                                                        monkeypatch, jobs):
+    """The disk fills after the first run: the next run's write fails; that is no run's failure
+    but the scenario's end (ResultsWriteError): the first run stays, the plan is not run to its
+    end, and no half-written file carries a final name."""
+    ok = _fake_run({})
+    started: list[str] = []
+    ended: list[str] = []
+
+    def execute(scenario, run, index, *args, **kw):
+        started.append(run.run_id)
+        try:
+            if run.run_id != "a-r1":
+                deadline = time.monotonic() + 60
+                while not store.is_complete("a-r1"):     # with --jobs 2, the disk fills after a-r1 is written
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                try:
+                    with open(tiny_tmpfs / "filler", "xb") as f:   # once ("x"): a truncation would free it
+                        f.write(b"\0" * (256 * 1024))
+                except OSError:
+                    pass   # full, as wanted (or filled already)
+                time.sleep(0.3)   # a run takes time: the scenario has stopped before the next could start
+            return ok(scenario, run, index, *args, **kw)
+        finally:
+            ended.append(run.run_id)
+
+    monkeypatch.setattr(runner, "execute_run", execute)
+    store = ResultsStore(tiny_tmpfs / "out")
+    with pytest.raises(ResultsWriteError, match="No space left"):
+        run_scenario(scenario, None, store, jobs=jobs)
+    deadline = time.monotonic() + 60
+    while len(ended) < len(started):   # with --jobs, a worker's run in progress ends on its own
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert len(started) < len(plan(scenario)), "the scenario went on after its results could not be written"
+    if jobs == 1:
+        assert started == ["a-r1", "b-r1"]
+    assert not any((store.run_dir(r) / "error.txt").exists() for r in started), "it is not a run's failure"
+    for r in started[1:]:
+        assert not store.is_complete(r)
+        for f in store.run_dir(r).glob("*.parquet"):   # a file under its final name is whole (written, renamed)
+            pd.read_parquet(f)
+    (tiny_tmpfs / "filler").unlink()
+    assert [r["run_id"] for r in load_results(tiny_tmpfs / "out").runs] == ["a-r1"]
+
+
 def test_resume_skips_finished_runs(scenario, tmp_path, no_vm, monkeypatch, caplog):
     caplog.set_level("INFO", logger="harness.run")
     monkeypatch.setattr(runner, "execute_run", _fake_run({"a-r2": RuntimeError("boom")}))
@@ -153,6 +248,8 @@ def test_cli_names_failed_runs_and_exits_nonzero(tmp_path, no_vm, monkeypatch, c
     monkeypatch.setattr(artifacts, "build_all", lambda *a, **k: None)
     monkeypatch.setattr(metadata, "collect", lambda scenario, arts: {"scenario": {"name": scenario.name}})
     monkeypatch.setattr(runner, "execute_run", _fake_run(_library_errors()))
+    import harness.analysis.report
+    monkeypatch.setattr(harness.analysis.report, "plot_all", lambda *a, **k: [])   # the report's text is enough
     rc = main(["run", str(path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 1
@@ -200,19 +297,52 @@ def test_thp_order_tolerance_is_only_for_its_arm():
     assert not exact.reached and exact.outcome == "settled"
 
 
+@pytest.mark.parametrize("props, tolerance", [
+    ((), EXACT_TOLERANCE_MIB),
+    ((("thp-order", "on"),), THP_ORDER_TOLERANCE_MIB),
+    ((("thp-order", "off"),), EXACT_TOLERANCE_MIB),
+    ((("balloon-order", "9"),), THP_ORDER_TOLERANCE_MIB),
+    ((("balloon-order", "0"),), EXACT_TOLERANCE_MIB),
+    ((("free-page-reporting", "on"),), EXACT_TOLERANCE_MIB),
+])
+def test_machine_picks_the_balloon_tolerance_from_the_device_properties(tmp_path, monkeypatch, props, tolerance):
+    """The machine (not the caller) decides from the arm's device which balloon may land a 2 MiB
+    block off its target: one MiB short of 624 is reached with it and settled short without."""
+    from harness.vm.machine import Machine
+    from harness.vm.spec import BalloonDevice, MachineSpec
+    spec = MachineSpec(kernel=tmp_path / "k", initrd=tmp_path / "i", host_key="ssh-ed25519 AAAA",
+                       qemu=tmp_path / "qemu", balloon=BalloonDevice(properties=props))
+    m = Machine(spec)
+    m._qmp = FakeQMP([1024, 623])  # type: ignore[assignment]
+    monkeypatch.setattr(m, "is_running", lambda: True)
+    b = m.balloon
+    assert b.tolerance_mib == tolerance
+    assert b.move(624, settle=0.1, timeout=5, poll=0.01).reached == (tolerance == THP_ORDER_TOLERANCE_MIB)
+
+
 # ---- results on a full filesystem -----------------------------------------------------------
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
+    """A real 256 KiB filesystem. Mounting needs root or passwordless sudo, which `make test`
+    needs anyway (README): without either the test fails saying so, it does not skip."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    opts = f"size=256k,uid={os.getuid()},gid={os.getgid()},mode=0755"
+    try:
+        proc = subprocess.run([*sudo, "mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mnt)],
+                              capture_output=True, text=True)
+        why = proc.stderr.strip() if proc.returncode else ""
+    except OSError as e:  # no sudo, or not ours to run
+        why = str(e)
+    if why:
+        pytest.fail(f"cannot mount a tmpfs ({' '.join(sudo + ['mount'])}: {why}): "
+                    "the tests need root or passwordless sudo, like `make test`")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        subprocess.run([*sudo, "umount", "-l", str(mnt)], check=False)
 
 
 def test_full_filesystem_is_a_clear_error_and_leaves_nothing_half_written(tiny_tmpfs):
@@ -247,10 +377,85 @@ def test_cli_on_a_full_filesystem_says_so_in_one_line(tiny_tmpfs, tmp_path, monk
     assert rc == 1 and "No space left on device" in err and "Traceback" not in err
 
 
-def test_json_of_a_failed_run_is_not_taken_for_a_finished_one(tmp_path):
-    store = ResultsStore(tmp_path)
-    d = store.run_dir("x-r1")
-    d.mkdir(parents=True)
-    (d / "error.txt").write_text("boom")
-    assert not store.is_complete("x-r1")
-    assert json.loads(json.dumps(load_results(tmp_path).runs)) == []
+def test_json_of_a_failed_run_is_not_taken_for_a_finished_one(scenario, tmp_path, no_vm, monkeypatch):
+    """A run that fails after a step leaves, by the runner's own code, error.txt and its partial
+    results (partial-summary.csv, partial-samples.csv, partial-moves.json): they keep what it
+    measured, and nothing reads them as a finished run (results, resume, the combined frames)."""
+    arm = scenario.arms[0]
+    store = ResultsStore(tmp_path / "out")
+    ok = _fake_run({})
+    ok(scenario, PlannedRun(scenario.arms[1], 1, "b-r1"), 0, None, store, None)
+
+    run = PlannedRun(arm, 1, "a-r1")
+    row = metrics.summary_row({"run_id": run.run_id, "arm": arm.name, "rep": 1, "step": "balloon 600"},
+                              "balloon", 600, {}, {}, "tcg", 1.0)
+    move = {"target_mib": 600, "reached": False, "outcome": "timeout", "trajectory": [[0.0, 1024], [1.0, 800]]}
+
+    class Say:
+        def say(self, run, index, message, throttle=0.0):
+            pass
+
+    ctx = runner.RunContext(scenario, run, 0, None, Say(), store.run_dir(run.run_id), None,  # type: ignore[arg-type]
+                            moves={"balloon 600": move}, summary=[row])
+    ctx.run_dir.mkdir(parents=True)
+
+    class Rows:
+        rows = [(0.2, "balloon 600", "qemu", "rss_kib", 1234.0)]
+
+    runner._keep_partial(ctx, Rows())  # type: ignore[arg-type]
+    try:
+        raise RuntimeError("the guest stopped answering")
+    except RuntimeError as e:
+        runner._record_failure(store, run, e)
+
+    d = store.run_dir("a-r1")
+    assert "RuntimeError: the guest stopped answering" in (d / "error.txt").read_text()
+    assert json.loads((d / "partial-moves.json").read_text()) == {"balloon 600": move}
+    partial = pd.read_csv(d / "partial-summary.csv")
+    assert list(partial.columns) == metrics.SUMMARY_COLUMNS and list(partial["run_id"]) == ["a-r1"]
+    assert list(pd.read_csv(d / "partial-samples.csv")["value"]) == [1234.0]
+
+    assert not store.is_complete("a-r1") and store.is_complete("b-r1")
+    res = load_results(tmp_path / "out")
+    assert [r["run_id"] for r in res.runs] == ["b-r1"]
+    assert set(res.summary["run_id"]) == {"b-r1"}
+    _, combined = store.combine()
+    assert set(combined["run_id"]) == {"b-r1"}
+    seen: list[str] = []
+
+    def record(scenario, run, *args, **kw):
+        seen.append(run.run_id)
+        return ok(scenario, run, *args, **kw)
+
+    monkeypatch.setattr(runner, "execute_run", record)
+    assert run_scenario(scenario, None, store, resume=True) == []
+    assert "a-r1" in seen and "b-r1" not in seen
+
+
+# ---- kernel problems in the guest's console --------------------------------------------------
+
+KERNEL_PROBLEMS = [
+    "[   12.345678] WARNING: CPU: 0 PID: 87 at mm/page_alloc.c:5525 __alloc_pages+0x2a1/0x330",
+    "[    3.210000] BUG: kernel NULL pointer dereference, address: 0000000000000008",
+    "[    8.100000] BUG: Bad page state in process usemem  pfn:1f2a3",
+    "[    9.000001] Oops: 0002 [#1] PREEMPT SMP NOPTI",
+    "[    9.500000] general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1]",
+    "[   10.000000] Kernel panic - not syncing: Out of memory and no killable processes...",
+]
+NOT_PROBLEMS = [
+    "[    0.000000] Kernel command line: console=ttyS0 panic=-1 loglevel=4 bh.thp=always",
+    "[    1.200000] virtio_balloon: loading out-of-tree module taints kernel.",
+    "[    2.000000] Out of memory: Killed process 123 (usemem) total-vm:524288kB",
+    "warning: usemem: 64 MiB less than asked",
+    "[    0.100000] x86/fpu: x87 FPU will use FXSAVE",
+]
+
+
+def test_console_problems_finds_kernel_warnings_bugs_oopses_and_panics_only():
+    from harness.experiment.runner import console_problems
+    console = "\n".join(NOT_PROBLEMS[:2] + KERNEL_PROBLEMS + NOT_PROBLEMS[2:])
+    assert console_problems(console) == KERNEL_PROBLEMS
+    for line in NOT_PROBLEMS:
+        assert console_problems(line) == [], line
+    many = "\n".join(f"[ {i}.0] WARNING: CPU: 0 PID: {i} at x.c:1 f+0x1/0x2" for i in range(30))
+    assert len(console_problems(many)) == 10 and console_problems(many, limit=3) == many.splitlines()[:3]

@@ -82,6 +82,18 @@ def _write(tmp_path: Path, text: str) -> Path:
     (('[vm]\n', '[guest]\nfiles = { "/usr/bin/x" = "/no/such/file" }\n[vm]\n'), "guest.files", "does not exist"),
     (('[vm]\n', '[guest]\nfiles = { "relative/x" = "/bin/sh" }\n[vm]\n'), "guest.files", "absolute"),
     (('[vm]\n', '[guest]\nfiels = {}\n[vm]\n'), "guest.fiels", "unknown key"),
+    (('[vm]\n', '[guest]\nfiles = { "/usr/../etc/x" = "/bin/sh" }\n[vm]\n'), "guest.files", "no '..'"),
+    (('[vm]\n', '[guest]\nfiles = { "/usr/bin/" = "/bin/sh" }\n[vm]\n'), "guest.files", "name a file"),
+    (('target_mib = 624', 'target_mib = 624\nlabel = "a/b"'), "steps[0].label", "without '/'"),
+    (('target_mib = 624', 'target_mib = 624\nlabel = "a\\nb"'), "steps[0].label", "single line"),
+    (('module = "stock"', 'module = "stock"\ndevice = { "thp order" = "on" }'), "arms[0].device.thp order",
+     "not a QEMU property name"),
+    (('module = "stock"', 'module = "stock"\nkernel = "/no/such/vmlinuz"'), "arms[0].kernel",
+     "existing kernel image file"),
+    (('module = "stock"', 'module = "stock"\n[reference.nobody]\nhost_ahp_after_kib = 1'), "reference.nobody",
+     "no arm named 'nobody'"),
+    (('module = "stock"', 'module = "stock"\n[reference.stock]\nhost_ahp_after_kib = "a lot"'),
+     "reference.stock", "table of numbers"),
 ])
 def test_bad_scenarios_are_refused_with_file_key_reason(tmp_path, mutation, key, reason):
     path = _write(tmp_path, MINIMAL.replace(*mutation, 1))
@@ -89,6 +101,21 @@ def test_bad_scenarios_are_refused_with_file_key_reason(tmp_path, mutation, key,
         load_scenario(path)
     msg = str(info.value)
     assert str(path) in msg and key in msg and reason in msg, msg
+
+
+@pytest.mark.parametrize("text, key, reason", [
+    (MINIMAL.split("[[steps]]")[0].replace('name = "t"', 'name = "t"\nsteps = []') + "[[arms]]"
+     + MINIMAL.split("[[arms]]")[1], "steps", "at least one step"),
+    (MINIMAL.split("[[steps]]")[0] + "[[arms]]" + MINIMAL.split("[[arms]]")[1], "steps", "required key is missing"),
+    (MINIMAL.split("[[arms]]")[0].replace('name = "t"', 'name = "t"\narms = []'), "arms", "at least one arm"),
+    (MINIMAL + '[[arms]]\nname = "stock"\nqemu = "stock"\nmodule = "stock"\n', "arms", "must be unique"),
+])
+def test_scenarios_without_steps_or_arms_are_refused(tmp_path, text, key, reason):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    msg = str(info.value)
+    assert f"{path}: {key}:" in msg and reason in msg, msg
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -3,36 +3,55 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from typing import Optional
 
 import pytest
 
+from harness.arch import KERNEL_META_PACKAGE
 from harness.artifacts import stacks
-from harness.artifacts.apt import Candidate
+from harness.artifacts.apt import PrivateApt
 from harness.errors import BuildError, ConfigError
 
 
-@dataclass
-class FakeApt:
-    """The queries stacks.py makes, answered from a dict of package -> versions (newest first)."""
+class FakeApt(PrivateApt):
+    """A PrivateApt whose archive is dicts: only the queries that read apt's lists (madison,
+    candidate, show) answer from them; versions, depends and resolve are PrivateApt's own."""
 
-    release: str = "trixie"
-    binary: dict[str, list[str]] = field(default_factory=dict)
-    source: dict[str, list[str]] = field(default_factory=dict)
+    def __init__(self, release: str = "trixie", binary: Optional[dict[str, list[str]]] = None,
+                 source: Optional[dict[str, list[str]]] = None,
+                 control: Optional[dict[tuple[str, str], dict[str, str]]] = None):
+        self.release = release
+        self.binary = binary or {}        # package -> versions, newest first
+        self.source = source or {}
+        self.control = control or {}      # (package, version) -> control fields
 
-    def versions(self, package: str, source: bool = False) -> list[str]:
-        return (self.source if source else self.binary).get(package, [])
+    def madison(self, package: str) -> list[tuple[str, str]]:
+        where = "http://deb.debian.org/debian trixie/main amd64"
+        return ([(v, f"{where} Packages") for v in self.binary.get(package, [])]
+                + [(v, f"{where} Sources") for v in self.source.get(package, [])])
 
-    def resolve(self, meta: str, prefix: str, version=None) -> Candidate:
-        newest = self.binary["linux-image-6.12.120+deb13-cloud-amd64"][0]
-        return Candidate("linux-image-6.12.120+deb13-cloud-amd64", newest)
+    def candidate(self, package: str) -> str:
+        if not self.binary.get(package):
+            raise BuildError(f"Debian {self.release} has no package {package!r}")
+        return self.binary[package][0]
+
+    def show(self, package: str, version: Optional[str] = None) -> dict[str, str]:
+        version = version or self.candidate(package)
+        self._require(package, version)
+        return {"package": package, "version": version, **self.control.get((package, version), {})}
 
 
-def _archive(kernel: str = "6.12.120-1") -> FakeApt:
-    return FakeApt(binary={"linux-image-6.12.120+deb13-cloud-amd64": [kernel],
-                           "linux-headers-6.12.120+deb13-cloud-amd64": [kernel],
+def _archive(kernel: str = "6.12.120-1", depends: Optional[str] = None) -> FakeApt:
+    """The trixie archive as the stack sees it: the cloud kernel metapackage depends on the
+    versioned image of ``kernel`` (``= version``), which has headers and a source package."""
+    image = f"linux-image-{kernel.split('-')[0]}+deb13-cloud-amd64"
+    meta = f"{kernel}+meta"
+    return FakeApt(binary={KERNEL_META_PACKAGE: [meta],
+                           image: [kernel], image.replace("linux-image-", "linux-headers-"): [kernel],
                            "linux-source-6.12": [kernel]},
-                   source={"qemu": ["1:10.0.14+ds-0+deb13u1"]})
+                   source={"qemu": ["1:10.0.14+ds-0+deb13u1"]},
+                   control={(KERNEL_META_PACKAGE, meta): {
+                       "depends": depends if depends is not None else f"{image} (= {kernel}), initramfs-tools"}})
 
 
 @pytest.fixture
@@ -51,7 +70,7 @@ def test_known_stacks_and_a_clear_error_for_others():
 
 
 def test_pins_resolve_to_the_archive_and_round_trip_through_the_lock(lock):
-    pins = stacks.resolve_pins(stacks.STACKS["trixie"], _archive())  # type: ignore[arg-type]
+    pins = stacks.resolve_pins(stacks.STACKS["trixie"], _archive())
     assert pins.kernel_package == "linux-image-6.12.120+deb13-cloud-amd64"
     assert pins.headers_package == "linux-headers-6.12.120+deb13-cloud-amd64"
     assert pins.linux_source_version == pins.kernel_version == "6.12.120-1"
@@ -61,10 +80,28 @@ def test_pins_resolve_to_the_archive_and_round_trip_through_the_lock(lock):
     assert json.loads(lock.read_text())["stacks"]["trixie"]["kernel_version"] == "6.12.120-1"
 
 
+def test_the_kernel_is_what_the_metapackage_depends_on():
+    """The image is the metapackage's dependency, not the newest linux-image in the lists, at
+    the version it pins (``=``); an unpinned dependency takes that package's candidate,
+    alternatives their first; no linux-image dependency is an error naming the metapackage."""
+    image = "linux-image-6.12.120+deb13-cloud-amd64"
+    archive = _archive("6.12.120-1")
+    archive.binary[image].insert(0, "6.12.120-2")                               # a newer upload, not pinned
+    archive.binary["linux-image-6.12.121+deb13-cloud-amd64"] = ["6.12.121-1"]   # newer, not depended on
+    pins = stacks.resolve_pins(stacks.STACKS["trixie"], archive)
+    assert (pins.kernel_package, pins.kernel_version) == (image, "6.12.120-1")
+    assert pins.headers_package == "linux-headers-6.12.120+deb13-cloud-amd64"
+    unpinned = _archive("6.12.120-1", depends=f"initramfs-tools, {image} | linux-image-x")
+    unpinned.binary[image].insert(0, "6.12.120-2")
+    assert stacks.resolve_pins(stacks.STACKS["trixie"], unpinned).kernel_version == "6.12.120-2"
+    with pytest.raises(BuildError, match=f"{KERNEL_META_PACKAGE} in Debian trixie depends on no linux-image-"):
+        stacks.resolve_pins(stacks.STACKS["trixie"], _archive(depends="initramfs-tools"))
+
+
 def test_pins_the_archive_no_longer_has_say_what_update_would_take(lock):
-    old = stacks.resolve_pins(stacks.STACKS["trixie"], _archive("6.12.118-1"))  # type: ignore[arg-type]
+    old = stacks.resolve_pins(stacks.STACKS["trixie"], _archive("6.12.118-1"))
     with pytest.raises(BuildError) as info:
-        stacks.check_pins(stacks.STACKS["trixie"], _archive("6.12.120-1"), old)  # type: ignore[arg-type]
+        stacks.check_pins(stacks.STACKS["trixie"], _archive("6.12.120-1"), old)
     msg = str(info.value)
     assert "6.12.118-1" in msg and "no longer has" in msg
     assert "build --update" in msg and "6.12.120-1" in msg

@@ -144,9 +144,12 @@ def test_one_repetition_needs_test_none(tmp_path):
     assert medians.status == PASS
 
 
-def test_no_expectations_only_failed_runs_count(tmp_path):
+def test_no_expectations_only_failed_runs_count(tmp_path, capsys):
     assert check_results(make_results(tmp_path / "ok", reps=1)) == 0
-    assert check_results(make_results(tmp_path / "bad", reps=1, failed=("stock-r1", "baseline-r1"))) == 2
+    capsys.readouterr()
+    junit = tmp_path / "junit.xml"
+    assert check_results(make_results(tmp_path / "bad", reps=1, failed=("thp-order-r1",)), junit=junit) == 2
+    assert "thp-order-r1" in capsys.readouterr().out + junit.read_text()
 
 
 # --- Markdown -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ so that adding a point, an arm or a column is one edit here and the Markdown, th
 the plots and the terminal all follow. Every number in an answer is computed from the
 results through :class:`harness.review.evidence.Evidence`; nothing here is a measured figure.
 
-The questions are the review's words (``/work/shared/seed/rfc-virtio-balloon-thp-order-review.txt``);
+The questions are the review's words (``references/rfc-virtio-balloon-thp-order-review.txt``);
 MST's mail is not in that file, so his point is marked as a paraphrase.
 """
 

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # 8 s rejects no KVM that is at least as fast as software emulation, and keeps the
 # whole decision (all binaries probed at once) under 10 s on a host where KVM hangs.
 PROBE_TIMEOUT = 8.0
-_memo: dict[tuple[str, str], KvmVerdict] = {}
+_memo: dict[tuple[str, str, tuple[str, ...]], KvmVerdict] = {}
 _warned = False
 _lock = threading.Lock()
 
@@ -92,8 +92,9 @@ def probe_kvm(qemu: Path, kernel: Path, firmware_dirs: Sequence[Path] = (),
 
 
 def kvm_verdict(qemu: Path, kernel: Path, firmware_dirs: Sequence[Path] = ()) -> KvmVerdict:
-    """The probe's verdict, memoised in-process and on disk for this host boot."""
-    key = (str(qemu), str(kernel))
+    """The probe's verdict, memoised in-process and on disk for this host boot, both keyed by
+    everything the probe boots with (a QEMU built from source runs only with its firmware)."""
+    key = (str(qemu), str(kernel), tuple(map(str, firmware_dirs)))
     with _lock:
         if key in _memo:
             return _memo[key]
@@ -111,7 +112,8 @@ def kvm_verdict(qemu: Path, kernel: Path, firmware_dirs: Sequence[Path] = ()) ->
         verdict = probe_kvm(qemu, kernel, firmware_dirs)
         with _lock:
             _save_verdict(path, ident, verdict)
-    _memo[key] = verdict
+    with _lock:
+        _memo[key] = verdict
     return verdict
 
 
