@@ -107,8 +107,8 @@ def _workload_keys() -> set[tuple[str, str]]:
 
 def test_every_column_is_computed_when_every_reading_is_there():
     """With every reading the runner takes (the sampler's and the watched workloads'), a move
-    with QEMU's events and the host samples of the step, no summary column may be left None or NaN: a column summary_row forgot (or
-    misnamed) would otherwise come out None in every run, silently."""
+    with QEMU's events and the host samples of the step, no summary column may be left None or NaN:
+    a column summary_row forgot (or misnamed) would otherwise come out None in every run, silently."""
     keys = _sampled_keys()
     before: metrics.Reading = {k: 100.0 for k in keys}
     after: metrics.Reading = {k: 150.0 for k in keys}
