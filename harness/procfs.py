@@ -24,6 +24,20 @@ parse_meminfo = parse_kv_kib
 parse_smaps_rollup = parse_kv_kib
 
 
+USER_HZ = 100   # /proc/stat's tick, fixed by the kernel's ABI whatever CONFIG_HZ is
+
+
+def kernel_cpu_seconds(text: str) -> float | None:
+    """``/proc/stat``'s aggregate ``cpu`` line: system + irq + softirq, in seconds (None
+    without one). Kernel work, such as a balloon driver's work item, is counted there."""
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:1] == ["cpu"] and len(parts) >= 8 and all(p.isdigit() for p in parts[1:8]):
+            _user, _nice, system, _idle, _iowait, irq, softirq = (int(p) for p in parts[1:8])
+            return (system + irq + softirq) / USER_HZ
+    return None
+
+
 def parse_vmstat(text: str) -> dict[str, int]:
     """``/proc/vmstat``: ``name value`` per line."""
     values: dict[str, int] = {}

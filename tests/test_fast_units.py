@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from harness.artifacts import cache, cpio
 from harness.errors import ConfigError
-from harness.procfs import free_blocks_at_least, parse_buddyinfo, parse_meminfo, parse_thp_setting, parse_vmstat
+from harness.procfs import (
+    free_blocks_at_least,
+    kernel_cpu_seconds,
+    parse_buddyinfo,
+    parse_meminfo,
+    parse_thp_setting,
+    parse_vmstat,
+)
 from harness.vm.balloon import Balloon
 from harness.vm.spec import BalloonDevice, MachineSpec
 
@@ -26,6 +34,18 @@ def test_vmstat_and_thp_setting():
     vm = parse_vmstat(Path("/proc/vmstat").read_text())
     assert "nr_free_pages" in vm
     assert parse_thp_setting("always [madvise] never") == "madvise"
+
+
+def test_kernel_cpu_seconds_reads_the_host_proc_stat_and_grows_with_kernel_work():
+    before = kernel_cpu_seconds(Path("/proc/stat").read_text())
+    assert before is not None and before > 0
+    # kernel work: many small reads of a procfs file are mostly system time
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        Path("/proc/self/status").read_bytes()
+    after = kernel_cpu_seconds(Path("/proc/stat").read_text())
+    assert after is not None and after > before
+    assert kernel_cpu_seconds("cpu0 1 2 3 4 5 6 7 8\n") is None   # per-CPU lines are not the total
 
 
 def test_buddyinfo_counts_large_blocks():

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Callable, Optional
 from harness.arch import THP_ORDER
 from harness.errors import HarnessError
 from harness.probes import host
-from harness.procfs import free_blocks_at_least, parse_buddyinfo, parse_meminfo, parse_vmstat
+from harness.procfs import free_blocks_at_least, kernel_cpu_seconds, parse_buddyinfo, parse_meminfo, parse_vmstat
 from harness.results.metrics import (
     AHP_KEY,
     GUEST_COUNTERS,
+    GUEST_CPU_KEY,
     GUEST_MEMINFO,
     HOST_THP_COUNTERS,
     RSS_KEY,
@@ -60,7 +61,8 @@ _MARK = "--bh-balloon-pages--"
 
 def read_guest(run: Callable[[str], str]) -> Reading:
     """One guest reading through ``run(command) -> stdout`` (one SSH round trip)."""
-    out = run(f"cat /proc/meminfo /proc/buddyinfo /proc/vmstat; echo {_MARK}; cat {BALLOON_PAGES} 2>/dev/null; true")
+    out = run(f"cat /proc/meminfo /proc/buddyinfo /proc/vmstat /proc/stat; echo {_MARK}; "
+              f"cat {BALLOON_PAGES} 2>/dev/null; true")
     text, _, pages = out.partition(_MARK)
     mi = parse_meminfo(text)
     r: Reading = {("guest", metric): mi.get(key, 0) for key, metric in GUEST_MEMINFO.items()}
@@ -69,6 +71,9 @@ def read_guest(run: Callable[[str], str]) -> Reading:
     for name in GUEST_COUNTERS:
         if name in vm:
             r[("guest", name)] = vm[name]
+    cpu = kernel_cpu_seconds(text)
+    if cpu is not None:
+        r[GUEST_CPU_KEY] = cpu
     for key, value in parse_vmstat(pages).items():
         if key in ("small", "huge", "order"):
             r[("guest", f"balloon_{key}")] = value

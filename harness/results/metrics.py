@@ -23,7 +23,11 @@ HOST_THP_COUNTERS = ("thp_split_pmd", "thp_split_page", "thp_fault_alloc", "thp_
 # Guest /proc/vmstat counters sampled over SSH (the guest's side of the bill).
 GUEST_COUNTERS = ("thp_split_pmd", "thp_fault_alloc", "thp_fault_fallback", "thp_split_page",
                   "compact_stall", "compact_fail", "balloon_inflate", "balloon_deflate",
-                  "balloon_migrate")
+                  "balloon_migrate", "compact_success", "compact_migrate_scanned",
+                  "compact_free_scanned", "pgmigrate_success", "pgmigrate_fail")
+# The guest's kernel CPU time (/proc/stat: system + irq + softirq, in seconds), sampled with
+# the counters: on an idle guest, what moving the balloon cost the guest's CPU.
+GUEST_CPU_KEY = ("guest", "cpu_kernel_seconds")
 GUEST_MEMINFO = {"MemFree": "mem_free_kib", "MemTotal": "mem_total_kib",
                  "AnonHugePages": "anon_huge_kib", "AnonPages": "anon_kib"}
 
@@ -155,6 +159,10 @@ _VALUES = [
     Metric("guest_balloon_small_after", "pages", "4 KiB pages the balloon holds after the step (likewise)"),
     *[Metric(f"guest_{c}_delta", "count", f"guest /proc/vmstat {c} change over the step")
       for c in GUEST_COUNTERS],
+    Metric("guest_cpu_kernel_seconds", "s", "guest CPU time in the kernel (/proc/stat system + irq + "
+                                            "softirq) over the step: with the workload asleep, mostly "
+                                            "the balloon's work item inflating or deflating (and the "
+                                            "harness's own sampling over SSH, alike for every arm)", "lower"),
     *[Metric(f"frames_{k}_after", "frames", f"after the step, {text} (2 MiB frame map, "
                                             "harness.probes.framemap; NaN without one)", better)
       for k, text, better in FRAME_FIGURES],
@@ -321,6 +329,7 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
         row[f"{counter}_delta"] = _get(after, "host", counter) - _get(before, "host", counter)
     for counter in GUEST_COUNTERS:
         row[f"guest_{counter}_delta"] = _get(after, "guest", counter) - _get(before, "guest", counter)
+    row["guest_cpu_kernel_seconds"] = _get(after, *GUEST_CPU_KEY) - _get(before, *GUEST_CPU_KEY)
     return {c: row.get(c) for c in SUMMARY_COLUMNS}
 
 
