@@ -69,6 +69,15 @@ def test_virtio_mem_machine_boots_small_with_a_plugged_device_and_no_balloon():
     assert "memory-backend-ram,id=vmem0-mem,size=1024M" in args
     assert "virtio-mem-pci,id=vmem0,memdev=vmem0-mem,requested-size=1024M" in args
     assert "memhp_default_state=online_movable" in args[args.index("-append") + 1]
+    assert "swiotlb" not in args[args.index("-append") + 1]      # the kernel's own choice by default
+
+
+def test_virtio_mem_swiotlb_off_is_on_the_guest_command_line():
+    s = make("virtio-mem", {"boot_mib": 512, "swiotlb": "off"}, 1024).configure(spec(memory_mib=1024))
+    args = argv(s)
+    assert "swiotlb=noforce" in args[args.index("-append") + 1].split()
+    with pytest.raises(ConfigError, match="swiotlb: kernel or off"):
+        make("virtio-mem", {"swiotlb": "no"}, 1024)
 
 
 def test_balloon_machine_line_is_unchanged_by_the_mechanism():
