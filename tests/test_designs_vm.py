@@ -1,9 +1,13 @@
 """The review designs' guest drivers under stress, on real guests (slow: `make test-slow`):
-inflate to near the guest's whole memory and back, twice; unload and reload the module
-with a full balloon; deflate on OOM with the feature on. The guest's kernel log must show
-no WARNING or BUG (the harness's own scan of dmesg)."""
+inflate to near the guest's whole memory and back, twice; inflate again over memory a
+workload has punched full of holes (where compact and contig compact or claim their
+blocks); compact the guest with a full balloon; unload and reload the module with a full
+balloon; deflate on OOM with the feature on. The guest's kernel log must show no WARNING
+or BUG (the harness's own scan of dmesg)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -19,7 +23,21 @@ DESIGNS = {
     "fallback": ("fallback", "fallback", (("balloon-order", "9"), ("deflate-on-oom", "on"))),
     "movable": ("movable", "fallback", (("balloon-order", "9"), ("deflate-on-oom", "on"))),
     "split-alloc": ("split-alloc", "host-pbp", (("thp-pbp", "on"), ("deflate-on-oom", "on"))),
+    "compact": ("compact", "fallback", (("balloon-order", "9"), ("deflate-on-oom", "on"))),
+    "contig": ("contig", "fallback", (("balloon-order", "9"), ("deflate-on-oom", "on"))),
 }
+# A workload that leaves every 2 MiB block it touched half used (holds 80 MiB).
+HOLES = "usemem --punch-holes -s -1 160m"
+
+
+def start_holes(ssh) -> None:
+    """Start HOLES detached, output to a file (nothing writes to the SSH channel), and wait
+    until it has punched its holes."""
+    ssh.run(f"setsid sh -c '{HOLES} > /tmp/holes.log 2>&1 < /dev/null' > /dev/null 2>&1 &", timeout=30)
+    deadline = time.monotonic() + 300
+    while "punch holes done" not in ssh.run("cat /tmp/holes.log; true").stdout:
+        assert time.monotonic() < deadline, ssh.run("cat /tmp/holes.log; true").stdout
+        time.sleep(2)
 
 
 @pytest.mark.parametrize("design", sorted(DESIGNS))
@@ -34,14 +52,23 @@ def test_design_driver_survives_stress(artifacts, design):
             assert low.actual_mib < 200, low          # near the guest's whole memory
             back = g.balloon.move(GUEST_MIB, settle=5, timeout=300)
             assert back.reached, back
-        g.balloon.move(256, settle=5, timeout=300)
+        start_holes(ssh)
+        full = g.balloon.move(256, settle=5, timeout=300)
+        assert full.reached, full
+        # compaction migrates the balloon's movable pages with the balloon full
+        ssh.run("echo 1 > /proc/sys/vm/compact_memory", timeout=300)
+        ssh.run("mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null; "
+                "cat /sys/kernel/debug/virtio_balloon/pages; grep -E '^(balloon|compact)_' /proc/vmstat; true")
         ssh.run("rmmod virtio_balloon && insmod /lib/modules/virtio_balloon.ko", timeout=120)
         ssh.run("mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null; true")
         # With the balloon holding half the guest, ask for more than is free: the OOM
         # notifier deflates instead of killing the workload.
         g.balloon.move(200, settle=5, timeout=300)
         ssh.run("usemem -s 0 300m", timeout=300)
-        g.balloon.move(GUEST_MIB, settle=5, timeout=300)
+        back = g.balloon.move(GUEST_MIB, settle=5, timeout=300)
+        assert back.reached, back
+        # the workload with holes lived through all of it
+        assert ssh.run("pidof usemem", check=False).ok, ssh.run("cat /tmp/holes.log; true").stdout
         dmesg = ssh.run("dmesg").stdout
     assert not console_problems(dmesg), console_problems(dmesg)
     assert "Out of memory: Killed" not in dmesg
