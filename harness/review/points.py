@@ -139,7 +139,7 @@ def names(arms: list[str]) -> str:
 
 # --- point 1: fallback to smaller pages --------------------------------------------------
 
-P1_TABLE = Table(DESIGNS, "balloon 624", ("baseline", "rfc-v1", "fallback", "movable"),
+P1_TABLE = Table(DESIGNS, "balloon 624", ("baseline", "rfc-v1", "fallback", "movable", "compact", "contig"),
                  ("shrink_fraction", "thp_lost_per_ballooned_mib", "returned_fraction", "settle_seconds"),
                  "inflating to 624 MiB after usemem --punch-holes 800m")
 
@@ -198,7 +198,8 @@ def context_stealing(ev: Evidence) -> list[str]:
 
 # --- point 3: not migratable -------------------------------------------------------------
 
-P3_TABLE = Table(DESIGNS, "compact", ("stock", "baseline", "rfc-v1", "fallback", "movable", "split-pbp"),
+P3_TABLE = Table(DESIGNS, "compact", ("stock", "baseline", "rfc-v1", "fallback", "movable", "split-pbp", "compact",
+                                      "contig"),
                  ("guest_balloon_migrate_delta", "guest_balloon_huge_after", "thp_regained_kib"),
                  "guest compaction (echo 1 > /proc/sys/vm/compact_memory) with the balloon inflated")
 
@@ -338,7 +339,9 @@ POINTS: list[ReviewPoint] = [
                 Claim(P1_TABLE, "fallback", "baseline", "thp_lost_per_ballooned_mib",
                       "host THP lost per ballooned MiB"),
                 Claim(P1_TABLE, "rfc-v1", "baseline", "shrink_fraction", "the share of the requested memory taken")),
-        design="rfc-v1 has no fallback; fallback and movable fall back to order 0 when no 2 MiB block is free."),
+        design="rfc-v1 has no fallback; fallback and movable fall back to order 0 when no 2 MiB block is free; "
+               "compact first lets the allocator compact to the end (__GFP_RETRY_MAYFAIL), contig claims the "
+               "cheapest block to empty with alloc_contig_range(), both on movable's protocol."),
     ReviewPoint(
         "stealing", "2. Stealing the guest's THPs: a performance evaluation", DAVID,
         "You are essentially stealing THPs in the guest. So the fastest mapping (THP in guest and host) is "
