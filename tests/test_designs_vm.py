@@ -17,6 +17,10 @@ from harness.vm import BalloonDevice, MachineSpec
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]
 GUEST_MIB = 512
+# A move that stops short is over after this long without a change of `actual`. A design
+# whose rounds are long (movable: up to 256 blocks before it tells the host) showed nothing
+# for over 5 s on a loaded 2-core TCG host.
+SETTLE = 20
 
 # module, QEMU, device properties (deflate-on-oom on: the OOM notifier must give pages back)
 DESIGNS = {
@@ -48,12 +52,12 @@ def test_design_driver_survives_stress(artifacts, design):
     with Guest(spec) as g:
         ssh = g.ssh
         for _ in range(2):
-            low = g.balloon.move(96, settle=5, timeout=300)
+            low = g.balloon.move(96, settle=SETTLE, timeout=300)
             assert low.actual_mib < 200, low          # near the guest's whole memory
-            back = g.balloon.move(GUEST_MIB, settle=5, timeout=300)
+            back = g.balloon.move(GUEST_MIB, settle=SETTLE, timeout=300)
             assert back.reached, back
         start_holes(ssh)
-        full = g.balloon.move(256, settle=5, timeout=300)
+        full = g.balloon.move(256, settle=SETTLE, timeout=300)
         assert full.reached, full
         # compaction migrates the balloon's movable pages with the balloon full
         ssh.run("echo 1 > /proc/sys/vm/compact_memory", timeout=300)
@@ -67,9 +71,9 @@ def test_design_driver_survives_stress(artifacts, design):
         ssh.run("kill $(pidof usemem); sleep 2; true", timeout=60)
         # With the balloon holding half the guest, ask for more than is free: the OOM
         # notifier deflates instead of killing the workload.
-        g.balloon.move(200, settle=5, timeout=300)
+        g.balloon.move(200, settle=SETTLE, timeout=300)
         ssh.run("usemem -s 0 300m", timeout=300)
-        back = g.balloon.move(GUEST_MIB, settle=5, timeout=300)
+        back = g.balloon.move(GUEST_MIB, settle=SETTLE, timeout=300)
         assert back.reached, back
         dmesg = ssh.run("dmesg").stdout
     assert not console_problems(dmesg), console_problems(dmesg)
