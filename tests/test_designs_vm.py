@@ -27,6 +27,7 @@ DESIGNS = {
     "fallback": ("fallback", "fallback", (("balloon-order", "9"), ("deflate-on-oom", "on"))),
     "movable": ("movable", "fallback", (("balloon-order", "9"), ("deflate-on-oom", "on"))),
     "split-alloc": ("split-alloc", "host-pbp", (("thp-pbp", "on"), ("deflate-on-oom", "on"))),
+    "compact-noretry": ("compact-noretry", "fallback", (("balloon-order", "9"), ("deflate-on-oom", "on"))),
     "compact": ("compact", "fallback", (("balloon-order", "9"), ("deflate-on-oom", "on"))),
     "contig": ("contig", "fallback", (("balloon-order", "9"), ("deflate-on-oom", "on"))),
 }
