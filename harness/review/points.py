@@ -139,7 +139,8 @@ def names(arms: list[str]) -> str:
 
 # --- point 1: fallback to smaller pages --------------------------------------------------
 
-P1_TABLE = Table(DESIGNS, "balloon 624", ("baseline", "rfc-v1", "fallback", "movable", "compact", "contig"),
+P1_TABLE = Table(DESIGNS, "balloon 624", ("baseline", "rfc-v1", "fallback", "movable", "compact-noretry",
+                                       "compact", "contig"),
                  ("shrink_fraction", "thp_lost_per_ballooned_mib", "returned_fraction", "settle_seconds"),
                  "inflating to 624 MiB after usemem --punch-holes 800m")
 
@@ -198,8 +199,8 @@ def context_stealing(ev: Evidence) -> list[str]:
 
 # --- point 3: not migratable -------------------------------------------------------------
 
-P3_TABLE = Table(DESIGNS, "compact", ("stock", "baseline", "rfc-v1", "fallback", "movable", "split-pbp", "compact",
-                                      "contig"),
+P3_TABLE = Table(DESIGNS, "compact", ("stock", "baseline", "rfc-v1", "fallback", "movable", "split-pbp",
+                                      "compact-noretry", "compact", "contig"),
                  ("guest_balloon_migrate_delta", "guest_balloon_huge_after", "thp_regained_kib"),
                  "guest compaction (echo 1 > /proc/sys/vm/compact_memory) with the balloon inflated")
 
