@@ -399,8 +399,9 @@ def test_json_of_a_failed_run_is_not_taken_for_a_finished_one(scenario, tmp_path
                             moves={"balloon 600": move}, summary=[row])
     ctx.run_dir.mkdir(parents=True)
 
-    class Rows:
+    class Rows:   # what _keep_partial reads of a Sampler: its rows, and its frame map (none here)
         rows = [(0.2, "balloon 600", "qemu", "rss_kib", 1234.0)]
+        frames = None
 
     runner._keep_partial(ctx, Rows())  # type: ignore[arg-type]
     try:
