@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from harness.artifacts import cache
+from harness.artifacts.apt import PrivateApt
 from harness.artifacts.initramfs import BALLOON_MODULE, GuestImage, build_image
 from harness.artifacts.kernel import GuestKernel, build_guest_kernel
 from harness.artifacts.module import build_module_variant, fetch_driver_source, kbuild_root
@@ -29,7 +31,16 @@ from harness.artifacts.qemu import (
     qemu_version,
     source_tree,
 )
-from harness.artifacts.stacks import DEFAULT_STACK, STACKS, Pins, check_pins, get_stack, lock_path, pins_for
+from harness.artifacts.stacks import (
+    DEFAULT_STACK,
+    STACKS,
+    Pins,
+    Stack,
+    check_pins,
+    get_stack,
+    lock_path,
+    pins_for,
+)
 from harness.artifacts.steps import say
 
 
@@ -105,7 +116,7 @@ def write_manifest(arts: Artifacts, seconds: float) -> Path:
 
 
 def build_all(stacks: Optional[Iterable[str]] = None, update: bool = False,
-              needs: Optional[Mapping[str, Needs]] = None) -> Artifacts:
+              needs: Optional[Mapping[str, Needs]] = None, overlap: bool = True) -> Artifacts:
     """Everything a run needs for ``stacks`` (default: the RFC-era stack; with ``needs``,
     its stacks), from the cache or built; one process at a time per cache. With ``needs``
     only the variants named there (a scenario's arms, :func:`harness.artifacts.needs.needs_of`),
@@ -115,7 +126,7 @@ def build_all(stacks: Optional[Iterable[str]] = None, update: bool = False,
         get_stack(name)  # an unknown name is refused before anything builds
     with cache.build_lock():
         start = time.monotonic()
-        built = {name: build_stack(name, update, for_stack(needs, name)) for name in names}
+        built = {name: build_stack(name, update, for_stack(needs, name), overlap) for name in names}
         first = built[names[0]]
         for arts in built.values():
             arts.by_stack = built
@@ -127,8 +138,13 @@ def build_all(stacks: Optional[Iterable[str]] = None, update: bool = False,
         return first
 
 
-def build_stack(name: str, update: bool = False, needs: Needs = Needs()) -> Artifacts:
-    """One stack's artifacts: every variant, or those ``needs`` names (the kernel always)."""
+def build_stack(name: str, update: bool = False, needs: Needs = Needs(), overlap: bool = True) -> Artifacts:
+    """One stack's artifacts: every variant, or those ``needs`` names (the kernel always).
+
+    With ``overlap`` the QEMUs build in a thread beside the guest side: QEMU's compile
+    keeps the CPUs busy for minutes while the guest side mostly waits on downloads (the
+    kernel package, linux-source, the Kbuild chroot's packages), so on an empty cache
+    the guest side costs little more than nothing (benchmarks/build_times.py --cold)."""
     stack = get_stack(name)
     pins, apt = pins_for(stack, update)
 
@@ -143,6 +159,37 @@ def build_stack(name: str, update: bool = False, needs: Needs = Needs()) -> Arti
         available()
         return apt.source(package, version, dest)
 
+    qemu_series = {"patched": Series.load(stack.qemu_patch_dir),
+                   **(design_series(stack.qemu_patch_dir) if name == DEFAULT_STACK else {})}
+    qemu_series = {k: s for k, s in qemu_series.items() if needs.wants_qemu(k)}
+    with_stock = needs.wants_qemu("stock")
+
+    def qemus() -> QemuBuild:
+        return _build_qemus(name, pins.qemu_source_version, qemu_series, with_stock, source, stack.meson)
+
+    if overlap and (qemu_series or with_stock):
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"qemu-{name}")
+        pending = pool.submit(qemus)
+        try:
+            arts = _build_guest(name, stack, pins, apt, needs, download)
+        except BaseException:  # the guest side's error first, without waiting for the compile
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        built = pending.result()
+        pool.shutdown()
+    else:
+        arts = _build_guest(name, stack, pins, apt, needs, download)
+        built = qemus()
+    arts.qemus.update(built.binaries)
+    arts.inputs.update(built.inputs)
+    if built.source is not None:
+        arts.sources["qemu"] = built.source
+    return arts
+
+
+def _build_guest(name: str, stack: Stack, pins: Pins, apt: PrivateApt, needs: Needs,
+                 download: Callable[[str, str, Path], Path]) -> Artifacts:
+    """The guest kernel, the balloon modules ``needs`` names and an image for each."""
     kernel = build_guest_kernel(pins.kernel_package, pins.kernel_version, download)
     arts = Artifacts(kernel=kernel, stack=name, pins=pins)
     # Modules: the stock one from the kernel package, the RFC port and the designs built.
@@ -162,29 +209,42 @@ def build_stack(name: str, update: bool = False, needs: Needs = Needs()) -> Arti
     for label, module in arts.modules.items():
         if needs.wants_module(label):
             arts.images[label] = build_image(kernel, module, label)
-    # QEMUs: the stock control, the RFC port and the designs, all from one kept build tree
-    # of the pinned source.
-    version = pins.qemu_source_version
+    return arts
+
+
+@dataclass
+class QemuBuild:
+    """The QEMU binaries of one stack, what they were built from, and the source tree."""
+
+    binaries: dict[str, Path] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    source: Optional[Path] = None
+
+
+def _build_qemus(name: str, version: str, series: dict[str, Series], with_stock: bool,
+                 source: Callable[[str, str, Path], Path], meson: Optional[str]) -> QemuBuild:
+    """The stock control and the patched variants, all from one kept build tree of the
+    pinned source.
+
+    The stock control is always the unpatched build of the same tree, never the host's
+    packaged binary: the harness builds only the devices and features it uses (qemu.py),
+    so a packaged full build would differ from the patched one by more than the patch.
+    It costs nothing: the tree's own first build is that binary."""
+    built = QemuBuild()
+    if not (series or with_stock):
+        return built
 
     def fetch(v: str) -> cache.Artifact:
         return fetch_source(v, source)
 
-    qemu_series = {"patched": Series.load(stack.qemu_patch_dir),
-                   **(design_series(stack.qemu_patch_dir) if name == DEFAULT_STACK else {})}
-    qemu_series = {k: s for k, s in qemu_series.items() if needs.wants_qemu(k)}
-    if qemu_series or needs.wants_qemu("stock"):
-        arts.sources["qemu"] = source_tree(fetch(version))
-    # The stock control is always the unpatched build of the same tree, never the host's
-    # packaged binary: the harness builds only the devices and features it uses (qemu.py),
-    # so a packaged full build would differ from the patched one by more than the patch.
-    # It costs nothing: the tree's own first build is that binary.
-    if needs.wants_qemu("stock"):
-        arts.qemus["stock"], arts.inputs["stock_qemu"] = build_qemu_variant(
-            f"stock ({name})", None, version, fetch, stack.meson)
-    for label, series in qemu_series.items():
-        arts.qemus[label], arts.inputs[f"{label}_qemu"] = build_qemu_variant(
-            f"{label} ({name})", series, version, fetch, stack.meson)
-    return arts
+    built.source = source_tree(fetch(version))
+    if with_stock:
+        built.binaries["stock"], built.inputs["stock_qemu"] = build_qemu_variant(
+            f"stock ({name})", None, version, fetch, meson)
+    for label, s in series.items():
+        built.binaries[label], built.inputs[f"{label}_qemu"] = build_qemu_variant(
+            f"{label} ({name})", s, version, fetch, meson)
+    return built
 
 
 __all__ = ["Artifacts", "Needs", "STACKS", "build_all", "build_stack"]
