@@ -2,9 +2,10 @@
 (issue 22, lever 6).
 
 The rule (harness.vm.follow.StallWatch) first on scripted moves against the clock, with
-short windows; then in real guests: a balloon the guest cannot fill (its memory is held) is
-declared stalled well before ``settle_seconds``, and a balloon that the guest fills only
-as its workloads exit, failing in between, is followed to its target.
+short windows; then in real guests with the RFC's 2 MiB balloon: a balloon the guest
+cannot fill (its memory is held) is declared stalled well before ``settle_seconds``, and
+a balloon that the guest fills only as its workloads exit, failing in between, is
+followed to its target.
 """
 
 from __future__ import annotations
@@ -107,10 +108,12 @@ GUEST_MIB = 512
 TIMING = Timing(settle_seconds=20.0, balloon_timeout_seconds=300.0, host_sample_hz=5.0)
 
 
-def _balloon_guest(stock_image):
+def _balloon_guest(image, qemu=None, device=()):
     from harness.guest import Guest
-    from harness.vm import MachineSpec
-    return Guest(MachineSpec.for_image(stock_image, memory_mib=GUEST_MIB, vcpus=1))
+    from harness.vm import BalloonDevice, MachineSpec
+    extra = {"qemu": qemu} if qemu else {}
+    return Guest(MachineSpec.for_image(image, memory_mib=GUEST_MIB, vcpus=1,
+                                       balloon=BalloonDevice(properties=tuple(device)), **extra))
 
 
 def _mechanism(guest):
@@ -121,15 +124,20 @@ def _mechanism(guest):
 
 
 @pytest.mark.vm
-def test_a_balloon_the_guest_cannot_fill_is_declared_stalled_before_settle(stock_image):
-    """The guest holds most of its memory (no swap): the stock driver takes what is free,
-    then fails each round; the harness stops following soon after, not 20 s later."""
-    with _balloon_guest(stock_image) as guest:
-        guest.ssh.run("usemem -d -s -1 330m", timeout=300)
+def test_a_2mib_balloon_the_guest_cannot_fill_is_declared_stalled_before_settle(artifacts):
+    """The RFC's 2 MiB balloon (thp-order=on) in a guest whose memory is mostly held: it
+    takes the free 2 MiB blocks, then every round fails (no fallback to 4 KiB pages); the
+    harness stops following soon after, not settle_seconds later. (A 4 KiB balloon
+    cannot show this: it eats free memory down to the watermark, and the guest's next
+    allocation OOM-kills the workload.)"""
+    with _balloon_guest(artifacts.images["patched"], artifacts.qemus["patched"], [("thp-order", "on")]) as guest:
+        guest.ssh.run("usemem -d -s -1 300m", timeout=300)
         result = _mechanism(guest).resize(128, TIMING)
         failures = guest.ssh.run(f"dmesg | grep -c '{DRIVER_FAILURE}'", timeout=30, check=False).stdout.strip()
+        oom = guest.ssh.run("dmesg | grep -c 'Out of memory'", timeout=30, check=False).stdout.strip()
+    assert oom == "0", "the workload was OOM-killed: this guest did not stall, it lost its memory"
     assert result.outcome == "settled" and not result.reached
-    assert result.actual_mib > 128 + 100, "the held memory cannot have been ballooned"
+    assert result.actual_mib > 128 + 200, "the held memory cannot have been ballooned"
     assert result.stall and DRIVER_FAILURE in result.stall, result.as_dict()
     assert int(failures) > 0
     assert result.waited < TIMING.settle_seconds, f"waited {result.waited:.1f}s: the whole settle time"
@@ -137,18 +145,20 @@ def test_a_balloon_the_guest_cannot_fill_is_declared_stalled_before_settle(stock
 
 
 @pytest.mark.vm
-def test_a_balloon_that_moves_only_as_workloads_exit_is_followed_to_its_target(stock_image):
-    """Four workloads of 60 MiB exit 3 s apart; the balloon fills what each frees and fails
-    in between (the driver logs it), pausing shorter than the stall window every time:
-    a slow but moving resize, which must reach its target."""
-    with _balloon_guest(stock_image) as guest:
+def test_a_2mib_balloon_that_moves_only_as_workloads_exit_is_followed_to_its_target(artifacts):
+    """Four workloads of 60 MiB exit 3 s apart; the 2 MiB balloon takes the blocks each
+    frees and fails in between (the driver logs it), pausing shorter than the stall window
+    every time: a slow but moving resize, which must reach its target."""
+    with _balloon_guest(artifacts.images["patched"], artifacts.qemus["patched"], [("thp-order", "on")]) as guest:
         for seconds in (3, 6, 9, 12):
             guest.ssh.run(f"usemem -d -s {seconds} 60m", timeout=300)
         free_mib = guest.ssh.meminfo()["MemAvailable"] // 1024
-        target = GUEST_MIB - (free_mib + 4 * 60 - 40)   # all four must exit first (40 MiB to spare)
+        target = GUEST_MIB - (free_mib + 4 * 60 - 60)   # all four must exit first (60 MiB to spare)
         result = _mechanism(guest).resize(target, TIMING)
         failures = guest.ssh.run(f"dmesg | grep -c '{DRIVER_FAILURE}'", timeout=30, check=False).stdout.strip()
+        oom = guest.ssh.run("dmesg | grep -c 'Out of memory'", timeout=30, check=False).stdout.strip()
     assert int(failures) > 0, "the guest never failed: this move did not pause for want of memory"
+    assert oom == "0", "a workload was OOM-killed: the balloon moved by that, not by the workloads' exits"
     assert result.outcome == "reached" and result.stall is None, result.as_dict()
     plateaus = sorted({round(v) for _, v in result.trajectory})
     assert len(plateaus) >= 4, f"expected a move in steps, got {plateaus}"
