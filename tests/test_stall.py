@@ -123,21 +123,39 @@ def _mechanism(guest):
     return mech
 
 
+# Compaction off for 2 MiB allocations (the fragmentation index is never above 1000): the
+# guest's free 4 KiB holes stay holes, so what the 2 MiB balloon can take is decided by the
+# test, and the guest keeps those holes as free memory (a balloon that eats free memory
+# down to the watermark makes the guest OOM-kill its workload: seen with both balloons).
+NO_COMPACTION = "echo 1000 > /proc/sys/vm/extfrag_threshold"
+
+
+def _fragment_the_rest(guest, keep_mib: int = 60) -> None:
+    """Touch all free memory but ``keep_mib`` and punch out every other 4 KiB page."""
+    free_mib = guest.ssh.meminfo()["MemFree"] // 1024
+    guest.ssh.run(f"usemem --punch-holes -q -d -s -1 {free_mib - keep_mib}m", timeout=300)
+
+
+def _free_blocks_mib(guest) -> int:
+    """Free memory in blocks of 2 MiB or more (what a 2 MiB balloon can take)."""
+    return sum(sum(n << max(0, order - 9) for order, n in enumerate(z.free) if order >= 9) * 2
+               for z in guest.ssh.buddyinfo())
+
+
 @pytest.mark.vm
 def test_a_2mib_balloon_the_guest_cannot_fill_is_declared_stalled_before_settle(artifacts):
-    """The RFC's 2 MiB balloon (thp-order=on) in a guest whose memory is mostly held: it
-    takes the free 2 MiB blocks, then every round fails (no fallback to 4 KiB pages); the
-    harness stops following soon after, not settle_seconds later. (A 4 KiB balloon
-    cannot show this: it eats free memory down to the watermark, and the guest's next
-    allocation OOM-kills the workload.)"""
+    """The RFC's 2 MiB balloon (thp-order=on, no fallback to 4 KiB) in a guest whose free
+    memory is in 4 KiB holes: it takes the few free 2 MiB blocks, then every round fails;
+    the harness stops following soon after, not settle_seconds later."""
     with _balloon_guest(artifacts.images["patched"], artifacts.qemus["patched"], [("thp-order", "on")]) as guest:
-        guest.ssh.run("usemem -d -s -1 300m", timeout=300)
+        guest.ssh.run(NO_COMPACTION, timeout=30)
+        _fragment_the_rest(guest)
         result = _mechanism(guest).resize(128, TIMING)
         failures = guest.ssh.run(f"dmesg | grep -c '{DRIVER_FAILURE}'", timeout=30, check=False).stdout.strip()
         oom = guest.ssh.run("dmesg | grep -c 'Out of memory'", timeout=30, check=False).stdout.strip()
     assert oom == "0", "the workload was OOM-killed: this guest did not stall, it lost its memory"
     assert result.outcome == "settled" and not result.reached
-    assert result.actual_mib > 128 + 200, "the held memory cannot have been ballooned"
+    assert result.actual_mib > 128 + 200, "the guest's holes cannot have been ballooned"
     assert result.stall and DRIVER_FAILURE in result.stall, result.as_dict()
     assert int(failures) > 0
     assert result.waited < TIMING.settle_seconds, f"waited {result.waited:.1f}s: the whole settle time"
@@ -146,18 +164,20 @@ def test_a_2mib_balloon_the_guest_cannot_fill_is_declared_stalled_before_settle(
 
 @pytest.mark.vm
 def test_a_2mib_balloon_that_moves_only_as_workloads_exit_is_followed_to_its_target(artifacts):
-    """Four workloads of 60 MiB exit 3 s apart; the 2 MiB balloon takes the blocks each
-    frees and fails in between (the driver logs it), pausing shorter than the stall window
-    every time: a slow but moving resize, which must reach its target."""
+    """Four workloads of 40 MiB (huge pages) exit 3 s apart in a guest whose other free
+    memory is in 4 KiB holes; the 2 MiB balloon takes the blocks each exit frees and fails
+    in between (the driver logs it), pausing shorter than the stall window every time: a
+    slow but moving resize, which must reach its target."""
     with _balloon_guest(artifacts.images["patched"], artifacts.qemus["patched"], [("thp-order", "on")]) as guest:
-        for seconds in (3, 6, 9, 12):
-            guest.ssh.run(f"usemem -d -s {seconds} 60m", timeout=300)
-        free_mib = guest.ssh.meminfo()["MemAvailable"] // 1024
-        target = GUEST_MIB - (free_mib + 4 * 60 - 60)   # all four must exit first (60 MiB to spare)
+        guest.ssh.run(NO_COMPACTION, timeout=30)
+        for seconds in (4, 7, 10, 13):
+            guest.ssh.run(f"usemem -q -d -s {seconds} 40m", timeout=300)
+        _fragment_the_rest(guest)
+        target = GUEST_MIB - (_free_blocks_mib(guest) + 4 * 40 - 30)   # all four must exit first
         result = _mechanism(guest).resize(target, TIMING)
         failures = guest.ssh.run(f"dmesg | grep -c '{DRIVER_FAILURE}'", timeout=30, check=False).stdout.strip()
         oom = guest.ssh.run("dmesg | grep -c 'Out of memory'", timeout=30, check=False).stdout.strip()
-    assert int(failures) > 0, "the guest never failed: this move did not pause for want of memory"
+    assert int(failures) > 0, "the guest never failed: this move did not pause for want of blocks"
     assert oom == "0", "a workload was OOM-killed: the balloon moved by that, not by the workloads' exits"
     assert result.outcome == "reached" and result.stall is None, result.as_dict()
     plateaus = sorted({round(v) for _, v in result.trajectory})
