@@ -20,8 +20,8 @@ def test_needs_follow_each_arms_stack_and_keep_every_design_named():
     stacks = needs_of(load_scenario(scenario_path("rfc-v1-stacks.toml")).arms)
     assert set(stacks) == {"bookworm", "trixie"}
     designs = needs_of(load_scenario(scenario_path("review-designs.toml")).arms)["bookworm"]
-    assert designs.qemus == {"stock", "patched", "fallback", "host-pbp"}
-    assert designs.modules == {"stock", "patched", "fallback", "movable", "split-alloc"}
+    assert {"stock", "patched", "fallback", "host-pbp"} <= set(designs.qemus or ())
+    assert {"stock", "patched", "fallback", "movable", "split-alloc"} <= set(designs.modules or ())
 
 
 def test_no_needs_means_every_variant():
