@@ -4,32 +4,43 @@
 (``stacks.py``: bookworm = Linux 6.1 + QEMU 7.2, trixie = Linux 6.12 + QEMU 10.0)
 the guest kernel, the stock and patched balloon modules with their images, and the
 QEMU variants (stock, the RFC port, the review's designs). Each step is cached by
-its inputs, so a warm build only checks keys.
+its inputs, so a warm build only checks keys. A run passes ``needs``
+(:mod:`harness.artifacts.needs`): only the variants its arms name are built.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from harness.artifacts import cache
+from harness.artifacts.apt import PrivateApt
 from harness.artifacts.initramfs import BALLOON_MODULE, GuestImage, build_image
 from harness.artifacts.kernel import GuestKernel, build_guest_kernel
 from harness.artifacts.module import build_module_variant, fetch_driver_source, kbuild_root
+from harness.artifacts.needs import Needs, for_stack
 from harness.artifacts.patches import Series, design_series
 from harness.artifacts.qemu import (
     build_qemu_variant,
     fetch_source,
-    host_qemu_matches,
     qemu_version,
     source_tree,
-    stock_qemu,
 )
-from harness.artifacts.stacks import DEFAULT_STACK, STACKS, Pins, check_pins, get_stack, lock_path, pins_for
+from harness.artifacts.stacks import (
+    DEFAULT_STACK,
+    STACKS,
+    Pins,
+    Stack,
+    check_pins,
+    get_stack,
+    lock_path,
+    pins_for,
+)
 from harness.artifacts.steps import say
 
 
@@ -71,6 +82,17 @@ def _describe(arts: Artifacts) -> dict[str, Any]:
     }
 
 
+def _merge(old: Optional[dict[str, Any]], new: dict[str, Any]) -> dict[str, Any]:
+    """A stack's description after a build of some of its variants (a scenario's): the
+    variants built earlier from the same pins stay listed beside the new ones."""
+    if not old or old.get("pins") != new.get("pins"):
+        return new
+    merged = dict(new)
+    for key in ("images", "qemu", "qemu_versions", "qemu_sha256", "inputs"):
+        merged[key] = {**old.get(key, {}), **new.get(key, {})}
+    return merged
+
+
 def write_manifest(arts: Artifacts, seconds: float) -> Path:
     """JSON listing every artifact with its inputs (versions, hashes, flags): the default
     stack's at the top (as before stacks existed), every stack built so far under ``stacks``."""
@@ -79,7 +101,8 @@ def write_manifest(arts: Artifacts, seconds: float) -> Path:
         stacks = json.loads(path.read_text()).get("stacks", {})
     except (OSError, ValueError):
         stacks = {}
-    stacks.update({name: _describe(a) for name, a in arts.by_stack.items()})
+    for name, a in arts.by_stack.items():
+        stacks[name] = _merge(stacks.get(name), _describe(a))
     top = stacks.get(DEFAULT_STACK) or _describe(arts)
     manifest = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -92,16 +115,18 @@ def write_manifest(arts: Artifacts, seconds: float) -> Path:
     return path
 
 
-def build_all(stacks: Optional[Iterable[str]] = None, update: bool = False) -> Artifacts:
-    """Everything a run needs for ``stacks`` (default: the RFC-era stack), from the cache
-    or built; one process at a time per cache. Returns the first stack's artifacts, with
-    every stack's in ``by_stack``."""
-    names = list(dict.fromkeys(stacks or [DEFAULT_STACK]))
+def build_all(stacks: Optional[Iterable[str]] = None, update: bool = False,
+              needs: Optional[Mapping[str, Needs]] = None, overlap: bool = True) -> Artifacts:
+    """Everything a run needs for ``stacks`` (default: the RFC-era stack; with ``needs``,
+    its stacks), from the cache or built; one process at a time per cache. With ``needs``
+    only the variants named there (a scenario's arms, :func:`harness.artifacts.needs.needs_of`),
+    else all of them. Returns the first stack's artifacts, with every stack's in ``by_stack``."""
+    names = list(dict.fromkeys(stacks or (list(needs) if needs else None) or [DEFAULT_STACK]))
     for name in names:
         get_stack(name)  # an unknown name is refused before anything builds
     with cache.build_lock():
         start = time.monotonic()
-        built = {name: build_stack(name, update) for name in names}
+        built = {name: build_stack(name, update, for_stack(needs, name), overlap) for name in names}
         first = built[names[0]]
         for arts in built.values():
             arts.by_stack = built
@@ -113,7 +138,13 @@ def build_all(stacks: Optional[Iterable[str]] = None, update: bool = False) -> A
         return first
 
 
-def build_stack(name: str, update: bool = False) -> Artifacts:
+def build_stack(name: str, update: bool = False, needs: Needs = Needs(), overlap: bool = True) -> Artifacts:
+    """One stack's artifacts: every variant, or those ``needs`` names (the kernel always).
+
+    With ``overlap`` the QEMUs build in a thread beside the guest side: QEMU's compile
+    keeps the CPUs busy for minutes while the guest side mostly waits on downloads (the
+    kernel package, linux-source, the Kbuild chroot's packages), so on an empty cache
+    the guest side costs little more than nothing (benchmarks/build_times.py --cold)."""
     stack = get_stack(name)
     pins, apt = pins_for(stack, update)
 
@@ -128,40 +159,92 @@ def build_stack(name: str, update: bool = False) -> Artifacts:
         available()
         return apt.source(package, version, dest)
 
+    qemu_series = {"patched": Series.load(stack.qemu_patch_dir),
+                   **(design_series(stack.qemu_patch_dir) if name == DEFAULT_STACK else {})}
+    qemu_series = {k: s for k, s in qemu_series.items() if needs.wants_qemu(k)}
+    with_stock = needs.wants_qemu("stock")
+
+    def qemus() -> QemuBuild:
+        return _build_qemus(name, pins.qemu_source_version, qemu_series, with_stock, source, stack.meson)
+
+    if overlap and (qemu_series or with_stock):
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"qemu-{name}")
+        pending = pool.submit(qemus)
+        try:
+            arts = _build_guest(name, stack, pins, apt, needs, download)
+        except BaseException:  # the guest side's error first, without waiting for the compile
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        built = pending.result()
+        pool.shutdown()
+    else:
+        arts = _build_guest(name, stack, pins, apt, needs, download)
+        built = qemus()
+    arts.qemus.update(built.binaries)
+    arts.inputs.update(built.inputs)
+    if built.source is not None:
+        arts.sources["qemu"] = built.source
+    return arts
+
+
+def _build_guest(name: str, stack: Stack, pins: Pins, apt: PrivateApt, needs: Needs,
+                 download: Callable[[str, str, Path], Path]) -> Artifacts:
+    """The guest kernel, the balloon modules ``needs`` names and an image for each."""
     kernel = build_guest_kernel(pins.kernel_package, pins.kernel_version, download)
     arts = Artifacts(kernel=kernel, stack=name, pins=pins)
     # Modules: the stock one from the kernel package, the RFC port and the designs built.
     arts.modules["stock"] = kernel.module_path(BALLOON_MODULE)
-    guest_series = {"patched": Series.load(stack.guest_patch_dir),
-                    **(design_series(stack.guest_patch_dir) if name == DEFAULT_STACK else {})}
-    touched = sorted({f for s in guest_series.values() for f in s.touched_files()})
-    driver = fetch_driver_source(stack.linux_source, pins.linux_source_version, touched, download)
-    arts.sources["linux"] = driver.path
-    root = kbuild_root(apt, pins.headers_package, pins.headers_version)
+    all_guest_series = {"patched": Series.load(stack.guest_patch_dir),
+                        **(design_series(stack.guest_patch_dir) if name == DEFAULT_STACK else {})}
+    # The driver files are those every series touches (one key whichever variants are built).
+    touched = sorted({f for s in all_guest_series.values() for f in s.touched_files()})
+    guest_series = {k: s for k, s in all_guest_series.items() if needs.wants_module(k)}
+    if guest_series:
+        driver = fetch_driver_source(stack.linux_source, pins.linux_source_version, touched, download)
+        arts.sources["linux"] = driver.path
+        root = kbuild_root(apt, pins.headers_package, pins.headers_version)
     for label, series in guest_series.items():
         arts.modules[label], arts.inputs[f"{label}_module"] = build_module_variant(
             kernel, label, series, driver, root, pins.headers_package)
     for label, module in arts.modules.items():
-        arts.images[label] = build_image(kernel, module, label)
-    # QEMUs: the stock control (the host's binary when it is the same source version), the
-    # RFC port and the designs, all from one kept build tree of the pinned source.
-    version = pins.qemu_source_version
+        if needs.wants_module(label):
+            arts.images[label] = build_image(kernel, module, label)
+    return arts
+
+
+@dataclass
+class QemuBuild:
+    """The QEMU binaries of one stack, what they were built from, and the source tree."""
+
+    binaries: dict[str, Path] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    source: Optional[Path] = None
+
+
+def _build_qemus(name: str, version: str, series: dict[str, Series], with_stock: bool,
+                 source: Callable[[str, str, Path], Path], meson: Optional[str]) -> QemuBuild:
+    """The stock control and the patched variants, all from one kept build tree of the
+    pinned source.
+
+    The stock control is always the unpatched build of the same tree, never the host's
+    packaged binary: the harness builds only the devices and features it uses (qemu.py),
+    so a packaged full build would differ from the patched one by more than the patch.
+    It costs nothing: the tree's own first build is that binary."""
+    built = QemuBuild()
+    if not (series or with_stock):
+        return built
 
     def fetch(v: str) -> cache.Artifact:
         return fetch_source(v, source)
 
-    arts.sources["qemu"] = source_tree(fetch(version))
-    if host_qemu_matches(version):
-        arts.qemus["stock"] = stock_qemu()
-    else:
-        arts.qemus["stock"], arts.inputs["stock_qemu"] = build_qemu_variant(
-            f"stock ({name})", None, version, fetch, stack.meson)
-    qemu_series = {"patched": Series.load(stack.qemu_patch_dir),
-                   **(design_series(stack.qemu_patch_dir) if name == DEFAULT_STACK else {})}
-    for label, series in qemu_series.items():
-        arts.qemus[label], arts.inputs[f"{label}_qemu"] = build_qemu_variant(
-            f"{label} ({name})", series, version, fetch, stack.meson)
-    return arts
+    built.source = source_tree(fetch(version))
+    if with_stock:
+        built.binaries["stock"], built.inputs["stock_qemu"] = build_qemu_variant(
+            f"stock ({name})", None, version, fetch, meson)
+    for label, s in series.items():
+        built.binaries[label], built.inputs[f"{label}_qemu"] = build_qemu_variant(
+            f"{label} ({name})", s, version, fetch, meson)
+    return built
 
 
-__all__ = ["Artifacts", "STACKS", "build_all", "build_stack"]
+__all__ = ["Artifacts", "Needs", "STACKS", "build_all", "build_stack"]

@@ -38,7 +38,9 @@ FRAMEMAP_GUEST_PATH = "usr/bin/bh-framemap"
 # Loaded at boot, with their dependencies, in this order. virtio_balloon is
 # listed but shipped by the overlay archive (stock or patched). virtio_mem is for the
 # virtio-mem mechanism (harness.mechanisms.virtio_mem); without its device it stays idle.
-GUEST_MODULES = ["virtio_pci", "virtio_net", "virtio_balloon", "virtio_mem"]
+# virtio-rng (the file's name) comes right after the bus, so the guest's RNG is ready
+# before sshd asks for it (harness.vm.spec.MachineSpec.entropy).
+GUEST_MODULES = ["virtio_pci", "virtio-rng", "virtio_net", "virtio_balloon", "virtio_mem"]
 BALLOON_MODULE = "virtio_balloon"
 
 

@@ -88,6 +88,7 @@ def execute(req: RunRequest) -> int:
     # Deferred: the runner pulls in paramiko, qemu.qmp and pandas, which `--help`,
     # `doctor` and the analysis commands do not need.
     from harness.artifacts import build_all
+    from harness.artifacts.needs import needs_of
     from harness.experiment import metadata
     from harness.experiment.runner import Shard, plan, run_scenario
     from harness.experiment.scenario import load_scenario, with_repetitions
@@ -108,7 +109,7 @@ def execute(req: RunRequest) -> int:
         raise HarnessError(f"--max-reps {req.max_reps}: at least 2 (a rank test needs two runs a side)")
     if shard and not plan(scenario, shard):
         raise HarnessError(f"--shard {shard}: this share of the {len(plan(scenario))} planned runs is empty")
-    artifacts = build_all(scenario.stacks)
+    artifacts = build_all(scenario.stacks, needs=needs_of(scenario.arms))  # only what its arms name
     store = ResultsStore(out)
     meta = {**metadata.collect(scenario, artifacts), "repetitions": scenario.repetitions,
             "shard": str(shard) if shard else None, "jobs": jobs}

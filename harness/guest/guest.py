@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from harness.errors import BootTimeout, SSHError, SSHTimeout
-from harness.guest.ssh import GuestSSH, authorized_key_arg, generate_client_key
+from harness.guest.ssh import BOOT_BANNER_TIMEOUT, GuestSSH, authorized_key_arg, generate_client_key
 from harness.vm.balloon import Balloon
 from harness.vm.machine import Ending, Machine
 from harness.vm.qmp import QMPConnection
@@ -52,7 +52,7 @@ class Guest:
         assert m.host_port is not None
         self._ssh = GuestSSH("127.0.0.1", m.host_port, self._client_key, self.spec.host_key)
         try:
-            self._ssh.connect(started + self.spec.boot_timeout, alive=m.is_running)
+            self._ssh.connect(started + self.spec.boot_timeout, alive=m.is_running, banner_timeout=BOOT_BANNER_TIMEOUT)
         except SSHTimeout as e:
             raise BootTimeout(f"guest did not answer SSH within {self.spec.boot_timeout:.0f}s "
                               f"(accel={m.accel}): {e}", m.console_tail(), m.stderr_text()) from None

@@ -26,6 +26,14 @@ from harness.procfs import BuddyZone, parse_buddyinfo, parse_meminfo, parse_vmst
 # one's traceback. Our own exceptions carry the last error instead.
 
 
+# Connecting while a guest boots (GuestSSH.connect): wait this long for sshd's greeting,
+# pause this long between attempts, and wait the full attempt timeout again after this
+# many seconds of attempts.
+BOOT_BANNER_TIMEOUT = 1.5
+RETRY_PAUSE = 0.25
+BANNER_PATIENT_AFTER = 60.0
+
+
 def generate_client_key() -> paramiko.PKey:
     """A fresh key pair for one run (ECDSA P-256: paramiko can generate it, dropbear accepts it)."""
     return paramiko.ECDSAKey.generate(bits=256)
@@ -72,21 +80,34 @@ class GuestSSH:
         return client
 
     def connect(self, deadline: float, alive: Callable[[], bool] = lambda: True,
-                attempt_timeout: float = 10.0) -> int:
+                attempt_timeout: float = 10.0, banner_timeout: float | None = None,
+                patient_after: float = BANNER_PATIENT_AFTER) -> int:
         """Retry the whole connect until it works, ``alive()`` turns false or ``deadline``
         (a ``time.monotonic()`` value) passes. Returns the number of attempts.
+
+        ``banner_timeout`` (default ``attempt_timeout``) is how long an attempt waits for
+        sshd's greeting. Booting, a short one pays: QEMU's user networking accepts the
+        host's connection at once, before the guest has a network, and the connection then
+        only gets its greeting once a retransmitted SYN reaches a listening sshd, or never:
+        a first attempt waiting 10 s for it cost 3-5 s of every boot. An sshd that listens
+        greets within milliseconds, so a short wait misses nothing; after ``patient_after``
+        seconds of attempts (a guest too loaded to greet quickly) the waits are
+        ``attempt_timeout`` again.
 
         A host key mismatch is not retried: it means the wrong guest answered.
         Raises :class:`SSHTimeout` at the deadline, :class:`SSHError` otherwise.
         """
         attempts = 0
         last_error: Exception | None = None
+        first = time.monotonic()
         while True:
             attempts += 1
             client = self._new_client()
+            patient = banner_timeout is None or time.monotonic() - first >= patient_after
             try:
                 client.connect(self.host, port=self.port, username=self.user, pkey=self._client_key,
-                               timeout=attempt_timeout, banner_timeout=attempt_timeout,
+                               timeout=attempt_timeout,
+                               banner_timeout=attempt_timeout if patient else banner_timeout,
                                auth_timeout=attempt_timeout, allow_agent=False, look_for_keys=False)
                 self._client = client
                 return attempts
@@ -103,7 +124,7 @@ class GuestSSH:
             if time.monotonic() >= deadline:
                 raise SSHTimeout(f"SSH to {self.host}:{self.port} not answering after "
                                    f"{attempts} attempts (last error: {last_error})")
-            time.sleep(0.5)
+            time.sleep(RETRY_PAUSE)
 
     @property
     def connected(self) -> bool:

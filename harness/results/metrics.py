@@ -84,8 +84,9 @@ _VALUES = [
     Metric("actual_mib", "MiB", "guest memory after the step (as start_mib)"),
     Metric("reached", "bool", f"the guest got {REACHED_TOLERANCE_NOTE}; empty for free page reporting, "
                               "which has no target", "higher", True),
-    Metric("outcome", "", "reached; settled (stopped moving for settle_seconds; free page reporting: the "
-                          "QEMU process's RSS stopped falling); timeout"),
+    Metric("outcome", "", "reached; settled (stopped moving for settle_seconds, or for 5 s while the "
+                          "guest's balloon driver logged failed allocations: run.json's move 'stall' quotes "
+                          "them; free page reporting: the QEMU process's RSS stopped falling); timeout"),
     Metric("ballooned_mib", "MiB", "start_mib - actual_mib: guest memory the step took (any mechanism)"),
     Metric("requested_mib", "MiB", "start_mib - target_mib: what the step asked to take"),
     Metric("shrink_fraction", "ratio",

@@ -13,7 +13,7 @@ from typing import Callable
 
 from harness.arch import HUGE_PAGE_KIB
 from harness.errors import ConfigError
-from harness.vm.follow import Follow, MoveResult, follow, late_events
+from harness.vm.follow import Follow, MoveResult, StallWatch, StallWitness, follow, late_events
 from harness.vm.qmp import QMPConnection
 
 MIB = 1 << 20
@@ -58,23 +58,30 @@ class Balloon:
         self.qmp.execute("balloon", {"value": target_mib * MIB})
 
     def move(self, target_mib: int, settle: float = 10.0, timeout: float = 300.0, poll: float = 0.2,
-             on_sample: Callable[[float, float], None] | None = None) -> MoveResult:
+             on_sample: Callable[[float, float], None] | None = None,
+             witness: StallWitness | None = None) -> MoveResult:
         """Set the target and wait; see :meth:`wait`."""
         first_event = len(self.qmp.events())
         start_mib = self.actual_mib()
         t0, requested_at = time.monotonic(), time.time()
         self.set_target(target_mib)
-        result = self.wait(target_mib, t0, start_mib, settle, timeout, poll, on_sample, first_event)
+        result = self.wait(target_mib, t0, start_mib, settle, timeout, poll, on_sample, first_event, witness)
         result.requested_at = requested_at
         return result
 
     def wait(self, target_mib: int, t0: float, start_mib: float, settle: float, timeout: float,
              poll: float, on_sample: Callable[[float, float], None] | None = None,
-             first_event: int = 0) -> MoveResult:
+             first_event: int = 0, witness: StallWitness | None = None) -> MoveResult:
         """Poll ``actual`` until within tolerance of the target, unchanged for ``settle``
-        seconds, or ``timeout`` seconds passed since ``t0`` (:func:`harness.vm.follow.follow`)."""
+        seconds, or ``timeout`` seconds passed since ``t0`` (:func:`harness.vm.follow.follow`);
+        with a ``witness`` (the guest driver's failures), a still move whose guest keeps
+        failing is settled as a stall before ``settle``."""
         how = Follow(settle=settle, timeout=timeout, poll=poll, tolerance=self.tolerance_mib)
-        outcome, seconds, actual, trajectory = follow(self.actual_mib, target_mib, how, t0, self._alive, on_sample)
+        watch = StallWatch(witness, t0) if witness else None
+        outcome, seconds, actual, trajectory = follow(self.actual_mib, target_mib, how, t0, self._alive, on_sample,
+                                                      watch)
+        waited = time.monotonic() - t0
         events = late_events(self.qmp.events, first_event, "BALLOON_CHANGE")
         return MoveResult(target_mib, outcome == "reached", actual, seconds, outcome, start_mib,
-                          [(0.0, start_mib), *trajectory], events)
+                          [(0.0, start_mib), *trajectory], events,
+                          stall=watch.evidence if watch and outcome == "settled" else None, waited=waited)

@@ -183,6 +183,8 @@ class Machine:
                "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{s.forward_port}",
                "-device", "virtio-net-pci,netdev=net0,romfile="]
         cmd += firmware_args(s.firmware_dirs)
+        if s.entropy:
+            cmd += ["-device", "virtio-rng-pci"]
         if s.balloon:
             cmd += ["-device", s.balloon.arg()]
         cmd += list(s.extra_args)

@@ -54,6 +54,10 @@ class MachineSpec:
     append: str = ""                    # extra kernel command line
     guest_thp: str | None = "always"    # guest THP mode, set at boot (None: kernel default)
     balloon: BalloonDevice | None = BalloonDevice()
+    # virtio-rng-pci (QEMU's built-in backend, the host's getrandom): the guest's RNG is
+    # ready as soon as its driver loads. Without it, under TCG, dropbear waited for the
+    # kernel's RNG to initialise by itself: 4-6 s of every boot (benchmarks/boot_time.py).
+    entropy: bool = True
     firmware_dirs: tuple[Path, ...] = DEBIAN_FIRMWARE_DIRS
     extra_args: tuple[str, ...] = ()
     boot_timeout: float = DEFAULT_BOOT_TIMEOUT   # seconds until the guest must answer (harness.guest.Guest)
