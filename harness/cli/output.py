@@ -31,6 +31,19 @@ class _Short(logging.Formatter):
         return f"[{who}] {prefix}{text}"
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is at the time of the record (a test's
+    capture, a redirect), not to the stream it was created with, which may be closed by then."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure(verbosity: int = 0) -> None:
     """``verbosity``: -1 quiet (warnings only), 0 normal, 1 debug of the harness, 2 also chatty libraries."""
     level = QUIET if verbosity < 0 else (NORMAL if verbosity == 0 else VERBOSE)
@@ -38,7 +51,7 @@ def configure(verbosity: int = 0) -> None:
     for h in list(root.handlers):
         if getattr(h, "_balloon_harness", False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(_Short("%(message)s"))
     handler._balloon_harness = True  # type: ignore[attr-defined]
     root.addHandler(handler)
