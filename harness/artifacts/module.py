@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.artifacts import cache, debian
-from harness.artifacts.apt import PrivateApt
+from harness.artifacts.apt import PrivateApt, suites
 from harness.artifacts.kernel import GuestKernel
 from harness.artifacts.patches import GUEST_PATCHES, Series
 from harness.artifacts.steps import run_step, say
@@ -64,13 +64,13 @@ def kbuild_root(apt: PrivateApt, headers: str, headers_version: str) -> cache.Ar
 
     def build(out: Path, log: Path) -> None:
         sources = out.parent / f".{out.name}.sources.list"
-        sources.write_text("".join(f"deb {m} {s} main\n" for m, s in (
-            (apt.mirrors.main, apt.release), (apt.mirrors.main, f"{apt.release}-updates"),
-            (apt.mirrors.security, f"{apt.release}-security"))))
+        sources.write_text("".join(f"deb {m} {s} main\n" for m, s in suites(apt.release, apt.mirrors)))
+        # the stack's own rule on an expired Release (mmdebstrap's apt does not read the host's)
+        valid = "false" if apt.allow_expired_release else "true"
         try:
             run_step(f"mmdebstrap a {apt.release} chroot for Kbuild ({headers}, about 1.5 min)",
                      [mmdebstrap, "--variant=minbase", "--mode=root", "--quiet",
-                      f"--keyring={apt.keyring}",
+                      f"--keyring={apt.keyring}", f'--aptopt=Acquire::Check-Valid-Until "{valid}"',
                       f"--include={headers}={headers_version},{','.join(CHROOT_PACKAGES)}",
                       apt.release, out / "root", sources], log)
         finally:
