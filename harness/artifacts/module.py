@@ -79,6 +79,17 @@ def kbuild_root(apt: PrivateApt, headers: str, headers_version: str) -> cache.Ar
     return cache.ensure("kbuild-root", inputs, build)
 
 
+def _in_chroot(root: Path, cmd: list[str]) -> list[str | Path]:
+    """``cmd`` in the chroot, with a /proc of its own: 7.2's objtool reads its stack limit
+    from /proc and fails without it. The mount lives in a private mount namespace that ends
+    with the command, so nothing stays mounted in the cache whatever happens."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return ["chroot", root, *cmd]
+    script = 'mount -t proc proc "$1/proc" && shift && exec chroot "$@"'
+    return [unshare, "--mount", "--propagation", "private", "sh", "-c", script, "sh", root, root, *cmd]
+
+
 def build_module_variant(kernel: GuestKernel, label: str, series: Series, source: cache.Artifact,
                          root: cache.Artifact, headers: str) -> tuple[Path, dict]:
     """``virtio_balloon.ko`` with ``series`` applied to the stock driver ``source``, built in
@@ -103,7 +114,7 @@ def build_module_variant(kernel: GuestKernel, label: str, series: Series, source
             shutil.copy2(tree / DRIVER, kdir / "virtio_balloon.c")
             shutil.copy2(KBUILD, kdir / "Kbuild")
             run_step(f"build {label} virtio_balloon.ko ({kernel.release}, in the {root.inputs['release']} chroot)",
-                     ["chroot", root.path / "root", "make", "-C", f"/usr/src/{headers}", f"M=/{name}", "modules"],
+                     _in_chroot(root.path / "root", ["make", "-C", f"/usr/src/{headers}", f"M=/{name}", "modules"]),
                      log)
             vermagic = subprocess.run(["modinfo", "-F", "vermagic", str(kdir / "virtio_balloon.ko")],
                                       capture_output=True, text=True).stdout.split()
