@@ -132,8 +132,9 @@ def build_stack(name: str, update: bool = False) -> Artifacts:
     arts = Artifacts(kernel=kernel, stack=name, pins=pins)
     # Modules: the stock one from the kernel package, the RFC port and the designs built.
     arts.modules["stock"] = kernel.module_path(BALLOON_MODULE)
-    guest_series = {"patched": Series.load(stack.guest_patch_dir),
-                    **(design_series(stack.guest_patch_dir) if name == DEFAULT_STACK else {})}
+    # The designs a stack has a port of: <patch dir>/designs/<name>/series (bookworm has
+    # them all; the newer stacks have what has been ported to their sources).
+    guest_series = {"patched": Series.load(stack.guest_patch_dir), **design_series(stack.guest_patch_dir)}
     touched = sorted({f for s in guest_series.values() for f in s.touched_files()})
     driver = fetch_driver_source(stack.linux_source, pins.linux_source_version, touched, download)
     arts.sources["linux"] = driver.path
@@ -156,8 +157,7 @@ def build_stack(name: str, update: bool = False) -> Artifacts:
     else:
         arts.qemus["stock"], arts.inputs["stock_qemu"] = build_qemu_variant(
             f"stock ({name})", None, version, fetch, stack.meson)
-    qemu_series = {"patched": Series.load(stack.qemu_patch_dir),
-                   **(design_series(stack.qemu_patch_dir) if name == DEFAULT_STACK else {})}
+    qemu_series = {"patched": Series.load(stack.qemu_patch_dir), **design_series(stack.qemu_patch_dir)}
     for label, series in qemu_series.items():
         arts.qemus[label], arts.inputs[f"{label}_qemu"] = build_qemu_variant(
             f"{label} ({name})", series, version, fetch, stack.meson)
