@@ -157,6 +157,7 @@ def test_the_expired_release_rule_is_stated_either_way(tmp_path):
         conf = dict(re.findall(r'^(\S+) "([^"]*)";$', apt_conf_text(tmp_path, Path("/k.gpg"), allow), re.M))
         return conf["Acquire::Check-Valid-Until"]
     assert setting(False) == "true" and setting(True) == "false"
+    assert "Acquire::Check-Date \"true\";" in apt_conf_text(tmp_path, Path("/k.gpg"), True)
     a = PrivateApt("sid", tmp_path, keyring=Path(__file__), mirror="http://m.example/debian",
                    allow_expired_release=True)
     a.write_config()
@@ -269,3 +270,34 @@ def test_trixie_private_apt_resolves_the_cloud_kernel(tmp_path):
         a.candidate("no-such-package-xyz")
     with pytest.raises(BuildError, match="no package linux-source-6.12 0.0-0"):
         a.download("linux-source-6.12", "0.0-0", tmp_path / "d")
+
+
+@pytest.mark.build
+def test_a_host_with_no_security_entry_still_updates_trixie(tmp_path):
+    """Real network, issue 22 lever 9: the sources of a plain debootstrap root (main archive
+    only); the security archive is derived from it and apt fetches all three suites."""
+    main = find_mirrors(host_sources(), need_security=False).main
+    a = PrivateApt("trixie", tmp_path / "t", host_entries=parse_one_line(f"deb {main} trixie main\n"))
+    assert a.derived_security
+    a.update()
+    lists = {p.name for p in (tmp_path / "t" / "state" / "lists").glob("*Release")}
+    assert any("trixie-security" in name for name in lists), lists
+
+
+@pytest.mark.build
+def test_sid_update_accepts_an_expired_release_only_on_purpose(tmp_path, capsys):
+    """Real network: sid through this machine's archive (a frozen copy whose sid Release is
+    past Valid-Until). Accepted, and said, when allowed; refused, naming why, when not. On a
+    live archive the Release is current and only the first half applies."""
+    allowed = PrivateApt("sid", tmp_path / "yes", allow_expired_release=True, why_expired_ok="test")
+    allowed.update()
+    assert allowed.candidate("linux-image-cloud-amd64").startswith("7.")
+    expired = allowed.expired_releases()
+    said = capsys.readouterr().err
+    if not expired:
+        assert "accepted on purpose" not in said
+        return
+    assert "accepted on purpose: test; its signature was checked" in said
+    refused = PrivateApt("sid", tmp_path / "no")
+    with pytest.raises(BuildError, match="expired Release"):
+        refused.update()
