@@ -131,7 +131,8 @@ def test_a_listed_source_the_archive_does_not_serve_is_skipped_and_said(lock, ca
 def test_archive_addresses_from_the_environment_and_snapshots(tmp_path, monkeypatch):
     monkeypatch.setenv("BALLOON_HARNESS_CACHE", str(tmp_path))
     for name in (MIRROR_ENV, SECURITY_MIRROR_ENV, "BALLOON_HARNESS_SNAPSHOT_SID", "BALLOON_HARNESS_SNAPSHOT_TRIXIE"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv(MIRROR_ENV, "http://mirror.example/debian")
     trixie = stacks.stack_apt(stacks.STACKS["trixie"])
     assert trixie.mirrors == Mirrors("http://mirror.example/debian", "http://mirror.example/debian-security")
@@ -154,7 +155,8 @@ def test_build_archive_options_reach_the_environment(monkeypatch):
     from harness.cli.main import make_parser
     from harness.cli.runs import archive_options as _archive_options
     for name in (MIRROR_ENV, SECURITY_MIRROR_ENV, "BALLOON_HARNESS_SNAPSHOT_SID"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")   # recorded, so what the options set is undone after the test
+        monkeypatch.delenv(name)
     args = make_parser().parse_args(["build", "--stack", "sid", "--mirror", "http://m.example/debian",
                                      "--security-mirror", "http://s.example/debian-security",
                                      "--snapshot", "sid=http://snap.example/archive/debian/20261101T000000Z"])
