@@ -35,6 +35,7 @@ test: build
 
 # Long matrices and host-path checks (Debian 13 root, every design x reps): not in CI's budget.
 test-slow: build
+	$(HARNESS) build --all-stacks
 	@$(PY) -m pytest -m slow; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-slow: pytest ran no test" >&2; exit 1; fi; exit $$rc
 

@@ -10,15 +10,20 @@ import pytest
 
 from harness.artifacts import apt
 from harness.artifacts.apt import (
+    RELEASES,
     Mirrors,
     PrivateApt,
     apt_conf_text,
+    derive_security,
     find_mirrors,
     host_sources,
     keyring_releases,
+    newest_first,
     parse_deb822,
     parse_one_line,
+    release_valid_until,
     sources_list_text,
+    suites,
 )
 from harness.errors import BuildError, ConfigError
 
@@ -107,8 +112,73 @@ def test_find_mirrors_old_security_suite_and_preferences():
 def test_find_mirrors_refuses_missing_archives():
     with pytest.raises(ConfigError, match="no Debian main archive"):
         find_mirrors(parse_one_line("deb https://vendor.example/apt nodistro main\n"))
-    with pytest.raises(ConfigError, match="no Debian security archive"):
-        find_mirrors(parse_one_line("deb http://m.example/debian trixie main\n"))
+    # a security archive that cannot be derived names the ways to give it
+    with pytest.raises(ConfigError, match="no Debian security archive.*--security-mirror URL.*"
+                                          "BALLOON_HARNESS_SECURITY_MIRROR"):
+        find_mirrors(parse_one_line("deb http://m.example/mirror/ trixie main\n"))
+
+
+def test_a_host_without_a_security_entry_gets_it_derived_from_the_main_archive():
+    """A plain debootstrap root's sources: the main archive only (issue 22, lever 9)."""
+    entries = parse_one_line("deb http://m.example/debian trixie main\n")
+    assert find_mirrors(entries) == Mirrors("http://m.example/debian", "http://m.example/debian-security")
+    assert find_mirrors(entries, need_security=False) == Mirrors("http://m.example/debian", None)
+    assert derive_security("http://snap.example/archive/debian/20261101T000000Z/") == \
+        "http://snap.example/archive/debian-security/20261101T000000Z"
+    assert derive_security("http://m.example/ubuntu") is None
+    assert derive_security("not a url") is None
+
+
+def test_a_derived_security_archive_is_marked_and_an_explicit_one_wins(tmp_path):
+    a = PrivateApt("trixie", tmp_path / "a", host_entries=parse_one_line("deb http://m.example/debian trixie main\n"))
+    assert a.derived_security and a.mirrors.security == "http://m.example/debian-security"
+    b = PrivateApt("trixie", tmp_path / "b", mirror="http://x.example/debian")
+    assert b.derived_security and b.mirrors == Mirrors("http://x.example/debian", "http://x.example/debian-security")
+    c = PrivateApt("trixie", tmp_path / "c", mirror="http://x.example/debian", security_mirror="http://s.example/sec")
+    assert not c.derived_security and c.mirrors.security == "http://s.example/sec"
+    with pytest.raises(ConfigError, match="--security-mirror"):
+        PrivateApt("trixie", tmp_path / "d", mirror="http://x.example/mirror")
+
+
+def test_sid_has_one_suite_and_needs_no_security_archive(tmp_path):
+    a = PrivateApt("sid", tmp_path, keyring=Path(__file__),
+                   host_entries=parse_one_line("deb http://m.example/mirror bookworm main\n"))
+    assert a.mirrors == Mirrors("http://m.example/mirror", None)
+    lines = [l for l in a.sources_text().splitlines() if not l.startswith("#")]
+    assert lines == [f"deb [signed-by={Path(__file__)}] http://m.example/mirror sid main",
+                     f"deb-src [signed-by={Path(__file__)}] http://m.example/mirror sid main"]
+    assert suites("sid", a.mirrors) == [("http://m.example/mirror", "sid")]
+    with pytest.raises(ConfigError, match="needs a security archive"):
+        suites("trixie", Mirrors("http://m.example/mirror", None))
+
+
+def test_the_expired_release_rule_is_stated_either_way(tmp_path):
+    def setting(allow: bool) -> str:
+        conf = dict(re.findall(r'^(\S+) "([^"]*)";$', apt_conf_text(tmp_path, Path("/k.gpg"), allow), re.M))
+        return conf["Acquire::Check-Valid-Until"]
+    assert setting(False) == "true" and setting(True) == "false"
+    assert "Acquire::Check-Date \"true\";" in apt_conf_text(tmp_path, Path("/k.gpg"), True)
+    a = PrivateApt("sid", tmp_path, keyring=Path(__file__), mirror="http://m.example/debian",
+                   allow_expired_release=True)
+    a.write_config()
+    assert a.configured()
+    lists = tmp_path / "state" / "lists"
+    (lists / "m_dists_sid_InRelease").write_text(
+        "Origin: Debian\nDate: Fri, 30 Oct 2026 08:08:01 UTC\nValid-Until: Fri, 06 Nov 2026 08:08:01 UTC\n")
+    (lists / "m_dists_trixie_InRelease").write_text("Origin: Debian\nDate: Sat, 11 Jul 2026 10:16:37 UTC\n")
+    expired = a.expired_releases(now=release_valid_until("Valid-Until: Mon, 30 Nov 2026 00:00:00 UTC"))
+    assert [name for name, _ in expired] == ["m_dists_sid_InRelease"]
+    # another archive address or rule is another configuration: update() again
+    b = PrivateApt("sid", tmp_path, keyring=Path(__file__), mirror="http://other.example/debian",
+                   allow_expired_release=True)
+    c = PrivateApt("sid", tmp_path, keyring=Path(__file__), mirror="http://m.example/debian")
+    assert not b.configured() and not c.configured()
+
+
+def test_newest_first_orders_debian_versions():
+    assert newest_first(["1:10.2.2+ds-1", "1:11.1.2+ds-3", "1:11.1.3+ds-1", "1:10.2.2+ds-1"]) == \
+        ["1:11.1.3+ds-1", "1:11.1.2+ds-3", "1:10.2.2+ds-1"]
+    assert newest_first(["7.2.9-1", "7.2.13-1", "7.2.10-1"]) == ["7.2.13-1", "7.2.10-1", "7.2.9-1"]
 
 
 def test_host_sources_reads_both_formats_and_ignores_other_files(tmp_path):
@@ -166,6 +236,7 @@ def test_keyring_releases():
 
 
 def test_unknown_release_is_refused(tmp_path):
+    assert "sid" in RELEASES
     with pytest.raises(ConfigError, match="unknown Debian release 'jessie'"):
         PrivateApt("jessie", tmp_path, mirror="http://m.example/debian",
                    security_mirror="http://s.example/debian-security")
@@ -199,3 +270,35 @@ def test_trixie_private_apt_resolves_the_cloud_kernel(tmp_path):
         a.candidate("no-such-package-xyz")
     with pytest.raises(BuildError, match="no package linux-source-6.12 0.0-0"):
         a.download("linux-source-6.12", "0.0-0", tmp_path / "d")
+
+
+@pytest.mark.build
+def test_a_host_with_no_security_entry_still_updates_trixie(tmp_path):
+    """Real network, issue 22 lever 9: the sources of a plain debootstrap root (main archive
+    only); the security archive is derived from it and apt fetches all three suites."""
+    main = find_mirrors(host_sources(), need_security=False).main
+    a = PrivateApt("trixie", tmp_path / "t", host_entries=parse_one_line(f"deb {main} trixie main\n"))
+    assert a.derived_security
+    a.update()
+    lists = {p.name for p in (tmp_path / "t" / "state" / "lists").glob("*Release")}
+    assert any("trixie-security" in name for name in lists), lists
+
+
+@pytest.mark.build
+def test_sid_update_accepts_an_expired_release_only_on_purpose(tmp_path, caplog):
+    """Real network: sid through this machine's archive (a frozen copy whose sid Release is
+    past Valid-Until). Accepted, and said, when allowed; refused, naming why, when not. On a
+    live archive the Release is current and only the first half applies."""
+    allowed = PrivateApt("sid", tmp_path / "yes", allow_expired_release=True, why_expired_ok="test")
+    with caplog.at_level("INFO", logger="harness.build"):
+        allowed.update()
+    assert allowed.candidate("linux-image-cloud-amd64").startswith("7.")
+    expired = allowed.expired_releases()
+    said = caplog.text
+    if not expired:
+        assert "accepted on purpose" not in said
+        return
+    assert "accepted on purpose: test; its signature was checked" in said
+    refused = PrivateApt("sid", tmp_path / "no")
+    with pytest.raises(BuildError, match="expired Release"):
+        refused.update()

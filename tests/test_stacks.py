@@ -9,7 +9,7 @@ import pytest
 
 from harness.arch import KERNEL_META_PACKAGE
 from harness.artifacts import stacks
-from harness.artifacts.apt import PrivateApt
+from harness.artifacts.apt import MIRROR_ENV, SECURITY_MIRROR_ENV, Mirrors, PrivateApt
 from harness.errors import BuildError, ConfigError
 
 
@@ -24,6 +24,11 @@ class FakeApt(PrivateApt):
         self.binary = binary or {}        # package -> versions, newest first
         self.source = source or {}
         self.control = control or {}      # (package, version) -> control fields
+        self.unserved: set[str] = set()   # listed in Sources, but the archive lacks the files
+        self.mirrors = Mirrors("http://m.example/debian", None)
+
+    def source_fetchable(self, package: str, version: str) -> bool:
+        return version not in self.unserved
 
     def madison(self, package: str) -> list[tuple[str, str]]:
         where = "http://deb.debian.org/debian trixie/main amd64"
@@ -62,9 +67,9 @@ def lock(tmp_path, monkeypatch):
 
 
 def test_known_stacks_and_a_clear_error_for_others():
-    assert {"bookworm", "trixie"} <= set(stacks.STACKS) and stacks.DEFAULT_STACK == "bookworm"
-    with pytest.raises(ConfigError, match="unknown stack 'sid'.*bookworm, trixie"):
-        stacks.get_stack("sid")
+    assert {"bookworm", "trixie", "sid"} <= set(stacks.STACKS) and stacks.DEFAULT_STACK == "bookworm"
+    with pytest.raises(ConfigError, match="unknown stack 'jessie'.*bookworm, trixie, sid"):
+        stacks.get_stack("jessie")
     for s in stacks.STACKS.values():
         assert (s.guest_patch_dir / "series").exists() and (s.qemu_patch_dir / "series").exists()
 
@@ -107,6 +112,66 @@ def test_pins_the_archive_no_longer_has_say_what_update_would_take(lock):
     assert "build --update" in msg and "6.12.120-1" in msg
 
 
+def test_a_listed_source_the_archive_does_not_serve_is_skipped_and_said(lock, caplog):
+    """sid on this project's archive lists QEMU 11.1 in Sources but serves only 10.2's files."""
+    archive = _archive()
+    archive.source["qemu"] = ["1:11.1.3+ds-1", "1:11.1.2+ds-3", "1:10.2.2+ds-1"]
+    archive.unserved = {"1:11.1.3+ds-1", "1:11.1.2+ds-3"}
+    archive.binary["linux-source-7.2"] = archive.binary["linux-source-6.12"]
+    with caplog.at_level("INFO", logger="harness.build"):
+        pins = stacks.resolve_pins(stacks.STACKS["sid"], archive)
+    assert pins.qemu_source_version == "1:10.2.2+ds-1"
+    said = caplog.text
+    assert "1:11.1.3+ds-1" in said and "serves no source files" in said
+    archive.unserved.add("1:10.2.2+ds-1")
+    with pytest.raises(BuildError, match="serves the source files of none"):
+        stacks.resolve_pins(stacks.STACKS["sid"], archive)
+
+
+def test_archive_addresses_from_the_environment_and_snapshots(tmp_path, monkeypatch):
+    monkeypatch.setenv("BALLOON_HARNESS_CACHE", str(tmp_path))
+    for name in (MIRROR_ENV, SECURITY_MIRROR_ENV, "BALLOON_HARNESS_SNAPSHOT_SID", "BALLOON_HARNESS_SNAPSHOT_TRIXIE"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv(MIRROR_ENV, "http://mirror.example/debian")
+    trixie = stacks.stack_apt(stacks.STACKS["trixie"])
+    assert trixie.mirrors == Mirrors("http://mirror.example/debian", "http://mirror.example/debian-security")
+    assert not trixie.allow_expired_release            # a stable release must be current
+    monkeypatch.setenv(SECURITY_MIRROR_ENV, "http://sec.example/ds")
+    assert stacks.stack_apt(stacks.STACKS["trixie"]).mirrors.security == "http://sec.example/ds"
+    sid = stacks.stack_apt(stacks.STACKS["sid"])
+    assert sid.allow_expired_release and "stack sid accepts it" in sid.why_expired_ok
+    assert sid.mirrors.main == "http://mirror.example/debian" and "debian-security" not in sid.sources_text()
+    # a snapshot pins one stack; its Release is expired by nature, which it accepts
+    snap = "http://snap.example/archive/debian/20261101T000000Z"
+    monkeypatch.setenv("BALLOON_HARNESS_SNAPSHOT_TRIXIE", snap)
+    pinned = stacks.stack_apt(stacks.STACKS["trixie"])
+    assert pinned.mirrors == Mirrors(snap, "http://snap.example/archive/debian-security/20261101T000000Z")
+    assert pinned.allow_expired_release and snap in pinned.why_expired_ok
+    assert stacks.stack_apt(stacks.STACKS["bookworm"]).mirrors.main == "http://mirror.example/debian"
+
+
+def test_build_archive_options_reach_the_environment(monkeypatch):
+    from harness.cli.main import make_parser
+    from harness.cli.runs import archive_options as _archive_options
+    for name in (MIRROR_ENV, SECURITY_MIRROR_ENV, "BALLOON_HARNESS_SNAPSHOT_SID"):
+        monkeypatch.setenv(name, "")   # recorded, so what the options set is undone after the test
+        monkeypatch.delenv(name)
+    args = make_parser().parse_args(["build", "--stack", "sid", "--mirror", "http://m.example/debian",
+                                     "--security-mirror", "http://s.example/debian-security",
+                                     "--snapshot", "sid=http://snap.example/archive/debian/20261101T000000Z"])
+    _archive_options(args)
+    import os
+    assert os.environ[MIRROR_ENV] == "http://m.example/debian"
+    assert os.environ[SECURITY_MIRROR_ENV] == "http://s.example/debian-security"
+    assert os.environ["BALLOON_HARNESS_SNAPSHOT_SID"].endswith("20261101T000000Z")
+    from harness.errors import HarnessError
+    with pytest.raises(HarnessError, match="STACK=URL"):
+        _archive_options(make_parser().parse_args(["build", "--snapshot", "sid"]))
+    with pytest.raises(ConfigError, match="unknown stack"):
+        _archive_options(make_parser().parse_args(["build", "--snapshot", "jessie=http://x"]))
+
+
 def test_a_broken_lock_file_is_a_clear_error(lock):
     lock.write_text("{not json")
     with pytest.raises(BuildError, match="not valid JSON.*--update"):
@@ -129,6 +194,6 @@ def test_scenarios_choose_stacks_per_arm(tmp_path):
                     'module = "stock"\n[[arms]]\nname = "b"\nqemu = "stock"\nmodule = "stock"\nstack = "bookworm"\n')
     s = load_scenario(path)
     assert [a.stack for a in s.arms] == ["trixie", "bookworm"] and s.stacks == ["trixie", "bookworm"]
-    path.write_text(path.read_text().replace('stack = "bookworm"', 'stack = "sid"'))
+    path.write_text(path.read_text().replace('stack = "bookworm"', 'stack = "jessie"'))
     with pytest.raises(ConfigError, match="arms\\[1\\].stack.*must be one of"):
         load_scenario(path)

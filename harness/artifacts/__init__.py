@@ -159,8 +159,7 @@ def build_stack(name: str, update: bool = False, needs: Needs = Needs(), overlap
         available()
         return apt.source(package, version, dest)
 
-    qemu_series = {"patched": Series.load(stack.qemu_patch_dir),
-                   **(design_series(stack.qemu_patch_dir) if name == DEFAULT_STACK else {})}
+    qemu_series = {"patched": Series.load(stack.qemu_patch_dir), **design_series(stack.qemu_patch_dir)}
     qemu_series = {k: s for k, s in qemu_series.items() if needs.wants_qemu(k)}
     with_stock = needs.wants_qemu("stock")
 
@@ -194,8 +193,9 @@ def _build_guest(name: str, stack: Stack, pins: Pins, apt: PrivateApt, needs: Ne
     arts = Artifacts(kernel=kernel, stack=name, pins=pins)
     # Modules: the stock one from the kernel package, the RFC port and the designs built.
     arts.modules["stock"] = kernel.module_path(BALLOON_MODULE)
-    all_guest_series = {"patched": Series.load(stack.guest_patch_dir),
-                        **(design_series(stack.guest_patch_dir) if name == DEFAULT_STACK else {})}
+    # The designs a stack has a port of: <patch dir>/designs/<name>/series (bookworm has
+    # them all; the newer stacks have what has been ported to their sources).
+    all_guest_series = {"patched": Series.load(stack.guest_patch_dir), **design_series(stack.guest_patch_dir)}
     # The driver files are those every series touches (one key whichever variants are built).
     touched = sorted({f for s in all_guest_series.values() for f in s.touched_files()})
     guest_series = {k: s for k, s in all_guest_series.items() if needs.wants_module(k)}

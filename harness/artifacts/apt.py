@@ -14,24 +14,47 @@ nothing is installed: the private apt only resolves, downloads and unpacks.
 The archive addresses are the host's own: the mirror of the host's Debian
 main archive and of its security archive, as found in ``/etc/apt/sources.list``
 and ``/etc/apt/sources.list.d/*.list`` / ``*.sources`` (deb822). A host behind
-a local mirror or proxy keeps using it. No archive host is named here.
+a local mirror or proxy keeps using it. A host whose sources have no security
+entry (a plain ``debootstrap`` root, some CI images) gets the security archive
+derived from its main one (``.../debian`` -> ``.../debian-security``, the layout
+of Debian's own archive and of snapshot archives); either address can also be
+given explicitly (the CLI's ``--mirror``/``--security-mirror``, the environment's
+``BALLOON_HARNESS_MIRROR``/``BALLOON_HARNESS_SECURITY_MIRROR``, read by
+``stacks.py``). No archive host is named here.
+
+A rolling release (``sid``) has neither ``-updates`` nor a security suite, and an
+archive that is a frozen copy (a snapshot, or a mirror that stopped syncing) serves
+a ``Release`` past its ``Valid-Until``. apt refuses that unless told
+``Acquire::Check-Valid-Until=false``; the private configuration states that
+setting explicitly either way (whatever the host's ``apt.conf.d`` says), from the
+caller's ``allow_expired_release``. Signatures are checked in both cases.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from harness.artifacts.steps import capture, run_step
+from harness.artifacts.steps import capture, run_step, say
+from harness.artifacts.steps import tail as tail_text
 from harness.errors import BuildError, ConfigError, MissingDependency
 
 # Releases this module can configure: codename -> Debian version number (the
 # number names the release's keys in the archive keyring: "(13/trixie)").
 # Only releases whose security suite is "<codename>-security" (bullseye on).
-RELEASES = {"bullseye": 11, "bookworm": 12, "trixie": 13, "forky": 14}
+RELEASES: dict[str, int | None] = {"bullseye": 11, "bookworm": 12, "trixie": 13, "forky": 14,
+                                   "sid": None}
+# Releases without -updates and -security suites: unstable only has its one suite.
+ROLLING = frozenset({"sid"})
+MIRROR_ENV = "BALLOON_HARNESS_MIRROR"
+SECURITY_MIRROR_ENV = "BALLOON_HARNESS_SECURITY_MIRROR"
 
 # Suite names that identify Debian's own archive in a host's sources.
 _DEBIAN_CODENAMES = {"buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid"}
@@ -155,10 +178,31 @@ class Mirrors:
     """The host's Debian archive addresses: main archive and security archive."""
 
     main: str
-    security: str
+    security: str | None     # None: the host has none (derive it, or the release needs none)
 
 
-def find_mirrors(entries: list[SourceEntry]) -> Mirrors:
+def derive_security(main: str) -> str | None:
+    """The security archive beside a main archive, when its address says where: the last
+    path segment ``debian`` becomes ``debian-security`` (Debian's own archive and its
+    mirrors that carry both; a snapshot archive ``.../archive/debian/<time>`` likewise).
+    None when the address has no such segment."""
+    scheme, sep, rest = main.rstrip("/").partition("://")
+    if not sep:
+        return None
+    host, _, path = rest.partition("/")
+    segments = path.split("/")
+    for i in range(len(segments) - 1, -1, -1):
+        if segments[i] == "debian":
+            segments[i] = "debian-security"
+            return f"{scheme}://{host}/{'/'.join(segments)}"
+    return None
+
+
+NO_SECURITY_HINT = (f"give it with `balloon-harness build --security-mirror URL` or the environment's "
+                    f"{SECURITY_MIRROR_ENV}=URL")
+
+
+def find_mirrors(entries: list[SourceEntry], need_security: bool = True) -> Mirrors:
     """The main and security archive URIs among the host's entries.
 
     Debian's archives are told from other repositories by their suite names
@@ -175,28 +219,41 @@ def find_mirrors(entries: list[SourceEntry]) -> Mirrors:
                 and _suite_base(e.suite)[1] == "-security"]
     if not main:
         raise ConfigError("the host's apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d/) "
-                          "have no Debian main archive entry to take the mirror from; "
-                          "give PrivateApt(mirror=...) explicitly")
-    if not security:
-        raise ConfigError("the host's apt sources have no Debian security archive entry "
-                          "(suite <codename>-security) to take the mirror from; "
-                          "give PrivateApt(security_mirror=...) explicitly")
-    pick_main = sorted(main, key=rank)[0]
-    pick_sec = sorted(security, key=lambda e: 0 if e.type == "deb" else 1)[0]
-    return Mirrors(pick_main.uri.rstrip("/"), pick_sec.uri.rstrip("/"))
+                          "have no Debian main archive entry to take the mirror from; give it with "
+                          f"`balloon-harness build --mirror URL` or the environment's {MIRROR_ENV}=URL")
+    pick_main = sorted(main, key=rank)[0].uri.rstrip("/")
+    if security:
+        return Mirrors(pick_main, sorted(security, key=lambda e: 0 if e.type == "deb" else 1)[0].uri.rstrip("/"))
+    if not need_security:
+        return Mirrors(pick_main, None)
+    derived = derive_security(pick_main)
+    if derived is None:
+        raise ConfigError(f"the host's apt sources have no Debian security archive entry (suite "
+                          f"<codename>-security), and the main archive {pick_main} does not say where "
+                          f"one is; {NO_SECURITY_HINT}")
+    return Mirrors(pick_main, derived)
 
 
 # ---------------------------------------------------------------- generated config
 
+def suites(release: str, mirrors: Mirrors) -> list[tuple[str, str]]:
+    """(archive, suite) of a release: the release, its ``-updates`` and ``-security``;
+    a rolling release (sid) has only its own suite."""
+    if release in ROLLING:
+        return [(mirrors.main, release)]
+    if mirrors.security is None:
+        raise ConfigError(f"Debian {release} needs a security archive; {NO_SECURITY_HINT}")
+    return [(mirrors.main, release), (mirrors.main, f"{release}-updates"),
+            (mirrors.security, f"{release}-security")]
+
+
 def sources_list_text(release: str, mirrors: Mirrors, keyring: Path) -> str:
-    """The private ``sources.list``: deb + deb-src of main for the release,
-    ``-updates`` and ``-security``, each signed by ``keyring``."""
+    """The private ``sources.list``: deb + deb-src of main for each of the release's
+    suites (:func:`suites`), each signed by ``keyring``."""
     opts = f"[signed-by={keyring}]"
     lines = [f"# private apt for Debian {release} (generated by harness.artifacts.apt)"]
     for kind in ("deb", "deb-src"):
-        lines.append(f"{kind} {opts} {mirrors.main} {release} main")
-        lines.append(f"{kind} {opts} {mirrors.main} {release}-updates main")
-        lines.append(f"{kind} {opts} {mirrors.security} {release}-security main")
+        lines += [f"{kind} {opts} {uri} {suite} main" for uri, suite in suites(release, mirrors)]
     return "\n".join(lines) + "\n"
 
 
@@ -207,13 +264,16 @@ def _quote(value: Path | str) -> str:
     return f'"{s}"'
 
 
-def apt_conf_text(root: Path, keyring: Path) -> str:
+def apt_conf_text(root: Path, keyring: Path, allow_expired_release: bool = False) -> str:
     """The private apt configuration (given to apt-get/apt-cache with ``-c``).
 
     It is read after the host's ``apt.conf``/``apt.conf.d`` and overrides
     every source, state, cache, preference and trust location, so the host's
     package lists, pins and dpkg status never leak in, while its network
-    settings (proxy, retries) still apply.
+    settings (proxy, retries) still apply. ``Acquire::Check-Valid-Until`` and
+    ``Acquire::Check-Date`` are stated either way: whether an expired Release is
+    acceptable is the stack's decision, not whatever a host's configuration happens
+    to say (this project's machine turns both off for every source).
     """
     settings: list[tuple[str, Path | str]] = [
         ("Dir::Etc::SourceList", root / "etc" / "sources.list"),
@@ -233,6 +293,10 @@ def apt_conf_text(root: Path, keyring: Path) -> str:
         ("Acquire::Languages", "none"),
         ("APT::Get::List-Cleanup", "true"),
         ("APT::Default-Release", ""),
+        # Check-Date false turns the Valid-Until check off as well (apt 2.6), so both
+        # are stated: dates checked always, expiry unless the caller accepts it.
+        ("Acquire::Check-Date", "true"),
+        ("Acquire::Check-Valid-Until", "false" if allow_expired_release else "true"),
     ]
     lines = ["// private apt configuration (generated by harness.artifacts.apt)"]
     lines += [f"{k} {_quote(v)};" for k, v in settings]
@@ -248,6 +312,29 @@ def keyring_releases(colons: str) -> set[str]:
             for m in re.finditer(r"\((\d+)/([a-z]+)\)", line):
                 found.add(m.group(2))
     return found
+
+
+def release_valid_until(inrelease: str) -> float | None:
+    """The ``Valid-Until`` of a Release/InRelease file's text as a Unix time (None: the
+    file has none, as stable's main suite)."""
+    m = re.search(r"^Valid-Until:\s*(.+)$", inrelease, re.M)
+    if not m:
+        return None
+    try:
+        return parsedate_to_datetime(m.group(1).strip()).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def newest_first(versions: list[str]) -> list[str]:
+    """Debian versions sorted newest first (``dpkg --compare-versions``; madison lists
+    them in archive order, which is not version order in sid)."""
+    def compare(a: str, b: str) -> int:
+        if a == b:
+            return 0
+        lower = subprocess.run(["dpkg", "--compare-versions", a, "lt", b]).returncode == 0
+        return 1 if lower else -1
+    return sorted(dict.fromkeys(versions), key=functools.cmp_to_key(compare))
 
 
 # ---------------------------------------------------------------- the private apt
@@ -268,18 +355,35 @@ class PrivateApt:
 
     def __init__(self, release: str, root: Path, *, keyring: Path = DEFAULT_KEYRING,
                  mirror: str | None = None, security_mirror: str | None = None,
-                 host_entries: list[SourceEntry] | None = None, log: Path | None = None):
+                 host_entries: list[SourceEntry] | None = None, log: Path | None = None,
+                 allow_expired_release: bool = False, why_expired_ok: str = ""):
         if release not in RELEASES:
             raise ConfigError(f"unknown Debian release {release!r}: PrivateApt knows "
-                              f"{', '.join(sorted(RELEASES, key=lambda r: RELEASES[r]))}")
+                              f"{', '.join(sorted(RELEASES, key=lambda r: RELEASES[r] or 99))}")
         self.release = release
         self.root = Path(root).resolve()
         self.keyring = Path(keyring)
-        if mirror is None or security_mirror is None:
-            found = find_mirrors(host_sources() if host_entries is None else host_entries)
-            mirror = mirror or found.main
-            security_mirror = security_mirror or found.security
-        self.mirrors = Mirrors(mirror.rstrip("/"), security_mirror.rstrip("/"))
+        need_security = release not in ROLLING
+        self.derived_security = False
+        if mirror is None or (security_mirror is None and need_security):
+            if mirror is not None and security_mirror is None:
+                # the main archive is given: the security one beside it, not the host's
+                derived = derive_security(mirror)
+                if derived is None:
+                    raise ConfigError(f"no security archive is known for the main archive {mirror}; "
+                                      f"{NO_SECURITY_HINT}")
+                security_mirror, self.derived_security = derived, True
+            else:
+                entries = host_sources() if host_entries is None else host_entries
+                found = find_mirrors(entries, need_security)
+                mirror = mirror or found.main
+                if security_mirror is None and found.security is not None:
+                    self.derived_security = not any(
+                        _suite_base(e.suite)[1] == "-security" for e in entries)
+                    security_mirror = found.security
+        self.mirrors = Mirrors(mirror.rstrip("/"), security_mirror.rstrip("/") if security_mirror else None)
+        self.allow_expired_release = allow_expired_release
+        self.why_expired_ok = why_expired_ok
         self.log = log or self.root / "apt.log"
         self.conf = self.root / "apt.conf"
 
@@ -293,17 +397,41 @@ class PrivateApt:
         for d in ("etc/sources.list.d", "etc/preferences.d", "etc/trusted.gpg.d",
                   "state/lists/partial", "cache/archives/partial"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
-        (self.root / "etc" / "sources.list").write_text(
-            sources_list_text(self.release, self.mirrors, self.keyring))
+        (self.root / "etc" / "sources.list").write_text(self.sources_text())
         status = self.root / "state" / "status"
         if not status.exists():
             status.write_text("")
-        self.conf.write_text(apt_conf_text(self.root, self.keyring))
+        self.conf.write_text(apt_conf_text(self.root, self.keyring, self.allow_expired_release))
+
+    def sources_text(self) -> str:
+        return sources_list_text(self.release, self.mirrors, self.keyring)
+
+    def configured(self) -> bool:
+        """Whether the folder's sources and configuration are what this object would write
+        (a changed archive address or expiry rule needs a new ``update``)."""
+        try:
+            return ((self.root / "etc" / "sources.list").read_text() == self.sources_text()
+                    and self.conf.read_text() == apt_conf_text(self.root, self.keyring,
+                                                               self.allow_expired_release))
+        except OSError:
+            return False
+
+    def expired_releases(self, now: float | None = None) -> list[tuple[str, float]]:
+        """(list file, Valid-Until) of every fetched Release past its Valid-Until."""
+        now = time.time() if now is None else now
+        out = []
+        for f in sorted((self.root / "state" / "lists").glob("*Release")):
+            until = release_valid_until(f.read_text(errors="replace"))
+            if until is not None and until < now:
+                out.append((f.name, until))
+        return out
 
     def check_keyring(self) -> None:
         """Fail early, and clearly, if the keyring has no keys of this release."""
-        if not shutil.which("gpg"):
-            return  # apt's own signature check still runs in update()
+        if not shutil.which("gpg") or RELEASES[self.release] is None:
+            # no gpg, or a rolling release (sid is signed with the keys of the current
+            # releases, named after them): apt's own signature check still runs in update()
+            return
         proc = subprocess.run(["gpg", "--show-keys", "--with-colons", str(self.keyring)],
                               capture_output=True, text=True)
         if proc.returncode == 0 and self.release not in keyring_releases(proc.stdout):
@@ -316,11 +444,30 @@ class PrivateApt:
         return [tool, "-c", str(self.conf), *args]
 
     def update(self) -> float:
-        """``apt-get update`` of the private lists; returns its wall time."""
+        """``apt-get update`` of the private lists; returns its wall time. An expired
+        Release accepted on purpose is said, with its date; a derived security archive
+        that fails is named with the way to give it."""
         self.write_config()
         self.check_keyring()
-        return run_step(f"apt-get update (private {self.release})",
-                        self._apt("apt-get", "update", "--error-on=any"), self.log)
+        try:
+            seconds = run_step(f"apt-get update (private {self.release})",
+                               self._apt("apt-get", "update", "--error-on=any"), self.log)
+        except BuildError as e:
+            if self.derived_security:
+                raise BuildError(f"{e}\n(the security archive {self.mirrors.security} was derived from "
+                                 f"the main archive {self.mirrors.main}: if it is not there, "
+                                 f"{NO_SECURITY_HINT})") from None
+            if not self.allow_expired_release and "is not valid yet" not in str(e) and "expired" in tail_text(self.log):
+                raise BuildError(f"{e}\n(an expired Release: a frozen archive copy or snapshot; a stack accepts "
+                                 "it only when its definition or its snapshot address says so)") from None
+            raise
+        if self.allow_expired_release:
+            for name, until in self.expired_releases():
+                days = (time.time() - until) / 86400
+                say(f"private apt {self.release}: {name} expired "
+                    f"{time.strftime('%Y-%m-%d', time.gmtime(until))} ({days:.0f} days ago), accepted on purpose"
+                    f"{': ' + self.why_expired_ok if self.why_expired_ok else ''}; its signature was checked")
+        return seconds
 
     def _ensure_lists(self) -> None:
         if not self.conf.exists() or not any((self.root / "state" / "lists").glob("*_Packages*")):
@@ -352,13 +499,19 @@ class PrivateApt:
         return rows
 
     def versions(self, package: str, source: bool = False) -> list[str]:
-        """Binary (or, with ``source``, source) versions of ``package`` in the archive."""
+        """Binary (or, with ``source``, source) versions of ``package`` in the archive,
+        newest first."""
         kind = "Sources" if source else "Packages"
-        seen: list[str] = []
-        for version, where in self.madison(package):
-            if where.endswith(kind) and version not in seen:
-                seen.append(version)
-        return seen
+        return newest_first([version for version, where in self.madison(package) if where.endswith(kind)])
+
+    def source_fetchable(self, package: str, version: str) -> bool:
+        """Whether the archive really serves ``package``'s source ``version``: its ``.dsc``
+        downloads (an archive copy can list a source in ``Sources`` whose files it lacks)."""
+        with tempfile.TemporaryDirectory(prefix="dsc-", dir=self.root) as tmp:
+            proc = subprocess.run(self._apt("apt-get", "source", "--only-source", "--download-only",
+                                            "--dsc-only", f"{package}={version}"),
+                                  cwd=tmp, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            return proc.returncode == 0 and any(Path(tmp).glob("*.dsc"))
 
     def _require(self, package: str, version: str, source: bool = False) -> None:
         have = self.versions(package, source)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from harness.artifacts.steps import run_step
-from harness.errors import MissingDependency
+from harness.errors import BuildError, MissingDependency
 
 # Host tools the build needs, and the Debian package that provides each.
 TOOL_PACKAGES = {
@@ -72,3 +72,11 @@ def installed_version(package: str) -> str | None:
 
 def extract(deb: Path, dest: Path, log: Path) -> None:
     run_step(f"unpack {deb.name}", ["dpkg-deb", "-x", deb, dest], log, quiet=True)
+
+
+def control_field(deb: Path, field: str) -> str:
+    """One field of a ``.deb``'s control file (``dpkg-deb -f``; empty when absent)."""
+    proc = subprocess.run(["dpkg-deb", "-f", str(deb), field], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"dpkg-deb -f {deb.name} {field}: {proc.stderr.strip()}")
+    return proc.stdout.strip()

@@ -87,12 +87,28 @@ def release_of(package: str) -> str:
     return package.removeprefix("linux-image-")
 
 
+def split_parts(depends: str, release: str, version: str) -> list[str]:
+    """The packages a split kernel image depends on at exactly its version
+    (``linux-binary-<release> (= <version>)`` ...); empty for a classic image package."""
+    parts = []
+    for clause in depends.replace("\n", " ").split(","):
+        first = clause.split("|")[0].strip()
+        name, _, rest = first.partition(" ")
+        if name.endswith(f"-{release}") and name.startswith("linux-") and f"= {version}" in rest:
+            parts.append(name)
+    return parts
+
+
 def build_guest_kernel(package: str, version: str, download: Callable[[str, str, Path], Path]) -> GuestKernel:
     """Download and unpack the kernel ``.deb`` into the cache (once per version).
 
     ``download(package, version, dest)`` fetches the ``.deb`` (the stack's private apt).
     Debian 13 is usrmerged: its modules live under ``usr/lib/modules``; they are moved to
-    ``lib/modules`` so every stack's kernel has one layout.
+    ``lib/modules`` so every stack's kernel has one layout. Debian unstable's kernel 7.2
+    split the image package: ``linux-image-<release>`` is empty and depends on
+    ``linux-binary-<release>`` (the ``vmlinuz``, under ``usr/lib/modules/<release>/``),
+    ``linux-modules-<release>`` and ``linux-base-<release>`` (``config``, ``modules.builtin``)
+    at the same version; those are fetched too and the kernel and config put in ``boot/``.
     """
     debian.require_tools(["dpkg-deb", "depmod"])
     release = release_of(package)
@@ -101,11 +117,18 @@ def build_guest_kernel(package: str, version: str, download: Callable[[str, str,
     def build(out: Path, log: Path) -> None:
         deb = download(package, version, out / "deb")
         debian.extract(deb, out, log)
+        for part in split_parts(debian.control_field(deb, "Depends"), release, version):
+            debian.extract(download(part, version, out / "deb"), out, log)
         shutil.rmtree(out / "deb")
         merged = out / "usr" / "lib" / "modules"
         if merged.is_dir() and not (out / "lib" / "modules").exists():
             (out / "lib").mkdir(exist_ok=True)
             merged.rename(out / "lib" / "modules")
+        moddir = out / "lib" / "modules" / release
+        for name in ("vmlinuz", "config", "System.map"):   # the split packages' places
+            if (moddir / name).is_file() and not (out / "boot" / f"{name}-{release}").exists():
+                (out / "boot").mkdir(exist_ok=True)
+                (moddir / name).rename(out / "boot" / f"{name}-{release}")
         _decompress_modules(out / "lib" / "modules" / release)
         run_step("depmod", [debian.tool_path("depmod"), "-b", out, release], log, quiet=True)
 

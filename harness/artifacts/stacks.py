@@ -2,9 +2,19 @@
 independent of the host's distribution.
 
 ``bookworm`` is the RFC-era stack (Linux 6.1 cloud kernel, QEMU 7.2); ``trixie`` is
-today's Debian stable (Linux 6.12, QEMU 10.0). Each stack's packages come through a
-private apt configuration of its own release kept in the cache (``apt.py``), never
-through the host's sources; the host's apt only installs host tools.
+today's Debian stable (Linux 6.12, QEMU 10.0); ``sid`` is Debian unstable, today's
+kernel and QEMU in packages. Each stack's packages come through a private apt
+configuration of its own release kept in the cache (``apt.py``), never through the
+host's sources; the host's apt only installs host tools.
+
+Archive addresses: the host's own by default; ``BALLOON_HARNESS_MIRROR`` and
+``BALLOON_HARNESS_SECURITY_MIRROR`` (``build --mirror/--security-mirror``) replace
+them for every stack; a snapshot archive address (``Stack.snapshot``, or
+``BALLOON_HARNESS_SNAPSHOT_<STACK>``, ``build --snapshot STACK=URL``) pins one stack
+to a frozen copy of its release, which is how a moving release (sid) is held still.
+A snapshot's Release is expired by nature, so a stack on a snapshot accepts that, as
+does a stack whose definition says so (``allow_expired_release``); the harness says
+when it does, and apt still checks the signatures.
 
 The exact versions are pinned in a lock file (``stacks.lock``, JSON): ``build`` takes
 them, ``build --update`` resolves the newest ones and rewrites it. When the archive no
@@ -24,12 +34,13 @@ from typing import Optional
 
 from harness.arch import KERNEL_META_PACKAGE
 from harness.artifacts import cache
-from harness.artifacts.apt import PrivateApt
+from harness.artifacts.apt import MIRROR_ENV, SECURITY_MIRROR_ENV, PrivateApt
 from harness.artifacts.steps import say
 from harness.errors import BuildError, ConfigError
 from harness.resources import CHECKOUT, data_dir
 
 LOCK_NAME = "stacks.lock"
+SNAPSHOT_ENV_PREFIX = "BALLOON_HARNESS_SNAPSHOT_"
 LISTS_MAX_AGE = 24 * 3600    # refresh a stack's package lists when older than a day
 QEMU_SOURCE = "qemu"
 
@@ -45,6 +56,20 @@ class Stack:
     qemu_patches: str               # the RFC port for this QEMU
     meson: Optional[str] = None     # meson from PyPI for QEMU's configure (None: the host's)
     description: str = ""
+    # Whether an expired Release is acceptable, and why (sid: the archive this harness
+    # meets may be a frozen copy whose sid Release is weeks old; the packages in it are
+    # still signed, and pins in stacks.lock say exactly which were used).
+    allow_expired_release: bool = False
+    expired_reason: str = ""
+    snapshot: Optional[str] = None  # a snapshot archive address (main archive) pinning the release
+
+    @property
+    def snapshot_env(self) -> str:
+        return f"{SNAPSHOT_ENV_PREFIX}{self.name.upper()}"
+
+    def archive_snapshot(self) -> Optional[str]:
+        """The snapshot address in use: the environment's, else the definition's."""
+        return os.environ.get(self.snapshot_env) or self.snapshot
 
     @property
     def guest_patch_dir(self) -> Path:
@@ -60,6 +85,12 @@ STACKS: dict[str, Stack] = {
                       description="Debian 12: Linux 6.1 cloud kernel, QEMU 7.2 (the RFC-era stack)"),
     "trixie": Stack("trixie", "trixie", "linux-source-6.12", "trixie", "trixie", meson="1.5.0",
                     description="Debian 13: Linux 6.12 cloud kernel, QEMU 10.0"),
+    "sid": Stack("sid", "sid", "linux-source-7.2", "sid", "sid", meson="1.5.0",
+                 description="Debian unstable: Linux 7.2 cloud kernel, the newest QEMU whose source "
+                             "the archive serves",
+                 allow_expired_release=True,
+                 expired_reason="stack sid accepts it (a moving release, often reached through a "
+                                "frozen archive copy; stacks.lock pins the exact versions used)"),
 }
 DEFAULT_STACK = "bookworm"
 
@@ -127,12 +158,30 @@ def write_lock(pins: dict[str, Pins], path: Optional[Path] = None) -> Path:
     return path
 
 
+def stack_apt(stack: Stack) -> PrivateApt:
+    """The stack's private apt, its archive addresses from (first wins) the stack's
+    snapshot (environment, then definition), the environment's mirrors, the host's sources."""
+    snapshot = stack.archive_snapshot()
+    mirror = snapshot or os.environ.get(MIRROR_ENV) or None
+    security = os.environ.get(SECURITY_MIRROR_ENV) or None
+    if snapshot:
+        security = None   # the snapshot's own security archive, derived from its address
+        reason = f"stack {stack.name} is pinned to the snapshot {snapshot}, frozen by design"
+    else:
+        reason = stack.expired_reason
+    return PrivateApt(stack.release, cache.cache_root() / "apt" / stack.release, mirror=mirror,
+                      security_mirror=security,
+                      allow_expired_release=stack.allow_expired_release or bool(snapshot),
+                      why_expired_ok=reason)
+
+
 def private_apt(stack: Stack) -> PrivateApt:
-    """The stack's apt, its package lists refreshed when missing or older than a day."""
-    apt = PrivateApt(stack.release, cache.cache_root() / "apt" / stack.release)
+    """The stack's apt, its package lists refreshed when missing, older than a day, or
+    configured for other archives than now."""
+    apt = stack_apt(stack)
     lists = apt.root / "state" / "lists"
     newest = max((p.stat().st_mtime for p in lists.glob("*_Packages*")), default=0.0)
-    if time.time() - newest > LISTS_MAX_AGE:
+    if time.time() - newest > LISTS_MAX_AGE or not apt.configured():
         apt.update()
     return apt
 
@@ -152,7 +201,25 @@ def resolve_pins(stack: Stack, apt: PrivateApt) -> Pins:
     qemu = apt.versions(QEMU_SOURCE, source=True)
     if not qemu:
         raise BuildError(f"Debian {stack.release} has no source package {QEMU_SOURCE}")
-    return Pins(kernel.package, kernel.version, source_version, headers, kernel.version, qemu[0])
+    return Pins(kernel.package, kernel.version, source_version, headers, kernel.version,
+                _fetchable_source(stack, apt, QEMU_SOURCE, qemu))
+
+
+def _fetchable_source(stack: Stack, apt: PrivateApt, package: str, versions: list[str]) -> str:
+    """The newest of ``versions`` whose source the archive really serves. A copy of the
+    archive can list a source in ``Sources`` whose files its pool lacks (this project's
+    machine: sid lists QEMU 11.1 and serves only 10.2's files); that is said, not hidden."""
+    skipped: list[str] = []
+    for version in versions:
+        if apt.source_fetchable(package, version):
+            if skipped:
+                say(f"stack {stack.name}: Debian {stack.release} lists {package} {', '.join(skipped)} but the "
+                    f"archive ({apt.mirrors.main}) serves no source files for it: took {version}, the newest "
+                    f"it serves")
+            return version
+        skipped.append(version)
+    raise BuildError(f"Debian {stack.release} lists {package} {', '.join(versions)}, but the archive "
+                     f"({apt.mirrors.main}) serves the source files of none of them")
 
 
 def _check_available(stack: Stack, apt: PrivateApt, pins: Pins) -> None:

@@ -131,7 +131,10 @@ def check_stacks() -> list[Check]:
         pinned = (f"kernel {pins.kernel_version}, QEMU {pins.qemu_source_version} (pinned in {lock_path()})"
                   if pins else "not pinned yet (the first build pins it)")
         state = "built" if name in built else f"not built (`balloon-harness build --stack {name}`)"
-        checks.append(Check("ok", f"stack {name}", f"{stack.description}: {pinned}; {state}"))
+        snapshot = stack.archive_snapshot()
+        archive = (f"; snapshot archive {snapshot} (expired Release accepted)" if snapshot
+                   else "; an expired Release is accepted" if stack.allow_expired_release else "")
+        checks.append(Check("ok", f"stack {name}", f"{stack.description}: {pinned}; {state}{archive}"))
     return checks
 
 

@@ -159,8 +159,25 @@ def print_report(out: Path, wide: bool = False) -> None:
     print(report_text(out, wide=wide))
 
 
+def archive_options(args: argparse.Namespace) -> None:
+    """--mirror, --security-mirror, --snapshot STACK=URL: handed to the stacks' private apt
+    through the environment variables it reads (the same a user may set instead)."""
+    from harness.artifacts.apt import MIRROR_ENV, SECURITY_MIRROR_ENV
+    from harness.artifacts.stacks import get_stack
+    if args.mirror:
+        os.environ[MIRROR_ENV] = args.mirror
+    if args.security_mirror:
+        os.environ[SECURITY_MIRROR_ENV] = args.security_mirror
+    for item in args.snapshot or []:
+        name, sep, url = item.partition("=")
+        if not sep or not url:
+            raise HarnessError(f"--snapshot {item!r}: give STACK=URL, e.g. sid=<snapshot>/archive/debian/<time>")
+        os.environ[get_stack(name).snapshot_env] = url
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from harness.artifacts import STACKS, build_all
+    archive_options(args)
     stacks = list(STACKS) if args.all_stacks else (args.stack or None)
     arts = build_all(stacks, update=args.update)
     print(f"manifest: {arts.manifest}")
@@ -203,10 +220,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="build or fetch guest kernels, images, QEMUs into the cache")
     b.add_argument("--stack", action="append", metavar="NAME",
                    help="a guest stack to build (bookworm: Linux 6.1 + QEMU 7.2, the default; trixie: "
-                        "Linux 6.12 + QEMU 10.0); repeatable")
+                        "Linux 6.12 + QEMU 10.0; sid: Linux 7.2 + the newest QEMU the archive serves); "
+                        "repeatable")
     b.add_argument("--all-stacks", action="store_true", help="build every guest stack")
     b.add_argument("--update", action="store_true",
                    help="resolve the newest versions of the stacks' packages and rewrite stacks.lock")
+    b.add_argument("--mirror", metavar="URL",
+                   help="Debian main archive for every stack (default: the host's apt sources; "
+                        "env BALLOON_HARNESS_MIRROR)")
+    b.add_argument("--security-mirror", metavar="URL",
+                   help="Debian security archive (default: the host's, else derived from the main one: "
+                        ".../debian -> .../debian-security; env BALLOON_HARNESS_SECURITY_MIRROR)")
+    b.add_argument("--snapshot", action="append", metavar="STACK=URL",
+                   help="pin a stack to a snapshot archive (its main archive address, e.g. "
+                        ".../archive/debian/20261101T000000Z); its expired Release is accepted; "
+                        "env BALLOON_HARNESS_SNAPSHOT_<STACK>; repeatable")
     b.set_defaults(func=_cmd_build)
     r = sub.add_parser("run", help="run a scenario file")
     r.add_argument("scenario", help="a scenario TOML file (see scenarios/)")

@@ -303,7 +303,7 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings)
         value = getattr(arm, key)
         if not value.strip():
             t.fail(t.key(key), "must not be empty")
-        choices = (*BUILD_CHOICES, *(design_series(folder) if arm.stack == DEFAULT_STACK else {}))
+        choices = (*BUILD_CHOICES, *design_series(folder))   # the designs this stack has ports of
         if value not in choices and not Path(value).exists():
             t.fail(t.key(key), f"must be one of {', '.join(choices)} or an existing path, got {value!r}")
     t.finish()
