@@ -13,8 +13,14 @@ import pytest
 
 pytestmark = pytest.mark.build  # builds a wheel and a venv: half a minute, kept out of test-fast
 REPO = Path(__file__).resolve().parents[1]
-SKIP = shutil.ignore_patterns(".git", ".venv", "results", "build", "dist", "*.egg-info", "__pycache__",
-                              ".pytest_cache", ".mypy_cache", ".ruff_cache")
+_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache",
+                                   ".ruff_cache")
+_AT_THE_TOP = {"results", "build", "dist"}   # the work tree's own folders: harness/results/ is code
+
+
+def SKIP(folder: str, names: list[str]) -> set[str]:
+    top = _AT_THE_TOP & set(names) if Path(folder) == REPO else set()
+    return set(_ANYWHERE(folder, names)) | top
 
 
 @pytest.fixture(scope="module")
