@@ -101,7 +101,7 @@ def qemu_flags(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bh-qemu-flags-", dir="/var/tmp") as tmp:
         tree = Path(tmp) / "src"
         shutil.copytree(src, tree, symlinks=True)
-        write_device_config(tree)
+        write_device_config(tree, src.name.removeprefix("qemu-"))
         for label, flags in (("before issue 22", FLAGS_BEFORE), ("now", CONFIGURE_FLAGS)):
             build = Path(tmp) / label.replace(" ", "-")
             build.mkdir()

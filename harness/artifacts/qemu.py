@@ -36,6 +36,10 @@ SOURCE_PACKAGE = "qemu"
 # virtio-rng, which seeds the guest's RNG at boot (harness.vm.spec.MachineSpec.entropy).
 DEVICES = ("Q35", "I440FX", "SERIAL_ISA", "VIRTIO_PCI", "VIRTIO_NET", "VIRTIO_BALLOON", "VIRTIO_MEM",
            "VIRTIO_RNG")
+# Devices a QEMU release needs beside those, to link at all. 10.2's ACPI table builder (Q35
+# selects ACPI_CXL) calls into hw/cxl, which --without-default-devices leaves out: the link
+# fails on cxl_fmws_get_all_sorted unless CXL itself is built.
+DEVICES_SINCE = (((10, 2), ("CXL",)),)
 DEVICE_CONFIG = "balloon-harness"
 # Features: none by default, then what a run needs: KVM (the accelerator probe, and KVM
 # hosts), TCG (on by default in every QEMU: enabled, not auto), slirp for `-netdev user`
@@ -113,12 +117,27 @@ def source_tree(src: cache.Artifact) -> Path:
     return trees[0]
 
 
-def write_device_config(tree: Path) -> Path:
-    """The device config ``--with-devices-<arch>`` names: :data:`DEVICES`, nothing else
-    (``--without-default-devices`` makes QEMU's Kconfig start from none)."""
+def upstream_version(version: str) -> tuple[int, int]:
+    """(major, minor) of a Debian QEMU source version: ``1:10.2.2+ds-1`` -> (10, 2)."""
+    parts = version.split(":")[-1].split("+")[0].split("-")[0].split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+def devices_for(version: str) -> tuple[str, ...]:
+    """:data:`DEVICES`, plus what this QEMU release needs to link (:data:`DEVICES_SINCE`)."""
+    extra = [d for since, devices in DEVICES_SINCE if upstream_version(version) >= since for d in devices]
+    return (*DEVICES, *extra)
+
+
+def write_device_config(tree: Path, version: str = "") -> Path:
+    """The device config ``--with-devices-<arch>`` names: :func:`devices_for` ``version``,
+    nothing else (``--without-default-devices`` makes QEMU's Kconfig start from none)."""
     path = tree / "configs" / "devices" / QEMU_TARGET / f"{DEVICE_CONFIG}.mak"
     path.write_text("# balloon-harness: the devices its guests and checkers use (harness/artifacts/qemu.py)\n"
-                    + "".join(f"CONFIG_{d}=y\n" for d in DEVICES))
+                    + "".join(f"CONFIG_{d}=y\n" for d in devices_for(version)))
     return path
 
 
@@ -134,8 +153,9 @@ def build_tree(version: str, fetch: Optional[Callable[[str], cache.Artifact]] = 
     The tree is a work area (variants patch and revert it), so its entry is mutable: the
     cache does not verify its files. About 1 GB per source version.
     """
-    inputs = {"source": [SOURCE_PACKAGE, version], "configure": list(CONFIGURE_FLAGS), "devices": list(DEVICES),
-              "cc": _compiler(), "meson": meson or debian.installed_version("meson"), "layout": 1}
+    inputs = {"source": [SOURCE_PACKAGE, version], "configure": list(CONFIGURE_FLAGS),
+              "devices": list(devices_for(version)), "cc": _compiler(),
+              "meson": meson or debian.installed_version("meson"), "layout": 1}
     found = cache.lookup("qemu-tree", inputs)
     if found:
         return found
@@ -145,7 +165,7 @@ def build_tree(version: str, fetch: Optional[Callable[[str], cache.Artifact]] = 
         tree = out / "src"
         say(f"copying QEMU {version} source tree")
         shutil.copytree(source_tree(src), tree, symlinks=True)
-        write_device_config(tree)
+        write_device_config(tree, version)
         builddir = out / "build"
         builddir.mkdir()
         python = [f"--python={meson_python(meson)}"] if meson else []
@@ -169,7 +189,7 @@ def build_qemu_variant(label: str, series: Optional[Series], version: str,
     """
     _require_build_depends()
     inputs = {"source": [SOURCE_PACKAGE, version], "patches": series.hashes() if series else {},
-              "configure": list(CONFIGURE_FLAGS), "devices": list(DEVICES), "cc": _compiler(),
+              "configure": list(CONFIGURE_FLAGS), "devices": list(devices_for(version)), "cc": _compiler(),
               "meson": meson or debian.installed_version("meson")}
     found = cache.lookup("qemu", inputs)
     if found:
