@@ -161,6 +161,16 @@ def test_ctrl_c_with_jobs_stops_the_running_guests_and_starts_no_more(scenario, 
     live = LiveGuest()
     monkeypatch.setattr(machine, "_live", {live})
     monkeypatch.setattr(runner, "execute_run", execute)
+    # Python's own SIGINT handler: a job started in the background (CI's `.ci/run &`) inherits
+    # SIGINT ignored, and then no KeyboardInterrupt would ever come
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_with_jobs(scenario, tmp_path, started, guest_stopped)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_with_jobs(scenario, tmp_path, started, guest_stopped) -> None:
     store = ResultsStore(tmp_path / "out")
     with pytest.raises(KeyboardInterrupt):
         run_scenario(scenario, None, store, jobs=2)
