@@ -37,9 +37,9 @@ SOURCE_PACKAGE = "qemu"
 DEVICES = ("Q35", "I440FX", "SERIAL_ISA", "VIRTIO_PCI", "VIRTIO_NET", "VIRTIO_BALLOON", "VIRTIO_MEM",
            "VIRTIO_RNG")
 # Devices a QEMU release needs beside those, to link at all. 10.2's ACPI table builder (Q35
-# selects ACPI_CXL) calls into hw/cxl, which --without-default-devices leaves out: the link
-# fails on cxl_fmws_get_all_sorted unless CXL itself is built.
-DEVICES_SINCE = (((10, 2), ("CXL",)),)
+# selects ACPI_CXL) calls cxl_fmws_get_all_sorted, which only hw/cxl has (its stubs lack it):
+# the link fails unless CXL is built, and CXL depends on the PCI expander bridge (PXB).
+DEVICES_SINCE = (((10, 2), ("PXB", "CXL")),)
 DEVICE_CONFIG = "balloon-harness"
 # Features: none by default, then what a run needs: KVM (the accelerator probe, and KVM
 # hosts), TCG (on by default in every QEMU: enabled, not auto), slirp for `-netdev user`
