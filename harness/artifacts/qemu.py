@@ -39,8 +39,8 @@ DEVICES = ("Q35", "I440FX", "SERIAL_ISA", "VIRTIO_PCI", "VIRTIO_NET", "VIRTIO_BA
 # Devices a QEMU release needs beside those, to link at all. 10.2's ACPI table builder (Q35
 # selects ACPI_CXL) calls cxl_fmws_get_all_sorted, which only hw/cxl has (its stubs lack it):
 # the link fails unless CXL is built, with the PCI expander bridge (PXB) it depends on and
-# the CXL memory device whose helpers hw/cxl calls.
-DEVICES_SINCE = (((10, 2), ("PXB", "CXL", "CXL_MEM_DEVICE")),)
+# the CXL memory device whose helpers hw/cxl calls, and the PCIe root port its cxl-rp extends.
+DEVICES_SINCE = (((10, 2), ("PXB", "CXL", "CXL_MEM_DEVICE", "PCIE_PORT")),)
 DEVICE_CONFIG = "balloon-harness"
 # Features: none by default, then what a run needs: KVM (the accelerator probe, and KVM
 # hosts), TCG (on by default in every QEMU: enabled, not auto), slirp for `-netdev user`
