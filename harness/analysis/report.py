@@ -169,7 +169,8 @@ def legend(table: HeadlineTable, width: int = 100) -> str:
         out.append(f"{head}: {m.meaning}" + (f" [{m.unit}]" if m.unit else "")
                    + (f"; {m.better} is better" if m.better else ""))
     if table.reference:
-        out.append("RFC before/after kB: the RFC's own figures (host /proc/meminfo AnonHugePages), "
+        which = "RFC before/after kB" if "RFC before kB" in table.header else "RFC kB (after)"
+        out.append(f"{which}: the RFC's own figures (host /proc/meminfo AnonHugePages), "
                    "from the scenario's [reference] tables, beside each arm's last step.")
     if table.flagged:
         out.append(f"{SHORT_FLAG} ratio earned by stopping short: the arm returned less memory than asked "
