@@ -17,7 +17,6 @@ folder (``arm-r<rep>``), so ``report``, ``compare`` and ``check`` read them as u
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,6 @@ from harness.results.metrics import MOVE_KINDS
 
 DEFAULT_QUESTION_METRIC = "thp_lost_per_ballooned_mib"
 OPEN = (UNDECIDED, N_TOO_SMALL)
-_RUN_ID = re.compile(r"^(?P<arm>.+)-r(?P<rep>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -77,9 +75,9 @@ def attempted_reps(path: Path) -> dict[str, int]:
     out: dict[str, int] = {}
     runs = layout.runs_dir(path)
     for d in runs.iterdir() if runs.is_dir() else ():
-        m = _RUN_ID.match(d.name)
-        if m and d.is_dir():
-            out[m["arm"]] = max(out.get(m["arm"], 0), int(m["rep"]))
+        parsed = layout.parse_run_id(d.name)
+        if parsed and d.is_dir():
+            out[parsed[0]] = max(out.get(parsed[0], 0), parsed[1])
     return out
 
 

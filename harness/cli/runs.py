@@ -145,7 +145,7 @@ def _until_decided(req: RunRequest, scenario, artifacts, store, jobs: int) -> li
     failed: list[str] = []
 
     def run_more(more: dict[str, int]) -> None:
-        wanted = {f"{arm}-r{rep}" for arm, rep in more.items()}
+        wanted = {layout.run_id(arm, rep) for arm, rep in more.items()}
         failed.extend(run_scenario(with_repetitions(scenario, max(more.values())), artifacts, store, jobs=jobs,
                                    resume=True, run_ids=wanted))
 

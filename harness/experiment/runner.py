@@ -100,7 +100,7 @@ def plan(scenario: Scenario, shard: Optional[Shard] = None) -> list[PlannedRun]:
     With a shard, a deterministic share of that order (round robin), so all N shards
     together are the whole plan on any number of hosts, each run exactly once.
     """
-    runs = [PlannedRun(arm, rep, f"{arm.name}-r{rep}")
+    runs = [PlannedRun(arm, rep, layout.run_id(arm.name, rep))
             for rep in range(1, scenario.repetitions + 1) for arm in scenario.arms]
     if shard is None:
         return runs

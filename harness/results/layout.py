@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 METADATA = "metadata.json"
 SCENARIO = "scenario.toml"
@@ -31,6 +32,17 @@ PARTIAL_SUMMARY = "partial-summary.csv"
 PARTIAL_SAMPLES = "partial-samples.csv"
 PARTIAL_MOVES = "partial-moves.json"
 FRAMES = "frames.parquet"
+
+
+def run_id(arm: str, rep: int) -> str:
+    """A run's id, and its folder's name: ``<arm>-r<rep>`` (the one place that says so)."""
+    return f"{arm}-r{rep}"
+
+
+def parse_run_id(run: str) -> Optional[tuple[str, int]]:
+    """(arm, rep) of a run id, None when it is not one."""
+    arm, sep, rep = run.rpartition("-r")
+    return (arm, int(rep)) if sep and arm and rep.isdigit() else None
 
 
 def runs_dir(folder: Path) -> Path:
