@@ -1,6 +1,6 @@
 # balloon-harness: every target bootstraps what it needs and skips what is done.
 #   make test        system packages, venv, build (cached), all tests (boots guests)
-#   make test-fast   only the tests that boot no guest and build nothing (< 1 min)
+#   make test-fast   only the tests that boot no guest and build nothing (< 45 s)
 #   make test-slow   the long checks make test leaves out (Debian 13 host path, design matrix)
 #   make lint        ruff, mypy and the import layers (import-linter)
 #   make reproduce   the RFC experiment, printed as a table
@@ -39,8 +39,11 @@ test-slow: build
 	@$(PY) -m pytest -m slow; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-slow: pytest ran no test" >&2; exit 1; fi; exit $$rc
 
+# Four workers on any machine: most of these tests wait (sockets, sleeps, subprocesses),
+# so four overlap well even on 2 cores (pytest-xdist; FAST_WORKERS=0 runs them in one process).
+FAST_WORKERS ?= 4
 test-fast: venv
-	@$(PY) -m pytest -m "not vm and not build"; rc=$$?; \
+	@$(PY) -m pytest -m "not vm and not build" -n $(FAST_WORKERS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest ran no test" >&2; exit 1; fi; exit $$rc
 
 # ruff (style, imports, bugs), mypy (types) and import-linter (the layers of harness/:
