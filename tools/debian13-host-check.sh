@@ -4,6 +4,9 @@
 #
 #   tools/debian13-host-check.sh           # reuses the root when it is complete
 #   tools/debian13-host-check.sh --fresh   # deletes the root first (a cold start: 20-40 min)
+#   tools/debian13-host-check.sh --release bookworm --fresh --make-reproduce
+#       # a fresh Debian 12 machine as a new user meets it: the timed phase is the README's
+#       # `make reproduce` alone (system packages, venv, build, the RFC table), from nothing
 #
 # Phases, each timed: debootstrap (the root, once; its apt sources, CA bundle and pip
 # settings every time), prepare (apt-get update; make git python3 sudo ca-certificates;
@@ -13,6 +16,12 @@
 # phase, `phase=NAME status=ok|failed seconds=N`, the run's table, and exits non-zero
 # naming the phase that failed. /proc, /sys, /dev and /dev/pts are bound into the root
 # only while it runs and are always unmounted, whatever happens (checked at the end).
+#
+# --release NAME picks the Debian release of the root (default trixie; its root is
+# debian13-root, bookworm's debian12-root). --make-reproduce replaces the bootstrap, build
+# and run phases by `make bootstrap`, `make build` and `make reproduce` in the fresh copy
+# with an empty harness cache: their sum is `make reproduce` from nothing, the "fresh
+# machine to the RFC table" figure of issue 22.
 #
 # Needs root and an apt-based host (it installs debootstrap when missing). The archive
 # mirrors are the host's own (its apt sources): no archive host is named here. The root
@@ -36,23 +45,34 @@ ROOT_RESULTS=/root/res
 PREFIX="[debian13-host-check]"
 
 FRESH=0
-for arg in "$@"; do
-  case "$arg" in
+MAKE_REPRODUCE=0
+while [ $# -gt 0 ]; do
+  case "$1" in
     --fresh) FRESH=1 ;;
+    --make-reproduce) MAKE_REPRODUCE=1 ;;
+    --release) shift; RELEASE=${1:-} ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "$PREFIX unknown argument: $arg (see --help)" >&2; exit 2 ;;
+    *) echo "$PREFIX unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
+  shift
 done
+case "$RELEASE" in
+  trixie) ROOT_NAME=debian13 ;;
+  bookworm) ROOT_NAME=debian12 ;;
+  *) echo "$PREFIX --release: bookworm or trixie, got '${RELEASE}'" >&2; exit 2 ;;
+esac
+PREFIX="[${ROOT_NAME}-host-check]"
 
 say() { echo "$PREFIX $*"; }
 die() { echo "$PREFIX $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot and bind mounts): run it with sudo"
 command -v apt-get >/dev/null || die "not an apt-based host: this check debootstraps Debian 13 with the host's apt sources"
+LOGS=$CACHE/${ROOT_NAME}-logs
 mkdir -p "$CACHE" "$LOGS"
 CACHE=$(cd "$CACHE" && pwd -P)
-ROOT=$CACHE/debian13-root
-LOGS=$CACHE/debian13-logs
+ROOT=$CACHE/${ROOT_NAME}-root
+LOGS=$CACHE/${ROOT_NAME}-logs
 MARK=$ROOT/.balloon-harness-debootstrap-complete
 
 # ------------------------------------------------------------------ mounts and clean-up
@@ -348,6 +368,16 @@ do_build() {
   in_root "cd $ROOT_REPO && .venv/bin/balloon-harness build" 2>&1 | tee "$LOGS/build.log"
 }
 
+# The README's first command as a new user types it, from nothing: system packages, the
+# venv, the build of the default stack, the RFC's runs and the table.
+do_make_build() {
+  in_root "cd $ROOT_REPO && make build" 2>&1 | tee "$LOGS/build.log"
+}
+
+do_reproduce() {
+  in_root "cd $ROOT_REPO && make reproduce" 2>&1 | tee "$LOGS/reproduce.log"
+}
+
 do_run() {
   in_root "cd $ROOT_REPO && .venv/bin/balloon-harness run $ROOT_SCENARIO --reps 1 --out $ROOT_RESULTS" 2>&1 \
     | tee "$LOGS/run.log"
@@ -363,9 +393,18 @@ for d in /proc /sys /dev /dev/pts; do
 done
 say "bound /proc /sys /dev /dev/pts into the root"
 phase prepare do_prepare
-phase bootstrap do_bootstrap
-phase build do_build
-phase run do_run
+if [ "$MAKE_REPRODUCE" = 1 ]; then
+  in_root "rm -rf /root/.cache/balloon-harness"   # a fresh machine has no harness cache
+  # `make reproduce` is bootstrap, then build, then the runs: timed as three phases (each
+  # make target skips what the one before did), their sum is the fresh-machine figure.
+  phase bootstrap do_bootstrap
+  phase build do_make_build
+  phase reproduce do_reproduce
+else
+  phase bootstrap do_bootstrap
+  phase build do_build
+  phase run do_run
+fi
 
 say "results: $ROOT$ROOT_RESULTS"
 for name in "${ORDER[@]}"; do
