@@ -73,7 +73,7 @@ def write_frame_maps(out: Path, plots_dir: Path, arm_order: Optional[list[str]] 
             log.warning("%s: unreadable (%s)", f, e)
             continue
         paths.append(draw([(run_id, df)], plots_dir / f"frames-{run_id}.png"))
-        firsts.setdefault(run_id.rsplit("-r", 1)[0], (run_id, df))
+        firsts.setdefault((layout.parse_run_id(run_id) or (run_id,))[0], (run_id, df))
     if firsts:
         order = [a for a in (arm_order or []) if a in firsts] + [a for a in firsts if a not in (arm_order or [])]
         paths.append(draw([firsts[a] for a in order], plots_dir / "frames_by_arm.png"))

@@ -76,7 +76,7 @@ def shortfall_note(ev: Evidence, t: Table, arms: list[str]) -> Optional[str]:
     for arm in arms:
         runs = len(ev.rows(t.scenario, t.step, arm))
         if f.planned and runs < f.planned:
-            failed = [r for r in f.failed if r.rsplit("-r", 1)[0] == arm]
+            failed = [r for r in f.failed if (layout.parse_run_id(r) or ("",))[0] == arm]
             reasons = sorted({failure_reason(f.path, r) for r in failed})
             parts.append(f"n={runs} of {f.planned} planned for {arm}"
                          + (f" (failed: {', '.join(failed)}: {' / '.join(reasons)}; see runs/<run>/error.txt)"
