@@ -276,6 +276,17 @@ def _plot_runs(summary: pd.DataFrame, path: Path, arm_order: Optional[list[str]]
     return path
 
 
+def interim_text(out: Path, reps_done: int, reps: int) -> str:
+    """The table so far, while the other runs go on: the narrow table of the finished runs
+    after every arm has run ``reps_done`` of its ``reps`` times, without the stats file and
+    the plots of the final report (they cost seconds)."""
+    folder = open_folder(out)
+    info = folder.scenario
+    table = headline_table(folder.summary, info.arms, info.steps, info.reference, wide=False)
+    return (f"so far (every arm {reps_done} of {reps} times; the final table follows):\n"
+            f"{format_table(table)}\n")
+
+
 def report_text(out: Path, wide: bool = False) -> str:
     """The table of a results folder with its legend; writes summary_stats and the plots
     and lists them. ``wide``: every headline column (the default fits 100 columns)."""

@@ -78,3 +78,18 @@ def progress(total: int, what: str, **kwargs: Any) -> Iterator[Optional[Any]]:
             yield bar
         finally:
             bar.close()
+
+
+def interactive() -> bool:
+    """Whether a person watches: the tables so far go to a terminal, not to a log."""
+    return sys.stdout.isatty()
+
+
+def write_above(bar: Optional[Any], text: str) -> None:
+    """Print ``text`` to stdout without tearing the progress bar (cleared, then redrawn)."""
+    if bar is None:
+        print(text, flush=True)
+        return
+    from tqdm import tqdm
+    with tqdm.external_write_mode(file=sys.stderr):
+        print(text, flush=True)

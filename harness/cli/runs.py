@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,11 +120,14 @@ def execute(req: RunRequest) -> int:
           f"{', shard ' + str(shard) if shard else ''}, --jobs {jobs})", file=sys.stderr)
     try:
         todo = [r for r in plan(scenario, shard) if not (req.resume and store.is_complete(r.run_id))]
+        rounds = RoundWatch(scenario, [r.run_id for r in todo], out) if output.interactive() else None
         with output.progress(len(todo), scenario.name) as bar:
             def ended(run_id: str, ok: bool) -> None:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"{run_id} {'ok' if ok else 'FAILED'}")
+                if rounds is not None:
+                    rounds.ended(run_id, bar)
             failed = run_scenario(scenario, artifacts, store, jobs=jobs, resume=req.resume, shard=shard,
                                   on_run_end=ended)
         if req.until_decided:
@@ -135,6 +139,43 @@ def execute(req: RunRequest) -> int:
         print(f"balloon-harness: {len(failed)} run(s) failed: {', '.join(failed)} "
               f"(see {out}/runs/<run>/error.txt)", file=sys.stderr)
     return analysis.after_run(req.after, out, 1 if failed else 0)
+
+
+class RoundWatch:
+    """A first table as soon as every arm has run once, refined after each later round of
+    repetitions (issue 22: a first answer in minutes); the final table as before. Only on a
+    terminal: a CI log gets the final table alone. Called from the runner's worker threads."""
+
+    def __init__(self, scenario, todo: list[str], out: Path):
+        self.out = out
+        self.reps = scenario.repetitions
+        self.arms = [a.name for a in scenario.arms]
+        self.left = set(todo)
+        self.shown = 0
+        self.lock = threading.Lock()
+
+    def ended(self, run_id: str, bar) -> None:
+        from harness.analysis.report import interim_text
+        with self.lock:
+            self.left.discard(run_id)
+            done = self._rounds_done()
+            if done <= self.shown or done >= self.reps or not self.left:
+                return
+            self.shown = done
+            try:
+                text = interim_text(self.out, done, self.reps)
+            except (HarnessError, OSError, ValueError) as e:   # a table so far is a courtesy
+                text = f"(no table so far: {e})"
+            output.write_above(bar, text)
+
+    def _rounds_done(self) -> int:
+        """Repetitions every arm has finished (run or failed), counted from the first."""
+        rounds = 0
+        for rep in range(1, self.reps + 1):
+            if any(layout.run_id(arm, rep) in self.left for arm in self.arms):
+                break
+            rounds = rep
+        return rounds
 
 
 def _until_decided(req: RunRequest, scenario, artifacts, store, jobs: int) -> list[str]:
