@@ -57,3 +57,17 @@ def test_only_a_terminal_gets_tables_so_far(monkeypatch):
     assert output.interactive() is False
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
     assert output.interactive() is True
+
+
+def test_a_folder_run_with_jobs_says_its_host_wide_figures_mix(tmp_path):
+    import json
+
+    from harness.analysis.report import report_text
+    for jobs, says in ((1, False), (2, True)):
+        out = make_results(tmp_path / f"jobs{jobs}", ARMS, reps=2, fast=True)
+        meta = json.loads((out / "metadata.json").read_text())
+        (out / "metadata.json").write_text(json.dumps({**meta, "jobs": jobs}))
+        text = report_text(out)
+        assert ("guests ran 2 at once" in text) is says
+        paths = ("plot:", "stats:", "accelerator:")     # these lines end in a folder's path
+        assert max(len(line) for line in text.splitlines() if not line.startswith(paths)) <= 100

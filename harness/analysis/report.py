@@ -298,6 +298,11 @@ def report_text(out: Path, wide: bool = False) -> str:
     s = folder.summary
     accel = sorted(set(s["accel"].dropna())) if not s.empty and "accel" in s else []
     lines.append(f"accelerator: {', '.join(accel) or '-'}; runs: {len(folder.runs)}; results: {out}")
+    jobs = folder.metadata.get("jobs") if isinstance(folder.metadata, dict) else None
+    if isinstance(jobs, int) and jobs > 1:
+        lines.append(textwrap.fill(f"--jobs {jobs}: guests ran {jobs} at once, so the host-wide figures (host "
+                                   "AHP, the thp_* counters) mix them; the QEMU process's own (THP lost, returned) "
+                                   "stay its own", width=100, subsequent_indent="    "))
     lines += [f"stats: {p}" for p in write_summary_stats(out, s, info.arms, info.steps)]
     lines += [f"plot: {p}" for p in plot_all(folder.samples, s, Path(out) / layout.PLOTS, info.arms, info.steps)]
     lines += [f"plot: {p}" for p in write_frame_maps(out, Path(out) / layout.PLOTS, info.arms)]
