@@ -53,7 +53,9 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-reproduce: build
+# reproduce builds what its arms name (stock and the RFC port), not every design: `build`
+# (every variant of the default stack) is for the tests.
+reproduce: bootstrap
 	$(HARNESS) reproduce
 
 doctor: venv

@@ -19,9 +19,9 @@
 #
 # --release NAME picks the Debian release of the root (default trixie; its root is
 # debian13-root, bookworm's debian12-root). --make-reproduce replaces the bootstrap, build
-# and run phases by `make bootstrap`, `make build` and `make reproduce` in the fresh copy
-# with an empty harness cache: their sum is `make reproduce` from nothing, the "fresh
-# machine to the RFC table" figure of issue 22.
+# and run phases by `make bootstrap` and `make reproduce` in the fresh copy with an empty
+# harness cache: their sum is `make reproduce` from nothing, the "fresh machine to the RFC
+# table" figure of issue 22.
 #
 # Needs root and an apt-based host (it installs debootstrap when missing). The archive
 # mirrors are the host's own (its apt sources): no archive host is named here. The root
@@ -370,10 +370,6 @@ do_build() {
 
 # The README's first command as a new user types it, from nothing: system packages, the
 # venv, the build of the default stack, the RFC's runs and the table.
-do_make_build() {
-  in_root "cd $ROOT_REPO && make build" 2>&1 | tee "$LOGS/build.log"
-}
-
 do_reproduce() {
   in_root "cd $ROOT_REPO && make reproduce" 2>&1 | tee "$LOGS/reproduce.log"
 }
@@ -387,6 +383,10 @@ say "repository $REPO; root $ROOT; logs $LOGS; host: $(. /etc/os-release 2>/dev/
 phase debootstrap do_debootstrap
 # The mounts are made in this shell, not in a phase's job: the EXIT trap must know them.
 PHASE=mount
+# The root bound onto itself first: inside the chroot / is then a mount point, as on a real
+# machine (bookworm's unshare --propagation, which the Kbuild chroot uses, refuses a / that is not).
+mount --bind "$ROOT" "$ROOT" && MOUNTED+=("$ROOT") && mount --make-rprivate "$ROOT" \
+  || { echo "$PREFIX phase=mount status=failed: mount --bind $ROOT $ROOT" >&2; echo "$PREFIX FAILED in phase mount" >&2; exit 1; }
 for d in /proc /sys /dev /dev/pts; do
   bind "$d" || { echo "$PREFIX phase=mount status=failed: mount --bind $d $ROOT$d" >&2
                  echo "$PREFIX FAILED in phase mount" >&2; exit 1; }
@@ -395,10 +395,9 @@ say "bound /proc /sys /dev /dev/pts into the root"
 phase prepare do_prepare
 if [ "$MAKE_REPRODUCE" = 1 ]; then
   in_root "rm -rf /root/.cache/balloon-harness"   # a fresh machine has no harness cache
-  # `make reproduce` is bootstrap, then build, then the runs: timed as three phases (each
-  # make target skips what the one before did), their sum is the fresh-machine figure.
+  # `make reproduce` is bootstrap, then the build of what its arms need and the runs: timed
+  # as two phases (the second make skips what the first did), their sum is the figure.
   phase bootstrap do_bootstrap
-  phase build do_make_build
   phase reproduce do_reproduce
 else
   phase bootstrap do_bootstrap
