@@ -58,7 +58,8 @@ def _run_checker(script, binary) -> None:
 
 def test_sid_builds_every_design_it_has_a_port_of(sid):
     assert sid.kernel.release.startswith("7.2."), sid.kernel.release
-    assert {"stock", "patched", "fallback", "movable", "split-alloc"} <= set(sid.images)
+    assert {"stock", "patched", "fallback", "movable", "split-alloc", "compact-noretry", "compact",
+            "contig"} <= set(sid.images)
     assert {"stock", "patched", "fallback", "host-pbp"} <= set(sid.qemus)
     assert sid.pins is not None and sid.pins.qemu_source_version.split(":")[-1].split("+")[0] >= "10.2"
 
