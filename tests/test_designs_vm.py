@@ -4,8 +4,8 @@ workload has punched full of holes (where compact and contig compact or claim th
 blocks); compact the guest with a full balloon; unload and reload the module with a full
 balloon; deflate on OOM with the feature on. The guest's kernel log must show no WARNING
 or BUG (the harness's own scan of dmesg). On every stack with a port of the design: Linux 6.1
-(bookworm: all of them), 6.12 (trixie) and 7.2 (sid, after the balloon core's 2025
-movable_ops rework) have fallback, movable and split-alloc."""
+(bookworm), 6.12 (trixie) and 7.2 (sid, after the balloon core's 2025 movable_ops rework)
+all have all six."""
 
 from __future__ import annotations
 

@@ -27,7 +27,13 @@ MMIO_BAR = 0xE0000000        # modern virtio MMIO BAR we assign (probe only)
 SLOT = 4                     # PCI slot of the balloon
 CFG = 20                     # legacy device config offset (MSI-X off)
 QSIZE = 128
-RINGS = 0x100000             # ring of queue q at RINGS + q * 0x4000
+QMAX = 1024                  # VIRTQUEUE_MAX_SIZE: the largest ring a queue can report
+# Ring of queue q at RINGS + q * QSPAN: room for a legacy ring of QMAX entries (desc 16 KiB,
+# avail, used at the next 4 KiB: 32 KiB). The queue size is read from the device, and QEMU
+# 10.0.13 gives every queue QMAX entries whatever the device asks for (see ring_span()); a
+# 16 KiB spacing made queue q's descriptor table overwrite queue q-1's avail ring there.
+QSPAN = 0x8000
+RINGS = 0x100000             # 7 queues: up to 0x138000
 PFNBUF = 0x140000            # PFN buffers (up to 0x40000 bytes)
 
 failures = []
@@ -245,11 +251,11 @@ class Balloon:
         self.used_idx = {}
         self.avail_idx = {}
         for q in self.queues:
-            base = RINGS + q * 0x4000
-            qt.cmd(f"memset {base:#x} 0x4000 0")
+            base = RINGS + q * QSPAN
+            qt.cmd(f"memset {base:#x} {QSPAN:#x} 0")
             qt.cmd(f"outw {BAR + 0x0e:#x} {q}")
             n = qt.cmd(f"inw {BAR + 0x0c:#x}")
-            assert n >= 1, (q, n)
+            assert 1 <= n <= QMAX, (q, n)
             qt.cmd(f"outl {BAR + 8:#x} {base >> 12:#x}")
             self.avail_idx[q] = 0
         self.qsize = {q: self.queue_size(q) for q in self.queues}
@@ -278,7 +284,7 @@ class Balloon:
         """Queue one buffer of PFNs on queue q, kick (the legacy notify is
         handled synchronously), return (used idx, seconds)."""
         qt = self.qt
-        base = RINGS + q * 0x4000
+        base = RINGS + q * QSPAN
         n = self.qsize[q]
         qt.write_bytes(PFNBUF, struct.pack(f"<{len(pfns)}I", *pfns))
         qt.cmd(f"writeq {base:#x} {PFNBUF:#x}")     # desc 0: addr
