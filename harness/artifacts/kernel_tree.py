@@ -183,17 +183,40 @@ def _check_clean(src: Path) -> None:
                              f"refuses it; run `make mrproper` there, or give a `ref` (built from git)")
 
 
-def build_kernel_tree(tree: KernelTree) -> SourceKernel:
-    """The kernel of ``tree`` with the harness's configuration, from the cache or built."""
+def _inputs(tree: KernelTree) -> tuple[Path, TreeIdentity, dict]:
+    """The tree's folder, identity and cache key inputs: content, configuration, compiler."""
     src = require_linux_tree(tree.source)
     for f in tree.config:
         if not Path(f).is_file():
             raise ConfigError(f"kernel config fragment {f}: no such file")
     identity = identify(src, tree.ref)
     text = merged_fragment(tree.config)
-    cc = compiler_version()
-    inputs = {"tree": identity.key, "config": hashlib.sha256(text.encode()).hexdigest(), "cc": cc,
+    inputs = {"tree": identity.key, "config": hashlib.sha256(text.encode()).hexdigest(), "cc": compiler_version(),
               "arch": ARCH, "layout": 1}
+    return src, identity, inputs
+
+
+def _kernel(tree: KernelTree, identity: TreeIdentity, art: cache.Artifact) -> SourceKernel:
+    built = json.loads((art.path / "build.json").read_text())
+    cc = art.inputs["cc"]
+    return SourceKernel(package=f"linux-tree:{tree.describe()}", version=identity.commit or identity.content,
+                        release=built["release"], root=art.path, tree=tree, identity=identity, compiler=cc,
+                        info={"tree": tree.describe(), "identity": identity.as_dict(), "compiler": cc,
+                              "fragments": [str(f) for f in tree.config], "release": built["release"],
+                              "cache_key": art.key})
+
+
+def cached_kernel_tree(tree: KernelTree) -> Optional[SourceKernel]:
+    """The kernel of ``tree`` if this cache has built it (None: it would be built)."""
+    _, identity, inputs = _inputs(tree)
+    art = cache.lookup("kernel-tree", inputs)
+    return _kernel(tree, identity, art) if art else None
+
+
+def build_kernel_tree(tree: KernelTree) -> SourceKernel:
+    """The kernel of ``tree`` with the harness's configuration, from the cache or built."""
+    src, identity, inputs = _inputs(tree)
+    cc = inputs["cc"]
 
     def build(out: Path, log: Path) -> None:
         _require_tools()
@@ -222,10 +245,5 @@ def build_kernel_tree(tree: KernelTree) -> SourceKernel:
             shutil.rmtree(source)
 
     art = cache.ensure("kernel-tree", inputs, build)
-    built = json.loads((art.path / "build.json").read_text())
     say(f"kernel of {identity.describe()}: {'built' if art.fresh else 'cached'} ({art.path / 'bzImage'})")
-    return SourceKernel(package=f"linux-tree:{tree.describe()}", version=identity.commit or identity.content,
-                        release=built["release"], root=art.path, tree=tree, identity=identity, compiler=cc,
-                        info={"tree": tree.describe(), "identity": identity.as_dict(), "compiler": cc,
-                              "fragments": [str(f) for f in tree.config], "release": built["release"],
-                              "cache_key": art.key})
+    return _kernel(tree, identity, art)
