@@ -228,3 +228,24 @@ def test_results_of_two_tree_contents_are_told_apart():
                                                                               "changes": changes}}}}
     assert fingerprint(meta("aaa"))["kernel trees"] == "aaa"
     assert fingerprint(meta("aaa")) != fingerprint(meta("aaa", "ddd")) != fingerprint(meta("bbb"))
+
+
+def test_export_of_a_work_tree_carries_its_submodules_files(tmp_path):
+    """QEMU's checkouts hold submodules (meson, keycodemapdb): a copy without them does not build."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "meson.py").write_text("print('meson')\n")
+    subprocess.run([*GIT, "init", "-q", "-b", "main", str(sub)], check=True)
+    subprocess.run([*GIT, "-C", str(sub), "add", "-A"], check=True)
+    subprocess.run([*GIT, "-C", str(sub), "commit", "-q", "-m", "sub"], check=True)
+    tree = _git_tree(tmp_path / "a")
+    subprocess.run([*GIT, "-c", "protocol.file.allow=always", "-C", str(tree), "submodule", "add", "-q", str(sub),
+                    "meson"], check=True)
+    subprocess.run([*GIT, "-C", str(tree), "commit", "-q", "-m", "add meson"], check=True)
+    clean = identify(tree)
+    assert not clean.dirty
+    work = export(clean, tmp_path / "work")
+    assert (work / "meson" / "meson.py").read_text() == "print('meson')\n"
+    (tree / "meson" / "meson.py").write_text("print('edited')\n")   # a change inside the submodule
+    subprocess.run([*GIT, "-C", str(tree / "meson"), "commit", "-q", "-am", "edit"], check=True)
+    assert identify(tree).dirty and identify(tree).key != clean.key

@@ -5,9 +5,10 @@ yet committed. A build of it is cached by what the tree holds, never by its path
 
 - a git work tree: the tree object of the ref (``git rev-parse REF^{tree}``: the same
   content under another commit message or another clone is the same build), plus, without
-  a ref, a hash of the uncommitted changes (``git diff HEAD --binary``) and of the
-  untracked, not ignored files; any of those makes the tree *dirty*, and the metadata
-  says so;
+  a ref, a hash of the uncommitted changes (``git diff HEAD --binary``), of the untracked,
+  not ignored files and of submodules moved from their recorded commit; any of those makes
+  the tree *dirty*, and the metadata says so. (A ref is exported with ``git archive``,
+  which leaves submodules out: build a tree with submodules at its checked-out state.)
 - a plain directory (an unpacked tarball): a hash of every file's path, mode and content.
 
 The user's tree is only read: :func:`export` copies that same content (the ref's, or the
@@ -146,9 +147,14 @@ def identify(path: Path, ref: Optional[str] = None) -> TreeIdentity:
         if diff.returncode != 0:
             raise BuildError(f"{path}: git diff HEAD failed: {diff.stderr.decode(errors='replace').strip()}")
         untracked = _untracked(path)
+        # submodules (QEMU's meson, keycodemapdb...): their checked-out commits and whether
+        # their work trees have changes ('+' or a '-dirty' describe in the status)
+        modules = _git(path, "submodule", "status", "--recursive").stdout if (path / ".gitmodules").exists() else ""
+        moved = any(line[:1] in "+-U" for line in modules.splitlines())
         changes = None
-        if diff.stdout or untracked:
+        if diff.stdout or untracked or moved:
             h = hashlib.sha256(diff.stdout)
+            h.update(modules.encode())
             _hash_files(path, untracked, h)
             changes = h.hexdigest()
         return TreeIdentity(str(path), "git", content, commit.stdout.strip(), None, changes, changes is not None)
@@ -179,8 +185,10 @@ def export(identity: TreeIdentity, dest: Path) -> Path:
     if identity.kind == "git" and identity.ref is not None:
         _tar_into(["git", "archive", "--format=tar", identity.commit or identity.ref], dest, src)
     elif identity.kind == "git":  # the work tree: tracked files as they are now, and untracked ones
-        listed = _git(src, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
-        names = [n for n in listed.stdout.split("\0") if n and os.path.lexists(src / n)]
+        tracked = _git(src, "ls-files", "--cached", "--recurse-submodules", "-z")   # with submodules' files
+        untracked = _git(src, "ls-files", "--others", "--exclude-standard", "-z")
+        names = [n for n in (tracked.stdout + "\0" + untracked.stdout).split("\0")
+                 if n and os.path.lexists(src / n) and not os.path.isdir(src / n)]
         dest.mkdir(parents=True, exist_ok=True)
         files = dest.parent / f".{dest.name}.files"
         files.write_bytes("\0".join(names).encode())
