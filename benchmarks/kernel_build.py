@@ -60,7 +60,7 @@ def main() -> int:
         warm = time.monotonic() - t0
         size = kernel.vmlinuz.stat().st_size
         symbols = sum(1 for line in kernel.config.read_text().splitlines() if line.endswith("=y"))
-        print(f"tree: {tree} ({kernel.identity.describe() if kernel.identity else ''})")
+        print(f"tree: {kernel.identity.describe() if kernel.identity else tree}")
         print(f"kernel {kernel.release}: bzImage {size / 2**20:.1f} MiB, {symbols} symbols =y, {kernel.compiler}")
         print(f"cold build: {cold:.0f} s wall, {cold_cpu:.0f} CPU s (make -j{os.cpu_count()}; load average "
               f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)")
