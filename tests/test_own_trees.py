@@ -23,7 +23,7 @@ from harness.artifacts.kernel_tree import (
 from harness.artifacts.needs import needs_of
 from harness.artifacts.trees import KernelTree, export, identify
 from harness.cli.main import main
-from harness.errors import ConfigError
+from harness.errors import BuildError, ConfigError
 from harness.experiment.scenario import BUILT_IN, OWN_TREE, load_scenario
 from harness.results.identity import fingerprint
 
@@ -129,6 +129,16 @@ def test_bad_tree_tables_are_refused(tmp_path, arm, message):
 def test_building_a_path_that_is_not_a_tree_says_so(tmp_path):
     with pytest.raises(ConfigError, match="not a Linux source tree"):
         build_kernel_tree(KernelTree(tmp_path))
+
+
+def test_a_tree_built_in_place_is_refused_before_kbuild_does(tmp_path, monkeypatch):
+    """Kbuild's out-of-tree build refuses a tree with a .config; the harness says what to do."""
+    monkeypatch.setenv("BALLOON_HARNESS_CACHE", str(tmp_path / "cache"))
+    tree = _git_tree(tmp_path / "linux")
+    (tree / ".config").write_text("CONFIG_64BIT=y\n")
+    with pytest.raises(BuildError, match=r"built in place \(\.config exists\).*make mrproper.*or give a `ref`"):
+        build_kernel_tree(KernelTree(tree))
+    assert not list((tmp_path / "cache" / "kernel-tree").glob("*/bzImage"))
 
 
 # --- a tree's identity ----------------------------------------------------------------------

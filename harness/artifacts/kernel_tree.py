@@ -219,13 +219,13 @@ def build_kernel_tree(tree: KernelTree) -> SourceKernel:
     cc = inputs["cc"]
 
     def build(out: Path, log: Path) -> None:
+        if identity.ref is None:
+            _check_clean(src)
         _require_tools()
         source = src
         if identity.ref is not None:
             say(f"exporting {identity.describe()} from git")
             source = export(identity, out / "src")
-        else:
-            _check_clean(src)
         obj = out / "obj"
         configure(source, obj, tree.config, log)
         jobs = os.cpu_count() or 2
