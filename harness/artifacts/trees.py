@@ -38,7 +38,8 @@ class KernelTree:
     ref: Optional[str] = None       # a git ref to build instead of the work tree
 
     def describe(self) -> str:
-        return f"{self.source}" + (f"@{self.ref}" if self.ref else "")
+        """``DIR[@REF][ + FRAGMENT...]``: one label per build (two arms may differ by fragments)."""
+        return f"{self.source}" + (f"@{self.ref}" if self.ref else "") + "".join(f" + {f.name}" for f in self.config)
 
 
 @dataclass(frozen=True)
