@@ -259,3 +259,16 @@ def test_export_of_a_work_tree_carries_its_submodules_files(tmp_path):
     (tree / "meson" / "meson.py").write_text("print('edited')\n")   # a change inside the submodule
     subprocess.run([*GIT, "-C", str(tree / "meson"), "commit", "-q", "-am", "edit"], check=True)
     assert identify(tree).dirty and identify(tree).key != clean.key
+
+
+def test_a_failed_compile_shows_the_compilers_error_even_when_make_went_on(tmp_path):
+    """make -j goes on with other files after an error: the last lines alone may not show it."""
+    from harness.artifacts.steps import run_step
+    script = tmp_path / "build.sh"
+    script.write_text("echo 'init/main.c:3:1: error: unknown type name this'\necho ' 3 | this is not C;'\n"
+                      "for i in $(seq 60); do echo \"  CC      mm/file$i.o\"; done\nexit 2\n")
+    with pytest.raises(BuildError) as e:
+        run_step("build", ["sh", str(script)], tmp_path / "build.log", quiet=True)
+    message = str(e.value)
+    assert "--- the first errors in" in message and "init/main.c:3:1: error: unknown type name this" in message
+    assert message.index("error: unknown type") < message.index("--- last lines of")

@@ -213,6 +213,15 @@ def cached_kernel_tree(tree: KernelTree) -> Optional[SourceKernel]:
     return _kernel(tree, identity, art) if art else None
 
 
+def _by_hand(src: Path, ref: Optional[str], log: Path) -> str:
+    """How to repeat a failed build in a folder of one's own (the harness's is removed)."""
+    at = f"git -C {src} worktree add /tmp/bh-src {ref} && " if ref else ""
+    tree = "/tmp/bh-src" if ref else str(src)
+    return (f"re-run by hand: {at}make -C {tree} O=/tmp/bh-obj ARCH={ARCH} "
+            f"KCONFIG_ALLCONFIG={log.with_suffix('.config')} allnoconfig && "
+            f"make -C {tree} O=/tmp/bh-obj ARCH={ARCH} -j{os.cpu_count() or 2} bzImage")
+
+
 def build_kernel_tree(tree: KernelTree) -> SourceKernel:
     """The kernel of ``tree`` with the harness's configuration, from the cache or built."""
     src, identity, inputs = _inputs(tree)
@@ -228,10 +237,15 @@ def build_kernel_tree(tree: KernelTree) -> SourceKernel:
             source = export(identity, out / "src")
         obj = out / "obj"
         configure(source, obj, tree.config, log)
+        # kept beside the log: the build folder goes when the build fails, the recipe stays
+        (log.with_suffix(".config")).write_text((out / "fragment.config").read_text())
         jobs = os.cpu_count() or 2
-        run_step(f"build the kernel of {tree.describe()} (bzImage, make -j{jobs})",
-                 ["make", "-C", source, f"O={obj}", f"ARCH={ARCH}", f"-j{jobs}", "bzImage"], log,
-                 env={**os.environ, **REPRODUCIBLE})
+        try:
+            run_step(f"build the kernel of {tree.describe()} (bzImage, make -j{jobs})",
+                     ["make", "-C", source, f"O={obj}", f"ARCH={ARCH}", f"-j{jobs}", "bzImage"], log,
+                     env={**os.environ, **REPRODUCIBLE})
+        except BuildError as e:
+            raise BuildError(str(e).split("\nre-run by hand:")[0] + "\n" + _by_hand(src, tree.ref, log)) from None
         if identity.ref is None and identify(src).key != identity.key:
             raise BuildError(f"{src} changed while it was being built: built again at the next run")
         shutil.copy2(obj / IMAGE, out / "bzImage")
