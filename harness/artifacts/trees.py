@@ -114,7 +114,7 @@ def _hash_files(root: Path, rels: list[str], h: Any) -> None:
 def _dir_files(root: Path) -> list[str]:
     rels = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")   # a repository git cannot read here
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             rels.append(os.path.relpath(os.path.join(dirpath, name), root))
     return sorted(rels)
