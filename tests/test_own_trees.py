@@ -84,6 +84,36 @@ def test_a_kernel_tree_arm_is_parsed_relative_to_the_scenario(tmp_path):
     assert not needs.wants_module("patched") and not needs.wants_module("stock")   # nothing Debian-built
 
 
+def test_a_scenario_chooses_the_minimal_kernel_for_every_arm_naming_no_kernel_or_module(tmp_path):
+    _linux_like(tmp_path / "linux")
+    p = tmp_path / "s.toml"
+    p.write_text("""
+name = "t"
+kernel = { source = "linux" }
+[[steps]]
+kind = "balloon"
+target_mib = 624
+[[arms]]
+name = "mine-off"
+device = { thp-order = "off" }
+[[arms]]
+name = "mine-on"
+device = { thp-order = "on" }
+[[arms]]
+name = "debian"
+qemu = "stock"
+module = "stock"
+""")
+    s = load_scenario(p)
+    tree = KernelTree((tmp_path / "linux").resolve())
+    assert s.arm("mine-off").kernel_tree == s.arm("mine-on").kernel_tree == tree
+    assert s.arm("mine-on").module == BUILT_IN and s.arm("debian").kernel_tree is None
+    assert s.arm("debian").module == "stock"
+    p.write_text(p.read_text().replace('source = "linux"', 'source = "nowhere"'))
+    with pytest.raises(ConfigError, match=r"s.toml: kernel.source: .*no such folder"):
+        load_scenario(p)
+
+
 def test_a_qemu_tree_arm_builds_no_stack_qemu(tmp_path):
     q = tmp_path / "qemu"
     q.mkdir()
