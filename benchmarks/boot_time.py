@@ -1,6 +1,6 @@
 """Where a guest's boot goes: the host's wait split by the guest kernel's own clock.
 
-    .venv/bin/python benchmarks/boot_time.py [--boots N] [--qemu PATH]
+    .venv/bin/python benchmarks/boot_time.py [--boots N] [--qemu PATH] [--source-kernel [TREE]]
 
 Boots the default stack's stock image N times (the host's QEMU unless --qemu; TCG where
 KVM does not work) and prints, per boot, from the host: QEMU start to the first SSH answer
@@ -8,7 +8,8 @@ KVM does not work) and prints, per boot, from the host: QEMU start to the first 
 clock from its start): the kernel's own start-up until it runs /init, the init script's
 steps (its ``bh-init:`` lines, timestamped in the kernel log), and the guest's uptime
 when SSH answered. What is left of the host's figure before the kernel's clock starts is
-QEMU's start, the firmware and loading the kernel and initramfs.
+QEMU's start, the firmware and loading the kernel and initramfs. With --source-kernel, the
+minimal kernel built from a Linux tree (issue 19) boots too, interleaved with Debian's.
 """
 
 from __future__ import annotations
@@ -68,26 +69,61 @@ def boot_once(spec: MachineSpec) -> dict[str, float]:
     return row
 
 
+def _table(label: str, rows: list[dict[str, float]]) -> None:
+    print(f"{label + ': seconds, median of ' + str(len(rows)) + ' boots':<48}{'median':>8}{'min':>8}{'max':>8}")
+    for key in rows[0]:
+        values = [r[key] for r in rows if key in r]
+        print(f"{key:<48}{statistics.median(values):8.2f}{min(values):8.2f}{max(values):8.2f}")
+
+
+def _source_image(tree: str):
+    """The minimal kernel of a Linux tree (built if this cache lacks it) in its module-less image."""
+    from harness.artifacts.initramfs import build_image
+    from harness.artifacts.kernel_tree import build_kernel_tree
+    from harness.artifacts.trees import KernelTree
+    if tree == "test":
+        sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests")]
+        from own_trees import linux_tree
+        path = linux_tree()
+    else:
+        path = Path(tree)
+    return build_image(build_kernel_tree(KernelTree(path)), None, "built-in")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--boots", type=int, default=3)
     ap.add_argument("--qemu", type=Path, default=None, help="QEMU binary (default: the host's)")
     ap.add_argument("--no-entropy", action="store_true", help="boot without virtio-rng (as before issue 22)")
+    ap.add_argument("--source-kernel", metavar="TREE", nargs="?", const="test",
+                    help="also boot the minimal kernel of a Linux tree (default: the tests' Debian 6.1 tree "
+                         "with the RFC port, tests/own_trees.py), boots interleaved with Debian's")
     args = ap.parse_args()
     arts = build_all(needs={DEFAULT_STACK: Needs(qemus=frozenset(), modules=frozenset({"stock"}))})
-    image = arts.images["stock"]
-    spec = MachineSpec.for_image(image, qemu=args.qemu or stock_qemu(), memory_mib=1024, vcpus=1,
-                                 entropy=not args.no_entropy)
-    accel = decide_accelerators({(spec.qemu, spec.kernel, spec.firmware_dirs)})  # not inside the first boot
-    spec = dataclasses.replace(spec, accel=accel[(spec.qemu, spec.kernel, spec.firmware_dirs)])
-    print(f"host: {platform.node()} {platform.release()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
-          f"{spec.accel}, virtio-rng {'on' if spec.entropy else 'off'}; "
-          f"initrd {image.initrd.stat().st_size / 1e6:.1f} MB, kernel {image.vmlinuz.stat().st_size / 1e6:.1f} MB")
-    rows = [boot_once(spec) for _ in range(args.boots)]
-    print(f"{'seconds, median of ' + str(len(rows)) + ' boots':<40}{'median':>8}{'min':>8}{'max':>8}")
-    for key in rows[0]:
-        values = [r[key] for r in rows if key in r]
-        print(f"{key:<40}{statistics.median(values):8.2f}{min(values):8.2f}{max(values):8.2f}")
+    images = {"Debian cloud kernel": arts.images["stock"]}
+    if args.source_kernel:
+        images["minimal kernel from the tree"] = _source_image(args.source_kernel)
+    specs = {label: MachineSpec.for_image(image, qemu=args.qemu or stock_qemu(), memory_mib=1024, vcpus=1,
+                                          entropy=not args.no_entropy) for label, image in images.items()}
+    keys = {(s.qemu, s.kernel, s.firmware_dirs) for s in specs.values()}
+    accel = decide_accelerators(keys)  # not inside the first boot
+    specs = {k: dataclasses.replace(s, accel=accel[(s.qemu, s.kernel, s.firmware_dirs)]) for k, s in specs.items()}
+    for label, spec in specs.items():
+        image = images[label]
+        print(f"{label}: {spec.accel}, virtio-rng {'on' if spec.entropy else 'off'}; initrd "
+              f"{image.initrd.stat().st_size / 1e6:.1f} MB, kernel {image.vmlinuz.stat().st_size / 1e6:.1f} MB")
+    print(f"host: {platform.node()} {platform.release()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    rows: dict[str, list[dict[str, float]]] = {label: [] for label in specs}
+    for _ in range(args.boots):   # interleaved: a change of host load falls on both alike
+        for label, spec in specs.items():
+            print(f"{label}:", file=sys.stderr)
+            rows[label].append(boot_once(spec))
+    for label, r in rows.items():
+        _table(label, r)
+    if len(rows) > 1:
+        key = "host: QEMU start to SSH"
+        print("QEMU start to SSH, median: " + ", ".join(
+            f"{label} {statistics.median(x[key] for x in r):.2f} s" for label, r in rows.items()))
     return 0
 
 

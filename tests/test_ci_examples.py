@@ -19,12 +19,15 @@ from synthetic import make_results
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = {"gitlab": REPO / "ci" / "examples" / "gitlab-ci.yml",
             "github": REPO / "ci" / "examples" / "github-actions.yml"}
+# A kernel tree's own nightly (issue 19): its kernel at HEAD, built by the harness.
+KERNEL_TREE = {"gitlab-kernel-tree": REPO / "ci" / "examples" / "gitlab-kernel-tree.yml"}
+PIPELINES = {**EXAMPLES, **KERNEL_TREE}
 SCRIPT_KEYS = ("script", "before_script", "after_script", "run")
 ALL = [f"{arm}-r{rep}" for rep in (1, 2) for arm in ("baseline", "thp-order")]
 
 
 def _load(name: str) -> dict:
-    return yaml.safe_load(EXAMPLES[name].read_text())
+    return yaml.safe_load(PIPELINES[name].read_text())
 
 
 def _scripts(node) -> list[str]:
@@ -61,7 +64,7 @@ def _commands(script: str) -> list[tuple[str, list[str]]]:
 
 
 def _all_commands() -> list[tuple[str, str, list[str]]]:
-    return [(name, sub, opts) for name in EXAMPLES for s in _scripts(_load(name)) for sub, opts in _commands(s)]
+    return [(name, sub, opts) for name in PIPELINES for s in _scripts(_load(name)) for sub, opts in _commands(s)]
 
 
 def test_both_pipelines_are_nightly_sharded_merged_checked_and_recorded():
@@ -101,20 +104,22 @@ def test_every_command_line_exists(name, sub, opts):
 
 def _merge_script(name: str) -> str:
     """The merge job's shell, with the project's balloon-harness replaced by this interpreter's."""
-    if name == "gitlab":
+    if name.startswith("gitlab"):
         parts = [s for s in _load(name)["merge"]["script"] if not s.strip().startswith("make ")]
     else:
         steps = _load(name)["jobs"]["merge"]["steps"]
         parts = [s["run"] for s in steps if "run" in s and "balloon-harness" in s["run"]]
     script = "\n".join(["set -eo pipefail", *parts])
-    return script.replace(".venv/bin/balloon-harness", f"{shlex.quote(sys.executable)} -m harness")
+    # the project's own (.venv/bin/...) or a checkout's elsewhere ("$HARNESS"/.venv/bin/...)
+    return re.sub(r"\S*\.venv/bin/balloon-harness", lambda m: f"{shlex.quote(sys.executable)} -m harness", script)
 
 
 # Each pipeline once, and each exit code once: the merge job costs a few Python starts
 # with pandas and scipy, and test-fast must stay under a minute.
-@pytest.mark.parametrize("name, failed, code", [("gitlab", (), 0), ("github", ("thp-order-r2",), 2)])
+@pytest.mark.parametrize("name, failed, code", [("gitlab", (), 0), ("github", ("thp-order-r2",), 2),
+                                                ("gitlab-kernel-tree", (), 0)])
 def test_merge_job_runs_on_synthetic_shards(tmp_path, name, failed, code):
-    shard_root = tmp_path if name == "gitlab" else tmp_path / "shards"
+    shard_root = tmp_path if name.startswith("gitlab") else tmp_path / "shards"
     for k, ids in ((1, ALL[0::2]), (2, ALL[1::2])):
         make_results(shard_root / f"shard-{k}", reps=2, run_ids=ids, failed=failed, host=f"host-{k}")
     env = {**os.environ, "HISTORY": str(tmp_path / "history"), "SCENARIO_NAME": "syn", "LAST_NIGHTS": "7",
@@ -126,3 +131,29 @@ def test_merge_job_runs_on_synthetic_shards(tmp_path, name, failed, code):
     assert (tmp_path / "junit.xml").exists() and (tmp_path / "public" / "summary.md").exists()
     assert list((tmp_path / "public" / "plots").glob("*.png")) and (tmp_path / "public" / "trend.png").exists()
     assert list((tmp_path / "history" / "summary").rglob("*.parquet"))
+
+
+def test_the_kernel_tree_pipeline_builds_the_tree_at_head_then_runs_shards_merges_checks_publishes(tmp_path):
+    """The kernel tree's nightly: a build job builds the scenario's kernel tree (fails before any
+    runner boots when it does not compile), N shards run it, the merge job checks against the
+    history and publishes JUnit and Markdown; its scenario boots the tree it sits in."""
+    from harness.experiment.scenario import load_scenario
+
+    pipeline = _load("gitlab-kernel-tree")
+    assert any("schedule" in r.get("if", "") for r in pipeline["workflow"]["rules"])
+    assert pipeline["stages"] == ["build", "run", "merge"] and pipeline["shard"]["parallel"] >= 2
+    cmds = dict(sub_opts for s in _scripts(pipeline["build"]) for sub_opts in _commands(s))
+    assert "--scenario" in cmds["build"]
+    cmds = {sub: opts for n, sub, opts in _all_commands() if n == "gitlab-kernel-tree"}
+    assert "--shard" in cmds["run"] and {"--junit", "--markdown", "--history"} <= set(cmds["check"])
+    assert {"merge", "history"} <= set(cmds)
+    # the scenario, copied where the pipeline expects it in a Linux tree, boots that tree
+    linux = tmp_path / "linux"
+    (linux / ".balloon-harness").mkdir(parents=True)
+    (linux / "Kbuild").write_text("obj-y += init/\n")
+    scenario = linux / ".balloon-harness" / "nightly.toml"
+    scenario.write_text((REPO / "ci" / "examples" / "kernel-tree-nightly.toml").read_text())
+    s = load_scenario(scenario)
+    assert s.name == pipeline["variables"]["SCENARIO_NAME"]
+    assert {a.kernel_tree.source for a in s.arms if a.kernel_tree} == {linux.resolve()}
+    assert s.expectations

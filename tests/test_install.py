@@ -64,6 +64,9 @@ def test_installed_command_runs_from_another_folder(installed):
     for args in (["--help"], ["reproduce", "--help"], ["run", "--help"]):
         proc = subprocess.run([str(cli), *args], cwd=elsewhere, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
+    # the guest kernel's fragment travels in the wheel (images/guest-kernel.config)
+    proc = subprocess.run([str(cli), "kernel-config"], cwd=elsewhere, capture_output=True, text=True)
+    assert proc.returncode == 0 and "CONFIG_VIRTIO_BALLOON=y" in proc.stdout, proc.stderr
 
 
 def test_installed_build_uses_the_packaged_patches(installed, artifacts):

@@ -13,6 +13,8 @@ PACKAGES=(
   # QEMU built from each stack's Debian source (harness/artifacts/qemu.py BUILD_DEPENDS)
   dpkg-dev meson ninja-build pkg-config libglib2.0-dev libpixman-1-dev libslirp-dev
   zlib1g-dev libfdt-dev flex bison
+  # a guest kernel built from a Linux tree of your own (harness/artifacts/kernel_tree.py)
+  bc libelf-dev
   # the stacks' private apt (signature checks) and the Kbuild chroot of each stack's release
   debian-archive-keyring gpg mmdebstrap
 )

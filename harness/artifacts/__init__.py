@@ -22,10 +22,12 @@ from harness.artifacts import cache
 from harness.artifacts.apt import PrivateApt
 from harness.artifacts.initramfs import BALLOON_MODULE, GuestImage, build_image
 from harness.artifacts.kernel import GuestKernel, build_guest_kernel
+from harness.artifacts.kernel_tree import build_kernel_tree
 from harness.artifacts.module import build_module_variant, fetch_driver_source, kbuild_root
 from harness.artifacts.needs import Needs, for_stack
 from harness.artifacts.patches import Series, design_series
 from harness.artifacts.qemu import (
+    build_qemu_tree,
     build_qemu_variant,
     fetch_source,
     qemu_version,
@@ -42,6 +44,7 @@ from harness.artifacts.stacks import (
     pins_for,
 )
 from harness.artifacts.steps import say
+from harness.artifacts.trees import KernelTree, QemuTree
 
 
 @dataclass
@@ -57,6 +60,10 @@ class Artifacts:
     modules: dict[str, Path] = field(default_factory=dict)        # the balloon .ko of each image
     inputs: dict[str, Any] = field(default_factory=dict)          # what each artifact was made from
     sources: dict[str, Path] = field(default_factory=dict)        # "qemu" tree, "linux" driver files
+    # Built from users' source trees (arms with kernel/qemu = { source = ... }):
+    tree_kernels: dict[KernelTree, GuestImage] = field(default_factory=dict)   # the image of each kernel
+    tree_qemus: dict[QemuTree, Path] = field(default_factory=dict)
+    trees: dict[str, dict[str, Any]] = field(default_factory=dict)   # "kernel <tree>" -> identity, compiler...
     manifest: Optional[Path] = None
     by_stack: dict[str, Artifacts] = field(default_factory=dict)
 
@@ -79,6 +86,7 @@ def _describe(arts: Artifacts) -> dict[str, Any]:
         "qemu_versions": {k: qemu_version(v) for k, v in arts.qemus.items()},
         "qemu_sha256": {k: cache.file_sha256(v) for k, v in arts.qemus.items()},
         "inputs": arts.inputs,
+        "own_trees": arts.trees,
     }
 
 
@@ -88,7 +96,7 @@ def _merge(old: Optional[dict[str, Any]], new: dict[str, Any]) -> dict[str, Any]
     if not old or old.get("pins") != new.get("pins"):
         return new
     merged = dict(new)
-    for key in ("images", "qemu", "qemu_versions", "qemu_sha256", "inputs"):
+    for key in ("images", "qemu", "qemu_versions", "qemu_sha256", "inputs", "own_trees"):
         merged[key] = {**old.get(key, {}), **new.get(key, {})}
     return merged
 
@@ -164,9 +172,13 @@ def build_stack(name: str, update: bool = False, needs: Needs = Needs(), overlap
     with_stock = needs.wants_qemu("stock")
 
     def qemus() -> QemuBuild:
-        return _build_qemus(name, pins.qemu_source_version, qemu_series, with_stock, source, stack.meson)
+        built = _build_qemus(name, pins.qemu_source_version, qemu_series, with_stock, source, stack.meson)
+        for own in sorted(needs.qemu_trees, key=lambda q: q.describe()):
+            built.trees[own], info = build_qemu_tree(own, stack.meson)
+            built.inputs[f"qemu {own.describe()}"] = info
+        return built
 
-    if overlap and (qemu_series or with_stock):
+    if overlap and (qemu_series or with_stock or needs.qemu_trees):
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"qemu-{name}")
         pending = pool.submit(qemus)
         try:
@@ -180,6 +192,8 @@ def build_stack(name: str, update: bool = False, needs: Needs = Needs(), overlap
         arts = _build_guest(name, stack, pins, apt, needs, download)
         built = qemus()
     arts.qemus.update(built.binaries)
+    arts.tree_qemus.update(built.trees)
+    arts.trees.update({k: v for k, v in built.inputs.items() if k.startswith("qemu ")})
     arts.inputs.update(built.inputs)
     if built.source is not None:
         arts.sources["qemu"] = built.source
@@ -209,6 +223,10 @@ def _build_guest(name: str, stack: Stack, pins: Pins, apt: PrivateApt, needs: Ne
     for label, module in arts.modules.items():
         if needs.wants_module(label):
             arts.images[label] = build_image(kernel, module, label)
+    for tree in sorted(needs.kernel_trees, key=lambda k: k.describe()):
+        own = build_kernel_tree(tree)   # the balloon driver is built in: an image without modules
+        arts.tree_kernels[tree] = build_image(own, None, "built-in")
+        arts.trees[f"kernel {tree.describe()}"] = own.info
     return arts
 
 
@@ -217,6 +235,7 @@ class QemuBuild:
     """The QEMU binaries of one stack, what they were built from, and the source tree."""
 
     binaries: dict[str, Path] = field(default_factory=dict)
+    trees: dict[QemuTree, Path] = field(default_factory=dict)     # users' QEMU trees
     inputs: dict[str, Any] = field(default_factory=dict)
     source: Optional[Path] = None
 

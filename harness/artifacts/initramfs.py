@@ -19,6 +19,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from harness.artifacts import cache, cpio, debian
 from harness.artifacts.kernel import GuestKernel
@@ -150,7 +151,7 @@ def build_base(kernel: GuestKernel) -> cache.Artifact:
     bh_step = build_bh_step()
     framemap = build_framemap()
     inputs = {
-        "kernel": [kernel.package, kernel.version],
+        "kernel": kernel.image_key(),
         "busybox-static": _package_version("busybox-static"),
         "dropbear-bin": _package_version("dropbear-bin"),
         "usemem": cache.file_sha256(usemem),
@@ -197,12 +198,16 @@ def _file_entries(files: Sequence[tuple[str, Path]]) -> list[cpio.Entry]:
     return entries
 
 
-def build_image(kernel: GuestKernel, balloon_ko: Path, label: str,
+def build_image(kernel: GuestKernel, balloon_ko: Optional[Path], label: str,
                 files: Sequence[tuple[str, Path]] = ()) -> GuestImage:
     """Base initramfs + an overlay archive holding ``balloon_ko`` as virtio_balloon.ko, and
-    the user's ``files`` (guest path, host path) on top, cached by their content."""
+    the user's ``files`` (guest path, host path) on top, cached by their content. A kernel
+    that ships no modules (built from a tree: the driver is built in) gets no module
+    (``balloon_ko`` None); its image's module hash is the kernel's, which holds the driver."""
     base = build_base(kernel)
-    ko_sha = cache.file_sha256(balloon_ko)
+    if kernel.ships_modules and balloon_ko is None:
+        raise BuildError(f"{kernel.package} loads its balloon driver as a module: an image needs one")
+    ko_sha = cache.file_sha256(balloon_ko if kernel.ships_modules and balloon_ko else kernel.vmlinuz)
     inputs: dict = {"base": base.key, "module": ko_sha}
     if files:
         inputs["files"] = [[g, cache.file_sha256(h), stat.S_IMODE(h.stat().st_mode)] for g, h in files]
@@ -211,12 +216,14 @@ def build_image(kernel: GuestKernel, balloon_ko: Path, label: str,
         # Compressed too: the kernel finds a compressed archive at any offset,
         # an uncompressed one only at a 4-byte boundary. Later archives overwrite
         # earlier files of the same path, so the user's files win.
-        overlay = out / "overlay.cpio.gz"
-        cpio.write_archive(overlay, [
-            cpio.dir_entry("lib"), cpio.dir_entry("lib/modules"),
-            cpio.Entry(f"lib/modules/{BALLOON_MODULE}.ko", stat.S_IFREG | 0o644, balloon_ko.read_bytes()),
-        ])
-        parts = [base.path / "base.cpio.gz", overlay]
+        parts = [base.path / "base.cpio.gz"]
+        if kernel.ships_modules and balloon_ko is not None:
+            overlay = out / "overlay.cpio.gz"
+            cpio.write_archive(overlay, [
+                cpio.dir_entry("lib"), cpio.dir_entry("lib/modules"),
+                cpio.Entry(f"lib/modules/{BALLOON_MODULE}.ko", stat.S_IFREG | 0o644, balloon_ko.read_bytes()),
+            ])
+            parts.append(overlay)
         if files:
             user = out / "files.cpio.gz"
             cpio.write_archive(user, _file_entries(files))

@@ -34,6 +34,16 @@ class GuestKernel:
         return self.root / "boot" / f"config-{self.release}"
 
     @property
+    def ships_modules(self) -> bool:
+        """Whether its image carries modules to load (Debian's: virtio is modular; a kernel
+        built from a tree has everything built in, :mod:`harness.artifacts.kernel_tree`)."""
+        return True
+
+    def image_key(self) -> list[str]:
+        """What of this kernel the guest image depends on (its modules): part of its key."""
+        return [self.package, self.version]
+
+    @property
     def modules_dir(self) -> Path:
         return self.root / "lib" / "modules" / self.release
 

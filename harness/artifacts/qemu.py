@@ -21,7 +21,8 @@ from harness.arch import QEMU_BINARY, QEMU_PACKAGE, QEMU_TARGET
 from harness.artifacts import cache, debian
 from harness.artifacts.patches import Series
 from harness.artifacts.steps import run_step, say
-from harness.errors import MissingDependency
+from harness.artifacts.trees import QemuTree, export, identify, require_tree
+from harness.errors import BuildError, ConfigError, MissingDependency
 
 STOCK_QEMU = Path("/usr/bin") / QEMU_BINARY
 STOCK_PACKAGE = QEMU_PACKAGE
@@ -166,17 +167,69 @@ def build_tree(version: str, fetch: Optional[Callable[[str], cache.Artifact]] = 
         tree = out / "src"
         say(f"copying QEMU {version} source tree")
         shutil.copytree(source_tree(src), tree, symlinks=True)
-        write_device_config(tree, version)
-        builddir = out / "build"
-        builddir.mkdir()
-        python = [f"--python={meson_python(meson)}"] if meson else []
-        run_step(f"configure QEMU ({QEMU_TARGET})", [tree / "configure", *python, *CONFIGURE_FLAGS], log,
-                 cwd=builddir)
-        jobs = str(os.cpu_count() or 2)
-        run_step(f"build {QEMU_BINARY} {version} (ninja -j{jobs}: about 300 CPU seconds for 7.2; variants after it "
-                 f"rebuild only what their patches touch)", ["ninja", "-j", jobs, QEMU_BINARY], log, cwd=builddir)
+        _configure_and_compile(tree, out / "build", version, meson, log,
+                               "about 300 CPU seconds for 7.2; variants after it rebuild only what their "
+                               "patches touch")
 
     return cache.ensure("qemu-tree", inputs, build, mutable=True)
+
+
+def _configure_and_compile(tree: Path, builddir: Path, version: str, meson: Optional[str], log: Path,
+                           note: str) -> Path:
+    """Configure ``tree`` (a copy: the device config is written into it) in ``builddir``
+    with :data:`CONFIGURE_FLAGS` and build ``qemu-system-x86_64``; returns the binary.
+    One recipe for Debian's sources and a user's tree alike."""
+    write_device_config(tree, version)
+    builddir.mkdir(parents=True, exist_ok=True)
+    python = [f"--python={meson_python(meson)}"] if meson else []
+    run_step(f"configure QEMU ({QEMU_TARGET})", [tree / "configure", *python, *CONFIGURE_FLAGS], log,
+             cwd=builddir)
+    jobs = str(os.cpu_count() or 2)
+    run_step(f"build {QEMU_BINARY} {version} (ninja -j{jobs}: {note})", ["ninja", "-j", jobs, QEMU_BINARY], log,
+             cwd=builddir)
+    return builddir / QEMU_BINARY
+
+
+def tree_version(tree: Path) -> str:
+    """A QEMU tree's own version (its ``VERSION`` file, e.g. ``7.2.22``)."""
+    try:
+        return (tree / "VERSION").read_text().strip()
+    except OSError:
+        raise ConfigError(f"QEMU source {tree}: not a QEMU tree (it has no VERSION file)") from None
+
+
+def build_qemu_tree(own: QemuTree, meson: Optional[str] = None) -> tuple[Path, dict]:
+    """``qemu-system-x86_64`` of a user's QEMU tree, configured like the stacks' builds
+    (:data:`CONFIGURE_FLAGS`, :func:`devices_for` its ``VERSION``); returns (binary, inputs).
+
+    The tree is exported into the cache first (configure writes the device config into
+    its source, and a git tree would update its submodules): the user's tree is only
+    read. Cached by the tree's content (:func:`harness.artifacts.trees.identify`), the
+    flags, the compiler and meson; only the binary is kept."""
+    _require_build_depends()
+    src = require_tree(own.source, "QEMU source", "configure", "QEMU")
+    version = tree_version(src)
+    identity = identify(src, own.ref)
+    inputs = {"tree": identity.key, "version": version, "configure": list(CONFIGURE_FLAGS),
+              "devices": list(devices_for(version)), "cc": _compiler(),
+              "meson": meson or debian.installed_version("meson"), "layout": 1}
+    info = {"tree": own.describe(), "identity": identity.as_dict(), "version": version, "compiler": inputs["cc"]}
+
+    def build(out: Path, log: Path) -> None:
+        say(f"copying the QEMU tree {identity.describe()} into the cache")
+        tree = export(identity, out / "src")
+        binary = _configure_and_compile(tree, out / "build", version, meson, log,
+                                        "a full build: about 300 CPU seconds for 7.2")
+        if own.ref is None and identify(src).key != identity.key:
+            raise BuildError(f"{src} changed while it was being copied: built again at the next run")
+        shutil.copy2(binary, out / QEMU_BINARY)
+        shutil.rmtree(out / "build")
+        shutil.rmtree(tree)
+
+    art = cache.ensure("qemu-own", inputs, build)
+    binary = art.path / QEMU_BINARY
+    say(f"QEMU of {identity.describe()}: {'built' if art.fresh else 'cached'} ({binary})")
+    return binary, {**info, "cache_key": art.key}
 
 
 def build_qemu_variant(label: str, series: Optional[Series], version: str,

@@ -8,6 +8,7 @@ re-run by hand, not a Python traceback.
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import subprocess
 import threading
@@ -36,6 +37,29 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+# A compiler's or linker's diagnostics (gcc, clang, ld): with parallel jobs, make and ninja go
+# on with other jobs after the first error, so the log's last lines may not show it.
+_DIAGNOSTIC = re.compile(r"(: (fatal )?error: |: undefined reference to |^Error: |^ERROR: )")
+
+
+def errors(path: Path, since: int = 0, most: int = 12) -> str:
+    """The first diagnostic lines of ``path`` after byte ``since``, each with the two lines
+    after it (the source line and its caret), at most ``most`` lines; empty when none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(since)
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    picked: list[str] = []
+    for i, line in enumerate(lines):
+        if _DIAGNOSTIC.search(line):
+            picked += [x for x in lines[i:i + 3] if x not in picked[-3:]]
+            if len(picked) >= most:
+                break
+    return "\n".join(picked[:most])
+
+
 def _fmt_elapsed(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     return f"{m}m{s:02d}s" if m else f"{s}s"
@@ -53,6 +77,7 @@ def run_step(title: str, cmd: Sequence[str | Path], log: Path, cwd: Path | None 
     if not quiet:
         say(f"{title} (log: {log})")
     start = time.monotonic()
+    since = log.stat().st_size if log.exists() else 0
     done = threading.Event()
 
     def heartbeat() -> None:
@@ -74,9 +99,12 @@ def run_step(title: str, cmd: Sequence[str | Path], log: Path, cwd: Path | None 
         done.set()
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
+        diagnostics = errors(log, since)
+        last = tail(log)
+        first = f"--- the first errors in {log} ---\n{diagnostics}\n" if diagnostics and diagnostics not in last else ""
         raise BuildError(
             f"{title} failed (exit {proc.returncode}) after {_fmt_elapsed(elapsed)}.\n"
-            f"--- last lines of {log} ---\n{tail(log)}\n---\n"
+            f"{first}--- last lines of {log} ---\n{last}\n---\n"
             f"re-run by hand: cd {shlex.quote(str(cwd or Path.cwd()))} && {pretty}")
     if not quiet:
         say(f"  done: {title} in {_fmt_elapsed(elapsed)}")

@@ -219,6 +219,13 @@ def archive_options(args: argparse.Namespace) -> None:
 def _cmd_build(args: argparse.Namespace) -> int:
     from harness.artifacts import STACKS, build_all
     archive_options(args)
+    if args.scenario:   # only what its arms name: their variants, and the trees they build
+        from harness.artifacts.needs import needs_of
+        from harness.experiment.scenario import load_scenario
+        scenario = load_scenario(args.scenario)
+        arts = build_all(scenario.stacks, update=args.update, needs=needs_of(scenario.arms))
+        print(f"manifest: {arts.manifest}")
+        return 0
     stacks = list(STACKS) if args.all_stacks else (args.stack or None)
     arts = build_all(stacks, update=args.update)
     print(f"manifest: {arts.manifest}")
@@ -264,6 +271,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "Linux 6.12 + QEMU 10.0; sid: Linux 7.2 + the newest QEMU the archive serves); "
                         "repeatable")
     b.add_argument("--all-stacks", action="store_true", help="build every guest stack")
+    b.add_argument("--scenario", metavar="FILE",
+                   help="build only what this scenario's arms need (with the kernel and QEMU trees they name), "
+                        "as `run` would: a CI build step that fails before any runner boots")
     b.add_argument("--update", action="store_true",
                    help="resolve the newest versions of the stacks' packages and rewrite stacks.lock")
     b.add_argument("--mirror", metavar="URL",

@@ -17,6 +17,7 @@ from typing import Any
 
 from harness import __version__
 from harness.artifacts import Artifacts
+from harness.artifacts.cache import file_sha256
 from harness.artifacts.qemu import qemu_version
 from harness.experiment.scenario import Scenario
 from harness.probes.host import thp_settings
@@ -69,9 +70,26 @@ def collect(scenario: Scenario, artifacts: Artifacts) -> dict[str, Any]:
                          "release": artifacts.kernel.release},
         "guest_modules": {name: {"sha256": img.balloon_module_sha256, "initrd": str(img.initrd)}
                           for name, img in artifacts.images.items()},
+        # Kernels and QEMUs built from users' trees: path, content (tree hash, uncommitted
+        # changes), dirty flag, compiler (harness.artifacts.trees, kernel_tree, qemu)
+        "own_trees": own_trees(artifacts),
         "build_manifest": manifest,
         "scenario": {"name": scenario.name, "path": str(scenario.path), "text": scenario.path.read_text()},
     }
+
+
+def own_trees(artifacts: Artifacts) -> dict[str, Any]:
+    """Each tree built for the arms, by stack: its identity (dirty or not) and its build."""
+    stacks = artifacts.by_stack or {artifacts.stack: artifacts}
+    trees: dict[str, Any] = {}
+    for stack, arts in stacks.items():
+        for label, info in arts.trees.items():
+            trees[f"{stack}: {label}"] = info
+        for tree, binary in arts.tree_qemus.items():
+            trees[f"{stack}: qemu {tree.describe()}"] = {**trees.get(f"{stack}: qemu {tree.describe()}", {}),
+                                                         "binary": str(binary), "qemu_version": qemu_version(binary),
+                                                         "sha256": file_sha256(binary)}
+    return trees
 
 
 def run_records(out: Path) -> dict[str, dict[str, Any]]:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 import pandas as pd
 
 from harness.artifacts import Artifacts
-from harness.artifacts.initramfs import build_image
+from harness.artifacts.initramfs import GuestImage, build_image
 from harness.errors import (
     ConfigError,
     GuestCommandError,
@@ -127,6 +127,34 @@ class Progress:
                      run.rep, message)
 
 
+def _qemu_of(arm: Arm, artifacts: Artifacts) -> Path:
+    """The arm's QEMU binary: a built variant, one built from the user's tree, or a path."""
+    if arm.qemu_tree is not None:
+        return artifacts.tree_qemus[arm.qemu_tree]
+    if arm.qemu in artifacts.qemus:
+        return artifacts.qemus[arm.qemu]
+    if Path(arm.qemu).exists():
+        return Path(arm.qemu)
+    raise ConfigError(f"arm {arm.name}: QEMU {arm.qemu!r} was not built for stack {arm.stack} "
+                      f"(run `balloon-harness build --stack {arm.stack}`)")
+
+
+def _image_of(arm: Arm, artifacts: Artifacts, files) -> GuestImage:
+    """The arm's guest image: a kernel built from the user's tree (its driver built in, no
+    modules), or the stack's kernel with the arm's balloon module; the scenario's files on top."""
+    if arm.kernel_tree is not None:
+        image = artifacts.tree_kernels[arm.kernel_tree]
+        return build_image(image.kernel, None, image.balloon_module, files) if files else image
+    if arm.module in artifacts.images and not files:
+        return artifacts.images[arm.module]
+    if arm.module in artifacts.modules:
+        return build_image(artifacts.kernel, artifacts.modules[arm.module], arm.module, files)
+    if Path(arm.module).exists():
+        return build_image(artifacts.kernel, Path(arm.module), f"custom:{arm.module}", files)
+    raise ConfigError(f"arm {arm.name}: module {arm.module!r} was not built for stack {arm.stack} "
+                      f"(run `balloon-harness build --stack {arm.stack}`)")
+
+
 def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts,
                      mechanism: Optional[Mechanism] = None) -> MachineSpec:
     """Resolve an arm's QEMU and module names to its stack's built artifacts (or the user's
@@ -138,23 +166,8 @@ def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts,
             artifacts = artifacts.for_stack(arm.stack)
         except KeyError as e:
             raise ConfigError(f"arm {arm.name}: {e.args[0]}") from None
-    if arm.qemu in artifacts.qemus:
-        qemu = artifacts.qemus[arm.qemu]
-    elif Path(arm.qemu).exists():
-        qemu = Path(arm.qemu)
-    else:
-        raise ConfigError(f"arm {arm.name}: QEMU {arm.qemu!r} was not built for stack {arm.stack} "
-                          f"(run `balloon-harness build --stack {arm.stack}`)")
-    files = scenario.guest.files
-    if arm.module in artifacts.images and not files:
-        image = artifacts.images[arm.module]
-    elif arm.module in artifacts.modules:
-        image = build_image(artifacts.kernel, artifacts.modules[arm.module], arm.module, files)
-    elif Path(arm.module).exists():
-        image = build_image(artifacts.kernel, Path(arm.module), f"custom:{arm.module}", files)
-    else:
-        raise ConfigError(f"arm {arm.name}: module {arm.module!r} was not built for stack {arm.stack} "
-                          f"(run `balloon-harness build --stack {arm.stack}`)")
+    qemu = _qemu_of(arm, artifacts)
+    image = _image_of(arm, artifacts, scenario.guest.files)
     vm = scenario.vm
     spec = MachineSpec.for_image(
         image, qemu=qemu, memory_mib=vm.memory_mib, vcpus=vm.vcpus, accel=vm.accel,
@@ -386,6 +399,17 @@ def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, 
     return summary
 
 
+def _module_sha256(arm: Arm, artifacts: Artifacts) -> Optional[str]:
+    """The balloon driver's hash (a kernel built from a tree: its bzImage's, the driver is in it)."""
+    try:
+        arts = artifacts.for_stack(arm.stack) if artifacts.by_stack else artifacts
+    except KeyError:
+        return None
+    if arm.kernel_tree is not None and arm.kernel_tree in arts.tree_kernels:
+        return arts.tree_kernels[arm.kernel_tree].balloon_module_sha256
+    return arts.images[arm.module].balloon_module_sha256 if arm.module in arts.images else None
+
+
 def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Artifacts,
                 store: ResultsStore, progress: Progress, spec: Optional[MachineSpec] = None) -> dict[str, Any]:
     """Boot, run every step with sampling, write the run's frames. Returns the run info."""
@@ -456,8 +480,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
         "run_uid": uuid.uuid4().hex,
         "run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "status": "complete", "stack": run.arm.stack,
         "accel": guest.accel, "qemu": str(spec.qemu), "module": run.arm.module,
-        "module_sha256": artifacts.images[run.arm.module].balloon_module_sha256
-        if run.arm.module in artifacts.images else None,
+        "module_sha256": _module_sha256(run.arm, artifacts),
         "device": spec.balloon.arg() if spec.balloon else None,
         "mechanism": mechanism.info(),
         "started": started, "wall_seconds": total,

@@ -24,6 +24,7 @@ else:  # pragma: no cover
 from harness.analysis.expectations import parse_expectations
 from harness.artifacts.patches import design_series
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
+from harness.artifacts.trees import KernelTree, QemuTree, require_tree
 from harness.errors import ConfigError
 from harness.experiment.watch import DEFAULT_ANON_DROP_FRACTION
 from harness.mechanisms import DEFAULT as DEFAULT_MECHANISM
@@ -39,6 +40,9 @@ STEP_KINDS = ("run", "background", *MOVE_KINDS, "stop", "sleep", "measure")
 # Arm names and step labels end up in run ids, folder names and plot titles.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 BUILD_CHOICES = ("stock", "patched")
+# What `qemu` and `module` say of an arm built from source trees (the tables say the rest).
+OWN_TREE = "own-tree"
+BUILT_IN = "built-in"
 
 
 @dataclass(frozen=True)
@@ -72,14 +76,16 @@ class Arm:
     mechanism (harness.mechanisms) that resizes the guest, with that mechanism's options."""
 
     name: str
-    qemu: str = "patched"          # "stock", "patched" or a path to a QEMU binary
-    module: str = "patched"        # "stock", "patched" or a path to a virtio_balloon.ko
+    qemu: str = "patched"          # "stock", "patched", a design, a path to a QEMU binary, or OWN_TREE
+    module: str = "patched"        # "stock", "patched", a design, a path to a virtio_balloon.ko, or BUILT_IN
     device: tuple[tuple[str, str], ...] = ()
     description: str = ""
     kernel: str | None = None      # a guest kernel image of your own (default: Debian's cloud kernel)
     stack: str = "bookworm"        # guest stack (harness.artifacts.stacks): kernel + QEMU source
     mechanism: str = DEFAULT_MECHANISM     # harness.mechanisms registry name
     options: tuple[tuple[str, Any], ...] = ()   # the mechanism's options
+    kernel_tree: KernelTree | None = None  # kernel = { source = DIR, config = [...], ref = REF }
+    qemu_tree: QemuTree | None = None      # qemu = { source = DIR, ref = REF }
 
     def make_mechanism(self, memory_mib: int, where: str = "options"):
         """A fresh :class:`harness.mechanisms.Mechanism` for one run of this arm."""
@@ -270,7 +276,8 @@ def _check_stops(path: Path, steps: tuple[Step, ...]) -> None:
             started.remove(st.workload)
 
 
-def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings) -> Arm:
+def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings,
+              default_kernel: KernelTree | None = None) -> Arm:
     t = _Table(path, f"arms[{i}]", data)
     name = t.get("name", str)
     if not NAME_PATTERN.match(name):
@@ -286,12 +293,23 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings)
         if not re.match(r"^[A-Za-z0-9_-]+$", k):
             t.fail(f"arms[{i}].device.{k}", "not a QEMU property name")
         props.append((k, str(v)))
-    arm = Arm(name=name, qemu=t.get("qemu", str, "patched"), module=t.get("module", str, "patched"),
+    kernel = t.get("kernel", (str, dict), None)
+    kernel_tree = _kernel_tree(path, t.key("kernel"), kernel) if isinstance(kernel, dict) else None
+    if kernel is None and "module" not in data:   # the scenario's kernel tree, if it names one
+        kernel_tree = default_kernel
+    qemu = t.get("qemu", (str, dict), "patched")
+    qemu_tree = _qemu_tree(path, t.key("qemu"), qemu) if isinstance(qemu, dict) else None
+    if kernel_tree is not None and "module" in data:
+        t.fail(t.key("module"), "a kernel built from a source tree has its balloon driver built in: "
+                                "change the driver in that tree, not with `module`")
+    arm = Arm(name=name, qemu=OWN_TREE if qemu_tree else qemu,
+              module=BUILT_IN if kernel_tree else t.get("module", str, "patched"),
               device=tuple(props), description=t.get("description", str, ""),
-              kernel=t.get("kernel", str, None),
+              kernel=kernel if isinstance(kernel, str) else None,
               stack=t.get("stack", str, default_stack, choices=tuple(STACKS)),
               mechanism=t.get("mechanism", str, DEFAULT_MECHANISM),
-              options=tuple(sorted(t.get("options", dict, {}).items())))
+              options=tuple(sorted(t.get("options", dict, {}).items())),
+              kernel_tree=kernel_tree, qemu_tree=qemu_tree)
     try:  # refuses unknown mechanisms and bad options now, not after the first boot
         arm.make_mechanism(vm.memory_mib, f"arms[{i}].options")
     except ConfigError as e:
@@ -300,6 +318,8 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings)
         t.fail(t.key("kernel"), f"must be an existing kernel image file, got {arm.kernel!r}")
     stack = STACKS[arm.stack]
     for key, folder in (("qemu", stack.qemu_patch_dir), ("module", stack.guest_patch_dir)):
+        if (key == "qemu" and arm.qemu_tree) or (key == "module" and arm.kernel_tree):
+            continue
         value = getattr(arm, key)
         if not value.strip():
             t.fail(t.key(key), "must not be empty")
@@ -308,6 +328,49 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings)
             t.fail(t.key(key), f"must be one of {', '.join(choices)} or an existing path, got {value!r}")
     t.finish()
     return arm
+
+
+def _tree_path(path: Path, key: str, value: Any) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{path}: {key}: must be a folder path, got {value!r}")
+    return path.parent / Path(value).expanduser()   # relative to the scenario file
+
+
+def _ref(t: _Table) -> str | None:
+    ref = t.get("ref", str, None)
+    if ref is not None and (not ref.strip() or ref.startswith("-")):
+        t.fail(t.key("ref"), f"must be a git ref (a branch, tag or commit), got {ref!r}")
+    return ref
+
+
+def _kernel_tree(path: Path, where: str, data: dict) -> KernelTree:
+    """``kernel = { source = "DIR", config = ["FRAGMENT", ...], ref = "REF" }``: a Linux tree the
+    harness builds with its own minimal configuration (harness.artifacts.kernel_tree)."""
+    t = _Table(path, where, data)
+    source = require_tree(_tree_path(path, t.key("source"), t.get("source", str)), f"{path}: {t.key('source')}:",
+                          "Kbuild", "Linux")
+    fragments = t.get("config", (str, list), [])
+    fragments = [fragments] if isinstance(fragments, str) else fragments
+    config = []
+    for i, f in enumerate(fragments):
+        frag = _tree_path(path, f"{t.key('config')}[{i}]", f)
+        if not frag.is_file():
+            t.fail(f"{t.key('config')}[{i}]", f"configuration fragment {frag} does not exist")
+        config.append(frag.resolve())
+    tree = KernelTree(source, tuple(config), _ref(t))
+    t.finish()
+    return tree
+
+
+def _qemu_tree(path: Path, where: str, data: dict) -> QemuTree:
+    """``qemu = { source = "DIR", ref = "REF" }``: a QEMU tree the harness builds like its
+    stacks' QEMU (harness.artifacts.qemu.build_qemu_tree)."""
+    t = _Table(path, where, data)
+    source = require_tree(_tree_path(path, t.key("source"), t.get("source", str)), f"{path}: {t.key('source')}:",
+                          "configure", "QEMU")
+    tree = QemuTree(source, _ref(t))
+    t.finish()
+    return tree
 
 
 def _load_guest(path: Path, data: Any) -> GuestSettings:
@@ -356,7 +419,11 @@ def load_scenario(path: str | Path) -> Scenario:
         top.fail("arms", "at least one arm is needed")
     steps = tuple(_load_step(path, i, s, vm) for i, s in enumerate(steps_raw))
     default_stack = top.get("stack", str, DEFAULT_STACK, choices=tuple(STACKS))
-    arms = tuple(_load_arm(path, i, a, default_stack, vm) for i, a in enumerate(arms_raw))
+    # A top-level `kernel = { source = ... }`: every arm naming neither `kernel` nor `module`
+    # boots that tree's minimal kernel (README: "Your own trees": it boots in half the time).
+    kernel_raw = top.get("kernel", dict, None)
+    default_kernel = _kernel_tree(path, "kernel", kernel_raw) if kernel_raw is not None else None
+    arms = tuple(_load_arm(path, i, a, default_stack, vm, default_kernel) for i, a in enumerate(arms_raw))
     names = [a.name for a in arms]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

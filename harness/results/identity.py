@@ -43,6 +43,17 @@ def fingerprint(metadata: dict[str, Any], summary: Optional[pd.DataFrame] = None
     for name, m in sorted(as_dict(meta.get("guest_modules")).items()):
         if isinstance(m, dict) and m.get("sha256") is not None:
             fp[f"module {name} sha256"] = str(m["sha256"])
+    # Kernels and QEMUs built from users' trees: by content (tree, uncommitted changes), not
+    # by path or binary (runners build them apart; the same tree is the same build).
+    trees: dict[str, set[str]] = {}
+    for label, info in as_dict(meta.get("own_trees")).items():
+        ident = as_dict(as_dict(info).get("identity"))
+        if ident.get("content"):
+            kind = "qemu" if label.split(": ", 1)[-1].startswith("qemu ") else "kernel"
+            trees.setdefault(kind, set()).add(str(ident["content"]) + (f"+{ident['changes']}"
+                                                                       if ident.get("changes") else ""))
+    for kind, contents in sorted(trees.items()):
+        fp[f"{kind} trees"] = ", ".join(sorted(contents))
     if summary is not None and "accel" in summary.columns:
         accel = sorted({str(a) for a in summary["accel"].dropna()})
         if accel:
