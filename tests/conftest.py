@@ -86,3 +86,22 @@ def run_scenario_cli(tmp: Path, text: str, timeout: float = 900) -> tuple[subpro
                           capture_output=True, text=True, timeout=timeout)
     assert qemu_pids(str(tmp)) <= before, "a QEMU of the run was left running"
     return proc, out
+
+
+BALLOON_DEVICE_ID = "0x0005"     # virtio device id of the balloon in /sys/bus/virtio/devices/*/device
+VIRTIO_FEATURES_COMMAND = "for d in /sys/bus/virtio/devices/*; do echo $(cat $d/device) $(cat $d/features); done"
+
+
+def balloon_features_in(listing: str) -> str:
+    """The balloon's negotiated feature string (one char per bit) in the output of
+    :data:`VIRTIO_FEATURES_COMMAND`."""
+    for line in listing.splitlines():
+        dev, _, features = line.partition(" ")
+        if dev == BALLOON_DEVICE_ID:
+            return features
+    raise AssertionError(f"no balloon device in the guest:\n{listing}")
+
+
+def balloon_features(guest) -> str:
+    """The negotiated feature string of a booted guest's balloon device."""
+    return balloon_features_in(guest.ssh.run(VIRTIO_FEATURES_COMMAND).stdout)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import VIRTIO_FEATURES_COMMAND, balloon_features_in
 from own_trees import git, linux_tree, qemu_tree
 
 from harness.artifacts.kernel_tree import cached_kernel_tree, configure
@@ -96,7 +97,7 @@ settle_seconds = 20
 [[steps]]
 kind = "run"
 label = "features"
-command = "for d in /sys/bus/virtio/devices/*; do echo $(cat $d/device) $(cat $d/features); done"
+command = "{features}"
 [[steps]]
 kind = "background"
 label = "usemem"
@@ -131,7 +132,7 @@ def _run(scenario: Path, out: Path, env: dict, timeout: float) -> subprocess.Com
 def test_tree_arms_run_the_rfc_from_an_empty_cache_and_a_second_run_builds_nothing(linux, tmp_path):
     qemu = qemu_tree()
     scenario = tmp_path / "own-trees.toml"
-    scenario.write_text(RFC_ARMS.format(linux=linux, qemu=qemu))
+    scenario.write_text(RFC_ARMS.format(linux=linux, qemu=qemu, features=VIRTIO_FEATURES_COMMAND))
     env = {**os.environ, "BALLOON_HARNESS_CACHE": str(tmp_path / "cache")}   # empty
     start = time.monotonic()
     first = _run(scenario, tmp_path / "first", env, timeout=3 * 3600)
@@ -152,7 +153,7 @@ def test_tree_arms_run_the_rfc_from_an_empty_cache_and_a_second_run_builds_nothi
         assert "insmod" not in console
         # the tree's RFC port negotiates bit 23 with the tree's QEMU when thp-order is on
         features = (tmp_path / "first" / "runs" / run["run_id"] / "steps" / "features.log").read_text()
-        balloon = next(line.split()[1] for line in features.splitlines() if line.startswith("0x0005 "))
+        balloon = balloon_features_in(features)
         assert balloon[23] == ("1" if arm == "thp-order" else "0"), (arm, balloon)
     assert _clean(linux) == "" and _clean(qemu) == "", "a user's tree was written"
 

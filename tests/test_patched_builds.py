@@ -9,6 +9,7 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import balloon_features
 
 from harness.artifacts.module import DRIVER
 from harness.artifacts.patches import GUEST_PATCHES, QEMU_PATCHES, Series
@@ -17,7 +18,6 @@ from harness.guest import Guest
 from harness.vm import BalloonDevice, MachineSpec
 
 GUEST_MIB = 1024
-BALLOON_DEVICE_ID = "0x0005"
 
 
 def feature_bit(series_dir) -> int:
@@ -81,17 +81,6 @@ def test_patched_qemu_has_thp_order_and_stock_does_not(artifacts):
     assert not has_property(artifacts.qemus["stock"], "virtio-balloon-pci", "thp-order")
 
 
-def _balloon_features(machine: Guest) -> str:
-    """The negotiated feature string (one char per bit) of the guest's balloon device."""
-    out = machine.ssh.run(
-        "for d in /sys/bus/virtio/devices/*; do echo $(cat $d/device) $(cat $d/features); done").stdout
-    for line in out.splitlines():
-        dev, _, features = line.partition(" ")
-        if dev == BALLOON_DEVICE_ID:
-            return features
-    raise AssertionError(f"no balloon device in the guest:\n{out}")
-
-
 def _patched_spec(artifacts, thp: str, **kw) -> MachineSpec:
     return MachineSpec.for_image(artifacts.images["patched"], qemu=artifacts.qemus["patched"],
                                  memory_mib=GUEST_MIB,
@@ -104,7 +93,7 @@ def _patched_spec(artifacts, thp: str, **kw) -> MachineSpec:
 def test_feature_bit_negotiated_only_with_thp_order_on(artifacts, thp):
     bit = feature_bit(GUEST_PATCHES)
     with Guest(_patched_spec(artifacts, thp)) as m:
-        features = _balloon_features(m)
+        features = balloon_features(m)
         assert features[bit] == ("1" if thp == "on" else "0"), features
         assert features[5] == "1", "free page reporting must stay negotiated beside it"
         assert "virtio_balloon" in m.ssh.run("cat /proc/modules").stdout

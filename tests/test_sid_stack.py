@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import balloon_features
 
 from harness.artifacts.patches import QEMU_PATCHES
 from harness.artifacts.stacks import STACKS
@@ -82,8 +83,7 @@ def test_the_7_2_guest_negotiates_bit_23_and_inflates_in_2_mib_pages(sid):
                                  balloon=BalloonDevice(properties=(("thp-order", "on"),)))
     with Guest(spec) as g:
         assert g.ssh.run("uname -r").stdout.strip() == sid.kernel.release
-        out = g.ssh.run("for d in /sys/bus/virtio/devices/*; do echo $(cat $d/device) $(cat $d/features); done").stdout
-        features = next(line.split()[1] for line in out.splitlines() if line.startswith("0x0005 "))
+        features = balloon_features(g)
         assert features[23] == "1", features
         result = g.balloon.move(600, settle=10, timeout=300)
         assert result.reached and result.actual_mib <= 602, result

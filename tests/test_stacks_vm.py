@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import balloon_features
 
 from harness.artifacts.module import DRIVER
 from harness.artifacts.patches import Series
@@ -45,8 +46,7 @@ def test_the_6_12_guest_negotiates_bit_23_with_qemu_10(trixie):
                                  balloon=BalloonDevice(properties=(("thp-order", "on"),)))
     with Guest(spec) as g:
         assert g.ssh.run("uname -r").stdout.strip() == trixie.kernel.release
-        out = g.ssh.run("for d in /sys/bus/virtio/devices/*; do echo $(cat $d/device) $(cat $d/features); done").stdout
-        features = next(line.split()[1] for line in out.splitlines() if line.startswith("0x0005 "))
+        features = balloon_features(g)
         assert features[23] == "1", features
         # An idle fresh guest has free 2 MiB blocks enough: the RFC driver gets there, within
         # the one block a 2 MiB balloon may land off (the machine picks that tolerance).
