@@ -320,7 +320,7 @@ def report_text(out: Path, wide: bool = False, explain: bool = False) -> str:
     plots = plot_all(folder.samples, s, Path(out) / layout.PLOTS, info.arms, info.steps)
     plots += write_frame_maps(out, Path(out) / layout.PLOTS, info.arms)
     if not explain:
-        flag = f" ({SHORT_FLAG}: a ratio earned by stopping short, see --explain)" if table.flagged else ""
+        flag = f" ({SHORT_FLAG}: a ratio earned by stopping short)" if table.flagged else ""
         return "\n".join([*lines, where_line(out, jobs) + flag])
     lines.append("")
     lines.append(legend(table) + ("" if wide else "\n(--wide: every headline figure with its spread)"))

@@ -37,7 +37,7 @@ def docs_line(command: str) -> str:
     """The last line of ``COMMAND --help``: where its documentation is (there is no public
     site: the pages are Markdown in docs/, and `make docs` builds them into site/)."""
     page = COMMAND_DOCS.get(command, "index.md")
-    return f"docs: docs/{page} (`make docs` builds it into site/{page[:-3]}.html)"
+    return f"docs: docs/{page} (built: site/{page[:-3]}.html)"
 
 
 def make_parser() -> argparse.ArgumentParser:
