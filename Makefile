@@ -14,8 +14,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: bootstrap system venv build test test-fast test-slow lint reproduce doctor docs clean
 
+# `make test` and `make test-slow` also install what only the tests use (a headless browser for
+# the docs site): target-specific, so a prerequisite's `system` sees it too.
+BOOTSTRAP_FLAGS ?=
+test test-slow: BOOTSTRAP_FLAGS = --tests
 system:
-	@tools/bootstrap-system.sh
+	@tools/bootstrap-system.sh $(BOOTSTRAP_FLAGS)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -23,8 +23,8 @@ MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
 
 
 def _cell(text: str) -> str:
-    """A Markdown table cell: no pipe or newline breaks the row."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """A Markdown table cell: no pipe or newline breaks the row, no <word> becomes an HTML tag."""
+    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def columns_markdown() -> str:

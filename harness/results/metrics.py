@@ -338,7 +338,8 @@ def columns_markdown() -> str:
     """The summary columns as a Markdown table: the docs' column reference
     (docs/reference/columns.md) is generated from it when the site is built."""
     def cell(text: str) -> str:
-        return " ".join(text.split()).replace("|", "\\|")
+        # one line, no pipe that ends the cell, no <word> that HTML would take for a tag
+        return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
     lines = ["| column | unit | meaning | better | effect floor |", "|---|---|---|---|---|"]
     for m in METRICS.values():
         better = (m.better or "-") + (" (headline)" if m.headline else "")
