@@ -54,7 +54,7 @@ test-fast: venv
 # ruff (style, imports, bugs), mypy (types) and import-linter (the layers of harness/:
 # no upward import, no cycle), all configured in pyproject.toml.
 lint: venv
-	$(VENV)/bin/ruff check harness tests benchmarks
+	$(VENV)/bin/ruff check harness tests benchmarks docs/hooks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

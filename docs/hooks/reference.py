@@ -63,10 +63,10 @@ def _option_row(action: argparse.Action) -> str:
     names = ", ".join(f"`{o}`" for o in action.option_strings) or f"`{action.metavar or action.dest}`"
     takes = ""
     if action.option_strings and action.nargs != 0:
-        takes = f" {action.metavar or action.dest.upper()}"
+        takes = f" `{action.metavar or action.dest.upper()}`"
     default = action.default
     shown = "-" if default in (None, False, argparse.SUPPRESS) else f"`{default}`"
-    return f"| {names}{_cell(takes)} | {_cell(action.help or '')} | {shown} |"
+    return f"| {names}{takes} | {_cell(action.help or '')} | {shown} |"
 
 
 def commands(parser: argparse.ArgumentParser | None = None) -> dict[str, argparse.ArgumentParser]:

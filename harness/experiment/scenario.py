@@ -134,7 +134,7 @@ class Scenario:
 SCENARIO_KEYS: dict[str, dict[str, tuple[str, str, str]]] = {
     "": {
         "name": ("string", "the file's name", "the scenario's name: results folders are <name>-<timestamp>"),
-        "description": ("string", '""', "what the scenario measures, for people (shown by the review)"),
+        "description": ("string", '""', "what the scenario measures, for people"),
         "stack": ("string", DEFAULT_STACK, "the guest stack of every arm that names none: " + ", ".join(STACKS)),
         "repetitions": ("integer >= 1", "1", "runs of every arm (`--reps` overrides it)"),
         "vm": ("table", "", "the guest machine, below"),
@@ -153,7 +153,8 @@ SCENARIO_KEYS: dict[str, dict[str, tuple[str, str, str]]] = {
         "vcpus": ("integer >= 1", "1", "guest vCPUs"),
         "accel": ("auto, kvm or tcg", "auto", "auto: KVM when a probe boot shows it works, else TCG"),
         "guest_thp": ("always, madvise or never", "always", "the guest's transparent huge page mode, set at boot"),
-        "boot_timeout": ("number >= 1", str(DEFAULT_BOOT_TIMEOUT), "seconds the guest has to answer SSH after QEMU starts"),
+        "boot_timeout": ("number >= 1", str(DEFAULT_BOOT_TIMEOUT),
+                         "seconds the guest has to answer SSH after QEMU starts"),
     },
     "timing": {
         "settle_seconds": ("number >= 0.5", "10.0", "a resize has settled after its size stopped moving this long"),
