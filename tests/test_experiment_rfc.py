@@ -51,7 +51,7 @@ def test_thp_order_loses_fewer_huge_pages_per_ballooned_mib(rfc_results):
     whole aligned 2 MiB blocks, so it cannot lose more huge-page memory than it ballooned (plus
     one block); baseline's 4 KiB discards land in huge pages whose other halves usemem still
     holds (punch-holes), so it loses more than it ballooned. Measured here over 5 repetitions:
-    0.71 [0.71..0.71] against 1.65 [1.65..1.66] (README, Designs)."""
+    0.71 [0.71..0.71] against 1.65 [1.65..1.66] (docs/findings/designs.md)."""
     base = _balloon_row(rfc_results, "baseline")
     thp = _balloon_row(rfc_results, "thp-order")
     assert base["ballooned_mib"] > 0 and thp["ballooned_mib"] > 0
