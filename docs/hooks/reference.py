@@ -108,7 +108,7 @@ def cli_markdown() -> str:
         if rows:
             lines += ["| argument | meaning | default |", "|---|---|---|", *rows, ""]
         if page:
-            lines += [f"More: [{page[:-3]}](../{page}).", ""]
+            lines += [f"Its page: [docs/{page}](../{page}).", ""]
     return "\n".join(lines)
 
 
