@@ -125,7 +125,8 @@ def render(markdown: str) -> str:
         name = m.group(1)
         if name not in GENERATORS:
             raise ValueError(f"unknown generated section {name!r} (known: {', '.join(GENERATORS)})")
-        return GENERATORS[name]()
+        # in a div of its own (md_in_html) so the stylesheet keeps the names in one piece
+        return f'<div class="bh-reference" markdown="1">\n\n{GENERATORS[name]()}\n\n</div>'
     return MARKER.sub(one, markdown)
 
 
