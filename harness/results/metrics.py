@@ -2,7 +2,7 @@
 summary row is computed from the readings around a step.
 
 Pure (no I/O, no VM): the runner feeds it readings, the report, the statistics and
-the README read its definitions, and ``tests/test_metrics.py`` checks the arithmetic
+the docs' column reference read its definitions, and ``tests/test_metrics.py`` checks the arithmetic
 on synthetic readings. A figure that is not defined here does not exist.
 """
 
@@ -335,7 +335,15 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
 
 
 def columns_markdown() -> str:
-    """The summary columns as a Markdown table (the README's is checked against it)."""
-    lines = ["| column | unit | meaning |", "|---|---|---|"]
-    lines += [f"| `{m.name}` | {m.unit or '-'} | {m.meaning} |" for m in METRICS.values()]
+    """The summary columns as a Markdown table: the docs' column reference
+    (docs/reference/columns.md) is generated from it when the site is built."""
+    def cell(text: str) -> str:
+        # one line, no pipe that ends the cell, no <word> that HTML would take for a tag
+        return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    lines = ["| column | unit | meaning | better | effect floor |", "|---|---|---|---|---|"]
+    for m in METRICS.values():
+        better = (m.better or "-") + (" (headline)" if m.headline else "")
+        floor = EFFECT_FLOORS.get(m.name)
+        lines.append(f"| `{m.name}` | {cell(m.unit or '-')} | {cell(m.meaning)} | {better} | "
+                     f"{'-' if floor is None else f'{floor:g}'} |")
     return "\n".join(lines)
