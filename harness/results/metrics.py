@@ -58,15 +58,34 @@ KIB_PER_GIB = 1 << 20
 Series = dict[tuple[str, str], list[tuple[float, float]]]   # (source, metric) -> [(seconds, value)]
 
 
+# What kind of figure a column is, which decides how two groups of runs are compared
+# (harness.analysis.decide): a measured quantity (rank test and shift), a yes/no per run
+# (test of two proportions and the difference of proportions), or a count of events
+# (integers with many ties: the rank test with its exact distribution under ties).
+CONTINUOUS, PROPORTION, COUNT = "continuous", "proportion", "count"
+KINDS = (CONTINUOUS, PROPORTION, COUNT)
+COUNT_UNITS = ("count", "blocks", "pages", "frames")
+
+
 @dataclass(frozen=True)
 class Metric:
-    """One summary column: unit, meaning, and which direction is better (None: neither)."""
+    """One summary column: unit, meaning, which direction is better (None: neither), and
+    its ``kind`` (:data:`KINDS`; when not given: a proportion for a yes/no column, a count
+    for counted units, else continuous)."""
 
     name: str
     unit: str
     meaning: str
     better: Optional[str] = None      # "lower", "higher" or None
     headline: bool = False            # shown in tables, compared, tracked in history
+    kind: str = ""                    # one of KINDS; "" derives it from the unit
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            derived = PROPORTION if self.unit == "bool" else COUNT if self.unit in COUNT_UNITS else CONTINUOUS
+            object.__setattr__(self, "kind", derived)
+        if self.kind not in KINDS:
+            raise ValueError(f"metric {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
 
 
 _ID = [
@@ -83,7 +102,7 @@ _VALUES = [
                                "`size` (free page reporting: the guest's whole memory, it never changes)"),
     Metric("actual_mib", "MiB", "guest memory after the step (as start_mib)"),
     Metric("reached", "bool", f"the guest got {REACHED_TOLERANCE_NOTE}; empty for free page reporting, "
-                              "which has no target", "higher", True),
+                              "which has no target", "higher", True, kind=PROPORTION),
     Metric("outcome", "", "reached; settled (stopped moving for settle_seconds, or for 5 s while the "
                           "guest's balloon driver logged failed allocations: run.json's move 'stall' quotes "
                           "them; free page reporting: the QEMU process's RSS stopped falling); timeout"),
@@ -175,6 +194,10 @@ _VALUES = [
 METRICS: dict[str, Metric] = {m.name: m for m in (*_ID, *_VALUES)}
 SUMMARY_COLUMNS = list(METRICS)
 HEADLINE = [m.name for m in _VALUES if m.headline]
+# The figures that decide a comparison unless the scenario names others (``primary = [...]``):
+# the RFC's question in three numbers. The other headline figures are described, with
+# adjusted p-values, and never decide on their own (harness.analysis.compare).
+DEFAULT_PRIMARY = ("thp_lost_per_returned_mib", "reached", "returned_fraction")
 # The smallest change of a figure that matters (its units): a comparison calls a shift
 # better or worse only when it is significant AND at least this large, so a tiny drift
 # that many pooled nights make significant is not a regression. Figures not listed: any
