@@ -15,7 +15,8 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.results.identity import fingerprint
 
-RATIO = "thp_lost_per_ballooned_mib"
+RATIO = "thp_lost_per_ballooned_mib"          # a described figure (not primary by default)
+RETURNED = "thp_lost_per_returned_mib"        # a primary figure
 
 
 def _row(c, metric=RATIO, arm="thp-order", step=BALLOON_STEP):
@@ -36,11 +37,17 @@ def test_folders_every_arm_step_and_headline_metric(folders):
     a, b = folders
     c = compare(str(a), str(b))
     assert set(c.rows["arm_a"]) == {"baseline", "thp-order"}
-    r = _row(c)
+    r = _row(c, RETURNED)
     assert r["median_b"] > r["median_a"] and r["change_pct"] > 0
-    assert r["p_value"] < 0.05 and r["significant"] and r["verdict"] == "worse"   # ratio: lower is better
+    assert r["role"] == "primary" and r["adjustment"].startswith("Holm over")
+    assert r["p_value"] < 0.05 and r["p_adjusted"] < 0.05 and r["significant"] and r["verdict"] == "worse"
     assert r["n_a"] == r["n_b"] == 6
     assert {"reached_fraction", "shrink_fraction", "rss_freed_kib", RATIO} <= set(c.rows["metric"])
+    # the same loss per ballooned MiB is described, never a verdict of its own (issue 26: only
+    # the primary figures decide; before, every headline figure was a better/worse verdict)
+    d = _row(c, RATIO)
+    assert d["role"] == "described" and d["verdict"] == "higher" and d["adjustment"].startswith("Benjamini")
+    assert not c.rows[c.rows["role"] == "described"]["verdict"].isin(["better", "worse"]).any()
 
 
 def test_a_negligible_change_is_measured_but_not_a_finding(folders, tmp_path):
@@ -62,7 +69,7 @@ def test_a_negligible_change_is_measured_but_not_a_finding(folders, tmp_path):
 def test_two_arms_of_one_folder(folders):
     a, _ = folders
     c = compare(f"{a}:baseline", f"{a}:thp-order")
-    r = _row(c, arm="baseline")
+    r = _row(c, RETURNED, arm="baseline")
     assert r["arm_b"] == "thp-order" and r["median_b"] < r["median_a"] and r["significant"]
     assert r["verdict"] == "better"
 
@@ -122,11 +129,16 @@ def test_cli_prints_the_table_with_decisions(folders, capsys, tmp_path):
     a, b = folders
     assert main(["compare", str(a), str(b), "--alpha", "0.05"]) == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.startswith("thp-order") and RATIO in l)
+    line = next(l for l in out.splitlines() if l.startswith("thp-order") and RETURNED in l)
     assert line.rstrip().endswith("worse") and ".." in line        # decision, and the shift's interval
-    assert "Mann-Whitney" in out and "Hodges-Lehmann" in out
+    assert "Mann-Whitney" in out and "Hodges-Lehmann" in out and "Holm" in out
+    line = next(l for l in out.splitlines() if l.startswith("thp-order") and RATIO in l)
+    assert line.rstrip().endswith("(higher)")                      # described: a direction, no verdict
     # 3 runs against 3 (the default reproduce): a decision or how many runs could make one
     c3 = make_results(tmp_path / "c3", reps=3, arms={"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=1.1)})
     assert main(["compare", f"{c3}:baseline", f"{c3}:thp-order"]) == 0
-    line = next(l for l in capsys.readouterr().out.splitlines() if RATIO in l)
-    assert "n too small: 4 reps/arm" in line
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("baseline") and RATIO in l)
+    assert "n too small: 4 reps/arm" in line                      # one test at alpha: 4 runs can
+    line = next(l for l in out.splitlines() if l.startswith("baseline") and RETURNED in l)
+    assert "n too small: 5 reps/arm" in line     # Holm over 3 primary figures: p < 0.05/3 needs 5 runs

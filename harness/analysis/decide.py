@@ -54,6 +54,7 @@ assuming a distribution.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import warnings
 from collections.abc import Sequence
@@ -254,10 +255,19 @@ def boschloo_p(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
         return math.nan
     if (k_a + k_b) in (0, n_a + n_b):       # every run said the same: nothing to test
         return 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = float(boschloo_exact([[k_b, k_a], [n_b - k_b, n_a - k_a]], alternative="two-sided").pvalue)
+    root = logging.getLogger()
+    root.addFilter(_quiet_shgo)      # scipy's optimiser logs its bounds on the root logger at INFO
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = float(boschloo_exact([[k_b, k_a], [n_b - k_b, n_a - k_a]], alternative="two-sided").pvalue)
+    finally:
+        root.removeFilter(_quiet_shgo)
     return min(1.0, p)
+
+
+def _quiet_shgo(record: logging.LogRecord) -> bool:
+    return "_shgo" not in record.pathname
 
 
 @lru_cache(maxsize=1024)

@@ -43,11 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.analysis.defaults import DEFAULT_ALPHA
+from harness.analysis.defaults import DEFAULT_ALPHA, alpha_problem
 from harness.errors import ConfigError
 from harness.results import layout
 from harness.results.folder import ResultsFolder
-from harness.results.metrics import METRICS, NUMERIC_COLUMNS
+from harness.results.metrics import DEFAULT_PRIMARY, METRICS, NUMERIC_COLUMNS
 
 OPS = ("<", "<=", ">", ">=", "==", "!=")
 TESTS = ("mannwhitney", "none")
@@ -147,8 +147,9 @@ def parse_expectations(path: str | Path, raw_list: Any, arm_names: Sequence[str]
         if test not in TESTS:
             fail("test", f"must be one of {', '.join(TESTS)}, got {test!r}")
         alpha = raw.get("alpha", DEFAULT_ALPHA)
-        if not _number(alpha) or not 0 < alpha < 1:
-            fail("alpha", f"must be a number between 0 and 1, got {alpha!r}")
+        problem = alpha_problem(alpha)
+        if problem:
+            fail("alpha", problem)
         label = raw.get("label", "")
         if not isinstance(label, str):
             fail("label", f"must be str, got {type(label).__name__} {label!r}")
@@ -167,3 +168,34 @@ def expectations_of(folder: ResultsFolder) -> tuple[Expectation, ...]:
     steps = list(dict.fromkeys([*info.steps, *(folder.summary["step"] if not folder.summary.empty else [])]))
     path = info.path or (folder.path / layout.METADATA)
     return parse_expectations(path, raw, info.arms, steps)
+
+
+def figure_name(metric: str) -> str:
+    """The name a decision uses for a figure: ``reached`` (a yes/no per run) as reached_fraction."""
+    return "reached_fraction" if metric == "reached" else metric
+
+
+def parse_primary(path: str | Path, raw: Any) -> tuple[str, ...]:
+    """Validate a scenario's top-level ``primary`` (the figures that decide a comparison);
+    the default (:data:`harness.results.metrics.DEFAULT_PRIMARY`) when it is absent."""
+    if raw is None:
+        return tuple(figure_name(m) for m in DEFAULT_PRIMARY)
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{path}: primary: must be a non-empty list of figure names, got {raw!r}")
+    out: list[str] = []
+    for m in raw:
+        if not isinstance(m, str) or figure_name(m) not in EXPECT_METRICS:
+            hint = " (not a number)" if isinstance(m, str) and m in METRICS else ""
+            raise ConfigError(f"{path}: primary: unknown figure {m!r}{hint}; one of the numeric summary "
+                              f"columns or reached_fraction")
+        if figure_name(m) in out:
+            raise ConfigError(f"{path}: primary: {m!r} is named twice")
+        out.append(figure_name(m))
+    return tuple(out)
+
+
+def primary_of(folder: ResultsFolder) -> tuple[str, ...]:
+    """The figures that decide a comparison of ``folder``'s runs: its scenario's ``primary``,
+    else the default."""
+    path = folder.scenario.path or (folder.path / layout.METADATA)
+    return parse_primary(path, folder.scenario.raw.get("primary"))

@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from harness.analysis.expectations import parse_expectations
+from harness.analysis.expectations import parse_expectations, parse_primary
 from harness.artifacts.patches import design_series
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.artifacts.trees import KernelTree, QemuTree, require_tree
@@ -112,6 +112,7 @@ class Scenario:
     reference: dict[str, dict[str, float]] = field(default_factory=dict)  # arm -> column -> value
     guest: GuestSettings = GuestSettings()
     expectations: tuple[Any, ...] = ()     # harness.analysis.expectations.Expectation
+    primary: tuple[str, ...] = ()          # the figures that decide a comparison (`primary = [...]`)
 
     @property
     def stacks(self) -> list[str]:
@@ -547,7 +548,7 @@ def load_scenario(path: str | Path) -> Scenario:
         repetitions=top.get("repetitions", int, 1, minimum=1),
         description=top.get("description", str, ""),
         reference={k: {c: float(v) for c, v in cols.items()} for k, cols in reference.items()},
-        guest=guest, expectations=expectations,
+        guest=guest, expectations=expectations, primary=parse_primary(path, top.get("primary", list, None)),
     )
     top.finish()
     return scenario

@@ -194,6 +194,10 @@ _VALUES = [
 METRICS: dict[str, Metric] = {m.name: m for m in (*_ID, *_VALUES)}
 SUMMARY_COLUMNS = list(METRICS)
 HEADLINE = [m.name for m in _VALUES if m.headline]
+# Figures read from the whole host (/proc/meminfo, /proc/vmstat), not from one QEMU process:
+# with several guests at once (--jobs > 1) they mix the guests, and on another host they
+# measure that host's other tenants too.
+HOST_WIDE = ("host_ahp_before_kib", "host_ahp_after_kib", *[f"{c}_delta" for c in HOST_THP_COUNTERS])
 # The figures that decide a comparison unless the scenario names others (``primary = [...]``):
 # the RFC's question in three numbers. The other headline figures are described, with
 # adjusted p-values, and never decide on their own (harness.analysis.compare).
