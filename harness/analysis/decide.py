@@ -440,3 +440,44 @@ def adjusted(decisions: Sequence[Decision], method: str = HOLM) -> list[Decision
     level_of = (lambda d: d.alpha / size) if method == HOLM else (lambda d: d.alpha)
     padj = adjust_p([d.p_value for d in decisions], method)
     return [d if math.isnan(q) else redecide(d, q, label, level_of(d)) for d, q in zip(decisions, padj)]
+
+
+# --- tests against a margin (check's non-inferiority and equivalence) -----------------------
+
+ABOVE, BELOW = "above", "below"
+
+
+def newcombe_margin_p(k_a: int, n_a: int, k_b: int, n_b: int, margin: float, side: str) -> float:
+    """The p-value of "the difference B - A lies ``side`` ``margin``" read off Newcombe's
+    interval: the smallest 1 - confidence at which the two-sided interval leaves the margin
+    on the other side (so p < alpha exactly when the (1 - alpha) interval does)."""
+    from scipy.optimize import brentq
+
+    def gap(a: float) -> float:      # > 0: the (1 - a) interval already clears the margin
+        low, high = newcombe_interval(k_a, n_a, k_b, n_b, 1 - a)
+        return (low - margin) if side == ABOVE else (margin - high)
+
+    lo_a, hi_a = 1e-12, 1 - 1e-12
+    if gap(lo_a) > 0:
+        return lo_a
+    if gap(hi_a) <= 0:
+        return 1.0
+    return float(brentq(gap, lo_a, hi_a, xtol=1e-10))
+
+
+def margin_p(metric: str, a: Any, b: Any, margin: float, side: str) -> float:
+    """The p-value, on the scale of the two-sided tests (twice the one-sided p, so that it is
+    below alpha when the CONFIDENCE interval clears the margin), that B's shift against A lies
+    ``side`` (ABOVE / BELOW) ``margin``: non-inferiority and, two at once, equivalence.
+
+    Measured figures: the exact rank test of A against B moved by ``margin`` (the test the
+    Hodges-Lehmann interval inverts). Proportions: Newcombe's interval inverted."""
+    va, vb = _clean(a), _clean(b)
+    if va.size == 0 or vb.size == 0:
+        return math.nan
+    if kind_of(metric) == PROPORTION:
+        return newcombe_margin_p(_counts(va, metric), int(va.size), _counts(vb, metric), int(vb.size), margin, side)
+    if va.size < 2 or vb.size < 2:
+        return math.nan
+    one = rank_test_p(va, vb - margin, "greater" if side == ABOVE else "less")
+    return min(1.0, 2 * one)
