@@ -3,11 +3,22 @@
 A nightly job must tell "the patch got worse" from "the runner broke", so the exit code
 has three values and an infrastructure failure is never reported as a regression:
 
-* 0: every expectation holds (and, with a history, no headline figure got significantly worse);
-* 1: an expectation failed, or a headline figure is significantly worse than the last nights;
+* 0: every expectation holds or is undecided (and, with a history, no headline figure got
+  significantly worse);
+* 1: an expectation failed (with ``strict``, or was undecided), or a headline figure is
+  significantly worse than the last nights;
 * 2: runs failed to produce data: a run left ``runs/<id>/error.txt``, or an arm and step an
   expectation needs has no summary row. Takes precedence over 1: with runs missing, a
   failed expectation may only be the missing runs' fault.
+
+A relative expectation with a test says what it can decide: ``<``/``>`` superiority,
+``<=``/``>=`` non-inferiority against the figure's effect floor, ``==`` equivalence within
+it, ``!=`` a difference (see :mod:`harness.analysis.expectations`). It PASSES when the runs
+show its claim, FAILS only when they show the opposite claim, and is UNDECIDED otherwise
+(too few runs, or an interval that allows both): printed as such, a ``<skipped>`` testcase
+in JUnit, never a silent pass. The evidence for and against every tested expectation is
+Holm-adjusted over all of them, so the exit code is a family-wise decision: two identical
+builds fail a scenario's expectations in at most alpha of nights, whatever their number.
 
 An expectation whose figure is NaN in every run (nothing ballooned, so no ratio) is a
 failure, not an infrastructure error: the runs worked and measured that.
@@ -58,8 +69,8 @@ from harness.analysis.groups import REACHED_FRACTION, centre, fmt_metric, run_va
 from harness.analysis.history import HistoryCheck, format_history_check
 from harness.analysis.history import against_history as compare_history
 from harness.analysis.report import headline_table, legend, plot_all
-from harness.render.markdown import md_escape, md_table
 from harness.errors import HarnessError
+from harness.render.markdown import md_escape, md_table
 from harness.render.text import text_table
 from harness.results import atomic_write, layout
 from harness.results.folder import ResultsFolder, open_folder, ordered

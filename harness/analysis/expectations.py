@@ -23,13 +23,26 @@ Relative: the arm against another arm (``than``), same step and metric::
     op = "<"
     than = "baseline"
 
-A strict relative promise (``<``, ``>``) holds when the medians are in that order AND the
-difference is significant with the two-sided Mann-Whitney U test at ``alpha`` (the test
-``compare`` uses): a median that is lower by luck with three runs each does not count.
-``<=`` and ``>=`` hold unless the opposite difference is significant ("not worse");
-``==`` holds unless any difference is significant, ``!=`` only when one is. ``test =
-"none"`` compares the medians alone, for scenarios with a single repetition where no
-test can be significant.
+Each operator is a claim about the shift of this arm against ``than`` (the Hodges-Lehmann
+shift, or for ``reached_fraction`` the difference of the fractions) that the runs must show
+at ``alpha``, with the test ``compare`` uses for that kind of figure
+(:mod:`harness.analysis.decide`) and the figure's effect floor F:
+
+* ``<`` / ``>``: superiority: the difference is significant (two-sided) and the shift is at
+  least F in that direction;
+* ``<=`` / ``>=``: non-inferiority: the interval's bound is within F of no change (``<=``:
+  the interval's upper end is below +F: "not worse by F or more");
+* ``==``: equivalence: the whole interval lies within -F..+F;
+* ``!=``: a significant difference of at least F.
+
+An expectation fails only when the runs show the opposite claim (``<``'s opposite is
+``>=``, ``<=``'s is ``>``, ``==``'s is ``!=``), and is undecided when they show neither (a
+median that is lower by luck with three runs each does not count either way). ``test =
+"none"`` compares the medians alone, for scenarios with a single repetition where no test
+can decide.
+
+A scenario also names the figures that decide a comparison (top-level ``primary = [...]``,
+:func:`parse_primary`); by default THP lost per returned MiB, reached and returned fraction.
 
 Checked before anything boots like the rest of the scenario: a wrong arm, step, metric,
 operator or key is refused as ``{file}: expect[i].{key}: {reason}``.
