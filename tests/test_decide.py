@@ -160,6 +160,12 @@ def test_holm_and_benjamini_hochberg_adjust_a_family():
     assert adjust_p([0.01, 0.02, 0.03], HOLM) == pytest.approx([0.03, 0.04, 0.04])
     assert adjust_p([0.01, 0.02, 0.03], BH) == pytest.approx([0.03, 0.03, 0.03])
     assert math.isnan(adjust_p([0.01, math.nan], HOLM)[1])      # no test: not in the family
+    from statsmodels.stats.multitest import multipletests
+    rng = np.random.default_rng(5)
+    for size in (1, 2, 7, 30):
+        p = np.round(rng.uniform(0, 0.2, size), 3)            # rounded: ties too
+        for method in (HOLM, BH):
+            assert adjust_p(p, method) == pytest.approx(multipletests(p, method=method)[1].tolist())
     a, b = [2.0, 2.1, 1.9, 2.05, 1.95], [1.0, 1.1, 0.9, 1.05, 0.95]
     alone = decide(RATIO, a, b)
     assert alone.verdict == "better" and alone.p_value == pytest.approx(2 / 252)

@@ -418,15 +418,32 @@ def redecide(d: Decision, p_adjusted: float, adjustment: str, level: Optional[fl
                                reps_needed=needed)
 
 
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values: sorted, p_(i) x (K - i + 1), made monotone, at most 1.
+    The same arithmetic as statsmodels' ``multipletests(method="holm")`` (the tests compare
+    them), which also runs a full ``gc.collect()`` per call: 40 ms on a loaded heap, too
+    slow for the calibration's thousands of families."""
+    order = np.argsort(p, kind="stable")
+    k = len(p)
+    adj = np.minimum(1.0, np.maximum.accumulate(p[order] * np.arange(k, 0, -1)))
+    out = np.empty(k)
+    out[order] = adj
+    return out
+
+
 def adjust_p(p_values: Sequence[float], method: str) -> list[float]:
-    """``p_values`` adjusted over their family by statsmodels' ``multipletests`` (``HOLM`` or
-    ``BH``); NaN (no test) stays NaN and is not counted in the family."""
-    from statsmodels.stats.multitest import multipletests
+    """``p_values`` adjusted over their family: ``HOLM`` (family-wise error) or ``BH``
+    (Benjamini-Hochberg, by statsmodels' ``multipletests``); NaN (no test) stays NaN and is
+    not counted in the family."""
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, math.nan)
     ok = ~np.isnan(p)
     if ok.any():
-        out[ok] = multipletests(p[ok], method=method)[1]
+        if method == HOLM:
+            out[ok] = _holm(p[ok])
+        else:
+            from statsmodels.stats.multitest import multipletests
+            out[ok] = multipletests(p[ok], method=method)[1]
     return out.tolist()
 
 
