@@ -197,6 +197,15 @@ def test_the_scenario_names_the_figures_that_decide(tmp_path):
         compare(f"{a}:baseline", f"{a}:thp-order")
 
 
+def test_figures_asked_for_decide_when_none_of_them_is_primary(folders):
+    a, b = folders
+    only = compare(str(a), str(b), metrics=[RATIO])
+    assert set(only.rows["metric"]) == {RATIO} and set(only.rows["role"]) == {"primary"}
+    assert _row(only, RATIO)["verdict"] == "worse"
+    mixed = compare(str(a), str(b), metrics=[RATIO, RETURNED])
+    assert _row(mixed, RATIO)["role"] == "described" and _row(mixed, RETURNED)["role"] == "primary"
+
+
 def test_a_figure_read_twice_is_compared_once(folders):
     a, b = folders
     c = compare(str(a), str(b))

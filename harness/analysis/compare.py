@@ -176,7 +176,8 @@ def compare(a: str | Side, b: str | Side, alpha: float = DEFAULT_ALPHA, force: b
     """Compare two folders (every common arm) or two arms (``DIR:arm`` on either side).
 
     ``metrics``: the figures shown (default: the headline ones); ``primary``: those that
-    decide (default: the scenario's ``primary``, else the three headline ones)."""
+    decide (default: the scenario's ``primary``, else the three headline ones; with
+    ``metrics`` given, those of them that are primary, else all of them)."""
     problem = alpha_problem(alpha)
     if problem:
         raise HarnessError(f"--alpha {problem}")
@@ -184,8 +185,12 @@ def compare(a: str | Side, b: str | Side, alpha: float = DEFAULT_ALPHA, force: b
     sb = b if isinstance(b, Side) else parse_side(b)
     notes = refuse_if_different([sa.folder, sb.folder], force)
     fa, fb = sa.folder, sb.folder
+    if metrics:      # the figures asked for: those of them the scenario calls primary, else all of them
+        metrics = [figure_name(m) for m in metrics]
+        if primary is None:
+            primary = [m for m in primary_of(fa) if m in metrics] or list(metrics)
     primary = [figure_name(m) for m in (primary if primary is not None else primary_of(fa))]
-    metrics = [figure_name(m) for m in (metrics or list(HEADLINE_METRICS))]
+    metrics = metrics or list(HEADLINE_METRICS)
     metrics += [m for m in primary if m not in metrics]
     host_a, host_b = host_of(fa), host_of(fb)
     jobs_a, jobs_b = folder_fingerprint(fa).get(JOBS), folder_fingerprint(fb).get(JOBS)
