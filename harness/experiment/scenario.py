@@ -146,6 +146,9 @@ SCENARIO_KEYS: dict[str, dict[str, tuple[str, str, str]]] = {
                                     "(the `kernel` table below)"),
         "guest": ("table", "", "files of your own in the guest image, below"),
         "expect": ("array of tables", "none", "what the results must show (`[[expect]]`), below"),
+        "primary": ("array of strings", "[thp_lost_per_returned_mib, reached, returned_fraction]",
+                    "the figures that decide a comparison (Holm-adjusted); the others are described "
+                    "(docs/decisions.md)"),
         "reference": ("table of tables", "none", "`[reference.<arm>]`: numbers printed beside that arm's "
                                                  "(summary column = number), e.g. the RFC's own figures"),
     },
@@ -216,9 +219,10 @@ SCENARIO_KEYS: dict[str, dict[str, tuple[str, str, str]]] = {
         "metric": ("string", "required", "a numeric summary column, or reached_fraction"),
         "op": ("string", "required", "< <= > >= == !="),
         "value": ("number", "one of value, than", "absolute: the median over repetitions against this"),
-        "than": ("string", "one of value, than", "relative: another arm, decided by the comparison core"),
+        "than": ("string", "one of value, than", "relative: another arm; op says the procedure (superiority, "
+                                                 "non-inferiority, equivalence, difference: docs/decisions.md)"),
         "test": ("mannwhitney or none", "mannwhitney", "none: medians only (single repetitions)"),
-        "alpha": ("number 0..1", "0.05", "the significance level"),
+        "alpha": ("number in (0, 0.5]", "0.05", "the significance level"),
         "label": ("string", '""', "a name for the expectation in JUnit and Markdown"),
     },
 }
