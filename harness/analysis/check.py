@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import textwrap
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -71,7 +72,6 @@ from harness.analysis.history import against_history as compare_history
 from harness.analysis.report import headline_table, legend, plot_all
 from harness.errors import HarnessError
 from harness.render.markdown import md_escape, md_table
-from harness.render.text import text_table
 from harness.results import atomic_write, layout
 from harness.results.folder import ResultsFolder, open_folder, ordered
 
@@ -97,6 +97,8 @@ class Verdict:
     p_value: float = math.nan         # the figure's two-sided test (rank test, Boschloo)
     p_adjusted: float = math.nan      # the p-value that decided the status, Holm-adjusted over the family
     procedure: str = ""               # superiority, non-inferiority, equivalence, difference
+    decision: Optional[Decision] = None   # the figure's decision (shift, interval, floor), when tested
+    reason: str = ""                  # why an undecided expectation is undecided
 
 
 def _describe(metric: str, values, arm: str) -> str:
@@ -177,8 +179,8 @@ def _prepare(e: Expectation, summary: pd.DataFrame) -> Verdict | _Claim:
         ok = holds(e.op, m, o)
         return Verdict(e, PASS if ok else FAIL, f"{both} (medians only): {'holds' if ok else 'does not hold'}",
                        m, int(v.size), o, int(w.size), procedure="medians")
-    d = decide(e.metric, w, v, e.alpha)      # this arm (B) against the other (A)
-    key = (e.arm, than, e.metric, e.op, e.alpha, _run_key(mine, e.metric), _run_key(theirs, e.metric))
+    d = decide(e.metric, w, v, e.alpha, floor=e.margin)      # this arm (B) against the other (A)
+    key = (e.arm, than, e.metric, e.op, e.alpha, e.margin, _run_key(mine, e.metric), _run_key(theirs, e.metric))
     return _Claim(e, d, both, *_claim_ps(e, w, v, d), key)
 
 
@@ -213,7 +215,8 @@ def _judge(c: _Claim, p_pass: float, p_fail: float, family: int) -> Verdict:
     msg = (f"{c.both}; {proc} ({d.test}, floor {fmt_metric(e.metric, d.floor)}): {what} "
            f"{fmt_metric(e.metric, d.shift)}, {CONFIDENCE:.0%} CI {ci}, {ptext}, alpha {e.alpha:g}: "
            f"{e.op} {word}{why}")
-    return Verdict(e, status, msg, d.median_b, d.n_b, d.median_a, d.n_a, d.p_value, shown, proc)
+    return Verdict(e, status, msg, d.median_b, d.n_b, d.median_a, d.n_a, d.p_value, shown, proc, d,
+                   why.strip(" ()"))
 
 
 def evaluate(e: Expectation, summary: pd.DataFrame) -> Verdict:
@@ -327,8 +330,13 @@ def format_check(r: CheckResult) -> str:
     lines = [f"check {r.folder.path} (scenario {r.folder.scenario.name}, "
              f"{len(r.folder.runs)} finished run(s))"]
     if r.verdicts:
-        rows = [[v.status.upper(), v.expectation.name, v.message] for v in r.verdicts]
-        lines.append(text_table(["", "expectation", "measured"], rows, left=3))
+        # One block per expectation, wrapped to a terminal's 100 columns: the evidence of a
+        # decision (medians, shift, interval, p, Holm) is a sentence, not a table cell.
+        width = max(len(v.status) for v in r.verdicts) + 2
+        for v in r.verdicts:
+            lines.append(f"{v.status.upper():<{width}}{v.expectation.name}")
+            lines += textwrap.wrap(v.message, width=100, initial_indent=" " * width,
+                                   subsequent_indent=" " * width, break_on_hyphens=False)
     else:
         lines.append("no expectations ([[expect]] in the scenario): only failed runs are checked")
     for run_id, why in r.failed.items():

@@ -64,7 +64,7 @@ from harness.results.metrics import DEFAULT_PRIMARY, METRICS, NUMERIC_COLUMNS
 
 OPS = ("<", "<=", ">", ">=", "==", "!=")
 TESTS = ("mannwhitney", "none")
-KEYS = ("arm", "step", "metric", "op", "value", "than", "test", "alpha", "label")
+KEYS = ("arm", "step", "metric", "op", "value", "than", "test", "alpha", "margin", "label")
 EXPECT_METRICS = (*NUMERIC_COLUMNS, "reached_fraction")
 
 
@@ -81,6 +81,11 @@ class Expectation:
     test: str = "mannwhitney"
     alpha: float = DEFAULT_ALPHA
     label: str = ""
+    # The smallest difference that matters for this claim (equivalence, non-inferiority,
+    # superiority): the figure's effect floor unless the scenario states its own. An
+    # equivalence margin is a statement about what does not matter, so the scenario's author
+    # may want it wider than the noise floor a calibration measured.
+    margin: Optional[float] = None
 
     @property
     def relative(self) -> bool:
@@ -166,9 +171,16 @@ def parse_expectations(path: str | Path, raw_list: Any, arm_names: Sequence[str]
         label = raw.get("label", "")
         if not isinstance(label, str):
             fail("label", f"must be str, got {type(label).__name__} {label!r}")
+        margin = raw.get("margin")
+        if margin is not None:
+            if not has_than:
+                fail("margin", "only a relative expectation (than = ...) has a margin")
+            if not _number(margin) or not 0 <= margin < math.inf:
+                fail("margin", f"must be a number >= 0 in the figure's unit, got {margin!r}")
         out.append(Expectation(arm=raw["arm"], step=raw["step"], metric=raw["metric"], op=raw["op"],
                                value=float(value) if has_value else None, than=than if has_than else None,
-                               test=test, alpha=float(alpha), label=label))
+                               test=test, alpha=float(alpha), label=label,
+                               margin=float(margin) if margin is not None else None))
     return tuple(out)
 
 

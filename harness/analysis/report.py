@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -287,13 +288,6 @@ def interim_text(out: Path, reps_done: int, reps: int) -> str:
             f"{format_table(table)}\n")
 
 
-def decided_sentences(folder) -> list[str]:
-    """The decided sentences printed right under the table: one line per claim the scenario
-    makes (for the RFC's scenario: the RFC's claim and its control), each saying what the
-    runs decided. The hook the decision work fills; until then there are none."""
-    return []
-
-
 def where_line(out: Path, jobs: object = None) -> str:
     """The one line under the first screen's table: where the legend, the plots and the files
     are (the full legend is one flag away: ``report DIR --explain``)."""
@@ -304,7 +298,7 @@ def where_line(out: Path, jobs: object = None) -> str:
     return line
 
 
-def report_text(out: Path, wide: bool = False, explain: bool = False) -> str:
+def report_text(out: Path, wide: bool = False, explain: bool = False, decided: Sequence[str] = ()) -> str:
     """The table of a results folder, its decided sentences and one line saying where the rest
     is (a first screen: the table must not scroll away); writes summary_stats and the plots.
     ``explain``: under it, every column's meaning, the notes and the files written (the old
@@ -313,7 +307,7 @@ def report_text(out: Path, wide: bool = False, explain: bool = False) -> str:
     info = folder.scenario
     table = headline_table(folder.summary, info.arms, info.steps, info.reference, wide=wide)
     lines = [format_table(table) if table.rows else format_table(table) + "\n(no finished runs)"]
-    lines += decided_sentences(folder)
+    lines += list(decided)
     s = folder.summary
     jobs = folder.metadata.get("jobs") if isinstance(folder.metadata, dict) else None
     stats = write_summary_stats(out, s, info.arms, info.steps)
@@ -321,7 +315,8 @@ def report_text(out: Path, wide: bool = False, explain: bool = False) -> str:
     plots += write_frame_maps(out, Path(out) / layout.PLOTS, info.arms)
     if not explain:
         flag = f" ({SHORT_FLAG}: a ratio earned by stopping short)" if table.flagged else ""
-        return "\n".join([*lines, where_line(out, jobs) + flag])
+        return "\n".join([*lines, *textwrap.wrap(where_line(out, jobs) + flag, width=100,
+                                                  subsequent_indent="    ", break_on_hyphens=False)])
     lines.append("")
     lines.append(legend(table) + ("" if wide else "\n(--wide: every headline figure with its spread)"))
     accel = sorted(set(s["accel"].dropna())) if not s.empty and "accel" in s else []

@@ -196,8 +196,11 @@ def _until_decided(req: RunRequest, scenario, artifacts, store, jobs: int) -> li
 
 
 def print_report(out: Path, wide: bool = False, explain: bool = False) -> None:
+    """The table, the scenario's decided sentences under it, where the rest is."""
+    from harness.analysis.claims import decided_sentences
     from harness.analysis.report import report_text
-    print(report_text(out, wide=wide, explain=explain))
+    from harness.results.folder import open_folder
+    print(report_text(out, wide=wide, explain=explain, decided=decided_sentences(open_folder(out))))
 
 
 def archive_options(args: argparse.Namespace) -> None:

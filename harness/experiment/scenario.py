@@ -223,6 +223,9 @@ SCENARIO_KEYS: dict[str, dict[str, tuple[str, str, str]]] = {
                                                  "non-inferiority, equivalence, difference: docs/decisions.md)"),
         "test": ("mannwhitney or none", "mannwhitney", "none: medians only (single repetitions)"),
         "alpha": ("number in (0, 0.5]", "0.05", "the significance level"),
+        "margin": ("number >= 0", "the figure's effect floor", "relative: the smallest difference that "
+                                                               "matters (an equivalence margin, a "
+                                                               "non-inferiority margin), in the figure's unit"),
         "label": ("string", '""', "a name for the expectation in JUnit and Markdown"),
     },
 }
