@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from harness.errors import BuildError, ConfigError
 
@@ -102,7 +102,7 @@ def parse_requirements(text: str, where: str = "fragment") -> tuple[list[str], l
     return header, requirements
 
 
-def _kconfig_files(src: Path) -> Iterator[Path]:
+def kconfig_files(src: Path) -> Iterator[Path]:
     """Every ``Kconfig*`` file of the tree, but the other architectures' and git's."""
     for top, dirs, files in os.walk(src):
         rel = os.path.relpath(top, src)
@@ -145,7 +145,7 @@ def symbols_in(text: str) -> set[str]:
 def kconfig_symbols(src: Path) -> frozenset[str]:
     """The symbols the Linux tree at ``src`` defines for x86."""
     found: set[str] = set()
-    for path in _kconfig_files(Path(src)):
+    for path in kconfig_files(Path(src)):
         try:
             found |= symbols_in(path.read_text(errors="replace"))
         except OSError:
