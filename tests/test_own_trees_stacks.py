@@ -187,7 +187,10 @@ def test_the_rfc_on_a_7_2_tree_runs_from_an_empty_cache_and_shows_its_effect(tmp
     committed (`git am`), `kernel = { source = TREE }`, `stack = "sid"`, `qemu = "patched"`,
     thp-order off and on, from an empty cache (the kernel compile, sid's QEMU). Without the
     feature the guest's scattered 4 KiB balloon pages break host huge pages (> 1.3 MiB of host
-    THP lost per ballooned MiB); with it the port inflates in 2 MiB pages (< 1.0)."""
+    THP lost per ballooned MiB); with it the port inflates in 2 MiB pages (< 1.0). Measured
+    here (load 7 to 15): 28 min from an empty cache (the kernel 25 min beside QEMU's 18),
+    off 1.43, on 0.00 (stopped at 860 MiB). OWN_TREE_72_CACHE=DIR runs it on that cache instead
+    (a second run: 54 s, nothing built)."""
     from harness.results import load_results
 
     linux = linux_tree("sid")
@@ -207,10 +210,15 @@ def test_the_rfc_on_a_7_2_tree_runs_from_an_empty_cache_and_shows_its_effect(tmp
     off, on = rows.loc["baseline"], rows.loc["thp-order"]
     figures = {arm: (row["thp_lost_per_ballooned_mib"], row["ballooned_mib"], row["reached"])
                for arm, row in (("off", off), ("on", on))}
-    print(f"7.2 own tree, from an empty cache in {seconds:.0f}s: " + "; ".join(
+    where = "the cache " + os.environ["OWN_TREE_72_CACHE"] if os.environ.get("OWN_TREE_72_CACHE") else "an empty cache"
+    print(f"7.2 own tree, from {where} in {seconds:.0f}s: " + "; ".join(
         f"thp-order {arm}: {r:.2f} MiB host THP lost per ballooned MiB, {b:.0f} MiB ballooned, reached {ok}"
         for arm, (r, b, ok) in figures.items()))
     print(proc.stdout)
     assert off["thp_lost_per_ballooned_mib"] > 1.3, figures
     assert on["thp_lost_per_ballooned_mib"] < 1.0, figures
+    # On 7.2 the on arm often stops short (860 MiB here, flagged `!` in the table: free 2 MiB
+    # blocks run out under usemem's holes), but what it ballooned, in 2 MiB pages, must be real
+    # memory for its ratio to mean anything: at least 32 huge pages.
+    assert off["reached"] and on["ballooned_mib"] >= 64, figures
     assert git(linux, "status", "--porcelain") == "", "the tree was written"
