@@ -13,7 +13,8 @@ it tried.
 Which symbols a tree defines is read from its Kconfig files (:func:`kconfig_symbols`): every
 ``config``/``menuconfig`` entry outside help texts, in every ``Kconfig*`` file of the tree
 but the other architectures' (a symbol only arm64 defines is not this x86 guest's). That is
-what Kconfig itself parses, without running it: 0.3 s on a Linux tree, no compiler.
+what Kconfig itself parses, without running it: about 0.3 CPU seconds on a Linux 7.2 tree
+(0.4 to 0.7 s wall at load 8 here), no compiler.
 """
 
 from __future__ import annotations
