@@ -105,3 +105,21 @@ def balloon_features_in(listing: str) -> str:
 def balloon_features(guest) -> str:
     """The negotiated feature string of a booted guest's balloon device."""
     return balloon_features_in(guest.ssh.run(VIRTIO_FEATURES_COMMAND).stdout)
+
+
+# ---- hypothesis profiles (the property tests: tests/test_properties_*.py) -------------------
+# "ci" (the default, what `make test-fast` runs): 1,000 examples per property, derandomized so a
+# CI failure repeats on a laptop. "nightly": 10,000 fresh random ones per property
+# (HYPOTHESIS_PROFILE=nightly make test-fast, or pytest tests/test_properties_*.py).
+# No deadline: 4 workers on 2 cores make a single example's time meaningless.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:   # pragma: no cover - the test extra installs it
+    pass
+else:
+    _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                                          HealthCheck.data_too_large])
+    settings.register_profile("ci", max_examples=1000, derandomize=True, database=None, **_common)
+    settings.register_profile("nightly", max_examples=10_000, **_common)
+    settings.register_profile("dev", max_examples=100, **_common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

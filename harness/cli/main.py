@@ -16,8 +16,18 @@ from harness.errors import HarnessError
 COMMAND_MODULES = (runs, doctor, analysis, review, kernel_config)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, its refusal kept to one line whatever the user typed (an argument
+    with a newline or a carriage return in it is quoted with escapes)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        if not message.isprintable():
+            message = message.encode("unicode_escape").decode("ascii")
+        super().error(message)
+
+
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="balloon-harness", description=__doc__)
+    p = _Parser(prog="balloon-harness", description=__doc__)
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="more detail on stderr (-vv: also the SSH/QMP libraries)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")

@@ -22,7 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from harness.analysis.expectations import parse_expectations
-from harness.artifacts.patches import design_series
+from harness.artifacts.patches import design_names
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.artifacts.trees import KernelTree, QemuTree, require_tree
 from harness.errors import ConfigError
@@ -235,7 +235,9 @@ def _command(t: _Table) -> str:
 
 
 def _label(t: _Table, default: str) -> str:
-    label = t.get("label", str, default)
+    if "label" not in t.data:   # made from the command (harness.results.folder): names no file
+        return t.get("label", str, default)
+    label = t.get("label", str)
     if (not label.strip() or not label.isprintable() or "/" in label or "\\" in label
             or label.strip() in (".", "..") or len(label) > LABEL_MAX):
         t.fail(t.key("label"), f"must be a non-empty single line of at most {LABEL_MAX} printable characters, without "
@@ -355,7 +357,7 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings,
         value = getattr(arm, key)
         if not value.strip():
             t.fail(t.key(key), "must not be empty")
-        choices = (*BUILD_CHOICES, *design_series(folder))   # the designs this stack has ports of
+        choices = (*BUILD_CHOICES, *design_names(folder))   # the designs this stack has ports of
         if value not in choices and not Path(value).exists():
             t.fail(t.key(key), f"must be one of {', '.join(choices)} or an existing path, got {value!r}")
     t.finish()
@@ -452,9 +454,13 @@ def load_scenario(path: str | Path) -> Scenario:
     """Parse and validate a scenario file; raises :class:`ConfigError` naming file, key, reason."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: scenario file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file (UTF-8): {e.reason} at byte {e.start}") from None
+    except OSError as e:   # a folder, no permission
+        raise ConfigError(f"{path}: cannot read the scenario file: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     top = _Table(path, "", raw)
@@ -491,7 +497,10 @@ def load_scenario(path: str | Path) -> Scenario:
     expect_raw = top.get("expect", list, [])
     expectations: tuple[Any, ...] = ()
     if expect_raw:
-        expectations = tuple(parse_expectations(path, expect_raw, names, labels))
+        try:
+            expectations = tuple(parse_expectations(path, expect_raw, names, labels))
+        except ConfigError as e:   # its messages quote keys as written: kept to one line
+            raise ConfigError(printable(str(e))) from None
     reference = top.get("reference", dict, {})
     for arm_name, cols in reference.items():
         if arm_name not in names:

@@ -29,6 +29,7 @@ from typing import Callable, Optional
 
 from harness.errors import GuestCommandError, UnsupportedGuest, WorkloadDied
 from harness.guest.ssh import GuestSSH
+from harness.results.layout import within
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ class StepCommand:
             except GuestCommandError:
                 return None
         dest.mkdir(parents=True, exist_ok=True)
-        path = dest / f"{safe_name(self.label)}.log"
+        path = within(dest, dest / f"{safe_name(self.label)}.log")
         path.write_text(text)
         return path
 
@@ -320,8 +321,10 @@ def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def safe_name(label: str) -> str:
-    """A step label as a file name."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", label)
+    """A step label as a file name: letters, digits and . _ + - only, never a dot name
+    ("." or "..") or empty, at most 100 characters."""
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", label)[:100]
+    return name if name.strip(".") else f"_{name}"
 
 
 def state_script(commands: Iterable[StepCommand]) -> str:
