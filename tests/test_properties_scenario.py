@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from toml_text import dumps
 
 from harness.errors import ConfigError
 from harness.experiment import scenario as sc
 from harness.mechanisms import registry
-from toml_text import dumps
 
 _ALNUM = "abcxyzABZ0189"
 NAME = st.builds(str.__add__, st.sampled_from(_ALNUM), st.text(_ALNUM + "._+-", max_size=12))

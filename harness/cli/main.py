@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse's parser, its refusal kept to one line whatever the user typed (an argument
     with a newline or a carriage return in it is quoted with escapes)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         if not message.isprintable():
             message = message.encode("unicode_escape").decode("ascii")
         super().error(message)

@@ -237,7 +237,7 @@ def _command(t: _Table) -> str:
 def _label(t: _Table, default: str) -> str:
     if "label" not in t.data:   # made from the command (harness.results.folder): names no file
         return t.get("label", str, default)
-    label = t.get("label", str)
+    label = t.get("label", str, "")
     if (not label.strip() or not label.isprintable() or "/" in label or "\\" in label
             or label.strip() in (".", "..") or len(label) > LABEL_MAX):
         t.fail(t.key("label"), f"must be a non-empty single line of at most {LABEL_MAX} printable characters, without "
