@@ -126,12 +126,8 @@ def _judge(argv: list[str]) -> None:
         assert errors and all(line.startswith("balloon-harness") for line in errors), (argv, err)
 
 
-@given(command_lines())
+@given(command_lines() | st.lists(st.text(max_size=12), max_size=6))
 def test_any_command_line_is_accepted_or_refused_in_one_line(place, argv):
+    """Generated command lines (mostly `run`, every option and folder kind), and any words."""
     _judge(argv)
     assert not list(place.parent.glob("results")), "a run wrote beside its folder"
-
-
-@given(st.lists(st.text(max_size=12), max_size=6))
-def test_any_words_are_accepted_or_refused_in_one_line(place, words):
-    _judge(words)

@@ -31,56 +31,77 @@ WORDS = st.sampled_from(["Node", "0,", "zone", "Normal", "cpu", "cpu0", "F", "EN
                          "error", "AnonHugePages:", "7f00-7f10", "MemTotal:", "thp_fault_alloc", "[always]"])
 LINE = st.lists(WORDS, max_size=12).map(" ".join) | st.text(max_size=40)
 TEXT = st.lists(LINE, max_size=20).map("\n".join) | st.text(max_size=300)
-KEY = st.from_regex(r"[A-Za-z_][A-Za-z0-9_()]{0,15}", fullmatch=True)
+KEY = st.builds(str.__add__, st.sampled_from("AZaz_"), st.text("AZaz09_()", max_size=10))
 U64 = st.integers(0, (1 << 64) - 1)
 
 
-@given(st.dictionaries(KEY, U64, max_size=20), st.booleans())
-def test_meminfo_round_trips(values, kb):
-    text = "".join(f"{k}:{' ' * (1 + len(k) % 7)}{v}{' kB' if kb else ''}\n" for k, v in values.items())
-    assert procfs.parse_meminfo(text) == values
+VMSTAT_KEY = KEY.map(lambda k: f"nr_{k}")
 
 
-@given(st.dictionaries(KEY, st.integers(-(1 << 63), (1 << 64) - 1), max_size=20))
-def test_vmstat_round_trips(values):
-    assert procfs.parse_vmstat("".join(f"{k} {v}\n" for k, v in values.items())) == values
+@st.composite
+def proc_snapshots(draw) -> dict:
+    """What a guest reading cats: meminfo, buddyinfo, vmstat, stat, and a THP setting."""
+    return {
+        "meminfo": draw(st.dictionaries(KEY, U64, max_size=8)),
+        "zones": draw(st.lists(st.tuples(st.integers(0, 64), st.sampled_from(["DMA", "DMA32", "Normal", "Movable"]),
+                                         st.lists(U64, min_size=1, max_size=11)), max_size=3)),
+        "vmstat": draw(st.dictionaries(VMSTAT_KEY, st.integers(-(1 << 63), (1 << 64) - 1), max_size=8)),
+        "cpu": draw(st.lists(U64, min_size=10, max_size=10)),
+        "per_cpu": draw(st.lists(st.lists(U64, min_size=10, max_size=10), max_size=2)),
+        "thp": draw(st.lists(st.text("adefmnrsvw+", min_size=1, max_size=8), min_size=1, max_size=4, unique=True)),
+        "order": draw(st.integers(0, 10)),
+    }
 
 
-@given(st.lists(st.tuples(st.integers(0, 64), st.sampled_from(["DMA", "DMA32", "Normal", "Movable"]),
-                          st.lists(U64, min_size=1, max_size=11)), max_size=6), st.integers(0, 10))
-def test_buddyinfo_round_trips_and_counts_larger_blocks(zones, order):
-    text = "".join(f"Node {n}, zone {z:>8} " + " ".join(f"{c:6}" for c in counts) + "\n" for n, z, counts in zones)
-    parsed = procfs.parse_buddyinfo(text)
-    assert [(z.node, z.zone, list(z.free)) for z in parsed] == [(n, z, c) for n, z, c in zones]
-    assert procfs.free_blocks_at_least(parsed, order) == sum(
-        c << (o - order) for _, _, counts in zones for o, c in enumerate(counts) if o >= order)
+@given(proc_snapshots(), st.data())
+def test_a_proc_snapshot_round_trips_through_each_parser_and_the_guest_reading(snap, data):
+    meminfo = "".join(f"{k}:{' ' * (1 + len(k) % 7)}{v} kB\n" for k, v in snap["meminfo"].items())
+    buddy = "".join(f"Node {n}, zone {z:>8} " + " ".join(f"{c:6}" for c in counts) + "\n"
+                    for n, z, counts in snap["zones"])
+    vmstat = "".join(f"{k} {v}\n" for k, v in snap["vmstat"].items())
+    stat = "cpu  " + " ".join(map(str, snap["cpu"])) + "\n" + "".join(
+        f"cpu{i} " + " ".join(map(str, v)) + "\n" for i, v in enumerate(snap["per_cpu"])) + "intr 1 2 3\nctxt 99\n"
+    text = meminfo + buddy + vmstat + stat
+    assert procfs.parse_meminfo(text) == snap["meminfo"]
+    assert procfs.parse_vmstat(text) == {**snap["vmstat"], "ctxt": 99}
+    zones = procfs.parse_buddyinfo(text)
+    assert [(z.node, z.zone, list(z.free)) for z in zones] == [(n, z, c) for n, z, c in snap["zones"]]
+    order = snap["order"]
+    blocks = sum(c << (o - order) for _, _, counts in snap["zones"] for o, c in enumerate(counts) if o >= order)
+    assert procfs.free_blocks_at_least(zones, order) == blocks
+    cpu = snap["cpu"]
+    assert procfs.kernel_cpu_seconds(text) == (cpu[2] + cpu[5] + cpu[6]) / procfs.USER_HZ
+    chosen = data.draw(st.sampled_from(snap["thp"]))
+    assert procfs.parse_thp_setting(" ".join(f"[{c}]" if c == chosen else c for c in snap["thp"])) == chosen
+    reading = sampler.read_guest(lambda command: text + "--bh-balloon-pages--\nsmall 3\nhuge 2\n")
+    assert reading[("guest", "free_order9_blocks")] == procfs.free_blocks_at_least(zones, 9)
+    assert reading[sampler.GUEST_CPU_KEY] == procfs.kernel_cpu_seconds(text)
+    assert reading[("guest", "balloon_small")] == 3 and reading[("guest", "balloon_huge")] == 2
 
 
-@given(st.lists(U64, min_size=10, max_size=10), st.lists(st.lists(U64, min_size=10, max_size=10), max_size=3))
-def test_proc_stat_kernel_seconds_round_trip(total, per_cpu):
-    text = "cpu  " + " ".join(map(str, total)) + "\n" + "".join(
-        f"cpu{i} " + " ".join(map(str, v)) + "\n" for i, v in enumerate(per_cpu)) + "intr 1 2 3\nctxt 99\n"
-    assert procfs.kernel_cpu_seconds(text) == (total[2] + total[5] + total[6]) / procfs.USER_HZ
-
-
-@given(st.lists(st.from_regex(r"[a-z+]{1,12}", fullmatch=True), min_size=1, max_size=5, unique=True), st.data())
-def test_thp_setting_round_trips(choices, data):
-    chosen = data.draw(st.sampled_from(choices))
-    assert procfs.parse_thp_setting(" ".join(f"[{c}]" if c == chosen else c for c in choices) + "\n") == chosen
-
-
-@given(TEXT)
-def test_any_text_through_every_proc_parser_and_a_guest_reading(text):
-    """Every /proc parser, and the guest reading that feeds them all, takes any text."""
+@given(TEXT, st.lists(st.integers(0, 1 << 48), max_size=3))
+def test_any_text_through_every_parser_is_read_or_refused_in_one_line(text, addresses):
+    """Every parser of guest and host text, and the guest reading that feeds the /proc ones,
+    takes any text: a reading of what it can read, or (the frame map) one line saying why not."""
     for parse in (procfs.parse_kv_kib, procfs.parse_vmstat):
         assert all(isinstance(v, int) for v in parse(text).values())
-    zones = procfs.parse_buddyinfo(text)
-    assert procfs.free_blocks_at_least(zones, 9) >= 0
+    assert procfs.free_blocks_at_least(procfs.parse_buddyinfo(text), 9) >= 0
     cpu = procfs.kernel_cpu_seconds(text)
     assert cpu is None or cpu >= 0
     assert isinstance(procfs.parse_thp_setting(text), str)
     reading = sampler.read_guest(lambda command: text + "\n--bh-balloon-pages--\n" + text)
     assert all(isinstance(v, (int, float)) and not math.isnan(v) for v in reading.values())
+    out, found = hostmap.anon_huge_by_vma(text.splitlines(keepends=True), addresses)
+    assert found <= set(addresses) and all(v >= 0 for v in out.values())
+    state = parse_state(text)
+    assert isinstance(state.why_ended(), str)
+    try:
+        frames = guestmap.parse(text)
+    except GuestStateError as e:
+        assert "\n" not in str(e), str(e)
+    else:
+        assert all(c.sum() == guestmap.FRAME_PAGES for c in frames.values())
+    assert all(s.size > 0 for s in ramlayout.parse_flatview(text))
 
 
 # ---- smaps: AnonHugePages per VMA ----------------------------------------------------------
@@ -96,12 +117,6 @@ def test_smaps_anon_huge_pages_per_vma_round_trip(vmas, data):
         assert (a in found) == bool(holders)
     for lo in out:
         assert any(lo == v_lo for v_lo, _, _ in vmas)
-
-
-@given(TEXT, st.lists(st.integers(0, 1 << 48), max_size=3))
-def test_any_smaps_text_is_read(text, addresses):
-    out, found = hostmap.anon_huge_by_vma(text.splitlines(keepends=True), addresses)
-    assert found <= set(addresses) and all(v >= 0 for v in out.values())
 
 
 # ---- the workload state (bh-step's status file and the cgroup's files) ---------------------
@@ -123,12 +138,6 @@ def test_workload_state_round_trips(populated, pids, current, anon, oom, ends, d
     assert s.oom_kills == oom and s.done == done
     assert [(e.pid, e.role, e.how, e.value) for e in s.ends] == [(p, r, h, v) for p, r, h, v in ends]
     assert isinstance(s.why_ended(), str)
-
-
-@given(TEXT)
-def test_any_workload_state_text_is_read(text):
-    s = parse_state(text)
-    assert isinstance(s.why_ended(), str) and "\n" not in s.why_ended() or s.error
 
 
 # ---- the guest frame map (bh-framemap) -----------------------------------------------------
@@ -154,16 +163,6 @@ def test_frame_map_round_trips_and_runs_expand(runs, start):
         assert set(states.tolist()) <= set(range(len(guestmap.GUEST_STATES)))
 
 
-@given(TEXT)
-def test_any_frame_map_text_is_read_or_refused_in_one_line(text):
-    try:
-        frames = guestmap.parse(text)
-    except GuestStateError as e:
-        assert "\n" not in str(e), str(e)
-    else:
-        assert all(c.sum() == guestmap.FRAME_PAGES for c in frames.values())
-
-
 # ---- QEMU's flat view and the spans of guest RAM -------------------------------------------
 
 SEGMENT = st.tuples(st.integers(0, 1 << 44), st.integers(1, 1 << 34), st.sampled_from(
@@ -179,11 +178,6 @@ def test_flat_view_round_trips(segments):
     parsed = ramlayout.parse_flatview(text)
     assert [(s.gpa, s.size, s.region, s.offset) for s in parsed] == [
         (gpa, size, region, off) for gpa, size, region, off, _ in segments]
-
-
-@given(TEXT)
-def test_any_flat_view_text_is_read(text):
-    assert all(s.size > 0 for s in ramlayout.parse_flatview(text))
 
 
 @given(st.lists(st.tuples(st.sampled_from(["pc.ram", "mem0"]), st.integers(0, 1 << 24), st.integers(1, 1 << 12),

@@ -3,9 +3,9 @@ written with, or refused in one line naming the file, the key and the reason. Ne
 traceback, whatever the keys, types and values; never a name that could lead a run's
 results out of their folder.
 
-Three properties: valid scenarios round-trip; a valid scenario with one key changed to an
-arbitrary TOML value (or removed, or an unknown one added) is loaded or refused in one
-line; arbitrary text is loaded or refused in one line. Profiles: tests/conftest.py.
+Two properties: a valid scenario round-trips, and one with a key changed to an arbitrary
+TOML value (or removed, or an unknown one added) is loaded or refused in one line; arbitrary
+text is loaded or refused in one line. Profiles: tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -91,14 +91,11 @@ def scenarios(draw) -> dict[str, Any]:
     return table
 
 
-@given(scenarios())
-def test_a_valid_scenario_loads_and_says_what_it_was_written_with(table):
-    path = _write(dumps(table))
-    s = sc.load_scenario(path)
+def _says_what_it_was_written_with(s: sc.Scenario, table: dict[str, Any]) -> None:
     assert s.name == table["name"] and s.repetitions == table["repetitions"]
     assert s.vm.memory_mib == table["vm"]["memory_mib"] and s.vm.vcpus == table["vm"]["vcpus"]
     assert s.timing.settle_seconds == table["timing"]["settle_seconds"]
-    assert [st_.kind for st_ in s.steps] == [raw["kind"] for raw in table["steps"]]
+    assert [step.kind for step in s.steps] == [raw["kind"] for raw in table["steps"]]
     for step, raw in zip(s.steps, table["steps"]):
         assert step.label == raw.get("label", step.label) and step.target_mib == raw.get("target_mib")
     assert [a.name for a in s.arms] == [a["name"] for a in table["arms"]]
@@ -124,9 +121,15 @@ def _places(table: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 
 @given(scenarios(), st.data())
-def test_one_key_changed_to_anything_is_loaded_or_refused_in_one_line(table, data):
+def test_a_scenario_with_one_key_changed_to_anything_is_loaded_or_refused_in_one_line(table, data):
+    """One in five is left as generated: it must load and say what it was written with."""
+    change = data.draw(st.integers(0, 9))
+    if change < 2:
+        path = _write(dumps(table))
+        _says_what_it_was_written_with(sc.load_scenario(path), table)
+        return
     container, key = data.draw(st.sampled_from(_places(table)))
-    if data.draw(st.integers(0, 9)) == 0:
+    if change == 2:
         container.pop(key, None)
     else:
         container[key] = data.draw(TOML_VALUE)
