@@ -24,6 +24,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.build)
 
 
+class BuildInFastTest(AssertionError):
+    """A fast test reached the build (see :func:`no_build_in_fast_tests`)."""
+
+
+@pytest.fixture(autouse=True)
+def no_build_in_fast_tests(request, monkeypatch):
+    """A test marked neither ``vm`` nor ``build`` cannot start a build: ``build_all`` fails it,
+    and so does any cache entry that would have to be built (``cache.ensure`` of a missing
+    entry). Without this, a refusal that broke before a command's build step would make
+    `make test-fast` compile QEMU, or with a warm cache boot a guest. A test that stubs the
+    build itself overrides this (its monkeypatch comes later)."""
+    if request.node.get_closest_marker("vm") or request.node.get_closest_marker("build"):
+        return
+    import harness.artifacts
+    from harness.artifacts import cache
+
+    def build_all(*args, **kwargs):
+        raise BuildInFastTest(f"{request.node.nodeid} reached build_all: stub the build, or mark the test build/vm")
+
+    original = cache.ensure
+
+    def ensure(kind, inputs, build, root=None, mutable=False):
+        if cache.lookup(kind, inputs, root) is None:
+            raise BuildInFastTest(f"{request.node.nodeid} would build {kind}: mark the test build/vm")
+        return original(kind, inputs, build, root, mutable)
+
+    monkeypatch.setattr(harness.artifacts, "build_all", build_all)
+    monkeypatch.setattr(cache, "ensure", ensure)
+
+
 @pytest.fixture(scope="session")
 def artifacts():
     """Everything ``balloon-harness build`` makes (cached: fast after the first build)."""

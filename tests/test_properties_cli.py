@@ -1,5 +1,5 @@
 """The command line under generated arguments (hypothesis): every command line is either
-accepted (it reaches the build, stubbed here: nothing is built) or refused with one line
+accepted (it reaches the build, stubbed: nothing is built) or refused with one line
 naming the argument, never a traceback. The options: shards, --jobs, --alpha, --reps,
 --max-reps, --last, and folder arguments (missing, a file, empty, holding results).
 
@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import BuildInFastTest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -40,14 +41,10 @@ module = "stock"
 """
 
 
-class Accepted(Exception):
-    """Raised by the stubbed build: the command line got past every refusal."""
-
-
 @pytest.fixture(scope="module")
 def place():
-    """A folder to run in (the default results/ lands there), a scenario, folders of each
-    kind, and the build stubbed for the module's tests."""
+    """A folder to run in (the default results/ lands there), a scenario, and folders of each
+    kind. The build is stubbed by conftest's no_build_in_fast_tests: reaching it is acceptance."""
     root = Path(tempfile.mkdtemp(prefix="bh-props-cli-"))
     (root / "scenario.toml").write_text(SCENARIO)
     (root / "a-file").write_text("not a folder\n")
@@ -56,14 +53,7 @@ def place():
     (root / "holds" / "metadata.json").write_text("{}\n")
     cwd = os.getcwd()
     os.chdir(root)
-
-    def no_build(*args, **kwargs):
-        raise Accepted()
-
-    with pytest.MonkeyPatch.context() as mp:
-        import harness.artifacts
-        mp.setattr(harness.artifacts, "build_all", no_build)
-        yield root
+    yield root
     os.chdir(cwd)
 
 
@@ -110,7 +100,7 @@ def _judge(argv: list[str]) -> None:
     try:
         with contextlib.redirect_stderr(err_io), contextlib.redirect_stdout(out_io):
             rc = main(argv)
-    except Accepted:
+    except BuildInFastTest:   # past every refusal: the build would start here
         return
     except SystemExit as e:   # argparse: usage, then one "error:" line
         err = err_io.getvalue()
