@@ -29,7 +29,10 @@ WORDS = st.sampled_from(["Node", "0,", "zone", "Normal", "cpu", "cpu0", "F", "EN
                          "signal", "start", "procs", "populated", "current", "anon", "kB", "1", "-1", "512",
                          "0x1f", "²", "٣", "9" * 30, "", ":", "(prio", "0,", "ram):", "pc.ram", "@0", "done",
                          "error", "AnonHugePages:", "7f00-7f10", "MemTotal:", "thp_fault_alloc", "[always]"])
-LINE = st.lists(WORDS, max_size=12).map(" ".join) | st.text(max_size=40)
+# lines shaped like the helpers' (a word then as many fields as they print), filled with anything
+SHAPED = st.tuples(st.sampled_from(["F", "main", "orphan", "Node"]), st.lists(WORDS, min_size=2, max_size=8)).map(
+    lambda t: " ".join([t[0], *t[1]]))
+LINE = st.lists(WORDS, max_size=12).map(" ".join) | st.text(max_size=40) | SHAPED
 TEXT = st.lists(LINE, max_size=20).map("\n".join) | st.text(max_size=300)
 KEY = st.builds(str.__add__, st.sampled_from("AZaz_"), st.text("AZaz09_()", max_size=10))
 U64 = st.integers(0, (1 << 64) - 1)

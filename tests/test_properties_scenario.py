@@ -28,8 +28,9 @@ _ALNUM = "abcxyzABZ0189"
 NAME = st.builds(str.__add__, st.sampled_from(_ALNUM), st.text(_ALNUM + "._+-", max_size=12))
 LABEL = st.text(st.characters(codec="utf-8", exclude_characters="/\\"), min_size=1, max_size=12).filter(
     lambda s: s.isprintable() and s.strip() and s.strip() not in (".", ".."))
+PATH_LIKE = st.sampled_from(["../../x", "", "..", ".", "a/b", "/tmp/x", "x\n", " a", "~root", "a\\b"])
 TOML_SCALAR = (st.booleans() | st.integers() | st.integers(-(1 << 70), 1 << 70)
-               | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20))
+               | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20) | PATH_LIKE)
 TOML_VALUE = st.recursive(TOML_SCALAR, lambda inner: st.lists(inner, max_size=3)
                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
 _COUNTER = itertools.count()
