@@ -189,7 +189,8 @@ class _Table:
         if minimum is not None and value < minimum:
             self.fail(self.key(name), f"must be at least {minimum}, got {value}")
         if maximum is not None and value > maximum:
-            self.fail(self.key(name), f"must be at most {maximum:g}, got {value}")
+            bound = int(maximum) if float(maximum).is_integer() else maximum
+            self.fail(self.key(name), f"must be at most {bound}, got {value}")
         if choices is not None and value not in choices:
             self.fail(self.key(name), f"must be one of {', '.join(choices)}, got {value!r}")
         return value
