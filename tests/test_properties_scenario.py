@@ -53,11 +53,11 @@ def _refused_in_one_line(path: Path, err: ConfigError) -> None:
 
 @st.composite
 def scenarios(draw) -> dict[str, Any]:
-    """A valid scenario table: a VM, 1-4 steps, 1-3 arms with a mechanism and its options."""
+    """A valid scenario table: a VM, 1-3 steps, 1-2 arms with a mechanism and its options."""
     memory = draw(st.integers(256, 1 << 16))   # virtio-mem boots with half: at least 128
     steps = []
     for kind in draw(st.lists(st.sampled_from(("balloon", "resize", "sleep", "measure", "run")),
-                              min_size=1, max_size=4)):
+                              min_size=1, max_size=3)):
         step: dict[str, Any] = {"kind": kind}
         if kind in ("balloon", "resize"):
             step["target_mib"] = draw(st.integers(1, memory))
@@ -71,7 +71,7 @@ def scenarios(draw) -> dict[str, Any]:
         if draw(st.booleans()):
             step["label"] = label
     arms = []
-    for name in draw(st.lists(NAME, min_size=1, max_size=3, unique=True)):
+    for name in draw(st.lists(NAME, min_size=1, max_size=2, unique=True)):
         arm: dict[str, Any] = {"name": name, "qemu": draw(st.sampled_from(sc.BUILD_CHOICES)),
                                "module": draw(st.sampled_from(sc.BUILD_CHOICES))}
         mechanism = draw(st.sampled_from(sorted(registry())))
