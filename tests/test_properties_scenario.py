@@ -53,7 +53,8 @@ def _refused_in_one_line(path: Path, err: ConfigError) -> None:
 
 @st.composite
 def scenarios(draw) -> dict[str, Any]:
-    """A valid scenario table: a VM, 1-3 steps, 1-2 arms with a mechanism and its options."""
+    """A valid scenario table: a VM, 1-3 steps, 1-2 arms with a mechanism and its options, and
+    perhaps a promise ([[expect]]) about the first arm."""
     memory = draw(st.integers(256, 1 << 16))   # virtio-mem boots with half: at least 128
     steps = []
     for kind in draw(st.lists(st.sampled_from(("balloon", "resize", "sleep", "measure", "run")),
@@ -91,6 +92,16 @@ def scenarios(draw) -> dict[str, Any]:
         "repetitions": draw(st.integers(1, sc.REPETITIONS_MAX)),
         "steps": steps, "arms": arms,
     }
+    if draw(st.booleans()):   # a promise about the first arm's first step ([[expect]])
+        steps[0]["label"] = labels[0]
+        promise: dict[str, Any] = {"arm": arms[0]["name"], "step": labels[0],
+                                   "metric": draw(st.sampled_from(["thp_lost_per_ballooned_mib", "reached_fraction"])),
+                                   "op": draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))}
+        if len(arms) > 1 and draw(st.booleans()):
+            promise["than"] = arms[1]["name"]
+        else:
+            promise["value"] = draw(st.floats(0, 10))
+        table["expect"] = [promise]
     return table
 
 
@@ -103,6 +114,8 @@ def _says_what_it_was_written_with(s: sc.Scenario, table: dict[str, Any]) -> Non
         assert step.label == raw.get("label", step.label) and step.target_mib == raw.get("target_mib")
     assert [a.name for a in s.arms] == [a["name"] for a in table["arms"]]
     assert [a.mechanism for a in s.arms] == [a.get("mechanism", "balloon") for a in table["arms"]]
+    assert [(e.arm, e.step, e.metric, e.op) for e in s.expectations] == [
+        (p["arm"], p["step"], p["metric"], p["op"]) for p in table.get("expect", [])]
 
 
 def _places(table: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -115,6 +128,9 @@ def _places(table: dict[str, Any]) -> list[tuple[Any, ...]]:
     for step in table["steps"]:
         places += [(step, k) for k in ("kind", "label", "command", "timeout", "target_mib", "seconds", "ready",
                                        "holds_mib", "workload", "throughput", "anon_drop_fraction", "x")]
+    for promise in table.get("expect", []):
+        places += [(promise, k) for k in ("arm", "step", "metric", "op", "value", "than", "test", "alpha", "label",
+                                          "z")]
     for arm in table["arms"]:
         places += [(arm, k) for k in ("name", "qemu", "module", "device", "description", "kernel", "stack",
                                       "mechanism", "options", "y")]
