@@ -15,6 +15,7 @@ import functools
 import io
 import itertools
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +63,7 @@ def place():
         mp.setattr(cli_main, "make_parser", functools.cache(cli_main.make_parser))
         yield root
     os.chdir(cwd)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 _COUNT = itertools.count()

@@ -10,7 +10,9 @@ text is loaded or refused in one line. Profiles: tests/conftest.py.
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ TOML_VALUE = st.recursive(TOML_SCALAR, lambda inner: st.lists(inner, max_size=3)
                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
 _COUNTER = itertools.count()
 _DIR = Path(tempfile.mkdtemp(prefix="bh-props-scenario-"))
+atexit.register(shutil.rmtree, _DIR, True)
 
 
 def _write(text: str) -> Path:
