@@ -9,12 +9,28 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# What the kernel prints: ASCII digits. Python's \d, isdigit() and int() take other
+# scripts' digits (and isdigit() superscripts that int() refuses): a line of anything else
+# is not a reading.
+_UINT = re.compile(r"[0-9]+")
+_INT = re.compile(r"-?[0-9]+")
+
+
+def is_uint(word: str) -> bool:
+    """``word`` is a non-negative decimal number in ASCII digits, as the kernel prints one."""
+    return _UINT.fullmatch(word) is not None
+
+
+def is_int(word: str) -> bool:
+    """:func:`is_uint`, or one with a leading minus."""
+    return _INT.fullmatch(word) is not None
+
 
 def parse_kv_kib(text: str) -> dict[str, int]:
     """``/proc/meminfo`` and ``smaps_rollup`` style: ``Key:   123 kB`` -> {Key: 123} (kB or bare)."""
     values: dict[str, int] = {}
     for line in text.splitlines():
-        m = re.match(r"^([\w()]+):\s+(\d+)(?:\s+kB)?\s*$", line)
+        m = re.match(r"^([\w()]+):\s+([0-9]+)(?:\s+kB)?\s*$", line)
         if m:
             values[m.group(1)] = int(m.group(2))
     return values
@@ -32,7 +48,7 @@ def kernel_cpu_seconds(text: str) -> float | None:
     without one). Kernel work, such as a balloon driver's work item, is counted there."""
     for line in text.splitlines():
         parts = line.split()
-        if parts[:1] == ["cpu"] and len(parts) >= 8 and all(p.isdigit() for p in parts[1:8]):
+        if parts[:1] == ["cpu"] and len(parts) >= 8 and all(is_uint(p) for p in parts[1:8]):
             _user, _nice, system, _idle, _iowait, irq, softirq = (int(p) for p in parts[1:8])
             return (system + irq + softirq) / USER_HZ
     return None
@@ -43,7 +59,7 @@ def parse_vmstat(text: str) -> dict[str, int]:
     values: dict[str, int] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+        if len(parts) == 2 and is_int(parts[1]):
             values[parts[0]] = int(parts[1])
     return values
 
@@ -59,8 +75,8 @@ def parse_buddyinfo(text: str) -> list[BuddyZone]:
     """``/proc/buddyinfo``: ``Node 0, zone   Normal   a b c ...``."""
     zones = []
     for line in text.splitlines():
-        m = re.match(r"^Node\s+(\d+),\s+zone\s+(\S+)\s+(.*)$", line.strip())
-        if m:
+        m = re.match(r"^Node\s+([0-9]+),\s+zone\s+(\S+)\s+(.*)$", line.strip())
+        if m and all(is_uint(x) for x in m.group(3).split()):   # else not a buddyinfo line
             zones.append(BuddyZone(int(m.group(1)), m.group(2), tuple(int(x) for x in m.group(3).split())))
     return zones
 

@@ -24,6 +24,51 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.build)
 
 
+def _shared_cache() -> Path:
+    from harness.artifacts.cache import cache_root
+    return cache_root().resolve()
+
+
+SHARED_CACHE = _shared_cache()   # the cache in effect when the tests start: the one `make build` fills
+# One `cc -static` each (harness.artifacts.initramfs._build_static), a second or so: fast tests
+# may build these into an empty cache (benchmarks/test_fast_time.py starts from one).
+SMALL_BUILDS = {"usemem", "bh-step", "framemap"}
+
+
+class BuildInFastTest(AssertionError):
+    """A fast test reached the build (see :func:`no_build_in_fast_tests`)."""
+
+
+@pytest.fixture(autouse=True)
+def no_build_in_fast_tests(request, monkeypatch):
+    """A test marked neither ``vm`` nor ``build`` cannot start a build: ``build_all`` fails it,
+    and so does any entry of the shared cache that would have to be built (``cache.ensure``
+    of a missing entry; a test's own temporary cache is its business). Without this, a refusal
+    that broke before a command's build step would make `make test-fast` compile QEMU, or with
+    a warm cache boot a guest. A test that stubs the build itself overrides this (its
+    monkeypatch comes later)."""
+    if request.node.get_closest_marker("vm") or request.node.get_closest_marker("build"):
+        return
+    import harness.artifacts
+    from harness.artifacts import cache
+
+    def build_all(*args, **kwargs):
+        raise BuildInFastTest(f"{request.node.nodeid} reached build_all: stub the build, or mark the test build/vm")
+
+    original = cache.ensure
+
+    def ensure(kind, inputs, build, root=None, mutable=False):
+        # a test's own cache (a tmp root, or BALLOON_HARNESS_CACHE set to one) builds freely
+        shared = Path(root or cache.cache_root()).resolve() == SHARED_CACHE
+        if shared and kind not in SMALL_BUILDS and cache.lookup(kind, inputs, root) is None:
+            raise BuildInFastTest(f"{request.node.nodeid} would build {kind} in {SHARED_CACHE}: "
+                                  "mark the test build/vm")
+        return original(kind, inputs, build, root, mutable)
+
+    monkeypatch.setattr(harness.artifacts, "build_all", build_all)
+    monkeypatch.setattr(cache, "ensure", ensure)
+
+
 @pytest.fixture(scope="session")
 def artifacts():
     """Everything ``balloon-harness build`` makes (cached: fast after the first build)."""
@@ -105,3 +150,21 @@ def balloon_features_in(listing: str) -> str:
 def balloon_features(guest) -> str:
     """The negotiated feature string of a booted guest's balloon device."""
     return balloon_features_in(guest.ssh.run(VIRTIO_FEATURES_COMMAND).stdout)
+
+
+# ---- hypothesis profiles (the property tests: tests/test_properties_*.py) -------------------
+# "ci" (the default, what `make test-fast` runs): 1,000 examples per property, derandomized so a
+# CI failure repeats on a laptop. "nightly": 10,000 fresh random ones per property
+# (HYPOTHESIS_PROFILE=nightly make test-fast, or pytest tests/test_properties_*.py).
+# No deadline: 4 workers on 2 cores make a single example's time meaningless.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:   # pragma: no cover - the test extra installs it
+    pass
+else:
+    _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                                          HealthCheck.data_too_large])
+    settings.register_profile("ci", max_examples=1000, derandomize=True, database=None, **_common)
+    settings.register_profile("nightly", max_examples=10_000, **_common)
+    settings.register_profile("dev", max_examples=100, **_common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -65,7 +65,7 @@ def test_each_arm_is_internally_consistent(rfc_results, arm):
     row = _balloon_row(rfc_results, arm)
     assert row["qemu_ahp_after_kib"] < row["qemu_ahp_before_kib"]
     assert row["qemu_rss_after_kib"] < row["qemu_rss_before_kib"]
-    assert row["host_ahp_after_kib"] < row["host_ahp_before_kib"]
+    # (not the host-wide AnonHugePages: other guests on the host move it; the QEMU's own above)
     guest_mib = load_scenario(RFC).vm.memory_mib
     assert 0 < row["actual_mib"] <= guest_mib and row["start_mib"] == guest_mib
     # Only a balloon of 2 MiB pages may land up to 2 MiB off; a 4 KiB balloon lands exactly.

@@ -9,6 +9,8 @@ guest's balloon pages against the balloon's own ``actual`` (exactly).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,9 @@ BALLOON_MIB = 64
 
 @pytest.fixture(scope="module")
 def guest(stock_image):
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    if "[never]" in thp:
+        pytest.skip(f"host THP is off ({thp.strip()}): the guest's RAM has no huge page to map")
     spec = MachineSpec.for_image(stock_image, memory_mib=GUEST_MIB, vcpus=1)
     with Guest(spec) as g:
         g.ssh.run("usemem -d -s -1 400m", timeout=600)

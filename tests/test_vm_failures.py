@@ -13,14 +13,15 @@ pytestmark = pytest.mark.vm
 
 
 def test_bad_qemu_option_reports_stderr(stock_image):
-    before = qemu_pids()
+    # only this test's QEMU (its option is on its command line): other guests on the host come and go
+    before = qemu_pids("-no-such-option-xyz")
     spec = MachineSpec.for_image(stock_image, extra_args=("-no-such-option-xyz",))
     with pytest.raises(QEMUStartError) as info:
         with Guest(spec):
             pass
     assert "no-such-option-xyz" in str(info.value)
     assert "no-such-option-xyz" in info.value.stderr
-    assert qemu_pids() <= before
+    assert qemu_pids("-no-such-option-xyz") <= before
 
 
 def test_guest_never_answering_ssh_times_out_with_console(stock_image):

@@ -70,3 +70,45 @@ def test_the_reading_sums_the_watched_cgroups():
     assert r[("workload", "count")] == 2 and r[("workload", "anon_kib")] == 96 * 1024
     assert r[("workload:v", "anon_kib")] == 32 * 1024
     assert workload_reading([], {}) == {("workload", "count"): 0.0}
+
+
+# ---- dead() and death(): when a watched workload counts as gone, and what the run says -------
+
+def _watched(kind: str) -> WatchedWorkload:
+    cmd = StepCommand(None, "held", "usemem -d 400m", 3, kind)  # type: ignore[arg-type]
+    cmd.main_pid = 205
+    return WatchedWorkload(cmd)
+
+
+def test_a_populated_cgroup_is_alive_whatever_the_kind():
+    for kind in ("run", "background"):
+        assert not _watched(kind).dead(parse_state(BLOCK)), kind
+
+
+def test_an_empty_cgroup_is_dead_whatever_the_kind():
+    empty = parse_state(BLOCK.replace("populated 1", "populated 0").replace("procs 212 230", "procs"))
+    for kind in ("run", "background"):
+        assert _watched(kind).dead(empty), kind
+
+
+def test_a_background_command_that_failed_is_dead_though_what_it_forked_runs():
+    failed_main = parse_state(BLOCK.replace("main 205 exit 0", "main 205 exit 1"))
+    killed_main = parse_state(BLOCK.replace("main 205 exit 0", "main 205 signal 15"))
+    assert failed_main.populated and killed_main.populated
+    assert _watched("background").dead(failed_main) and _watched("background").dead(killed_main)
+    # a run step's command ends by design (its detached workload is what is watched): not dead
+    assert not _watched("run").dead(failed_main)
+
+
+def test_death_says_which_workload_when_how_it_ended_and_its_log_tail():
+    state = parse_state(BLOCK.replace("populated 1", "populated 0").replace("procs 212 230", "procs")
+                        + "orphan 212 signal 9\noom_kill 2\ndone\n")
+    msg = _watched("background").death(state, "after step 'balloon 624'", "line 1\nKilled\n\n")
+    first, *rest = msg.splitlines()
+    assert first.startswith("background workload 'held' (`usemem -d 400m`, pid 205) is not running "
+                            "after step 'balloon 624': ")
+    assert "pid 212 (left running by it) killed by signal 9 (SIGKILL)" in first
+    assert "the OOM killer killed 2 of its processes" in first
+    assert rest == ["--- last lines of its log (/var/log/bh-steps/step-3.log) ---", "line 1", "Killed"]
+    run_msg = _watched("run").death(state, "before step 'x'", "")
+    assert run_msg.startswith("workload 'held' left running by its run step (`usemem -d 400m`) is not running")

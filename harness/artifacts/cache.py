@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.errors import BuildError
 from harness.files import write_text_atomic
 
 log = logging.getLogger("harness.build")
@@ -159,10 +160,19 @@ def _intact(kind: str, key: str, path: Path) -> bool:
 def lookup(kind: str, inputs: dict[str, Any], root: Path | None = None) -> Artifact | None:
     """The finished, intact artifact for these inputs, or None."""
     key = input_key(inputs)
-    path = (root or cache_root()) / kind / key
+    path = _entry(root or cache_root(), kind, key)
     if _intact(kind, key, path):
         return Artifact(kind, key, path, inputs)
     return None
+
+
+def _entry(root: Path, kind: str, key: str) -> Path:
+    """``<root>/<kind>/<key>``, refused unless both are plain names inside the cache (they
+    are the harness's own words and hashes; the check keeps it so)."""
+    for part in (kind, key):
+        if not part or part in (".", "..") or "/" in part or "\0" in part:
+            raise BuildError(f"cache entry {kind}/{key}: not a plain name inside the cache {root}")
+    return root / kind / key
 
 
 def log_path(kind: str, key: str, root: Path | None = None) -> Path:
@@ -180,7 +190,7 @@ def ensure(kind: str, inputs: dict[str, Any], build: Callable[[Path, Path], None
     """
     root = root or cache_root()
     key = input_key(inputs)
-    final = root / kind / key
+    final = _entry(root, kind, key)
     with _locked(root / kind / f"{key}.lock"):
         if _intact(kind, key, final):
             return Artifact(kind, key, final, inputs)

@@ -70,3 +70,12 @@ def design_series(folder: Path) -> dict[str, Series]:
     if not root.is_dir():
         return {}
     return {d.name: Series.load(d) for d in sorted(root.iterdir()) if (d / "series").is_file()}
+
+
+def design_names(folder: Path) -> list[str]:
+    """The names :func:`design_series` would give, without reading every series (what the
+    scenario loader needs to check an arm's ``qemu``/``module``; a build loads the series)."""
+    root = folder / DESIGNS
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in root.iterdir() if (d / "series").is_file())

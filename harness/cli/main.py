@@ -40,8 +40,18 @@ def docs_line(command: str) -> str:
     return f"docs: docs/{page} (built: site/{page[:-3]}.html)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, its refusal kept to one line whatever the user typed (an argument
+    with a newline or a carriage return in it is quoted with escapes)."""
+
+    def error(self, message: str):
+        if not message.isprintable():
+            message = message.encode("unicode_escape").decode("ascii")
+        super().error(message)
+
+
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="balloon-harness", description=__doc__)
+    p = _Parser(prog="balloon-harness", description=__doc__)
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="more detail on stderr (-vv: also the SSH/QMP libraries)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")

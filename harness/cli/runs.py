@@ -58,8 +58,8 @@ def _default_out(name: str, resume: bool) -> Path:
     if resume:
         existing = sorted(RESULTS.glob(f"{name}-2*"))
         if existing:
-            return existing[-1]
-    return RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            return layout.within(RESULTS, existing[-1])
+    return layout.within(RESULTS, RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def jobs_count(value: str, vcpus: int) -> int:
@@ -91,6 +91,7 @@ def execute(req: RunRequest) -> int:
     from harness.artifacts import build_all
     from harness.artifacts.needs import needs_of
     from harness.experiment import metadata
+    from harness.experiment.capacity import check_room
     from harness.experiment.runner import Shard, plan, run_scenario
     from harness.experiment.scenario import load_scenario, with_repetitions
     from harness.results import ResultsStore
@@ -102,6 +103,8 @@ def execute(req: RunRequest) -> int:
     reps = _repetitions(req, out)
     if reps is not None:
         scenario = with_repetitions(scenario, reps)
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"--out {out}: not a folder")
     if out.exists() and any(out.iterdir()) and not req.resume:
         raise HarnessError(f"{out} already holds results: pass --resume to complete it, or another --out")
     if req.until_decided and shard:
@@ -110,6 +113,7 @@ def execute(req: RunRequest) -> int:
         raise HarnessError(f"--max-reps {req.max_reps}: at least 2 (a rank test needs two runs a side)")
     if shard and not plan(scenario, shard):
         raise HarnessError(f"--shard {shard}: this share of the {len(plan(scenario))} planned runs is empty")
+    check_room(scenario.vm.memory_mib, scenario.vm.vcpus, jobs, len(plan(scenario, shard)))  # before any build
     artifacts = build_all(scenario.stacks, needs=needs_of(scenario.arms))  # only what its arms name
     store = ResultsStore(out)
     meta = {**metadata.collect(scenario, artifacts), "repetitions": scenario.repetitions,

@@ -22,7 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from harness.analysis.expectations import parse_expectations, parse_primary
-from harness.artifacts.patches import design_series
+from harness.artifacts.patches import design_names
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.artifacts.trees import KernelTree, QemuTree, require_tree
 from harness.errors import ConfigError
@@ -37,8 +37,20 @@ from harness.vm.timing import Timing
 # "resize" brings the guest to target_mib with the arm's mechanism; "balloon" is its older
 # name (same meaning, kept for existing scenario files and results).
 STEP_KINDS = ("run", "background", *MOVE_KINDS, "stop", "sleep", "measure")
-# Arm names and step labels end up in run ids, folder names and plot titles.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+# Scenario and arm names end up in folder names (results/<scenario>-<time>, runs/<arm>-r<rep>),
+# run ids and plot titles: plain names only, so no name can lead a write out of its folder.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+NAME_MAX = 100
+# Step labels are free text (spaces, "1:balloon 624") shown in tables; they name no folder
+# (step files use safe_name()), but still one printable line, no path separator, not a dot name.
+LABEL_MAX = 200
+# Upper bounds of the numeric keys: beyond these a value is a typo (a unit mix-up, an extra
+# digit), and some (repetitions) would make the plan itself unbounded.
+MEMORY_MIB_MAX = 4 << 20          # 4 TiB: more than any host here; the host check refuses sooner
+VCPUS_MAX = 255                   # q35's limit in QEMU 7.2
+SECONDS_MAX = 7 * 86400.0         # a week: any timeout, pause or sleep
+SAMPLE_HZ_MAX = 100.0
+REPETITIONS_MAX = 10_000
 BUILD_CHOICES = ("stock", "patched")
 # What `qemu` and `module` say of an arm built from source trees (the tables say the rest).
 OWN_TREE = "own-tree"
@@ -231,6 +243,17 @@ SCENARIO_KEYS: dict[str, dict[str, tuple[str, str, str]]] = {
 }
 
 
+def printable(text: str) -> str:
+    """``text`` as one printable line (escapes for newlines and control characters): a
+    refusal quoting a user's key stays one line."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def plain_name(name: str) -> bool:
+    """A name safe as one path component: letters, digits and . _ + - (not first), <= NAME_MAX."""
+    return len(name) <= NAME_MAX and NAME_PATTERN.fullmatch(name) is not None
+
+
 class _Table:
     """Reads one TOML table, remembering which keys were used to refuse the rest."""
 
@@ -242,13 +265,14 @@ class _Table:
         self.used: set[str] = set()
 
     def fail(self, key: str, reason: str):
-        raise ConfigError(f"{self.path}: {key}: {reason}")
+        raise ConfigError(f"{self.path}: {printable(key)}: {printable(reason)}")
 
     def key(self, name: str) -> str:
         return f"{self.where}.{name}" if self.where else name
 
     def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., *,
-            minimum: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+            minimum: float | None = None, maximum: float | None = None,
+            choices: tuple[str, ...] | None = None) -> Any:
         self.used.add(name)
         if name not in self.data:
             if default is ...:
@@ -257,7 +281,10 @@ class _Table:
         value = self.data[name]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                self.fail(self.key(name), f"must be a finite number, got {value}")
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
             self.fail(self.key(name), f"must be {names}, got {type(value).__name__} {value!r}")
@@ -267,6 +294,9 @@ class _Table:
             self.fail(self.key(name), "must not be empty")
         if minimum is not None and value < minimum:
             self.fail(self.key(name), f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            bound = int(maximum) if float(maximum).is_integer() else maximum
+            self.fail(self.key(name), f"must be at most {bound}, got {value}")
         if choices is not None and value not in choices:
             self.fail(self.key(name), f"must be one of {', '.join(choices)}, got {value!r}")
         return value
@@ -281,11 +311,11 @@ class _Table:
 def _load_vm(path: Path, data: Any) -> VMSettings:
     t = _Table(path, "vm", data)
     vm = VMSettings(
-        memory_mib=t.get("memory_mib", int, 1024, minimum=128),
-        vcpus=t.get("vcpus", int, 1, minimum=1),
+        memory_mib=t.get("memory_mib", int, 1024, minimum=128, maximum=MEMORY_MIB_MAX),
+        vcpus=t.get("vcpus", int, 1, minimum=1, maximum=VCPUS_MAX),
         accel=t.get("accel", str, "auto", choices=("auto", "kvm", "tcg")),
         guest_thp=t.get("guest_thp", str, "always", choices=("always", "madvise", "never")),
-        boot_timeout=t.get("boot_timeout", float, DEFAULT_BOOT_TIMEOUT, minimum=1),
+        boot_timeout=t.get("boot_timeout", float, DEFAULT_BOOT_TIMEOUT, minimum=1, maximum=SECONDS_MAX),
     )
     t.finish()
     return vm
@@ -294,11 +324,11 @@ def _load_vm(path: Path, data: Any) -> VMSettings:
 def _load_timing(path: Path, data: Any) -> Timing:
     t = _Table(path, "timing", data)
     timing = Timing(
-        settle_seconds=t.get("settle_seconds", float, 10.0, minimum=0.5),
-        balloon_timeout_seconds=t.get("balloon_timeout_seconds", float, 300.0, minimum=1),
-        host_sample_hz=t.get("host_sample_hz", float, 5.0, minimum=0.1),
-        guest_sample_seconds=t.get("guest_sample_seconds", float, 1.0, minimum=0.1),
-        step_pause_seconds=t.get("step_pause_seconds", float, 2.0, minimum=0),
+        settle_seconds=t.get("settle_seconds", float, 10.0, minimum=0.5, maximum=SECONDS_MAX),
+        balloon_timeout_seconds=t.get("balloon_timeout_seconds", float, 300.0, minimum=1, maximum=SECONDS_MAX),
+        host_sample_hz=t.get("host_sample_hz", float, 5.0, minimum=0.1, maximum=SAMPLE_HZ_MAX),
+        guest_sample_seconds=t.get("guest_sample_seconds", float, 1.0, minimum=0.1, maximum=SECONDS_MAX),
+        step_pause_seconds=t.get("step_pause_seconds", float, 2.0, minimum=0, maximum=SECONDS_MAX),
     )
     t.finish()
     return timing
@@ -312,14 +342,18 @@ def _command(t: _Table) -> str:
 
 
 def _label(t: _Table, default: str) -> str:
-    label = t.get("label", str, default)
-    if not label.strip() or "\n" in label or "/" in label:
-        t.fail(t.key("label"), f"must be a non-empty single line without '/', got {label!r}")
+    if "label" not in t.data:   # made from the command (harness.results.folder): names no file
+        return t.get("label", str, default)
+    label = t.get("label", str, "")
+    if (not label.strip() or not label.isprintable() or "/" in label or "\\" in label
+            or label.strip() in (".", "..") or len(label) > LABEL_MAX):
+        t.fail(t.key("label"), f"must be a non-empty single line of at most {LABEL_MAX} printable characters, without "
+                               f"'/' or '\\' and not '.' or '..', got {label!r}")
     return label
 
 
 def _holds(t: _Table, vm: VMSettings) -> int | None:
-    holds = t.get("holds_mib", int, None, minimum=1)
+    holds = t.get("holds_mib", int, None, minimum=1, maximum=MEMORY_MIB_MAX)
     if holds is not None and holds >= vm.memory_mib:
         t.fail(t.key("holds_mib"), f"{holds} MiB cannot fit in the guest's {vm.memory_mib} MiB")
     return holds
@@ -338,7 +372,7 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
     if kind == "run":
         command = _command(t)
         step = Step(kind, _label(t, default_step_label(i, data)), command=command,
-                    timeout=t.get("timeout", float, 600.0, minimum=1), holds_mib=_holds(t, vm),
+                    timeout=t.get("timeout", float, 600.0, minimum=1, maximum=SECONDS_MAX), holds_mib=_holds(t, vm),
                     throughput=t.get("throughput", bool, False), anon_drop_fraction=_anon_drop(t))
     elif kind == "background":
         command = _command(t)
@@ -346,13 +380,13 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
         if ready is not None:
             try:
                 re.compile(ready)
-            except re.error as e:
+            except (re.error, OverflowError, RecursionError) as e:
                 t.fail(t.key("ready"), f"not a valid regular expression: {e}")
         step = Step(kind, _label(t, default_step_label(i, data)), command=command,
-                    timeout=t.get("timeout", float, 600.0, minimum=1), ready=ready, holds_mib=_holds(t, vm),
-                    anon_drop_fraction=_anon_drop(t))
+                    timeout=t.get("timeout", float, 600.0, minimum=1, maximum=SECONDS_MAX), ready=ready,
+                    holds_mib=_holds(t, vm), anon_drop_fraction=_anon_drop(t))
     elif kind in MOVE_KINDS:
-        target = t.get("target_mib", int, minimum=1)
+        target = t.get("target_mib", int, minimum=1, maximum=MEMORY_MIB_MAX)
         if target > vm.memory_mib:
             t.fail(t.key("target_mib"), f"{target} MiB is more than the guest's {vm.memory_mib} MiB")
         step = Step(kind, _label(t, default_step_label(i, data)), target_mib=target)
@@ -360,7 +394,7 @@ def _load_step(path: Path, i: int, data: Any, vm: VMSettings) -> Step:
         workload = t.get("workload", str)
         step = Step(kind, _label(t, default_step_label(i, data)), workload=workload)
     elif kind == "sleep":
-        secs = t.get("seconds", float, minimum=0)
+        secs = t.get("seconds", float, minimum=0, maximum=SECONDS_MAX)
         step = Step(kind, _label(t, default_step_label(i, data)), seconds=secs)
     else:
         step = Step(kind, _label(t, default_step_label(i, data)))
@@ -386,8 +420,9 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings,
               default_kernel: KernelTree | None = None) -> Arm:
     t = _Table(path, f"arms[{i}]", data)
     name = t.get("name", str)
-    if not NAME_PATTERN.match(name):
-        t.fail(t.key("name"), f"must be letters, digits and . _ + - (it names folders), got {name!r}")
+    if not plain_name(name):
+        t.fail(t.key("name"), f"must be at most {NAME_MAX} letters, digits and . _ + - (it names folders), "
+                              f"got {name!r}")
     device = t.get("device", dict, {})
     props = []
     for k, v in device.items():
@@ -396,7 +431,7 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings,
         if not isinstance(v, (str, int)) or not str(v).strip() or "," in str(v):
             t.fail(f"arms[{i}].device.{k}", f"must be a non-empty string, number or boolean "
                                             f"without ',', got {v!r}")
-        if not re.match(r"^[A-Za-z0-9_-]+$", k):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", k):
             t.fail(f"arms[{i}].device.{k}", "not a QEMU property name")
         props.append((k, str(v)))
     kernel = t.get("kernel", (str, dict), None)
@@ -429,7 +464,7 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings,
         value = getattr(arm, key)
         if not value.strip():
             t.fail(t.key(key), "must not be empty")
-        choices = (*BUILD_CHOICES, *design_series(folder))   # the designs this stack has ports of
+        choices = (*BUILD_CHOICES, *design_names(folder))   # the designs this stack has ports of
         if value not in choices and not Path(value).exists():
             t.fail(t.key(key), f"must be one of {', '.join(choices)} or an existing path, got {value!r}")
     t.finish()
@@ -439,7 +474,10 @@ def _load_arm(path: Path, i: int, data: Any, default_stack: str, vm: VMSettings,
 def _tree_path(path: Path, key: str, value: Any) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{path}: {key}: must be a folder path, got {value!r}")
-    return path.parent / Path(value).expanduser()   # relative to the scenario file
+    try:
+        return path.parent / Path(value).expanduser()   # relative to the scenario file
+    except RuntimeError as e:   # "~nobody/...": no such user's home
+        raise ConfigError(f"{path}: {key}: {e}: {value!r}") from None
 
 
 def _ref(t: _Table) -> str | None:
@@ -489,7 +527,10 @@ def _load_guest(path: Path, data: Any) -> GuestSettings:
             t.fail(key, "the guest path must be absolute, name a file and contain no '..'")
         if not isinstance(host_path, str) or not host_path.strip():
             t.fail(key, f"must be a host file path, got {host_path!r}")
-        host = (path.parent / Path(host_path).expanduser()).resolve()
+        try:
+            host = (path.parent / Path(host_path).expanduser()).resolve()
+        except RuntimeError as e:   # "~nobody/...": no such user's home
+            t.fail(key, f"{e}: {host_path!r}")
         if not host.is_file():
             t.fail(key, f"host file {host} does not exist")
         pairs.append((guest_path, host))
@@ -497,10 +538,22 @@ def _load_guest(path: Path, data: Any) -> GuestSettings:
     return GuestSettings(files=tuple(pairs))
 
 
+def _finite_number(v: Any) -> bool:
+    """A TOML int or float that is a finite float (not a bool, not nan/inf, not beyond float)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
 def with_repetitions(scenario: Scenario, repetitions: int) -> Scenario:
     """The scenario with ``repetitions`` overridden (``--reps``); refused below 1."""
     if repetitions < 1:
         raise ConfigError(f"--reps {repetitions}: at least one repetition is needed")
+    if repetitions > REPETITIONS_MAX:
+        raise ConfigError(f"--reps {repetitions}: at most {REPETITIONS_MAX}")
     return dataclasses.replace(scenario, repetitions=repetitions)
 
 
@@ -508,13 +561,21 @@ def load_scenario(path: str | Path) -> Scenario:
     """Parse and validate a scenario file; raises :class:`ConfigError` naming file, key, reason."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: scenario file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file (UTF-8): {e.reason} at byte {e.start}") from None
+    except OSError as e:   # a folder, no permission
+        raise ConfigError(f"{path}: cannot read the scenario file: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     top = _Table(path, "", raw)
     name = top.get("name", str, path.stem)
+    if not plain_name(name):
+        top.fail("name" if "name" in raw else "name (from the file name)",
+                 f"must be at most {NAME_MAX} letters, digits and . _ + - (it names the results folder), "
+                 f"got {name!r}")
     vm = _load_vm(path, top.get("vm", dict, {}))
     timing = _load_timing(path, top.get("timing", dict, {}))
     steps_raw = top.get("steps", list)
@@ -543,16 +604,20 @@ def load_scenario(path: str | Path) -> Scenario:
     expect_raw = top.get("expect", list, [])
     expectations: tuple[Any, ...] = ()
     if expect_raw:
-        expectations = tuple(parse_expectations(path, expect_raw, names, labels))
+        try:
+            expectations = tuple(parse_expectations(path, expect_raw, names, labels))
+        except ConfigError as e:   # its messages quote keys as written: kept to one line
+            raise ConfigError(printable(str(e))) from None
     reference = top.get("reference", dict, {})
     for arm_name, cols in reference.items():
         if arm_name not in names:
             top.fail(f"reference.{arm_name}", f"no arm named {arm_name!r}")
-        if not isinstance(cols, dict) or not all(isinstance(v, (int, float)) for v in cols.values()):
-            top.fail(f"reference.{arm_name}", "must be a table of numbers")
+        if not isinstance(cols, dict) or not all(
+                _finite_number(v) for v in cols.values()):
+            top.fail(f"reference.{arm_name}", "must be a table of numbers (finite)")
     scenario = Scenario(
         name=name, path=path.resolve(), vm=vm, timing=timing, steps=steps, arms=arms,
-        repetitions=top.get("repetitions", int, 1, minimum=1),
+        repetitions=top.get("repetitions", int, 1, minimum=1, maximum=REPETITIONS_MAX),
         description=top.get("description", str, ""),
         reference={k: {c: float(v) for c, v in cols.items()} for k, cols in reference.items()},
         guest=guest, expectations=expectations, primary=parse_primary(path, top.get("primary", list, None)),

@@ -29,6 +29,8 @@ from typing import Callable, Optional
 
 from harness.errors import GuestCommandError, UnsupportedGuest, WorkloadDied
 from harness.guest.ssh import GuestSSH
+from harness.procfs import is_int, is_uint
+from harness.results.layout import within
 
 log = logging.getLogger(__name__)
 
@@ -129,15 +131,16 @@ def parse_state(text: str) -> CommandState:
         words = rest.split()
         if key == "populated":
             exists, populated = True, rest.strip() == "1"
-        elif key in ("current", "anon", "anon_thp", "file") and words and words[0].isdigit():
+        elif key in ("current", "anon", "anon_thp", "file") and words and is_uint(words[0]):
             mem[key] = _kib(words[0])
-        elif key == "oom_kill" and words and words[0].isdigit():
+        elif key == "oom_kill" and words and is_uint(words[0]):
             oom = int(words[0])
         elif key == "procs":
-            pids = tuple(int(w) for w in words if w.isdigit())
-        elif key == "start" and words and words[0].isdigit():
+            pids = tuple(int(w) for w in words if is_uint(w))
+        elif key == "start" and words and is_uint(words[0]):
             main_pid = int(words[0])
-        elif key in ("main", "orphan") and len(words) == 3 and words[0].isdigit():
+        elif key in ("main", "orphan") and len(words) == 3 and is_uint(words[0]) \
+                and words[1] in ("exit", "signal") and is_int(words[2]):
             end = ProcessEnd(int(words[0]), key, words[1], int(words[2]))
             ends.append(end)
             if key == "main":
@@ -285,7 +288,7 @@ class StepCommand:
             except GuestCommandError:
                 return None
         dest.mkdir(parents=True, exist_ok=True)
-        path = dest / f"{safe_name(self.label)}.log"
+        path = within(dest, dest / f"{safe_name(self.label)}.log")
         path.write_text(text)
         return path
 
@@ -320,8 +323,10 @@ def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def safe_name(label: str) -> str:
-    """A step label as a file name."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", label)
+    """A step label as a file name: letters, digits and . _ + - only, never a dot name
+    ("." or "..") or empty, at most 100 characters."""
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", label)[:100]
+    return name if name.strip(".") else f"_{name}"
 
 
 def state_script(commands: Iterable[StepCommand]) -> str:

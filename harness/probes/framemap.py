@@ -190,7 +190,7 @@ class FrameMap:
         df = self.frame()
         if df.empty:
             return None
-        return atomic_write(run_dir / layout.FRAMES, lambda p: df.to_parquet(p, index=False))
+        return atomic_write(layout.within(run_dir, run_dir / layout.FRAMES), lambda p: df.to_parquet(p, index=False))
 
 
 def for_guest(guest, guest_run: Callable[[str], str], steps) -> Optional[FrameMap]:

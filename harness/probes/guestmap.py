@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from harness.errors import GuestStateError
+from harness.procfs import is_uint
 from harness.results.frames import (
     FRAME_PAGES,
     G_ABSENT,
@@ -42,6 +43,24 @@ log = logging.getLogger(__name__)
 GUEST_HELPER = "/usr/bin/bh-framemap"
 
 
+# 2^24 frames of 2 MiB: a 32 TiB guest; a line claiming more is damage, not a guest.
+MAX_FRAMES = 1 << 24
+
+
+def _frames_line(line: str, parts: list[str]) -> tuple[int, int, np.ndarray]:
+    """``F <first> <n> <count per class...>``: checked whole (numbers, 0..512 pages a class,
+    512 in all), or GuestStateError quoting the line."""
+    if len(parts) != 3 + len(GUEST_CLASSES) or not all(is_uint(x) for x in parts[1:]):
+        raise GuestStateError(f"bh-framemap: not a frame line (F <first> <n> and {len(GUEST_CLASSES)} "
+                              f"counts): {line[:200]!r}")
+    first, n = int(parts[1]), int(parts[2])
+    values = [int(x) for x in parts[3:]]
+    if n < 1 or first + n > MAX_FRAMES or any(v > FRAME_PAGES for v in values) or sum(values) != FRAME_PAGES:
+        raise GuestStateError(f"bh-framemap: frame {first} (x{n}) counts {values} do not sum to {FRAME_PAGES} "
+                              f"or lie beyond {MAX_FRAMES} frames: {line[:200]!r}")
+    return first, n, np.array(values, dtype=np.int16)
+
+
 def parse(text: str) -> dict[int, np.ndarray]:
     """``bh-framemap``'s output -> {frame: counts per GUEST_CLASSES (int16)}."""
     frames: dict[int, np.ndarray] = {}
@@ -52,11 +71,11 @@ def parse(text: str) -> dict[int, np.ndarray]:
             continue
         if parts[0] == "END":
             ended = True
-        elif parts[0] == "F" and len(parts) == 3 + len(GUEST_CLASSES):
-            first, n = int(parts[1]), int(parts[2])
-            counts = np.array([int(x) for x in parts[3:]], dtype=np.int16)
-            if counts.sum() != FRAME_PAGES:
-                raise GuestStateError(f"bh-framemap: frame {first} counts {counts.tolist()} do not sum to 512")
+        elif parts[0] == "F":
+            first, n, counts = _frames_line(line, parts)
+            if len(frames) + n > MAX_FRAMES:
+                raise GuestStateError(f"bh-framemap: more than {MAX_FRAMES} frames (a {MAX_FRAMES >> 9} GiB "
+                                      f"guest): {line[:200]!r}")
             for f in range(first, first + n):
                 frames[f] = counts
     if not ended:

@@ -30,10 +30,13 @@ import errno
 import fcntl
 import logging
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from harness.procfs import is_uint
 from harness.results.frames import HOST_ABSENT, HOST_HUGE, HOST_SPLIT, HOST_STATES
 
 __all__ = ["HOST_ABSENT", "HOST_HUGE", "HOST_SPLIT", "HOST_STATES", "HostRanges", "scan", "scan_ioctl",
@@ -255,23 +258,36 @@ def scan(pid: int | str, start: int, end: int, method: str = "auto") -> HostRang
 def vma_anon_huge_kib(pid: int | str, addresses: list[int]) -> dict[int, int]:
     """``AnonHugePages`` (kB) of each VMA of ``/proc/PID/smaps`` holding one of ``addresses``,
     by the VMA's start (a VMA holding two of them counts once)."""
-    out: dict[int, int] = {}
-    found: set[int] = set()
-    current: int | None = None
     with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            head = line.split(" ", 1)[0]
-            if "-" in head and ":" not in head:
-                lo, hi = (int(x, 16) for x in head.split("-"))
-                inside = [a for a in addresses if lo <= a < hi]
-                found.update(inside)
-                current = lo if inside else None
-            elif current is not None and line.startswith("AnonHugePages:"):
-                out[current] = int(line.split()[1])
+        out, found = anon_huge_by_vma(f, addresses)
     missing = [hex(a) for a in addresses if a not in found]
     if missing:
         raise LookupError(f"no mapping holds {', '.join(missing)} in /proc/{pid}/smaps")
     return out
+
+
+_VMA = re.compile(r"([0-9a-f]+)-([0-9a-f]+)", re.ASCII)
+
+
+def anon_huge_by_vma(lines: Iterable[str], addresses: list[int]) -> tuple[dict[int, int], set[int]]:
+    """The parse of :func:`vma_anon_huge_kib`: ({VMA start: AnonHugePages kB}, the addresses
+    found in some VMA), from the lines of an smaps file."""
+    out: dict[int, int] = {}
+    found: set[int] = set()
+    current: int | None = None
+    for line in lines:
+        head = line.split(" ", 1)[0]
+        vma = _VMA.fullmatch(head)
+        if vma:
+            lo, hi = int(vma.group(1), 16), int(vma.group(2), 16)
+            inside = [a for a in addresses if lo <= a < hi]
+            found.update(inside)
+            current = lo if inside else None
+        elif current is not None and line.startswith("AnonHugePages:"):
+            words = line.split()
+            if len(words) >= 2 and is_uint(words[1]):
+                out[current] = int(words[1])
+    return out, found
 
 
 def smaps_anon_huge_kib(pid: int | str, address: int) -> int:

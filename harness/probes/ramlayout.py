@@ -23,8 +23,8 @@ from harness.probes.hostmap import HUGE
 log = logging.getLogger(__name__)
 
 # "  0000000100000000-000000017fffffff (prio 0, ram): pc.ram @0000000080000000"
-_FLAT = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+)\s+\(prio\s+-?\d+,\s*ram\):\s+(\S+)(?:\s+@([0-9a-f]+))?",
-                   re.IGNORECASE)
+_FLAT = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+)\s+\(prio\s+-?[0-9]+,\s*ram\):\s+(\S+)(?:\s+@([0-9a-f]+))?",
+                   re.IGNORECASE | re.ASCII)
 _HVA = re.compile(r"is\s+(0x[0-9a-f]+)", re.IGNORECASE)
 MIN_SEGMENT = HUGE      # ROM-sized pieces (the BIOS, option ROMs) are not guest RAM
 
@@ -65,6 +65,8 @@ def parse_flatview(text: str) -> list[RamSegment]:
         m = _FLAT.match(line)
         if m:
             lo, hi = int(m.group(1), 16), int(m.group(2), 16)
+            if hi < lo:   # not a range: not a line of QEMU's
+                continue
             out.append(RamSegment(m.group(3), lo, hi - lo + 1, int(m.group(4) or "0", 16)))
     return out
 

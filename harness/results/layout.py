@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from harness.errors import ResultsWriteError
+
 METADATA = "metadata.json"
 SCENARIO = "scenario.toml"
 SAMPLES = "samples"              # stem: .parquet and .csv
@@ -45,12 +47,27 @@ def parse_run_id(run: str) -> Optional[tuple[str, int]]:
     return (arm, int(rep)) if sep and arm and rep.isdigit() else None
 
 
+def within(root: Path, path: Path) -> Path:
+    """``path``, once it is checked to lie inside ``root`` (both resolved): every file a
+    run writes goes through here, so no name (a scenario's, an arm's, a step's) and no
+    symlink can lead a write out of the results folder."""
+    root_r, path_r = Path(root).resolve(), Path(path).resolve()
+    if path_r != root_r and root_r not in path_r.parents:
+        raise ResultsWriteError(f"refusing to write {path} ({path_r}): it is outside {root} ({root_r})")
+    return Path(path)
+
+
 def runs_dir(folder: Path) -> Path:
     return Path(folder) / RUNS
 
 
 def run_dir(folder: Path, run_id: str) -> Path:
-    return runs_dir(folder) / run_id
+    """``<folder>/runs/<run_id>``, refused if the id would lead outside ``runs/``."""
+    path = runs_dir(folder) / run_id
+    if run_id in ("", ".", "..") or "/" in run_id or "\0" in run_id:
+        raise ResultsWriteError(f"run id {run_id!r} is not a plain folder name")
+    within(runs_dir(folder), path)
+    return path
 
 
 def complete_run_dirs(folder: Path) -> list[Path]:

@@ -74,7 +74,8 @@ class ResultsStore:
         self._lock = threading.Lock()
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / run_id
+        """``runs/<run_id>``, checked to lie inside the results folder (layout.run_dir)."""
+        return layout.run_dir(self.out, run_id)
 
     def is_complete(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / RUN_DONE).exists()
@@ -84,7 +85,7 @@ class ResultsStore:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ResultsWriteError(f"cannot create results folder {self.out}: {e.strerror or e}") from e
-        path = self.out / layout.METADATA
+        path = layout.within(self.out, self.out / layout.METADATA)
         write_text(path, json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
         return path
 
