@@ -6,6 +6,7 @@ Light on purpose (no pandas, no scipy): the CLI reads them for its option defaul
 DEFAULT_ALPHA = 0.05     # significance level of every rank test (compare, check, history, review)
 DEFAULT_LAST = 7         # nights of history pooled by check --against-history
 DEFAULT_MAX_REPS = 10    # run --until-decided: repetitions of an arm at the most
+MAX_REPS_LIMIT = 30      # the largest --max-reps accepted (a night's worth of runs per arm)
 CONFIDENCE = 0.95        # level of the Hodges-Lehmann shift's confidence interval
 # Exit codes of `check` (and `run --check`): 2 wins over 1, see harness.analysis.check.
 EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 2

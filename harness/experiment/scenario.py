@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +40,10 @@ STEP_KINDS = ("run", "background", *MOVE_KINDS, "stop", "sleep", "measure")
 # Arm names and step labels end up in run ids, folder names and plot titles.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 BUILD_CHOICES = ("stock", "patched")
+# The arms' order within each round of repetitions (harness.experiment.runner.plan): "random"
+# (seeded shuffle per round, the default), "balanced" (each arm in each position equally
+# often: a rotation per round), "fixed" (the scenario's order every round).
+ARM_ORDERS = ("random", "balanced", "fixed")
 # What `qemu` and `module` say of an arm built from source trees (the tables say the rest).
 OWN_TREE = "own-tree"
 BUILT_IN = "built-in"
@@ -112,6 +116,8 @@ class Scenario:
     reference: dict[str, dict[str, float]] = field(default_factory=dict)  # arm -> column -> value
     guest: GuestSettings = GuestSettings()
     expectations: tuple[Any, ...] = ()     # harness.analysis.expectations.Expectation
+    order: str = "random"                  # arms' order within a round: ARM_ORDERS (harness.experiment.runner)
+    order_seed: Optional[int] = None       # None: derived from the scenario's text (same plan in every shard)
 
     @property
     def stacks(self) -> list[str]:
@@ -398,6 +404,16 @@ def with_repetitions(scenario: Scenario, repetitions: int) -> Scenario:
     return dataclasses.replace(scenario, repetitions=repetitions)
 
 
+def with_order(scenario: Scenario, order: Optional[str] = None, seed: Optional[int] = None) -> Scenario:
+    """The scenario with the arms' order (``--order``) and its seed (``--order-seed``) overridden."""
+    if order is not None and order not in ARM_ORDERS:
+        raise ConfigError(f"--order {order!r}: one of {', '.join(ARM_ORDERS)}")
+    if seed is not None and seed < 0:
+        raise ConfigError(f"--order-seed {seed}: a whole number >= 0")
+    return dataclasses.replace(scenario, order=order or scenario.order,
+                               order_seed=scenario.order_seed if seed is None else seed)
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Parse and validate a scenario file; raises :class:`ConfigError` naming file, key, reason."""
     path = Path(path)
@@ -450,6 +466,8 @@ def load_scenario(path: str | Path) -> Scenario:
         description=top.get("description", str, ""),
         reference={k: {c: float(v) for c, v in cols.items()} for k, cols in reference.items()},
         guest=guest, expectations=expectations,
+        order=top.get("order", str, "random", choices=ARM_ORDERS),
+        order_seed=top.get("order_seed", int, None, minimum=0),
     )
     top.finish()
     return scenario
