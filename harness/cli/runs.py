@@ -121,6 +121,7 @@ def execute(req: RunRequest) -> int:
     if req.until_decided and shard:
         raise HarnessError("--until-decided decides from every arm's runs: it cannot run one --shard")
     if req.until_decided:
+        from harness.analysis.adaptive import check_max_reps
         check_max_reps(req.max_reps)
     if shard and not plan(scenario, shard):
         raise HarnessError(f"--shard {shard}: this share of the {len(plan(scenario))} planned runs is empty")
@@ -209,15 +210,6 @@ def _until_decided(req: RunRequest, scenario, artifacts, store, jobs: int) -> li
     result = until_decided(store.out, run_more, req.max_reps, log=lambda m: print(m, file=sys.stderr))
     print(result.summary(), file=sys.stderr)
     return failed
-
-
-def check_max_reps(max_reps: int) -> None:
-    """--max-reps within [2, MAX_REPS_LIMIT]: a rank test needs two runs a side, and the bound
-    keeps a night's runs and the stopping boundary's looks finite (harness.analysis.sequential)."""
-    if not 2 <= max_reps <= MAX_REPS_LIMIT:
-        raise HarnessError(f"--max-reps {max_reps}: between 2 (a rank test needs two runs a side) and "
-                           f"{MAX_REPS_LIMIT} (the most a night holds: {MAX_REPS_LIMIT} runs per arm, about "
-                           f"{MAX_REPS_LIMIT * 40 // 60} min per arm at 40 s a run under TCG)")
 
 
 def print_report(out: Path, wide: bool = False) -> None:
