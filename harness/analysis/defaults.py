@@ -4,7 +4,8 @@ Light on purpose (no pandas, no scipy): the CLI reads them for its option defaul
 """
 
 DEFAULT_ALPHA = 0.05     # significance level of every rank test (compare, check, history, review)
-DEFAULT_LAST = 7         # nights of history pooled by check --against-history
+DEFAULT_LAST = 14        # nights of history check --against-history compares tonight with
+MIN_NIGHTS = 3           # fewer nights cannot estimate the night-to-night spread: "n too small"
 DEFAULT_MAX_REPS = 10    # run --until-decided: repetitions of an arm at the most
 MAX_REPS_LIMIT = 30      # the largest --max-reps accepted (a night's worth of runs per arm)
 CONFIDENCE = 0.95        # level of the Hodges-Lehmann shift's confidence interval
