@@ -97,9 +97,15 @@ def attempted_reps(path: Path) -> dict[str, int]:
     return out
 
 
-def finished_runs(path: Path) -> int:
-    """Runs of results folder ``path`` that finished (a ``run.json``), failed ones not counted."""
-    return len(layout.complete_run_dirs(path))
+def attempted_in(folder: ResultsFolder) -> dict[str, int]:
+    """arm -> the highest repetition finished or failed in ``folder`` (as :func:`attempted_reps`,
+    from the opened folder)."""
+    out: dict[str, int] = {}
+    ids = [str(r.get("run_id", "")) for r in folder.runs] + list(folder.failed)
+    for parsed in (layout.parse_run_id(i) for i in ids):
+        if parsed:
+            out[parsed[0]] = max(out.get(parsed[0], 0), parsed[1])
+    return out
 
 
 @dataclass
@@ -173,17 +179,19 @@ def boundaries_for(qs: list[Question], folder: ResultsFolder, max_reps: int) -> 
 
 
 def until_decided(path: Path, run_more: Callable[[dict[str, int]], None], max_reps: int = DEFAULT_MAX_REPS,
-                  log: Callable[[str], None] = lambda _: None) -> Adaptive:
+                  log: Callable[[str], None] = lambda _: None,
+                  reader: Callable[[Path], ResultsFolder] = open_folder) -> Adaptive:
     """Decide, run one more repetition of every open arm (``run_more({arm: rep})``), repeat.
 
-    Raises :class:`HarnessError` when a round adds no finished run (every run it asked for
+    ``reader`` opens the folder after each round (benchmarks/calibration.py hands it folders
+    held in memory, to run thousands of trials). Raises :class:`HarnessError` when a round adds no finished run (every run it asked for
     failed to build or boot): asking again would loop on the same failure.
     """
     check_max_reps(max_reps)
     result = Adaptive(max_reps=max_reps)
     frozen: dict[Question, Decision] = {}
     while True:
-        folder = open_folder(path)
+        folder = reader(path)
         qs = questions(folder)
         if not result.boundaries and qs:
             result.boundaries = boundaries_for(qs, folder, max_reps)
@@ -199,7 +207,7 @@ def until_decided(path: Path, run_more: Callable[[dict[str, int]], None], max_re
                     frozen[q] = d
                     result.decided_at[q] = min(theirs.size, mine.size)
             decisions.append((q, frozen.get(q, d)))
-        attempted = attempted_reps(path)
+        attempted = attempted_in(folder)
         open_arms = list(dict.fromkeys(a for q, d in decisions if d.verdict in OPEN for a in (q.arm, q.other)))
         more = {a: attempted.get(a, 0) + 1 for a in open_arms if attempted.get(a, 0) < max_reps}
         result.rounds.append(Round(decisions, more))
@@ -211,9 +219,9 @@ def until_decided(path: Path, run_more: Callable[[dict[str, int]], None], max_re
         log(f"until decided: {len(open_arms)} arm(s) still open ("
             + "; ".join(f"{q}: {d.verdict_text()}" for q, d in decisions if d.verdict in OPEN)
             + f"): repetition {', '.join(f'{a} r{n}' for a, n in more.items())}")
-        before = finished_runs(path)
+        before = len(folder.runs)
         run_more(more)
-        if finished_runs(path) <= before:
+        if len(reader(path).runs) <= before:
             asked = ", ".join(layout.run_id(a, n) for a, n in more.items())
             raise HarnessError(f"--until-decided: round {len(result.rounds)} asked for {asked} and none finished "
                                f"(see {layout.runs_dir(path)}/<run>/error.txt): stopping rather than asking again")
