@@ -184,7 +184,8 @@ def until_decided(path: Path, run_more: Callable[[dict[str, int]], None], max_re
     """Decide, run one more repetition of every open arm (``run_more({arm: rep})``), repeat.
 
     ``reader`` opens the folder after each round (benchmarks/calibration.py hands it folders
-    held in memory, to run thousands of trials). Raises :class:`HarnessError` when a round adds no finished run (every run it asked for
+    held in memory, to run thousands of trials). Raises :class:`HarnessError` when a round adds
+    no finished run (every run it asked for
     failed to build or boot): asking again would loop on the same failure.
     """
     check_max_reps(max_reps)
@@ -202,7 +203,7 @@ def until_decided(path: Path, run_more: Callable[[dict[str, int]], None], max_re
                 b = result.boundaries.get(q) or boundaries_for([q], folder, max_reps)[q]
                 result.boundaries.setdefault(q, b)
                 theirs, mine = q.values(folder)
-                d = q.decide(folder, alpha=b.threshold_at(min(theirs.size, mine.size)))
+                d = decide(q.metric, theirs, mine, alpha=b.threshold_at(min(theirs.size, mine.size)))
                 if d.decided:
                     frozen[q] = d
                     result.decided_at[q] = min(theirs.size, mine.size)

@@ -440,6 +440,22 @@ def _unique_runs(hist: pd.DataFrame) -> pd.DataFrame:
     return hist.assign(_run=key).drop_duplicates(["_run", "step"], keep="last").drop(columns="_run")
 
 
+def night_centres(rows: pd.DataFrame, metric: str) -> np.ndarray:
+    """One value per night (in date order) of ``metric`` in ``rows``: the nightly median, for
+    reached_fraction the fraction of the night's runs that reached (nights without data left out)."""
+    if metric == REACHED_FRACTION:
+        if "reached" not in rows.columns:
+            return np.array([])
+        values = reached_as_float(rows["reached"])
+    elif metric in rows.columns:
+        values = pd.to_numeric(rows[metric], errors="coerce").astype("float64")
+    else:
+        return np.array([])
+    by_night = values.groupby(rows["date"], sort=True)
+    out = by_night.mean() if metric == REACHED_FRACTION else by_night.median()
+    return out.dropna().to_numpy(dtype=float)
+
+
 def night_decision(metric: str, nights: np.ndarray, now: float, alpha: float) -> dict[str, Any]:
     """Tonight's centre against the centres of past nights, the night being the unit.
 
@@ -529,13 +545,12 @@ def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAUL
             then = past[(past["arm"] == a) & (past["step"] == st)]
             if now.empty or then.empty:
                 continue
-            by_night = list(then.groupby("date", sort=True))
             for metric in HEADLINE_METRICS:
                 vn = run_values(now, metric)
-                centres = [centre(metric, v) for v in (run_values(g, metric) for _, g in by_night) if v.size]
-                if vn.size == 0 or not centres:
+                centres = night_centres(then, metric)
+                if vn.size == 0 or centres.size == 0:
                     continue
-                d = night_decision(metric, np.array(centres), centre(metric, vn), alpha)
+                d = night_decision(metric, centres, centre(metric, vn), alpha)
                 rows.append({"arm": a, "step": st, "metric": metric, "n_now": int(vn.size),
                              "median_now": centre(metric, vn), **d,
                              "change_pct": change_pct(d["median_history"], centre(metric, vn)),
