@@ -16,6 +16,7 @@ from harness.analysis.history import (
     append_history,
     format_history_check,
     history_trend,
+    holm,
     load_history,
 )
 from harness.cli import main
@@ -157,6 +158,12 @@ def test_a_step_change_is_dated_to_its_night(nightly, capsys):
     assert not steady.changes                                       # drift alone is no change point
     assert main(["history", str(every), "--metric", RATIO, "--arm", "thp-order"]) == 0
     assert f"change point: from {DAYS[5]}" in capsys.readouterr().out
+
+
+def test_holm_adjusts_as_published():
+    # Holm (1979) step-down: sorted p times m, m-1, ..., made monotone
+    adjusted = holm(np.array([0.01, 0.04, 0.03, np.nan, 0.005]))
+    assert np.allclose(adjusted[[4, 0, 2, 1]], [0.02, 0.03, 0.06, 0.06]) and np.isnan(adjusted[3])
 
 
 def test_e_divisive_finds_level_changes_and_no_change_in_noise():

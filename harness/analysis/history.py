@@ -411,7 +411,7 @@ def plot_trend(trend: Trend, path: Path) -> Path:
 
 HISTORY_CHECK_COLUMNS = ["arm", "step", "metric", "n_now", "median_now", "n_history", "median_history",
                          "change_pct", "shift", "ci_low", "ci_high", "p_value", "significant", "verdict",
-                         "reps_needed", "regression"]
+                         "reps_needed", "regression", "p_holm"]
 
 
 @dataclass
@@ -438,6 +438,22 @@ def _unique_runs(hist: pd.DataFrame) -> pd.DataFrame:
     fallback = hist["folder"].astype(str) + "/" + hist["run_id"].astype(str) + "@" + hist["date"].astype(str)
     key = uid.where(uid.notna() & (uid.astype(str) != ""), fallback)
     return hist.assign(_run=key).drop_duplicates(["_run", "step"], keep="last").drop(columns="_run")
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN stays NaN): the k-th smallest of m p-values is
+    multiplied by (m - k + 1), then made monotone; rejecting where adjusted p < alpha keeps
+    the chance of any false rejection in the family at most alpha."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out[order] = adjusted
+    return out
 
 
 def night_centres(rows: pd.DataFrame, metric: str) -> np.ndarray:
@@ -509,7 +525,7 @@ def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAUL
     (median; reached_fraction: the fraction of runs that reached), and tonight is judged
     against the spread of the past nights' centres (:func:`night_decision`). Fewer than
     MIN_NIGHTS nights with data: "n too small", never a silent pass. A regression is a
-    "worse" verdict.
+    "worse" verdict whose Holm-adjusted p (over every row of the check) is below alpha.
     """
     if not isinstance(last, int) or last < 1:
         raise HarnessError(f"--last must be at least 1 night, got {last}")
@@ -554,9 +570,13 @@ def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAUL
                 rows.append({"arm": a, "step": st, "metric": metric, "n_now": int(vn.size),
                              "median_now": centre(metric, vn), **d,
                              "change_pct": change_pct(d["median_history"], centre(metric, vn)),
-                             "significant": not math.isnan(d["p_value"]) and d["p_value"] < alpha,
-                             "regression": d["verdict"] == WORSE})
-    check.rows = pd.DataFrame(rows, columns=HISTORY_CHECK_COLUMNS)
+                             "significant": not math.isnan(d["p_value"]) and d["p_value"] < alpha})
+    # One exit code decides over every arm, step and figure: a regression must also pass
+    # Holm's adjustment over them all, so the night fails falsely in at most alpha of nights.
+    table = pd.DataFrame(rows, columns=[c for c in HISTORY_CHECK_COLUMNS if c not in ("regression", "p_holm")])
+    table["p_holm"] = holm(table["p_value"].to_numpy(dtype=float)) if not table.empty else []
+    table["regression"] = (table["verdict"] == WORSE) & (table["p_holm"] < alpha)
+    check.rows = table[HISTORY_CHECK_COLUMNS]
     return check
 
 
@@ -566,13 +586,14 @@ def format_history_check(check: HistoryCheck) -> str:
     head = (f"against the last {len(check.nights)} night(s) in {check.history_dir} "
             f"({check.nights[0]}..{check.nights[-1]}), one value per night (its median): tonight against "
             f"the past nights' spread (Student prediction interval, at least {MIN_NIGHTS} nights), "
-            f"alpha {check.alpha:g}:")
+            f"alpha {check.alpha:g}, a regression also after Holm over the {len(check.rows)} rows:")
     if check.rows.empty:
         return head + " no common arm and step with data"
     rows = []
     for r in check.rows.itertuples():
         mark = "REGRESSION" if r.regression else (
-            f"n too small: {r.reps_needed} nights needed" if r.verdict == N_TOO_SMALL else r.verdict)
+            f"n too small: {r.reps_needed} nights needed" if r.verdict == N_TOO_SMALL else
+            f"{r.verdict} (not after Holm: p {fmt_p(r.p_holm)})" if r.verdict == WORSE else r.verdict)
         rows.append([r.arm, r.step, r.metric, fmt_metric(r.metric, r.median_history), str(r.n_history),
                      fmt_metric(r.metric, r.median_now), str(r.n_now), fmt_pct(r.change_pct),
                      fmt_metric(r.metric, r.shift), fmt_p(r.p_value), mark])
