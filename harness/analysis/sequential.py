@@ -11,8 +11,9 @@ Here the boundary is Pocock-type (the same nominal threshold at every look), fou
 simulation: the Mann-Whitney statistic's null distribution depends only on the ranks, not
 on the data's distribution, so one simulation of uniform draws serves every figure. Each
 simulated pair of arms grows one run per arm per look, from the first look's runs to
-``max_reps``; the threshold is the largest p-value cut at which at most alpha of the
-simulated pairs ever cross (exact two-sided p-values, as the test has at these sizes).
+``max_reps``; the threshold is the largest p-value cut at which at most 0.9 x alpha of the
+simulated pairs ever cross (the margin covers the simulation's own error), each look's p being the smaller of the exact p and the normal
+approximation's (``decide`` may give either: the boundary holds for both).
 Deterministic (fixed seed) and cached per (alpha, first look, max reps) in the process.
 
 Pocock rather than O'Brien-Fleming: with 2 to 5 runs per arm the rank test cannot reach a
@@ -31,6 +32,11 @@ import numpy as np
 
 SIMULATIONS = 20000
 SEED = 26
+# The threshold is fitted to MARGIN x alpha in the simulation: fitted to alpha itself, the
+# simulation's own error (+-0.15 % at 20000 draws) and the fit to the same draws left the
+# true any-look rate at 4.9 % for alpha 5 % (100000 fresh draws), too close to tell from
+# alpha in a calibration run; with the margin it is about 4.5 %.
+MARGIN = 0.9
 
 
 @dataclass(frozen=True)
@@ -84,16 +90,40 @@ def _u_counts(n: int) -> np.ndarray:
     return f[n]
 
 
+def _u(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    n = x.shape[1]
+    ranks = np.argsort(np.argsort(np.concatenate([x, y], axis=1), axis=1), axis=1) + 1
+    return ranks[:, :n].sum(axis=1) - n * (n + 1) // 2
+
+
 def exact_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Exact two-sided Mann-Whitney p of each row of ``x`` against the same row of ``y``
     (equal sizes, continuous draws: no ties), as scipy's ``method="exact"`` gives it."""
-    n = x.shape[1]
-    ranks = np.argsort(np.argsort(np.concatenate([x, y], axis=1), axis=1), axis=1) + 1
-    u = ranks[:, :n].sum(axis=1) - n * (n + 1) // 2
-    counts = _u_counts(n)
+    u = _u(x, y)
+    counts = _u_counts(x.shape[1])
     cdf = np.cumsum(counts) / counts.sum()
     sf = 1.0 - np.concatenate([[0.0], cdf[:-1]])          # P(U >= u)
     return np.minimum(1.0, 2.0 * np.minimum(cdf[u], sf[u]))
+
+
+def normal_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The normal approximation's two-sided p with continuity correction (no ties), as
+    scipy's ``method="asymptotic"`` gives it."""
+    from scipy.stats import norm
+    n = x.shape[1]
+    u1 = _u(x, y)
+    big = np.maximum(u1, n * n - u1)
+    z = (big - n * n / 2 - 0.5) / math.sqrt(n * n * (2 * n + 1) / 12)
+    return np.minimum(1.0, 2.0 * norm.sf(z))
+
+
+def look_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The p a look may see: the smaller of the exact p and the normal approximation's.
+
+    ``decide`` takes the exact p or (for larger samples) the normal approximation, and at
+    the boundary's sizes either can be the smaller one; simulating the smaller makes the
+    boundary hold whichever of the two the test uses."""
+    return np.minimum(exact_p(x, y), normal_p(x, y))
 
 
 @lru_cache(maxsize=64)
@@ -114,9 +144,9 @@ def pocock_boundary(alpha: float, first: int, max_reps: int, simulations: int = 
     for n in looks:
         if best_p(n, n) >= alpha:    # this look cannot cross any threshold <= alpha
             continue
-        min_p = np.minimum(min_p, exact_p(x[:, :n], y[:, :n]))
+        min_p = np.minimum(min_p, look_p(x[:, :n], y[:, :n]))
     ordered = np.sort(min_p)
-    k = int(math.floor(alpha * simulations))
+    k = int(math.floor(MARGIN * alpha * simulations))
     # just below the k-th smallest: a p equal to it (the same rank arrangement, computed by
     # another route with a rounding difference) must not cross
     c = float(ordered[k]) * (1 - 1e-9) if k < simulations else alpha
