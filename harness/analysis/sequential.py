@@ -12,8 +12,9 @@ simulation: the Mann-Whitney statistic's null distribution depends only on the r
 on the data's distribution, so one simulation of uniform draws serves every figure. Each
 simulated pair of arms grows one run per arm per look, from the first look's runs to
 ``max_reps``; the threshold is the largest p-value cut at which at most 0.9 x alpha of the
-simulated pairs ever cross (the margin covers the simulation's own error), each look's p being the smaller of the exact p and the normal
-approximation's (``decide`` may give either: the boundary holds for both).
+simulated pairs ever cross (the margin covers the simulation's own error), each look's p
+being the smaller of the exact p and the normal approximation's (``decide`` may give
+either: the boundary holds for both).
 Deterministic (fixed seed) and cached per (alpha, first look, max reps) in the process.
 
 Pocock rather than O'Brien-Fleming: with 2 to 5 runs per arm the rank test cannot reach a
