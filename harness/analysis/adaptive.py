@@ -191,9 +191,11 @@ def until_decided(path: Path, run_more: Callable[[dict[str, int]], None], max_re
     check_max_reps(max_reps)
     result = Adaptive(max_reps=max_reps)
     frozen: dict[Question, Decision] = {}
+    qs: list[Question] | None = None
     while True:
         folder = reader(path)
-        qs = questions(folder)
+        if qs is None:              # the questions of the first look: fixed, as their boundaries are
+            qs = questions(folder)
         if not result.boundaries and qs:
             result.boundaries = boundaries_for(qs, folder, max_reps)
             log(result.boundary_text())

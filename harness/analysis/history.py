@@ -456,20 +456,15 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return out
 
 
-def night_centres(rows: pd.DataFrame, metric: str) -> np.ndarray:
-    """One value per night (in date order) of ``metric`` in ``rows``: the nightly median, for
-    reached_fraction the fraction of the night's runs that reached (nights without data left out)."""
-    if metric == REACHED_FRACTION:
-        if "reached" not in rows.columns:
-            return np.array([])
-        values = reached_as_float(rows["reached"])
-    elif metric in rows.columns:
-        values = pd.to_numeric(rows[metric], errors="coerce").astype("float64")
-    else:
-        return np.array([])
-    by_night = values.groupby(rows["date"], sort=True)
-    out = by_night.mean() if metric == REACHED_FRACTION else by_night.median()
-    return out.dropna().to_numpy(dtype=float)
+def night_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One value per night (rows in date order) of every headline figure: the nightly median,
+    for reached_fraction the fraction of the night's runs that reached (NaN: no data)."""
+    cols = [m for m in HEADLINE_METRICS if m != REACHED_FRACTION and m in rows.columns]
+    values = rows[cols].apply(pd.to_numeric, errors="coerce").astype("float64")
+    table = values.groupby(rows["date"], sort=True).median()
+    if "reached" in rows.columns:
+        table[REACHED_FRACTION] = reached_as_float(rows["reached"]).groupby(rows["date"], sort=True).mean()
+    return table
 
 
 def night_decision(metric: str, nights: np.ndarray, now: float, alpha: float) -> dict[str, Any]:
@@ -561,9 +556,10 @@ def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAUL
             then = past[(past["arm"] == a) & (past["step"] == st)]
             if now.empty or then.empty:
                 continue
+            nightly = night_table(then)
             for metric in HEADLINE_METRICS:
                 vn = run_values(now, metric)
-                centres = night_centres(then, metric)
+                centres = nightly[metric].dropna().to_numpy(dtype=float) if metric in nightly else np.array([])
                 if vn.size == 0 or centres.size == 0:
                     continue
                 d = night_decision(metric, centres, centre(metric, vn), alpha)
