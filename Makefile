@@ -4,6 +4,7 @@
 #   make test-slow   the long checks make test leaves out (Debian 13 host path, design matrix)
 #   make lint        ruff, mypy and the import layers (import-linter)
 #   make reproduce   the RFC experiment, printed as a table
+#   make docs        the documentation site (docs/, mkdocs.yml) into site/, warnings as errors
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
@@ -11,14 +12,18 @@ PY := $(VENV)/bin/python
 HARNESS := $(VENV)/bin/balloon-harness
 STAMP := $(VENV)/.installed
 
-.PHONY: bootstrap system venv build test test-fast test-slow lint reproduce doctor clean
+.PHONY: bootstrap system venv build test test-fast test-slow lint reproduce doctor docs clean
 
+# `make test` and `make test-slow` also install what only the tests use (a headless browser for
+# the docs site): target-specific, so a prerequisite's `system` sees it too.
+BOOTSTRAP_FLAGS ?=
+test test-slow: BOOTSTRAP_FLAGS = --tests
 system:
-	@tools/bootstrap-system.sh
+	@tools/bootstrap-system.sh $(BOOTSTRAP_FLAGS)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test,lint]'
+	$(PY) -m pip install -q -e '.[test,lint,docs]'
 	@touch $@
 
 venv: $(STAMP)
@@ -49,7 +54,7 @@ test-fast: venv
 # ruff (style, imports, bugs), mypy (types) and import-linter (the layers of harness/:
 # no upward import, no cycle), all configured in pyproject.toml.
 lint: venv
-	$(VENV)/bin/ruff check harness tests benchmarks
+	$(VENV)/bin/ruff check harness tests benchmarks docs/hooks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -61,5 +66,12 @@ reproduce: bootstrap
 doctor: venv
 	$(HARNESS) doctor
 
+# The documentation site: MkDocs + mkdocs-material (the `docs` extra), its reference pages
+# generated from the code at build time (docs/hooks/reference.py); --strict turns every
+# warning (a broken link, a page outside the nav) into a failure. SITE is git-ignored.
+SITE ?= site
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $(SITE)
+
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache $(SITE)

@@ -1,9 +1,10 @@
 """Build time of the minimal guest kernel from a Linux tree (issue 19): cold, then warm.
 
-    .venv/bin/python benchmarks/kernel_build.py [--tree DIR] [--cache DIR]
+    .venv/bin/python benchmarks/kernel_build.py [--tree DIR | --stack NAME] [--cache DIR]
 
 The tree is the test suite's user's tree (Debian's linux-source of the default stack with
-the RFC port as a commit, tests/own_trees.py) unless --tree names one. Cold: the build into
+the RFC port as a commit, tests/own_trees.py; ``--stack sid``: Linux 7.2 with sid's port)
+unless --tree names one. Cold: the build into
 ``--cache`` (default: a new empty folder, removed after; give the shared cache to keep the
 kernel for the tests and boot_time.py --source-kernel); warm: the same call again, which
 only identifies the tree (git) and finds the build. Prints the figures, the load average
@@ -37,13 +38,15 @@ def _children_cpu() -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tree", help="a Linux tree (default: the tests' Debian 6.1 tree with the RFC port)")
+    p.add_argument("--stack", default="bookworm",
+                   help="the stack whose linux-source makes the test tree (bookworm: 6.1, trixie: 6.12, sid: 7.2)")
     p.add_argument("--cache", help="the cache to build into (default: a new empty one, removed after)")
     args = p.parse_args()
     if args.tree:
         tree = Path(args.tree)
     else:
         from own_trees import linux_tree
-        tree = linux_tree()   # made in the shared cache once (a download and a git commit)
+        tree = linux_tree(args.stack)   # made in the shared cache once (a download and a git commit)
     temporary = args.cache is None
     root = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="bh-kernel-build-"))
     os.environ["BALLOON_HARNESS_CACHE"] = str(root)

@@ -10,7 +10,7 @@ each per-process headline figure moved, compares "reached k/n", and prints the w
 of each mode. Host-wide figures (host AnonHugePages, /proc/vmstat deltas) are left out:
 with several guests they mix the guests, by construction.
 
-Exit 0 whatever it finds: it prints figures, it does not judge. The README quotes it.
+Exit 0 whatever it finds: it prints figures, it does not judge. docs/benchmarks.md quotes it.
 """
 
 from __future__ import annotations

@@ -64,8 +64,9 @@ def scenario_text(name: str, arms: dict[str, ArmSpec], reps: int, expect: list[d
 
 
 def metadata(name: str, text: str, qemu_sha: str = "q" * 64, module_sha: str = "m" * 64,
-             host: str = "testhost", created: str = "2024-05-01T02:00:00+0000") -> dict[str, Any]:
-    return {
+             host: str = "testhost", created: str = "2024-05-01T02:00:00+0000",
+             jobs: Optional[int] = 1) -> dict[str, Any]:
+    return {**({"jobs": jobs} if jobs is not None else {}),
         "created": created,
         "harness_revision": "0123456789abcdef",
         "host": {"hostname": host, "kernel": "6.1.0-test", "cpu": "synthetic", "cpus": 2},
@@ -127,9 +128,10 @@ def make_results(out: Path, arms: Optional[dict[str, ArmSpec]] = None, reps: int
                  failed: tuple[str, ...] = (), missing: tuple[str, ...] = (),
                  qemu_sha: str = "q" * 64, module_sha: str = "m" * 64, host: str = "testhost",
                  created: str = "2024-05-01T02:00:00+0000", reference: Optional[dict] = None,
-                 fast: bool = False, run_ids: Optional[list[str]] = None) -> Path:
+                 fast: bool = False, run_ids: Optional[list[str]] = None, jobs: Optional[int] = 1) -> Path:
     """A results folder: ``reps`` runs of each arm; ``failed`` run ids get only an error.txt,
-    ``missing`` run ids are left out; ``run_ids`` restricts the runs written (shards).
+    ``missing`` run ids are left out; ``run_ids`` restricts the runs written (shards); ``jobs``
+    is recorded in metadata.json (None: not recorded, as in folders older than that key).
 
     The figures are a function of the arguments (seeded), so a folder built once with the same
     arguments is copied instead of written again (a copy costs milliseconds, writing Parquet
@@ -138,7 +140,7 @@ def make_results(out: Path, arms: Optional[dict[str, ArmSpec]] = None, reps: int
     out = Path(out)
     key = repr((arms if arms is not None else DEFAULT_ARMS, reps, seed, name, list(expect), accel, tuple(failed),
                 tuple(missing), qemu_sha, module_sha, host, created, reference, fast,
-                None if run_ids is None else list(run_ids)))
+                None if run_ids is None else list(run_ids), jobs))
     fresh = not out.exists()   # a folder written into an existing one is not a function of the arguments
     if fresh and key in _built:
         shutil.copytree(_built[key], out, symlinks=True)
@@ -148,7 +150,7 @@ def make_results(out: Path, arms: Optional[dict[str, ArmSpec]] = None, reps: int
             done.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         return out
     _write_results(out, arms, reps, seed, name, expect, accel, failed, missing, qemu_sha, module_sha, host,
-                   created, reference, fast, run_ids)
+                   created, reference, fast, run_ids, jobs)
     if not fresh:
         return out
     keep = Path(tempfile.mkdtemp(prefix="bh-synthetic-")) / "results"
@@ -161,7 +163,7 @@ def make_results(out: Path, arms: Optional[dict[str, ArmSpec]] = None, reps: int
 def _write_results(out: Path, arms: Optional[dict[str, ArmSpec]], reps: int, seed: int, name: str,
                    expect: list[dict[str, Any]], accel: str, failed: tuple[str, ...], missing: tuple[str, ...],
                    qemu_sha: str, module_sha: str, host: str, created: str, reference: Optional[dict],
-                   fast: bool, run_ids: Optional[list[str]]) -> None:
+                   fast: bool, run_ids: Optional[list[str]], jobs: Optional[int] = 1) -> None:
     arms = arms if arms is not None else DEFAULT_ARMS
     planned = {f"{arm}-r{rep}" for rep in range(1, reps + 1) for arm in arms}
     unknown = sorted((set(failed) | set(missing) | set(run_ids or ())) - planned)
@@ -172,7 +174,7 @@ def _write_results(out: Path, arms: Optional[dict[str, ArmSpec]], reps: int, see
     out.mkdir(parents=True, exist_ok=True)
     (out / "scenario.toml").write_text(text)
     store = ResultsStore(out)
-    store.write_metadata(metadata(name, text, qemu_sha, module_sha, host, created))
+    store.write_metadata(metadata(name, text, qemu_sha, module_sha, host, created, jobs))
     for rep in range(1, reps + 1):
         for arm, spec in arms.items():
             run_id = f"{arm}-r{rep}"

@@ -15,7 +15,8 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.results.identity import fingerprint
 
-RATIO = "thp_lost_per_ballooned_mib"
+RATIO = "thp_lost_per_ballooned_mib"          # a described figure (not primary by default)
+RETURNED = "thp_lost_per_returned_mib"        # a primary figure
 
 
 def _row(c, metric=RATIO, arm="thp-order", step=BALLOON_STEP):
@@ -36,11 +37,17 @@ def test_folders_every_arm_step_and_headline_metric(folders):
     a, b = folders
     c = compare(str(a), str(b))
     assert set(c.rows["arm_a"]) == {"baseline", "thp-order"}
-    r = _row(c)
+    r = _row(c, RETURNED)
     assert r["median_b"] > r["median_a"] and r["change_pct"] > 0
-    assert r["p_value"] < 0.05 and r["significant"] and r["verdict"] == "worse"   # ratio: lower is better
+    assert r["role"] == "primary" and r["adjustment"].startswith("Holm over")
+    assert r["p_value"] < 0.05 and r["p_adjusted"] < 0.05 and r["significant"] and r["verdict"] == "worse"
     assert r["n_a"] == r["n_b"] == 6
     assert {"reached_fraction", "shrink_fraction", "rss_freed_kib", RATIO} <= set(c.rows["metric"])
+    # the same loss per ballooned MiB is described, never a verdict of its own (issue 26: only
+    # the primary figures decide; before, every headline figure was a better/worse verdict)
+    d = _row(c, RATIO)
+    assert d["role"] == "described" and d["verdict"] == "higher" and d["adjustment"].startswith("Benjamini")
+    assert not c.rows[c.rows["role"] == "described"]["verdict"].isin(["better", "worse"]).any()
 
 
 def test_a_negligible_change_is_measured_but_not_a_finding(folders, tmp_path):
@@ -62,7 +69,7 @@ def test_a_negligible_change_is_measured_but_not_a_finding(folders, tmp_path):
 def test_two_arms_of_one_folder(folders):
     a, _ = folders
     c = compare(f"{a}:baseline", f"{a}:thp-order")
-    r = _row(c, arm="baseline")
+    r = _row(c, RETURNED, arm="baseline")
     assert r["arm_b"] == "thp-order" and r["median_b"] < r["median_a"] and r["significant"]
     assert r["verdict"] == "better"
 
@@ -122,11 +129,95 @@ def test_cli_prints_the_table_with_decisions(folders, capsys, tmp_path):
     a, b = folders
     assert main(["compare", str(a), str(b), "--alpha", "0.05"]) == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.startswith("thp-order") and RATIO in l)
+    line = next(l for l in out.splitlines() if l.startswith("thp-order") and RETURNED in l)
     assert line.rstrip().endswith("worse") and ".." in line        # decision, and the shift's interval
-    assert "Mann-Whitney" in out and "Hodges-Lehmann" in out
+    assert "Mann-Whitney" in out and "Hodges-Lehmann" in out and "Holm" in out
+    line = next(l for l in out.splitlines() if l.startswith("thp-order") and RATIO in l)
+    assert line.rstrip().endswith("(higher)")                      # described: a direction, no verdict
     # 3 runs against 3 (the default reproduce): a decision or how many runs could make one
     c3 = make_results(tmp_path / "c3", reps=3, arms={"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=1.1)})
     assert main(["compare", f"{c3}:baseline", f"{c3}:thp-order"]) == 0
-    line = next(l for l in capsys.readouterr().out.splitlines() if RATIO in l)
-    assert "n too small: 4 reps/arm" in line
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("baseline") and RATIO in l)
+    assert "n too small: 4 reps/arm" in line                      # one test at alpha: 4 runs can
+    line = next(l for l in out.splitlines() if l.startswith("baseline") and RETURNED in l)
+    assert "n too small: 5 reps/arm" in line     # Holm over 3 primary figures: p < 0.05/3 needs 5 runs
+
+
+# --- what cannot be compared, and what decides (issue 26) -------------------------------------
+
+def test_a_jobs_2_folder_against_a_jobs_1_folder_is_refused(tmp_path):
+    a = make_results(tmp_path / "a", reps=4)
+    b = make_results(tmp_path / "b", reps=4, jobs=2)
+    with pytest.raises(HarnessError, match=r"guests at once \(--jobs\) differs.*--force"):
+        compare(str(a), str(b))
+    c = compare(str(a), str(b), force=True)
+    assert any("--jobs 1, 2" in n and "host-wide figures left out" in n and "host_ahp_after_kib" in n
+               for n in c.notes)
+    assert "host_ahp_after_kib" not in set(c.rows["metric"]) and "thp_split_pmd_delta" not in set(c.rows["metric"])
+    with pytest.raises(HarnessError, match="--jobs"):
+        from harness.results.merge import merge_results
+        merge_results(tmp_path / "m", [a, b])
+
+
+def test_jobs_of_a_folder_older_than_the_key():
+    from harness.results.identity import jobs_of
+    serial = [{"started": 0.0, "wall_seconds": 30.0}, {"started": 31.0, "wall_seconds": 30.0}]
+    overlapping = [{"started": 0.0, "wall_seconds": 30.0}, {"started": 10.0, "wall_seconds": 30.0}]
+    assert jobs_of({"jobs": 2}, overlapping) == "2"
+    assert jobs_of({}, serial) == "1" and jobs_of({}, overlapping) is None and jobs_of({}, [{}]) is None
+
+
+def test_old_folders_without_jobs_say_it_is_unknown(tmp_path):
+    a = make_results(tmp_path / "a", reps=2, jobs=None)      # synthetic runs overlap in time
+    b = make_results(tmp_path / "b", reps=2, jobs=None)
+    c = compare(str(a), str(b))
+    assert any("cannot check" in n and "--jobs" in n and "unknown" in n for n in c.notes)
+
+
+def test_other_hosts_leave_the_host_wide_figures_out(tmp_path):
+    a = make_results(tmp_path / "a", reps=4)
+    b = make_results(tmp_path / "b", reps=4, host="otherhost")
+    c = compare(str(a), str(b))
+    assert any("different hosts (testhost, otherhost)" in n for n in c.notes)
+    assert "host_ahp_after_kib" not in set(c.rows["metric"]) and RETURNED in set(c.rows["metric"])
+
+
+def test_the_scenario_names_the_figures_that_decide(tmp_path):
+    a = make_results(tmp_path / "a", reps=6, arms={"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=1.1)})
+    text = (a / "scenario.toml").read_text()
+    (a / "scenario.toml").write_text(f'primary = ["{RATIO}", "reached"]\n' + text)
+    c = compare(f"{a}:baseline", f"{a}:thp-order")
+    assert c.primary == [RATIO, "reached_fraction"]
+    r = _row(c, RATIO, arm="baseline")
+    assert r["role"] == "primary" and r["verdict"] == "better" and r["adjustment"] == "Holm over 2"
+    assert _row(c, RETURNED, arm="baseline")["role"] == "described"
+    (a / "scenario.toml").write_text('primary = ["bogus"]\n' + text)
+    with pytest.raises(HarnessError, match=r"scenario.toml: primary: unknown figure 'bogus'"):
+        compare(f"{a}:baseline", f"{a}:thp-order")
+
+
+def test_figures_asked_for_decide_when_none_of_them_is_primary(folders):
+    a, b = folders
+    only = compare(str(a), str(b), metrics=[RATIO])
+    assert set(only.rows["metric"]) == {RATIO} and set(only.rows["role"]) == {"primary"}
+    assert _row(only, RATIO)["verdict"] == "worse"
+    mixed = compare(str(a), str(b), metrics=[RATIO, RETURNED])
+    assert _row(mixed, RATIO)["role"] == "described" and _row(mixed, RETURNED)["role"] == "primary"
+
+
+def test_a_figure_read_twice_is_compared_once(folders):
+    a, b = folders
+    c = compare(str(a), str(b))
+    after = c.rows[(c.rows["step"] == "after") & (c.rows["metric"] == "host_ahp_after_kib")]
+    assert after.empty and any("'after' holds the values of step" in n for n in c.notes)
+
+
+def test_equal_arms_are_never_better_or_worse_on_many_figures(tmp_path):
+    """Five identical arms: every figure of every arm and step compared, none decided better or worse
+    (one folder; the rate over many folders is benchmarks/calibration.py's)."""
+    arms = {f"arm{i}": ArmSpec(ratio=2.0, noise=0.1) for i in range(5)}
+    a = make_results(tmp_path / "a", reps=5, arms=arms, seed=11)
+    b = make_results(tmp_path / "b", reps=5, arms=arms, seed=12)
+    c = compare(str(a), str(b))
+    assert len(c.rows) > 40 and not c.rows["verdict"].isin(["better", "worse"]).any()

@@ -67,7 +67,30 @@ def test_a_folder_run_with_jobs_says_its_host_wide_figures_mix(tmp_path):
         out = make_results(tmp_path / f"jobs{jobs}", ARMS, reps=2, fast=True)
         meta = json.loads((out / "metadata.json").read_text())
         (out / "metadata.json").write_text(json.dumps({**meta, "jobs": jobs}))
-        text = report_text(out)
-        assert ("guests ran 2 at once" in text) is says
-        paths = ("plot:", "stats:", "accelerator:")     # these lines end in a folder's path
-        assert max(len(line) for line in text.splitlines() if not line.startswith(paths)) <= 100
+        first, explained = report_text(out), report_text(out, explain=True)
+        assert ("host-wide figures mix the guests" in first) is says     # the first screen says so in a clause
+        assert ("guests ran 2 at once" in explained) is says              # --explain says why
+        paths = ("plot:", "stats:", "accelerator:", "legend:")   # these lines end in or hold a folder's path
+        for text in (first, explained):
+            assert max(len(line) for line in text.splitlines() if not line.startswith(paths)) <= 100
+
+
+def test_the_first_screen_is_the_table_and_one_line_saying_where_the_rest_is(tmp_path):
+    """Issue 33: the table must not scroll away under a legend. Without --explain the report is
+    the table, the decided sentences (none: this scenario states no claim) and one line,
+    wrapped to the terminal's 100 columns, naming `report --explain`, the plots and the
+    folder; the plots are written all the same."""
+    from harness.analysis.report import report_text
+    out = make_results(tmp_path / "r", ARMS, reps=2, fast=True)
+    table_lines = 2 + 2 * len(ARMS)          # header, rule, one row per arm and step (run, balloon)
+    lines = report_text(out).splitlines()
+    assert lines[0].split()[0] == "arm"
+    where = " ".join(line.strip() for line in lines[table_lines:])
+    assert lines[table_lines].startswith("legend: balloon-harness report") and "--explain" in where
+    assert f"{out / 'plots'}/" in where.replace(" ", "") or f"{out / 'plots'}/" in where
+    assert len(lines) <= table_lines + 3, lines
+    assert max(len(line) for line in lines) <= 100
+    assert not any(line.startswith(("plot:", "stats:")) for line in lines)
+    assert (out / "plots").is_dir() and any((out / "plots").glob("*.png"))
+    explained = report_text(out, explain=True)
+    assert "plot:" in explained and "stats:" in explained and "n: runs of the arm" in explained

@@ -11,8 +11,8 @@ Why one run per arm is enough for these directions: each is a property of the me
 a margin the host's load cannot take away. Free page reporting and virtio-mem discard whole
 aligned 2 MiB blocks, so they never split a host huge page under memory in use, while the
 4 KiB balloon's discards land inside huge pages the held workload still uses (measured here
-over 3 repetitions: 1.00 MiB of host THP lost per MiB returned against 2.05; README,
-Mechanisms). What load changes is time, and the steps wait for the memory to stop moving.
+over 3 repetitions: 1.00 MiB of host THP lost per MiB returned against 2.05;
+docs/findings/mechanisms.md). What load changes is time, and the steps wait for the memory to stop moving.
 The one thing the host can take away is its THP: the huge-page test skips, with doctor's
 reason, when host THP is off.
 """

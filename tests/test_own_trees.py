@@ -302,3 +302,116 @@ def test_a_failed_compile_shows_the_compilers_error_even_when_make_went_on(tmp_p
     message = str(e.value)
     assert "--- the first errors in" in message and "init/main.c:3:1: error: unknown type name this" in message
     assert message.index("error: unknown type") < message.index("--- last lines of")
+
+
+# --- requirements by meaning (issue 27) -------------------------------------------------------
+# tests/data/kconfig/linux-*/ hold real excerpts of Debian's linux-source 6.1, 6.12 and 7.2
+# (the balloon, compaction and migration entries of mm/Kconfig, VIRTIO_BALLOON's of
+# drivers/virtio/Kconfig); the whole trees are checked in tests/test_own_trees_stacks.py.
+
+KCONFIG_DATA = Path(__file__).parent / "data" / "kconfig"
+BALLOON_NEED = "the balloon core, with migration of ballooned pages (compaction moves them)"
+
+
+def _balloon_requirements():
+    from harness.artifacts.kernel_tree import requirements
+    _, reqs = requirements()
+    return [r for r in reqs if r.need in (BALLOON_NEED, "the virtio balloon driver, built in",
+                                          "compaction and page migration")]
+
+
+def test_every_line_of_the_fragment_belongs_to_a_requirement_and_6_1_spells_them_first():
+    from harness.artifacts.kernel_tree import requirements
+    header, reqs = requirements()
+    assert not [line for line in header if line.startswith("CONFIG_")]
+    spelled = {sym for r in reqs for spelling in r.spellings for sym, _ in spelling}
+    assert {k for k in parse_config(fragment_text())} <= spelled
+    balloon = next(r for r in reqs if r.need == BALLOON_NEED)
+    assert balloon.spellings == ((("CONFIG_MEMORY_BALLOON", "y"), ("CONFIG_BALLOON_COMPACTION", "y")),
+                                 (("CONFIG_BALLOON", "y"), ("CONFIG_BALLOON_MIGRATION", "y")))
+    # the default stack's kernel (6.1): the first spellings, i.e. the file's own CONFIG_ lines
+    assert required_symbols() == [k for k, v in parse_config(fragment_text()).items() if v == "y"]
+
+
+@pytest.mark.parametrize("linux, core", [
+    ("6.1", ["CONFIG_MEMORY_BALLOON", "CONFIG_BALLOON_COMPACTION"]),
+    ("6.12", ["CONFIG_MEMORY_BALLOON", "CONFIG_BALLOON_COMPACTION"]),
+    ("7.2", ["CONFIG_BALLOON", "CONFIG_BALLOON_MIGRATION"]),
+])
+def test_the_balloon_requirements_resolve_to_each_kernels_own_symbols(linux, core):
+    from harness.artifacts.kconfig import kconfig_symbols, resolve
+    tree = KCONFIG_DATA / f"linux-{linux}"
+    resolved = resolve(_balloon_requirements(), kconfig_symbols(tree), str(tree))
+    by_need = {r.requirement.need: [sym for sym, _ in r.spelling] for r in resolved}
+    assert by_need[BALLOON_NEED] == core
+    assert by_need["the virtio balloon driver, built in"] == ["CONFIG_VIRTIO_BALLOON"]
+    assert by_need["compaction and page migration"] == ["CONFIG_COMPACTION", "CONFIG_MIGRATION"]
+
+
+def _without(tree: Path, dest: Path, symbols: set[str]) -> Path:
+    """A scratch copy of ``tree`` with the ``config`` entries of ``symbols`` cut from mm/Kconfig."""
+    import shutil
+    shutil.copytree(tree, dest)
+    kconfig = dest / "mm" / "Kconfig"
+    out, skipping = [], False
+    for line in kconfig.read_text().splitlines():
+        if line.startswith("config "):
+            skipping = line.split()[1] in symbols
+        elif line and not line[0].isspace():
+            skipping = False
+        if not skipping:
+            out.append(line)
+    kconfig.write_text("\n".join(out) + "\n")
+    return dest
+
+
+def test_a_tree_with_no_spelling_of_a_requirement_is_refused_naming_it_and_the_symbols_tried(tmp_path):
+    from harness.artifacts.kconfig import kconfig_symbols, resolve
+    tree = _without(KCONFIG_DATA / "linux-7.2", tmp_path / "linux", {"BALLOON", "BALLOON_MIGRATION"})
+    assert "BALLOON" not in kconfig_symbols(tree) and "VIRTIO_BALLOON" in kconfig_symbols(tree)
+    with pytest.raises(BuildError) as e:
+        resolve(_balloon_requirements(), kconfig_symbols(tree), str(tree))
+    message = str(e.value)
+    assert f"the Kconfig of {tree} has no spelling of what the harness needs" in message
+    assert (f"need {BALLOON_NEED}: tried CONFIG_MEMORY_BALLOON + CONFIG_BALLOON_COMPACTION (none defined); "
+            f"CONFIG_BALLOON + CONFIG_BALLOON_MIGRATION (none defined)") in message, message
+    assert "virtio balloon driver" not in message       # only what is lacking is named
+
+
+def test_half_a_spelling_is_refused_naming_the_symbol_it_lacks(tmp_path):
+    from harness.artifacts.kconfig import kconfig_symbols, resolve
+    tree = _without(KCONFIG_DATA / "linux-7.2", tmp_path / "linux", {"BALLOON_MIGRATION"})
+    with pytest.raises(BuildError, match=r"CONFIG_BALLOON \+ CONFIG_BALLOON_MIGRATION \(no CONFIG_BALLOON_MIGRATION\)"):
+        resolve(_balloon_requirements(), kconfig_symbols(tree), str(tree))
+
+
+def test_kernel_config_tree_refuses_a_tree_lacking_requirements_on_one_line_each(tmp_path, capsys):
+    tree = _without(KCONFIG_DATA / "linux-7.2", tmp_path / "linux", {"BALLOON", "BALLOON_MIGRATION"})
+    assert main(["kernel-config", "--tree", str(tree)]) == 1
+    err = capsys.readouterr().err
+    assert f"need {BALLOON_NEED}: tried CONFIG_MEMORY_BALLOON + CONFIG_BALLOON_COMPACTION" in err
+    # the excerpt has no PCI, TTY, ...: each requirement it lacks has its own line
+    assert "\n  need the serial console, with timestamps: tried CONFIG_PRINTK + " in err, err
+    assert main(["kernel-config", "--tree", str(tmp_path / "nowhere")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_kconfig_symbols_skip_help_texts_and_other_architectures(tmp_path):
+    from harness.artifacts.kconfig import kconfig_symbols, symbols_in
+    text = ("config REAL\n\tbool \"real\"\n\thelp\n\t  Unlike the old\n\t  config BALLOON\n\n"
+            "\t  entry, this one...\n\nmenuconfig AFTER_HELP\n\tbool\n  config INDENTED # a comment\n")
+    assert symbols_in(text) == {"REAL", "AFTER_HELP", "INDENTED"}
+    _linux_like(tmp_path / "t")
+    for arch, sym in (("x86", "X86_ONLY"), ("arm64", "ARM64_ONLY")):
+        (tmp_path / "t" / "arch" / arch).mkdir(parents=True)
+        (tmp_path / "t" / "arch" / arch / "Kconfig").write_text(f"config {sym}\n\tdef_bool y\n")
+    (tmp_path / "t" / "Kconfig.debug").write_text("config DEBUG_X\n\tbool\n")
+    assert kconfig_symbols(tmp_path / "t") == {"X86_ONLY", "DEBUG_X"}
+
+
+def test_a_fragment_line_outside_any_requirement_is_refused():
+    from harness.artifacts.kconfig import parse_requirements
+    with pytest.raises(ConfigError, match=r"f:2: CONFIG_X=y belongs to no requirement"):
+        parse_requirements("# header\nCONFIG_X=y\n", "f")
+    with pytest.raises(ConfigError, match=r"f:3: 'BALLOON=y' is not CONFIG_NAME=value"):
+        parse_requirements("# need: x\nCONFIG_X=y\n# or: BALLOON=y\n", "f")

@@ -174,3 +174,16 @@ def test_watched_workload_fields(tmp_path):
     steps = load_scenario(_write(tmp_path, text)).steps
     assert steps[0].anon_drop_fraction == DEFAULT_ANON_DROP_FRACTION and steps[1].anon_drop_fraction == 0.5
     assert steps[2].workload == "d"
+
+
+def test_primary_names_the_figures_that_decide(tmp_path):
+    assert load_scenario(_write(tmp_path, MINIMAL)).primary == (
+        "thp_lost_per_returned_mib", "reached_fraction", "returned_fraction")
+    s = load_scenario(_write(tmp_path, 'primary = ["reached", "settle_seconds"]\n' + MINIMAL))
+    assert s.primary == ("reached_fraction", "settle_seconds")
+    for bad, reason in (('["bogus"]', "unknown figure 'bogus'"), ('["outcome"]', "not a number"),
+                        ("[]", "non-empty list"), ('"reached"', "must be list"),
+                        ('["reached", "reached_fraction"]', "named twice")):
+        with pytest.raises(ConfigError, match=r"bad.toml: primary: ") as e:
+            load_scenario(_write(tmp_path, f"primary = {bad}\n" + MINIMAL))
+        assert reason in str(e.value)

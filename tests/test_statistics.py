@@ -110,7 +110,7 @@ def test_no_rfc_columns_without_reference(tmp_path):
 def test_print_report_table_legend_stats_and_per_run_plots(tmp_path, capsys):
     out = make_results(tmp_path / "r", reps=3, arms={"baseline": ArmSpec(ratio=2.0),
                                                     "thp-order": ArmSpec(ratio=1.1, shrink=0.7)})
-    print(report_text(out, wide=True))
+    print(report_text(out, wide=True, explain=True))
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert lines[0].split()[0] == "arm"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from synthetic import BALLOON_STEP, ArmSpec, make_results
 
-from harness.analysis.check import FAIL, PASS, check_results, evaluate
+from harness.analysis.check import FAIL, PASS, UNDECIDED, check_results, evaluate, evaluate_all
 from harness.analysis.expectations import Expectation, parse_expectations
 from harness.cli import analysis as cli_analysis
 from harness.cli import main
@@ -45,7 +45,10 @@ def test_parse_both_forms():
     ({"than": "baseline"}, "value", "exactly one of value"),
     ({"value": "high"}, "value", "must be a number"),
     ({"value": True}, "value", "must be a number"),
-    ({"alpha": 1.5}, "alpha", "between 0 and 1"),
+    ({"alpha": 1.5}, "alpha", "must be in (0, 0.5]"),
+    ({"alpha": 0.6}, "alpha", "must be in (0, 0.5]"),
+    ({"alpha": 0}, "alpha", "must be in (0, 0.5]"),
+    ({"alpha": "low"}, "alpha", "must be a number"),
     ({"test": "t-test"}, "test", "must be one of"),
 ])
 def test_bad_expectations_are_refused_naming_file_key_reason(change, key, reason):
@@ -139,7 +142,9 @@ def test_relative_semantics(tmp_path):
 def test_one_repetition_needs_test_none(tmp_path):
     s = load_results(make_results(tmp_path / "r", reps=1)).summary
     strict = evaluate(Expectation("thp-order", BALLOON_STEP, RATIO, "<", than="baseline"), s)
-    assert strict.status == FAIL and "n too small" in strict.message and math.isnan(strict.p_value)
+    # undecided, not failed: one run a side can show nothing either way (issue 26: "n too small"
+    # is said, never a silent pass, and is a failure only with --strict)
+    assert strict.status == UNDECIDED and "n too small" in strict.message and math.isnan(strict.p_value)
     medians = evaluate(Expectation("thp-order", BALLOON_STEP, RATIO, "<", than="baseline", test="none"), s)
     assert medians.status == PASS
 
@@ -205,3 +210,92 @@ def test_after_run_exit_codes_and_history(tmp_path):
     notahistory.mkdir()
     (notahistory / "important.txt").write_text("x")
     assert cli_analysis.after_run(_run_args(check=True, history=str(notahistory)), ok, 0) == 2
+
+
+# --- rules that say what they can decide (issue 26) -----------------------------------------
+
+SAME_ARMS = {"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=2.0)}
+
+
+def _exp(op: str, metric: str = RATIO, step: str = BALLOON_STEP, **kw) -> Expectation:
+    return Expectation("thp-order", step, metric, op, than="baseline", **kw)
+
+
+def test_three_runs_cannot_show_not_worse_and_say_so(tmp_path, capsys):
+    """Before, <= passed whenever nothing was significant: at 3 runs always."""
+    out = make_results(tmp_path / "r", reps=3, arms=SAME_ARMS,
+                       expect=[{**BETTER, "op": "<="}])
+    v = evaluate_all([_exp("<=")], load_results(out).summary)[0]
+    assert v.status == UNDECIDED and "n too small" in v.message and v.procedure == "non-inferiority"
+    junit, md = tmp_path / "j.xml", tmp_path / "s.md"
+    assert check_results(out, junit=junit, markdown=md) == 0
+    text = capsys.readouterr().out
+    assert "UNDECIDED" in text and "1 undecided" in text and "--strict" in text
+    suite = _junit(junit)
+    assert suite.get("skipped") == "1" and suite.findall(".//skipped")[0].get("message").startswith("undecided")
+    assert "❔ undecided" in md.read_text()
+    assert check_results(out, junit=junit, strict=True) == 1
+    assert _junit(junit).findall(".//failure")[0].get("type") == "undecided"
+    assert main(["check", str(out), "--strict"]) == 1
+
+
+def test_equivalence_and_non_inferiority_pass_only_when_the_interval_shows_them(tmp_path):
+    tight = {"baseline": ArmSpec(ratio=2.0, noise=0.005), "thp-order": ArmSpec(ratio=2.0, noise=0.005)}
+    s = load_results(make_results(tmp_path / "eq", reps=8, arms=tight)).summary
+    eq, ne = evaluate(_exp("=="), s), evaluate(_exp("!="), s)
+    assert eq.status == PASS and eq.procedure == "equivalence" and eq.p_adjusted < 0.05
+    assert ne.status == FAIL                              # equal within the floor: no difference
+    assert evaluate(_exp("<="), s).status == PASS and evaluate(_exp(">="), s).status == PASS
+    assert evaluate(_exp("<"), s).status == FAIL          # shown within the floor: cannot be lower by it
+    wide = {"baseline": ArmSpec(ratio=2.0, noise=0.3), "thp-order": ArmSpec(ratio=2.0, noise=0.3)}
+    s = load_results(make_results(tmp_path / "wide", reps=8, arms=wide)).summary
+    v = evaluate(_exp("=="), s)
+    assert v.status == UNDECIDED and "interval allows both" in v.message
+
+
+def test_the_exit_code_is_holm_over_the_expectations(tmp_path):
+    """One clear <, alone, passes at 5 runs (p = 2/252); eight at once need p < 0.05/8, which
+    5 runs cannot give: each is undecided, saying how many runs can decide."""
+    s = load_results(make_results(tmp_path / "r", reps=5)).summary
+    metrics = [RATIO, "thp_lost_per_returned_mib", "thp_lost_kib", "host_ahp_after_kib"]
+    alone = evaluate(_exp("<", metrics[0]), s)
+    assert alone.status == PASS and alone.p_value == pytest.approx(2 / 252)
+    exps = [_exp(op, m) for m in metrics for op in ("<", "!=")]
+    judged = evaluate_all(exps, s)
+    assert {v.status for v in judged} == {UNDECIDED}
+    assert all("n too small: 6 runs per arm" in v.message and "over 8 expectations" in v.message for v in judged)
+    assert "Holm" in judged[0].message
+
+
+def test_a_figure_read_twice_is_tested_once(tmp_path):
+    """host_ahp_after_kib after the balloon step and at the measure step that follows it are
+    the same readings: one test, and the family counts it once."""
+    s = load_results(make_results(tmp_path / "r", reps=5)).summary
+    twice = evaluate_all([_exp(">", "host_ahp_after_kib"), _exp(">", "host_ahp_after_kib", step="after")], s)
+    assert twice[0].status == twice[1].status == PASS and "tested once" in twice[1].message
+    assert "Holm" not in twice[0].message          # a family of one
+
+
+def test_yes_no_expectations_use_the_proportion_test(tmp_path):
+    out = make_results(tmp_path / "r", reps=3,
+                       arms={"baseline": ArmSpec(), "thp-order": ArmSpec(shrink=0.5)})
+    v = evaluate(_exp("<", "reached_fraction"), load_results(out).summary)
+    assert v.status == PASS and "Boschloo" in v.message and v.p_value == pytest.approx(1 / 32, rel=1e-6)
+
+
+def test_alpha_is_checked_everywhere(tmp_path, capsys):
+    out = make_results(tmp_path / "r", reps=1)
+    assert main(["check", str(out), "--alpha", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--alpha must be in (0, 0.5]" in err and len(err.strip().splitlines()) == 1
+    assert main(["compare", str(out), str(out), "--alpha", "0.6"]) == 1
+    err = capsys.readouterr().err
+    assert "--alpha must be in (0, 0.5]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_strict_after_a_run_implies_check(tmp_path):
+    after = _run_args(strict=True)
+    assert after.check and after.strict
+    out = make_results(tmp_path / "r", reps=3, arms=SAME_ARMS, expect=[{**BETTER, "op": "<="}])
+    assert cli_analysis.after_run(after, out, 0) == 1
+    assert cli_analysis.after_run(_run_args(check=True), out, 0) == 0

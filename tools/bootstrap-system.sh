@@ -18,6 +18,19 @@ PACKAGES=(
   # the stacks' private apt (signature checks) and the Kbuild chroot of each stack's release
   debian-archive-keyring gpg mmdebstrap
 )
+# Only for the tests (`--tests`, which `make test` and `make test-slow` pass): the documentation
+# site opened as a reader would, in a headless browser (tests/test_docs_site.py). Kept out of
+# the list above because it is 113 MB to download that `make reproduce` does not need.
+TEST_PACKAGES=(chromium)
+
+# Arguments: --tests adds TEST_PACKAGES; any other argument is one more package name.
+EXTRA=()
+for arg in "$@"; do
+  case "$arg" in
+    --tests) EXTRA+=("${TEST_PACKAGES[@]}") ;;
+    *) EXTRA+=("$arg") ;;
+  esac
+done
 
 # Debian 12 and 13 are the hosts this is tested on. Another apt-based host (Ubuntu LTS...)
 # gets the same package names; those its archive lacks are listed by name below.
@@ -54,7 +67,7 @@ if [ -z "${UPDATED:-}" ] && [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*
 fi
 
 missing=()
-for p in "${PACKAGES[@]}" "$@"; do
+for p in "${PACKAGES[@]}" "${EXTRA[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || missing+=("$p")
 done

@@ -3,11 +3,22 @@
 A nightly job must tell "the patch got worse" from "the runner broke", so the exit code
 has three values and an infrastructure failure is never reported as a regression:
 
-* 0: every expectation holds (and, with a history, no headline figure got significantly worse);
-* 1: an expectation failed, or a headline figure is significantly worse than the last nights;
+* 0: every expectation holds or is undecided (and, with a history, no headline figure got
+  significantly worse);
+* 1: an expectation failed (with ``strict``, or was undecided), or a headline figure is
+  significantly worse than the last nights;
 * 2: runs failed to produce data: a run left ``runs/<id>/error.txt``, or an arm and step an
   expectation needs has no summary row. Takes precedence over 1: with runs missing, a
   failed expectation may only be the missing runs' fault.
+
+A relative expectation with a test says what it can decide: ``<``/``>`` superiority,
+``<=``/``>=`` non-inferiority against the figure's effect floor, ``==`` equivalence within
+it, ``!=`` a difference (see :mod:`harness.analysis.expectations`). It PASSES when the runs
+show its claim, FAILS only when they show the opposite claim, and is UNDECIDED otherwise
+(too few runs, or an interval that allows both): printed as such, a ``<skipped>`` testcase
+in JUnit, never a silent pass. The evidence for and against every tested expectation is
+Holm-adjusted over all of them, so the exit code is a family-wise decision: two identical
+builds fail a scenario's expectations in at most alpha of nights, whatever their number.
 
 An expectation whose figure is NaN in every run (nothing ballooned, so no ratio) is a
 failure, not an infrastructure error: the runs worked and measured that.
@@ -22,33 +33,59 @@ from __future__ import annotations
 import math
 import os
 import sys
+import textwrap
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, TextIO
 
+import numpy as np
 import pandas as pd
 
-from harness.analysis.decide import decide
-from harness.analysis.defaults import DEFAULT_ALPHA, DEFAULT_LAST, EXIT_FAILED, EXIT_INFRA, EXIT_OK
+from harness.analysis.decide import (
+    ABOVE,
+    BELOW,
+    HOLM,
+    Decision,
+    adjust_p,
+    attainable_p,
+    attainable_p_proportion,
+    decide,
+    margin_p,
+    reps_needed,
+)
+from harness.analysis.defaults import (
+    CONFIDENCE,
+    DEFAULT_ALPHA,
+    DEFAULT_LAST,
+    EXIT_FAILED,
+    EXIT_INFRA,
+    EXIT_OK,
+    alpha_problem,
+)
 from harness.analysis.expectations import Expectation, expectations_of, holds
 from harness.analysis.groups import REACHED_FRACTION, centre, fmt_metric, run_values
 from harness.analysis.history import HistoryCheck, format_history_check
 from harness.analysis.history import against_history as compare_history
 from harness.analysis.report import headline_table, legend, plot_all
+from harness.errors import HarnessError
 from harness.render.markdown import md_escape, md_table
-from harness.render.text import text_table
 from harness.results import atomic_write, layout
 from harness.results.folder import ResultsFolder, open_folder, ordered
 
-PASS, FAIL, ERROR = "pass", "fail", "error"
+PASS, FAIL, ERROR, UNDECIDED = "pass", "fail", "error", "undecided"
+# What each relative operator claims about B's shift against A (B: the expectation's arm, A:
+# ``than``), and which claim shown would contradict it (its failure).
+PROCEDURES = {"<": "superiority", ">": "superiority", "<=": "non-inferiority", ">=": "non-inferiority",
+              "==": "equivalence", "!=": "difference"}
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """One expectation judged: pass, fail, or error (no data: the runs did not produce it)."""
+    """One expectation judged: pass, fail, undecided (the runs cannot tell yet), or error
+    (no data: the runs did not produce it)."""
 
     expectation: Expectation
     status: str
@@ -57,7 +94,11 @@ class Verdict:
     n: int = 0
     other: float = math.nan
     other_n: int = 0
-    p_value: float = math.nan
+    p_value: float = math.nan         # the figure's two-sided test (rank test, Boschloo)
+    p_adjusted: float = math.nan      # the p-value that decided the status, Holm-adjusted over the family
+    procedure: str = ""               # superiority, non-inferiority, equivalence, difference
+    decision: Optional[Decision] = None   # the figure's decision (shift, interval, floor), when tested
+    reason: str = ""                  # why an undecided expectation is undecided
 
 
 def _describe(metric: str, values, arm: str) -> str:
@@ -67,8 +108,44 @@ def _describe(metric: str, values, arm: str) -> str:
     return f"{arm} median {fmt_metric(metric, centre(metric, values))} (n={len(values)})"
 
 
-def evaluate(e: Expectation, summary: pd.DataFrame) -> Verdict:
-    """Judge one expectation on the summary rows."""
+@dataclass
+class _Claim:
+    """A relative expectation with a test, before the family's adjustment: the evidence for
+    it (``p_pass``) and against it (``p_fail``: the opposite claim shown), each with the
+    condition the point estimate must meet (the shift beyond the effect floor)."""
+
+    e: Expectation
+    d: Decision
+    both: str
+    p_pass: float
+    pass_point: bool
+    p_fail: float
+    fail_point: bool
+    key: tuple
+
+
+def _claim_ps(e: Expectation, w: np.ndarray, v: np.ndarray, d: Decision) -> tuple[float, bool, float, bool]:
+    """(p_pass, pass_point, p_fail, fail_point) of ``e.op`` for B = v against A = w."""
+    fl, sh, two = d.floor, d.shift, d.p_value
+    lower = sh < 0 and sh <= -fl                       # B lower by at least the floor
+    higher = sh > 0 and sh >= fl
+    below = margin_p(e.metric, w, v, fl, BELOW)         # shown: the shift is under +floor
+    above = margin_p(e.metric, w, v, -fl, ABOVE)        # shown: the shift is over -floor
+    equal = max(below, above)
+    return {"<": (two, lower, above, True), ">": (two, higher, below, True),
+            "<=": (below, True, two, higher), ">=": (above, True, two, lower),
+            "==": (equal, True, two, lower or higher), "!=": (two, lower or higher, equal, True)}[e.op]
+
+
+def _run_key(rows: pd.DataFrame, metric: str) -> tuple:
+    col = "reached" if metric == REACHED_FRACTION else metric
+    if rows.empty or "run_id" not in rows.columns or col not in rows.columns:
+        return ()
+    return tuple(sorted(zip(rows["run_id"].astype(str), map(repr, rows[col].tolist()))))
+
+
+def _prepare(e: Expectation, summary: pd.DataFrame) -> Verdict | _Claim:
+    """An expectation judged outright (absolute, medians only, no data), or its claim to test."""
     def rows_of(arm: str) -> pd.DataFrame:
         if summary.empty:
             return summary
@@ -87,7 +164,7 @@ def evaluate(e: Expectation, summary: pd.DataFrame) -> Verdict:
         ok = holds(e.op, m, value)
         return Verdict(e, PASS if ok else FAIL,
                        f"{_describe(e.metric, v, e.arm)} {e.op} {value:g}: {'holds' if ok else 'does not hold'}",
-                       measured=m, n=int(v.size))
+                       measured=m, n=int(v.size), procedure="absolute")
     than = e.than or ""
     theirs = rows_of(than)
     if theirs.empty:
@@ -101,29 +178,81 @@ def evaluate(e: Expectation, summary: pd.DataFrame) -> Verdict:
     if e.test == "none":
         ok = holds(e.op, m, o)
         return Verdict(e, PASS if ok else FAIL, f"{both} (medians only): {'holds' if ok else 'does not hold'}",
-                       m, int(v.size), o, int(w.size))
-    d = decide(e.metric, w, v, e.alpha)      # this arm (B) against the other (A)
-    p = d.p_value
-    sig = d.significant and (abs(d.shift) >= d.floor if d.floor > 0 else d.shift != 0)
-    lower, higher = sig and d.shift < 0, sig and d.shift > 0
-    ok = {"<": lower, ">": higher, "<=": not higher, ">=": not lower, "==": not sig, "!=": sig}[e.op]
-    ptext = (f"Mann-Whitney p = {p:.3g}, shift {fmt_metric(e.metric, d.shift)}" if not math.isnan(p)
-             else "no test")
+                       m, int(v.size), o, int(w.size), procedure="medians")
+    d = decide(e.metric, w, v, e.alpha, floor=e.margin)      # this arm (B) against the other (A)
+    key = (e.arm, than, e.metric, e.op, e.alpha, e.margin, _run_key(mine, e.metric), _run_key(theirs, e.metric))
+    return _Claim(e, d, both, *_claim_ps(e, w, v, d), key)
+
+
+def _judge(c: _Claim, p_pass: float, p_fail: float, family: int) -> Verdict:
+    """The status of a claim on its family-adjusted p-values, with the sentence that says why."""
+    e, d = c.e, c.d
+    proc = PROCEDURES[e.op]
+    passed = not math.isnan(p_pass) and p_pass < e.alpha and c.pass_point
+    failed = not passed and not math.isnan(p_fail) and p_fail < e.alpha and c.fail_point
+    status = PASS if passed else FAIL if failed else UNDECIDED
+    shown = p_fail if failed else p_pass
+    raw = c.p_fail if failed else c.p_pass
+    what = "difference" if d.kind == "proportion" else "shift"
+    ci = (f"[{fmt_metric(e.metric, d.ci_low)}..{fmt_metric(e.metric, d.ci_high)}]"
+          if math.isfinite(d.ci_low) and math.isfinite(d.ci_high) else "unbounded")
+    adj = f", Holm {shown:.3g} over {family}" if family > 1 and not math.isnan(shown) else ""
+    ptext = f"p = {raw:.3g}{adj}" if not math.isnan(raw) else "no test"
     why = ""
-    if not ok and e.op in ("<", ">"):
-        if d.verdict == "n too small":
-            why = f" (n too small: {d.reps_needed} runs per arm can reach alpha {e.alpha:g})"
-        elif d.significant:
-            why = f" (significant, but the shift is below the effect floor {fmt_metric(e.metric, d.floor)})"
-        elif holds(e.op, m, o):
-            why = " (medians in order but not significant)"
-    return Verdict(e, PASS if ok else FAIL,
-                   f"{both}, {ptext}, alpha {e.alpha:g}: {e.op} {'holds' if ok else 'does not hold'}{why}",
-                   m, int(v.size), o, int(w.size), p)
+    if status == UNDECIDED:
+        level = e.alpha / max(1, family)
+        attainable = attainable_p_proportion if d.kind == "proportion" else attainable_p
+        if math.isnan(c.p_pass) or attainable(d.n_a, d.n_b) >= level:
+            why = (f" (n too small: {reps_needed(level, max(d.n_a, d.n_b) + 1, d.kind)} runs per arm can "
+                   f"decide at alpha {e.alpha:g}" + (f" over {family} expectations)" if family > 1 else ")"))
+        elif not c.pass_point and not math.isnan(p_pass) and p_pass < e.alpha:
+            why = f" (significant, but the {what} is within the effect floor {fmt_metric(e.metric, d.floor)})"
+        elif proc == "equivalence" and d.floor == 0:
+            why = " (this figure has no effect floor: equality cannot be shown, only a difference)"
+        else:
+            why = " (the interval allows both outcomes: more runs may decide)"
+    word = {PASS: "holds", FAIL: "does not hold", UNDECIDED: "undecided"}[status]
+    msg = (f"{c.both}; {proc} ({d.test}, floor {fmt_metric(e.metric, d.floor)}): {what} "
+           f"{fmt_metric(e.metric, d.shift)}, {CONFIDENCE:.0%} CI {ci}, {ptext}, alpha {e.alpha:g}: "
+           f"{e.op} {word}{why}")
+    return Verdict(e, status, msg, d.median_b, d.n_b, d.median_a, d.n_a, d.p_value, shown, proc, d,
+                   why.strip(" ()"))
+
+
+def evaluate(e: Expectation, summary: pd.DataFrame) -> Verdict:
+    """Judge one expectation on the summary rows (a family of one)."""
+    return evaluate_all([e], summary)[0]
 
 
 def evaluate_all(expectations: Sequence[Expectation], summary: pd.DataFrame) -> list[Verdict]:
-    return [evaluate(e, summary) for e in expectations]
+    """Judge every expectation; the tested ones as one family: the p-values for and against
+    each are adjusted by Holm over the tested expectations, so that no expectation fails (or
+    passes) by chance in more than alpha of nights, however many a scenario states. An
+    expectation whose runs hold the very values of an earlier one (the same arms, figure and
+    operator at a step that reads the same counters) is tested once."""
+    prepared = [_prepare(e, summary) for e in expectations]
+    claims: dict[tuple, _Claim] = {}
+    for p in prepared:
+        if isinstance(p, _Claim):
+            claims.setdefault(p.key, p)
+    unique = list(claims.values())
+    passes = adjust_p([c.p_pass for c in unique], HOLM) if unique else []
+    fails = adjust_p([c.p_fail for c in unique], HOLM) if unique else []
+    family = sum(1 for c in unique if not math.isnan(c.p_pass))
+    judged = {c.key: _judge(c, pp, pf, family) for c, pp, pf in zip(unique, passes, fails)}
+    out = []
+    for p in prepared:
+        if isinstance(p, Verdict):
+            out.append(p)
+            continue
+        first = judged[p.key]
+        if first.expectation is p.e:
+            out.append(first)
+        else:
+            out.append(replace(first, expectation=p.e,
+                               message=f"{first.message} (the runs hold the values of "
+                                       f"{first.expectation.name!r}: tested once, there)"))
+    return out
 
 
 @dataclass
@@ -135,17 +264,28 @@ class CheckResult:
     failed: dict[str, str]
     history: Optional[HistoryCheck]
     code: int
+    strict: bool = False
+
+    @property
+    def undecided(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.status == UNDECIDED]
 
     @property
     def outcome(self) -> str:
-        return {EXIT_OK: "PASS", EXIT_FAILED: "FAIL", EXIT_INFRA: "ERROR (infrastructure)"}[self.code]
+        text = {EXIT_OK: "PASS", EXIT_FAILED: "FAIL", EXIT_INFRA: "ERROR (infrastructure)"}[self.code]
+        if self.undecided:
+            text += (f" ({len(self.undecided)} undecided"
+                     + (", a failure with --strict)" if self.strict else ": --strict makes that a failure)"))
+        return text
 
 
-def exit_code(verdicts: Sequence[Verdict], failed: dict[str, str], regressions: int = 0) -> int:
-    """The exit code: 2 infrastructure, else 1 a failure or regression, else 0."""
+def exit_code(verdicts: Sequence[Verdict], failed: dict[str, str], regressions: int = 0,
+              strict: bool = False) -> int:
+    """The exit code: 2 infrastructure, else 1 a failure or regression (with ``strict``, also
+    an undecided expectation), else 0."""
     if failed or any(v.status == ERROR for v in verdicts):
         return EXIT_INFRA
-    if regressions or any(v.status == FAIL for v in verdicts):
+    if regressions or any(v.status == FAIL or (strict and v.status == UNDECIDED) for v in verdicts):
         return EXIT_FAILED
     return EXIT_OK
 
@@ -154,13 +294,17 @@ def check_results(out: str | Path, expectations: Optional[Sequence[Expectation]]
                   junit: Optional[str | Path] = None, markdown: Optional[str | Path] = None,
                   against_history: Optional[str | Path] = None, last: int = DEFAULT_LAST,
                   alpha: float = DEFAULT_ALPHA,
-                  stream: Optional[TextIO] = None) -> int:
+                  stream: Optional[TextIO] = None, strict: bool = False) -> int:
     """Judge results folder ``out``; print the verdicts; write JUnit/Markdown; return the exit code.
 
     ``expectations`` default to the ``[[expect]]`` tables of ``out/scenario.toml``.
     ``against_history``: also compare with the last ``last`` nights of that history
-    (``alpha`` is that test's level; each expectation carries its own).
+    (``alpha`` is that test's level; each expectation carries its own). ``strict``: an
+    expectation the runs cannot decide is a failure (exit 1) instead of a warning.
     """
+    problem = alpha_problem(alpha)
+    if problem:
+        raise HarnessError(f"--alpha {problem}")
     stream = stream or sys.stdout
     folder = open_folder(out)
     exps = tuple(expectations) if expectations is not None else expectations_of(folder)
@@ -171,7 +315,7 @@ def check_results(out: str | Path, expectations: Optional[Sequence[Expectation]]
     if against_history is not None:
         hist = compare_history(folder.path, against_history, last=last, alpha=alpha)
         regressions = len(hist.regressions)
-    result = CheckResult(folder, verdicts, failed, hist, exit_code(verdicts, failed, regressions))
+    result = CheckResult(folder, verdicts, failed, hist, exit_code(verdicts, failed, regressions, strict), strict)
     print(format_check(result), file=stream)
     if junit:
         write_junit(result, Path(junit))
@@ -186,16 +330,21 @@ def format_check(r: CheckResult) -> str:
     lines = [f"check {r.folder.path} (scenario {r.folder.scenario.name}, "
              f"{len(r.folder.runs)} finished run(s))"]
     if r.verdicts:
-        rows = [[v.status.upper(), v.expectation.name, v.message] for v in r.verdicts]
-        lines.append(text_table(["", "expectation", "measured"], rows, left=3))
+        # One block per expectation, wrapped to a terminal's 100 columns: the evidence of a
+        # decision (medians, shift, interval, p, Holm) is a sentence, not a table cell.
+        width = max(len(v.status) for v in r.verdicts) + 2
+        for v in r.verdicts:
+            lines.append(f"{v.status.upper():<{width}}{v.expectation.name}")
+            lines += textwrap.wrap(v.message, width=100, initial_indent=" " * width,
+                                   subsequent_indent=" " * width, break_on_hyphens=False)
     else:
         lines.append("no expectations ([[expect]] in the scenario): only failed runs are checked")
     for run_id, why in r.failed.items():
         lines.append(f"FAILED RUN {run_id}: {why} (see runs/{run_id}/error.txt)")
     if r.history is not None:
         lines.append(format_history_check(r.history))
-    lines.append(f"verdict: {r.outcome} (exit {r.code}: 0 all hold, 1 an expectation failed or a regression, "
-                 f"2 runs failed to produce data)")
+    lines.append(f"verdict: {r.outcome} (exit {r.code}: 0 all hold, 1 an expectation failed or a regression"
+                 f"{' or is undecided' if r.strict else ''}, 2 runs failed to produce data)")
     return "\n".join(lines)
 
 
@@ -209,14 +358,18 @@ def junit_tree(r: CheckResult) -> ET.ElementTree:
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="results", value=str(r.folder.path))
     ET.SubElement(props, "property", name="exit_code", value=str(r.code))
-    counts = {"tests": 0, "failures": 0, "errors": 0}
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
 
     def case(classname: str, name: str, status: str, message: str, detail: str = "") -> None:
         counts["tests"] += 1
         tc = ET.SubElement(suite, "testcase", classname=classname, name=name, time="0")
-        if status == FAIL:
+        if status == FAIL or (status == UNDECIDED and r.strict):
             counts["failures"] += 1
-            ET.SubElement(tc, "failure", message=message, type="expectation").text = detail or message
+            ET.SubElement(tc, "failure", message=message, type="expectation" if status == FAIL
+                          else "undecided").text = detail or message
+        elif status == UNDECIDED:   # never a silent pass: CI pages show it as skipped, with why
+            counts["skipped"] += 1
+            ET.SubElement(tc, "skipped", message=f"undecided: {message}")
         elif status == ERROR:
             counts["errors"] += 1
             ET.SubElement(tc, "error", message=message, type="infrastructure").text = detail or message
@@ -244,7 +397,6 @@ def junit_tree(r: CheckResult) -> ET.ElementTree:
                  FAIL if h.regression else PASS, msg)
     for k, count in counts.items():
         suite.set(k, str(count))
-    suite.set("skipped", "0")
     root = ET.Element("testsuites", name="balloon-harness", tests=str(counts["tests"]),
                       failures=str(counts["failures"]), errors=str(counts["errors"]))
     root.append(suite)
@@ -263,7 +415,8 @@ def write_junit(r: CheckResult, path: Path) -> Path:
 def markdown_text(r: CheckResult, base: Path) -> str:
     """The CI job page: outcome, expectations, failed runs, figures, history, plot links."""
     f = r.folder
-    icon = {PASS: "✅ pass", FAIL: "❌ fail", ERROR: "⚠️ error"}
+    icon = {PASS: "✅ pass", FAIL: "❌ fail", ERROR: "⚠️ error",
+            UNDECIDED: "❌ undecided (--strict)" if r.strict else "❔ undecided"}
     accel = sorted({str(a) for a in f.summary["accel"].dropna()}) if "accel" in f.summary.columns else []
     out = [f"## balloon-harness check: {f.scenario.name}: {r.outcome}", "",
            f"Results `{f.path}`; {len(f.runs)} finished run(s); accelerator: {', '.join(accel) or '-'}; "

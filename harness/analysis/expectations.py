@@ -23,13 +23,26 @@ Relative: the arm against another arm (``than``), same step and metric::
     op = "<"
     than = "baseline"
 
-A strict relative promise (``<``, ``>``) holds when the medians are in that order AND the
-difference is significant with the two-sided Mann-Whitney U test at ``alpha`` (the test
-``compare`` uses): a median that is lower by luck with three runs each does not count.
-``<=`` and ``>=`` hold unless the opposite difference is significant ("not worse");
-``==`` holds unless any difference is significant, ``!=`` only when one is. ``test =
-"none"`` compares the medians alone, for scenarios with a single repetition where no
-test can be significant.
+Each operator is a claim about the shift of this arm against ``than`` (the Hodges-Lehmann
+shift, or for ``reached_fraction`` the difference of the fractions) that the runs must show
+at ``alpha``, with the test ``compare`` uses for that kind of figure
+(:mod:`harness.analysis.decide`) and the figure's effect floor F:
+
+* ``<`` / ``>``: superiority: the difference is significant (two-sided) and the shift is at
+  least F in that direction;
+* ``<=`` / ``>=``: non-inferiority: the interval's bound is within F of no change (``<=``:
+  the interval's upper end is below +F: "not worse by F or more");
+* ``==``: equivalence: the whole interval lies within -F..+F;
+* ``!=``: a significant difference of at least F.
+
+An expectation fails only when the runs show the opposite claim (``<``'s opposite is
+``>=``, ``<=``'s is ``>``, ``==``'s is ``!=``), and is undecided when they show neither (a
+median that is lower by luck with three runs each does not count either way). ``test =
+"none"`` compares the medians alone, for scenarios with a single repetition where no test
+can decide.
+
+A scenario also names the figures that decide a comparison (top-level ``primary = [...]``,
+:func:`parse_primary`); by default THP lost per returned MiB, reached and returned fraction.
 
 Checked before anything boots like the rest of the scenario: a wrong arm, step, metric,
 operator or key is refused as ``{file}: expect[i].{key}: {reason}``.
@@ -43,15 +56,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.analysis.defaults import DEFAULT_ALPHA
+from harness.analysis.defaults import DEFAULT_ALPHA, alpha_problem
 from harness.errors import ConfigError
 from harness.results import layout
 from harness.results.folder import ResultsFolder
-from harness.results.metrics import METRICS, NUMERIC_COLUMNS
+from harness.results.metrics import DEFAULT_PRIMARY, METRICS, NUMERIC_COLUMNS
 
 OPS = ("<", "<=", ">", ">=", "==", "!=")
 TESTS = ("mannwhitney", "none")
-KEYS = ("arm", "step", "metric", "op", "value", "than", "test", "alpha", "label")
+KEYS = ("arm", "step", "metric", "op", "value", "than", "test", "alpha", "margin", "label")
 EXPECT_METRICS = (*NUMERIC_COLUMNS, "reached_fraction")
 
 
@@ -68,6 +81,11 @@ class Expectation:
     test: str = "mannwhitney"
     alpha: float = DEFAULT_ALPHA
     label: str = ""
+    # The smallest difference that matters for this claim (equivalence, non-inferiority,
+    # superiority): the figure's effect floor unless the scenario states its own. An
+    # equivalence margin is a statement about what does not matter, so the scenario's author
+    # may want it wider than the noise floor a calibration measured.
+    margin: Optional[float] = None
 
     @property
     def relative(self) -> bool:
@@ -147,14 +165,22 @@ def parse_expectations(path: str | Path, raw_list: Any, arm_names: Sequence[str]
         if test not in TESTS:
             fail("test", f"must be one of {', '.join(TESTS)}, got {test!r}")
         alpha = raw.get("alpha", DEFAULT_ALPHA)
-        if not _number(alpha) or not 0 < alpha < 1:
-            fail("alpha", f"must be a number between 0 and 1, got {alpha!r}")
+        problem = alpha_problem(alpha)
+        if problem:
+            fail("alpha", problem)
         label = raw.get("label", "")
         if not isinstance(label, str):
             fail("label", f"must be str, got {type(label).__name__} {label!r}")
+        margin = raw.get("margin")
+        if margin is not None:
+            if not has_than:
+                fail("margin", "only a relative expectation (than = ...) has a margin")
+            if not _number(margin) or not 0 <= margin < math.inf:
+                fail("margin", f"must be a number >= 0 in the figure's unit, got {margin!r}")
         out.append(Expectation(arm=raw["arm"], step=raw["step"], metric=raw["metric"], op=raw["op"],
                                value=float(value) if has_value else None, than=than if has_than else None,
-                               test=test, alpha=float(alpha), label=label))
+                               test=test, alpha=float(alpha), label=label,
+                               margin=float(margin) if margin is not None else None))
     return tuple(out)
 
 
@@ -167,3 +193,34 @@ def expectations_of(folder: ResultsFolder) -> tuple[Expectation, ...]:
     steps = list(dict.fromkeys([*info.steps, *(folder.summary["step"] if not folder.summary.empty else [])]))
     path = info.path or (folder.path / layout.METADATA)
     return parse_expectations(path, raw, info.arms, steps)
+
+
+def figure_name(metric: str) -> str:
+    """The name a decision uses for a figure: ``reached`` (a yes/no per run) as reached_fraction."""
+    return "reached_fraction" if metric == "reached" else metric
+
+
+def parse_primary(path: str | Path, raw: Any) -> tuple[str, ...]:
+    """Validate a scenario's top-level ``primary`` (the figures that decide a comparison);
+    the default (:data:`harness.results.metrics.DEFAULT_PRIMARY`) when it is absent."""
+    if raw is None:
+        return tuple(figure_name(m) for m in DEFAULT_PRIMARY)
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{path}: primary: must be a non-empty list of figure names, got {raw!r}")
+    out: list[str] = []
+    for m in raw:
+        if not isinstance(m, str) or figure_name(m) not in EXPECT_METRICS:
+            hint = " (not a number)" if isinstance(m, str) and m in METRICS else ""
+            raise ConfigError(f"{path}: primary: unknown figure {m!r}{hint}; one of the numeric summary "
+                              f"columns or reached_fraction")
+        if figure_name(m) in out:
+            raise ConfigError(f"{path}: primary: {m!r} is named twice")
+        out.append(figure_name(m))
+    return tuple(out)
+
+
+def primary_of(folder: ResultsFolder) -> tuple[str, ...]:
+    """The figures that decide a comparison of ``folder``'s runs: its scenario's ``primary``,
+    else the default."""
+    path = folder.scenario.path or (folder.path / layout.METADATA)
+    return parse_primary(path, folder.scenario.raw.get("primary"))

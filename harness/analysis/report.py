@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -287,23 +288,43 @@ def interim_text(out: Path, reps_done: int, reps: int) -> str:
             f"{format_table(table)}\n")
 
 
-def report_text(out: Path, wide: bool = False) -> str:
-    """The table of a results folder with its legend; writes summary_stats and the plots
-    and lists them. ``wide``: every headline column (the default fits 100 columns)."""
+def where_line(out: Path, jobs: object = None) -> str:
+    """The one line under the first screen's table: where the legend, the plots and the files
+    are (the full legend is one flag away: ``report DIR --explain``)."""
+    line = (f"legend: balloon-harness report {out} --explain; plots: {Path(out) / layout.PLOTS}/; "
+            f"results: {out} (docs/results.md)")
+    if isinstance(jobs, int) and jobs > 1:
+        line += f"; --jobs {jobs}: host-wide figures mix the guests"
+    return line
+
+
+def report_text(out: Path, wide: bool = False, explain: bool = False, decided: Sequence[str] = ()) -> str:
+    """The table of a results folder, its decided sentences and one line saying where the rest
+    is (a first screen: the table must not scroll away); writes summary_stats and the plots.
+    ``explain``: under it, every column's meaning, the notes and the files written (the old
+    long form). ``wide``: every headline column (the default fits 100 columns)."""
     folder = open_folder(out)
     info = folder.scenario
     table = headline_table(folder.summary, info.arms, info.steps, info.reference, wide=wide)
-    lines = [format_table(table) if table.rows else format_table(table) + "\n(no finished runs)", ""]
-    lines.append(legend(table) + ("" if wide else "\n(--wide: every headline figure with its spread)"))
+    lines = [format_table(table) if table.rows else format_table(table) + "\n(no finished runs)"]
+    lines += list(decided)
     s = folder.summary
+    jobs = folder.metadata.get("jobs") if isinstance(folder.metadata, dict) else None
+    stats = write_summary_stats(out, s, info.arms, info.steps)
+    plots = plot_all(folder.samples, s, Path(out) / layout.PLOTS, info.arms, info.steps)
+    plots += write_frame_maps(out, Path(out) / layout.PLOTS, info.arms)
+    if not explain:
+        flag = f" ({SHORT_FLAG}: a ratio earned by stopping short)" if table.flagged else ""
+        return "\n".join([*lines, *textwrap.wrap(where_line(out, jobs) + flag, width=100,
+                                                  subsequent_indent="    ", break_on_hyphens=False)])
+    lines.append("")
+    lines.append(legend(table) + ("" if wide else "\n(--wide: every headline figure with its spread)"))
     accel = sorted(set(s["accel"].dropna())) if not s.empty and "accel" in s else []
     lines.append(f"accelerator: {', '.join(accel) or '-'}; runs: {len(folder.runs)}; results: {out}")
-    jobs = folder.metadata.get("jobs") if isinstance(folder.metadata, dict) else None
     if isinstance(jobs, int) and jobs > 1:
         lines.append(textwrap.fill(f"--jobs {jobs}: guests ran {jobs} at once, so the host-wide figures (host "
                                    "AHP, the thp_* counters) mix them; the QEMU process's own (THP lost, returned) "
                                    "stay its own", width=100, subsequent_indent="    "))
-    lines += [f"stats: {p}" for p in write_summary_stats(out, s, info.arms, info.steps)]
-    lines += [f"plot: {p}" for p in plot_all(folder.samples, s, Path(out) / layout.PLOTS, info.arms, info.steps)]
-    lines += [f"plot: {p}" for p in write_frame_maps(out, Path(out) / layout.PLOTS, info.arms)]
+    lines += [f"stats: {p}" for p in stats]
+    lines += [f"plot: {p}" for p in plots]
     return "\n".join(lines)

@@ -32,7 +32,6 @@ caller's ``allow_expired_release``. Signatures are checked in both cases.
 
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 import subprocess
@@ -100,27 +99,18 @@ def parse_one_line(text: str, origin: str = "") -> list[SourceEntry]:
 
 
 def _deb822_paragraphs(text: str) -> list[dict[str, str]]:
-    paragraphs: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    key = None
-    for raw in text.splitlines():
-        if raw.startswith("#"):
-            continue
-        if not raw.strip():
-            if current:
-                paragraphs.append(current)
-            current, key = {}, None
-            continue
-        if raw[0] in " \t" and key:               # continuation line
-            current[key] += "\n" + raw.strip()
-            continue
-        name, sep, value = raw.partition(":")
-        if not sep:
-            continue
-        key = name.strip().lower()
-        current[key] = value.strip()
-    if current:
-        paragraphs.append(current)
+    """The paragraphs of deb822 text (a ``*.sources`` file, ``apt-cache show``), field names
+    lower-cased and continuation lines joined by newlines, each line stripped.
+
+    python-debian's parser (the one Debian's own tools use) handles comments, continuation
+    lines and field-name case as dpkg does; a hand parser drifted on each of them."""
+    from debian.deb822 import Deb822
+    paragraphs = []
+    for para in Deb822.iter_paragraphs(text.splitlines()):
+        fields = {name.lower(): "\n".join(line.strip() for line in value.splitlines()).strip()
+                  for name, value in para.items()}
+        if fields:
+            paragraphs.append(fields)
     return paragraphs
 
 
@@ -327,14 +317,11 @@ def release_valid_until(inrelease: str) -> float | None:
 
 
 def newest_first(versions: list[str]) -> list[str]:
-    """Debian versions sorted newest first (``dpkg --compare-versions``; madison lists
-    them in archive order, which is not version order in sid)."""
-    def compare(a: str, b: str) -> int:
-        if a == b:
-            return 0
-        lower = subprocess.run(["dpkg", "--compare-versions", a, "lt", b]).returncode == 0
-        return 1 if lower else -1
-    return sorted(dict.fromkeys(versions), key=functools.cmp_to_key(compare))
+    """Debian versions sorted newest first (madison lists them in archive order, which is not
+    version order in sid). python-debian's ``Version`` orders them as ``dpkg --compare-versions``
+    does, without a process per comparison."""
+    from debian.debian_support import Version
+    return sorted(dict.fromkeys(versions), key=Version, reverse=True)
 
 
 # ---------------------------------------------------------------- the private apt

@@ -2,10 +2,13 @@
 
 Debian's cloud kernel carries virtio as modules and everything else a distribution needs;
 a kernel developer's tree is built here with only what the harness's guests use, all of it
-built in (``images/guest-kernel.config``, printed by ``balloon-harness kernel-config``):
-``make allnoconfig`` with that fragment and the user's own fragments after it
-(``KCONFIG_ALLCONFIG``: the later fragment wins), then every symbol the harness needs is
-checked (one a fragment turned off is named, with the fragment), then ``bzImage``.
+built in (``images/guest-kernel.config``, printed by ``balloon-harness kernel-config``).
+That fragment states requirements by meaning, each resolved to the symbols the tree's own
+Kconfig defines (:mod:`harness.artifacts.kconfig`: Linux 7.2 renamed the balloon's), a tree
+with no spelling of one refused before anything runs; then ``make allnoconfig`` with the
+resolved fragment and the user's own fragments after it (``KCONFIG_ALLCONFIG``: the later
+fragment wins), then every symbol the harness needs is checked (one a fragment turned off is
+named, with the fragment), then ``bzImage``.
 
 The build is out of tree (``make O=``): the user's tree is only read. A ``ref`` is exported
 from git into the cache first (:func:`harness.artifacts.trees.export`). The result is cached
@@ -26,6 +29,15 @@ from pathlib import Path
 from typing import Optional
 
 from harness.artifacts import cache
+from harness.artifacts.kconfig import (
+    Requirement,
+    Resolved,
+    default_resolution,
+    kconfig_symbols,
+    parse_requirements,
+    render,
+    resolve,
+)
 from harness.artifacts.kernel import GuestKernel
 from harness.artifacts.steps import run_step, say
 from harness.artifacts.trees import KernelTree, TreeIdentity, export, identify, require_tree
@@ -68,14 +80,37 @@ def parse_config(text: str) -> dict[str, str]:
     return values
 
 
-def required_symbols() -> list[str]:
-    """The symbols the harness's guests need built in: every ``=y`` of its fragment."""
-    return [k for k, v in parse_config(fragment_text()).items() if v == "y"]
+def requirements() -> tuple[list[str], list[Requirement]]:
+    """The fragment's header and its requirements (``# need:`` lines and their spellings)."""
+    return parse_requirements(fragment_text(), str(fragment_path()))
 
 
-def merged_fragment(fragments: tuple[Path, ...]) -> str:
-    """The harness's fragment, then each of the user's in order (a later value wins)."""
-    parts = [fragment_text()]
+def resolution_for(src: Path | None) -> list[Resolved]:
+    """Each requirement with the spelling the Linux tree at ``src`` has (refused, naming the
+    requirement and the symbols tried, when it has none); ``None``: the default stack's."""
+    _, reqs = requirements()
+    if src is None:
+        return default_resolution(reqs)
+    return resolve(reqs, kconfig_symbols(src), str(src))
+
+
+def fragment_for(src: Path) -> str:
+    """The fragment resolved for the Linux tree at ``src`` (``kernel-config --tree``)."""
+    header, _ = requirements()
+    return render(header, resolution_for(src), str(src))
+
+
+def required_symbols(resolved: list[Resolved] | None = None) -> list[str]:
+    """The symbols the harness's guests need built in: every ``=y`` of the resolved fragment
+    (``None``: of the default stack's kernel, the fragment's first spellings)."""
+    return [sym for r in (resolved if resolved is not None else resolution_for(None))
+            for sym, value in r.spelling if value == "y"]
+
+
+def merged_fragment(fragments: tuple[Path, ...], base: str | None = None) -> str:
+    """The harness's fragment (``base``: resolved for a tree; else the file as it is), then each
+    of the user's in order (a later value wins)."""
+    parts = [fragment_text() if base is None else base]
     for f in fragments:
         try:
             parts.append(f"# --- {f}\n{Path(f).read_text()}")
@@ -84,21 +119,27 @@ def merged_fragment(fragments: tuple[Path, ...]) -> str:
     return "\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
 
 
-def missing_required(config: dict[str, str], fragments: tuple[Path, ...]) -> list[str]:
+def missing_required(config: dict[str, str], fragments: tuple[Path, ...],
+                     resolved: list[Resolved] | None = None) -> list[str]:
     """One line per required symbol the final ``.config`` does not have built in, saying why
-    when a user fragment set it (empty: all there)."""
+    when a user fragment set it, and what it is needed for (empty: all there). With
+    ``resolved`` (the tree's own spellings) every symbol is known to exist in the tree."""
     problems = []
-    for sym in required_symbols():
-        got = config.get(sym, "n")
-        if got == "y":
-            continue
-        why = "its dependencies are off, or this kernel has no such symbol"
-        for f in reversed(fragments):
-            setting = parse_config(Path(f).read_text()).get(sym)
-            if setting is not None and setting != "y":
-                why = f"turned off by {f} ({sym}={setting})"
-                break
-        problems.append(f"{sym} is {'=' + got if got != 'n' else 'off'}: {why}")
+    for r in (resolved if resolved is not None else resolution_for(None)):
+        for sym, value in r.spelling:
+            if value != "y":
+                continue
+            got = config.get(sym, "n")
+            if got == "y":
+                continue
+            why = ("its dependencies are off" if resolved is not None
+                   else "its dependencies are off, or this kernel has no such symbol")
+            for f in reversed(fragments):
+                setting = parse_config(Path(f).read_text()).get(sym)
+                if setting is not None and setting != "y":
+                    why = f"turned off by {f} ({sym}={setting})"
+                    break
+            problems.append(f"{sym} is {'=' + got if got != 'n' else 'off'}: {why} (needed for: {r.requirement.need})")
     return problems
 
 
@@ -160,15 +201,19 @@ class SourceKernel(GuestKernel):
 
 
 def configure(src: Path, obj: Path, fragments: tuple[Path, ...], log: Path) -> dict[str, str]:
-    """``make allnoconfig`` with the merged fragment into ``obj``; refuses a configuration that
-    lacks a required symbol, naming each. Seconds: a bad fragment fails before the build."""
+    """``make allnoconfig`` with the fragment resolved for the tree at ``src`` and the user's
+    after it, into ``obj``; refuses a tree whose Kconfig has no spelling of a requirement
+    (before running anything), and a configuration that lacks a required symbol, naming each.
+    Seconds: a bad fragment or tree fails before the build."""
+    resolved = resolution_for(src)
+    header, _ = requirements()
     obj.mkdir(parents=True, exist_ok=True)
     merged = obj.parent / "fragment.config"
-    merged.write_text(merged_fragment(fragments))
+    merged.write_text(merged_fragment(fragments, render(header, resolved, str(src))))
     run_step(f"configure the kernel (allnoconfig + {merged.name})",
              ["make", "-C", src, f"O={obj}", f"ARCH={ARCH}", f"KCONFIG_ALLCONFIG={merged}", "allnoconfig"], log)
     config = parse_config((obj / ".config").read_text())
-    problems = missing_required(config, fragments)
+    problems = missing_required(config, fragments, resolved)
     if problems:
         raise BuildError(f"the kernel configuration of {src} lacks what the harness needs "
                          f"(log: {log}):\n  " + "\n  ".join(problems))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from harness.analysis.defaults import DEFAULT_ALPHA, DEFAULT_LAST, EXIT_INFRA
+from harness.analysis.defaults import ALPHA_MAX, DEFAULT_ALPHA, DEFAULT_LAST, EXIT_INFRA
 from harness.errors import HarnessError
 
 # The analysis modules import pandas and scipy: imported inside the commands (deferred
@@ -34,13 +34,15 @@ class AfterRun:
     markdown: Optional[Path] = None
     history: Optional[Path] = None
     last: int = DEFAULT_LAST
+    strict: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> AfterRun:
-        return cls(check=bool(args.check or args.junit or args.markdown),
+        strict = bool(getattr(args, "strict", False))
+        return cls(check=bool(args.check or args.junit or args.markdown or strict),
                    junit=Path(args.junit) if args.junit else None,
                    markdown=Path(args.markdown) if args.markdown else None,
-                   history=Path(args.history) if args.history else None, last=args.last)
+                   history=Path(args.history) if args.history else None, last=args.last, strict=strict)
 
 
 def _positive_last(value: int) -> int:
@@ -65,7 +67,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             raise HarnessError("--last needs --against-history DIR (or --history DIR)")
         last = _positive_last(args.last if args.last is not None else DEFAULT_LAST)
         code = check_results(Path(args.dir), junit=args.junit, markdown=args.markdown,
-                             against_history=against, last=last, alpha=args.alpha)
+                             against_history=against, last=last, alpha=args.alpha, strict=args.strict)
         if args.history:
             code = max(code, _append(Path(args.dir), Path(args.history)))
         return code
@@ -112,11 +114,14 @@ def register(subparsers) -> None:
     """Add compare, check, history and merge to the ``balloon-harness`` subcommands."""
     c = subparsers.add_parser(
         "compare", help="compare two results folders, or two arms (DIR:arm), figure by figure",
-        description="Median of A and B, change, two-sided Mann-Whitney U p-value (* below --alpha) for "
-                    "every arm, step and headline figure. Refuses different scenarios or builds unless --force.")
+        description="Median of A and B, change, shift with its interval, p-value and its adjustment for "
+                    "every arm, step and headline figure; only the scenario's primary figures decide (Holm), the "
+                    "others are described (Benjamini-Hochberg). Refuses different scenarios, builds or --jobs "
+                    "unless --force.")
     c.add_argument("a", help="results folder, or DIR:arm")
     c.add_argument("b", help="results folder, or DIR:arm")
-    c.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA:g})")
+    c.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"significance level, in (0, {ALPHA_MAX:g}] (default {DEFAULT_ALPHA:g})")
     c.add_argument("--force", action="store_true", help="compare even different scenarios or builds")
     c.set_defaults(func=_cmd_compare)
 
@@ -132,7 +137,9 @@ def register(subparsers) -> None:
                    help="compare with this history folder (unless --against-history), then append the results to it")
     k.add_argument("--last", type=int, metavar="N", help=f"nights of history to pool (default {DEFAULT_LAST})")
     k.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                   help=f"significance level against history (default {DEFAULT_ALPHA:g})")
+                   help=f"significance level against history, in (0, {ALPHA_MAX:g}] (default {DEFAULT_ALPHA:g})")
+    k.add_argument("--strict", action="store_true",
+                   help="an expectation the runs cannot decide (n too small, interval too wide) fails (exit 1)")
     k.set_defaults(func=_cmd_check)
 
     h = subparsers.add_parser("history", help="trend of a figure over the nights of a history folder",
@@ -165,6 +172,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="append the results to this history folder (with --check: compare first)")
     parser.add_argument("--last", type=int, default=DEFAULT_LAST, metavar="N",
                         help=f"with --check --history: nights of history to compare with (default {DEFAULT_LAST})")
+    parser.add_argument("--strict", action="store_true",
+                        help="with --check (implied): an expectation the runs cannot decide fails (exit 1)")
 
 
 def after_run(after: AfterRun, out: Path, rc: int) -> int:
@@ -181,7 +190,7 @@ def after_run(after: AfterRun, out: Path, rc: int) -> int:
         from harness.analysis.check import check_results
         try:
             c = check_results(Path(out), junit=after.junit, markdown=after.markdown, against_history=history,
-                              last=_positive_last(after.last))
+                              last=_positive_last(after.last), strict=after.strict)
         except HarnessError as e:
             print(f"balloon-harness: error: check: {e}", file=sys.stderr)
             c = EXIT_INFRA

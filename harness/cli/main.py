@@ -15,6 +15,31 @@ from harness.errors import HarnessError
 # these (or a new module listed here), nothing else.
 COMMAND_MODULES = (runs, calibrate, doctor, analysis, review, kernel_config)
 
+# The documentation page of each command, under docs/ (built by `make docs` into site/, the
+# same name with .html): its `--help` ends with it. tests/test_docs_reference.py fails on a
+# command without one, and on an option without help.
+COMMAND_DOCS = {
+    "build": "stacks.md",
+    "run": "scenarios.md",
+    "reproduce": "getting-started.md",
+    "report": "results.md",
+    "doctor": "troubleshooting.md",
+    "compare": "decisions.md",
+    "check": "nightly-ci.md",
+    "history": "nightly-ci.md",
+    "merge": "nightly-ci.md",
+    "review": "mechanisms.md",
+    "kernel-config": "own-trees.md",
+    "calibrate": "decisions-over-time.md",
+}
+
+
+def docs_line(command: str) -> str:
+    """The last line of ``COMMAND --help``: where its documentation is (there is no public
+    site: the pages are Markdown in docs/, and `make docs` builds them into site/)."""
+    page = COMMAND_DOCS.get(command, "index.md")
+    return f"docs: docs/{page} (built: site/{page[:-3]}.html)"
+
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="balloon-harness", description=__doc__)
@@ -24,6 +49,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
+    for name, command in sub.choices.items():
+        command.epilog = f"{command.epilog}\n\n{docs_line(name)}" if command.epilog else docs_line(name)
     return p
 
 

@@ -212,9 +212,12 @@ def _until_decided(req: RunRequest, scenario, artifacts, store, jobs: int) -> li
     return failed
 
 
-def print_report(out: Path, wide: bool = False) -> None:
+def print_report(out: Path, wide: bool = False, explain: bool = False) -> None:
+    """The table, the scenario's decided sentences under it, where the rest is."""
+    from harness.analysis.claims import decided_sentences
     from harness.analysis.report import report_text
-    print(report_text(out, wide=wide))
+    from harness.results.folder import open_folder
+    print(report_text(out, wide=wide, explain=explain, decided=decided_sentences(open_folder(out))))
 
 
 def archive_options(args: argparse.Namespace) -> None:
@@ -261,7 +264,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.dir)
     if not layout.runs_dir(out).is_dir():
         raise HarnessError(f"{out} is not a results folder (no {layout.RUNS}/ inside)")
-    print_report(out, wide=args.wide)
+    print_report(out, wide=args.wide, explain=args.explain)
     return 0
 
 
@@ -319,6 +322,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_options(rp)
     rp.set_defaults(func=_cmd_reproduce)
     rep = sub.add_parser("report", help="redraw the table and plots of a results folder")
-    rep.add_argument("dir")
+    rep.add_argument("dir", help="results folder")
     rep.add_argument("--wide", action="store_true", help="every headline column (wider than 100 characters)")
+    rep.add_argument("--explain", action="store_true",
+                     help="under the table, what every column means, the stop-short and --jobs notes, "
+                          "and the files written")
     rep.set_defaults(func=_cmd_report)

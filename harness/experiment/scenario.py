@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from harness.analysis.expectations import parse_expectations
+from harness.analysis.expectations import parse_expectations, parse_primary
 from harness.artifacts.patches import design_series
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.artifacts.trees import KernelTree, QemuTree, require_tree
@@ -116,6 +116,7 @@ class Scenario:
     reference: dict[str, dict[str, float]] = field(default_factory=dict)  # arm -> column -> value
     guest: GuestSettings = GuestSettings()
     expectations: tuple[Any, ...] = ()     # harness.analysis.expectations.Expectation
+    primary: tuple[str, ...] = ()          # the figures that decide a comparison (`primary = [...]`)
     order: str = "random"                  # arms' order within a round: ARM_ORDERS (harness.experiment.runner)
     order_seed: Optional[int] = None       # None: derived from the scenario's text (same plan in every shard)
 
@@ -129,6 +130,116 @@ class Scenario:
             if a.name == name:
                 return a
         raise KeyError(name)
+
+
+# Every key a scenario file may hold, by table: (type, default, meaning). The docs' key
+# reference (docs/reference/scenario-keys.md) is generated from this at build time, and
+# tests/test_docs_reference.py fails on a key the loader below reads without an entry here.
+# "" is the file's top level; "kernel" and "qemu" are the source-tree tables an arm's (or the
+# top level's) `kernel = { ... }` / `qemu = { ... }` hold; "expect" is read by
+# harness.analysis.expectations (its KEYS).
+SCENARIO_KEYS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "": {
+        "name": ("string", "the file's name", "the scenario's name: results folders are <name>-<timestamp>"),
+        "description": ("string", '""', "what the scenario measures, for people"),
+        "stack": ("string", DEFAULT_STACK, "the guest stack of every arm that names none: " + ", ".join(STACKS)),
+        "repetitions": ("integer >= 1", "1", "runs of every arm (`--reps` overrides it)"),
+        "vm": ("table", "", "the guest machine, below"),
+        "timing": ("table", "", "how runs are paced and sampled, below"),
+        "steps": ("array of tables", "required", "what happens in every run, in order (`[[steps]]`), below"),
+        "arms": ("array of tables", "required", "the configurations compared (`[[arms]]`), below"),
+        "kernel": ("table", "none", "a Linux tree every arm naming neither `kernel` nor `module` boots "
+                                    "(the `kernel` table below)"),
+        "guest": ("table", "", "files of your own in the guest image, below"),
+        "expect": ("array of tables", "none", "what the results must show (`[[expect]]`), below"),
+        "primary": ("array of strings", "[thp_lost_per_returned_mib, reached, returned_fraction]",
+                    "the figures that decide a comparison (Holm-adjusted); the others are described "
+                    "(docs/decisions.md)"),
+        "order": (" or ".join(ARM_ORDERS), "random", "the arms' order within each round of repetitions: "
+                  "shuffled per round (seeded), rotated by one place per round, or the order of [[arms]] "
+                  "(`--order` overrides it; docs/decisions-over-time.md)"),
+        "order_seed": ("integer >= 0", "derived from the file", "the seed of the random order (`--order-seed`); "
+                       "recorded in metadata.json"),
+        "reference": ("table of tables", "none", "`[reference.<arm>]`: numbers printed beside that arm's "
+                                                 "(summary column = number), e.g. the RFC's own figures"),
+    },
+    "vm": {
+        "memory_mib": ("integer >= 128", "1024", "guest memory at boot, MiB"),
+        "vcpus": ("integer >= 1", "1", "guest vCPUs"),
+        "accel": ("auto, kvm or tcg", "auto", "auto: KVM when a probe boot shows it works, else TCG"),
+        "guest_thp": ("always, madvise or never", "always", "the guest's transparent huge page mode, set at boot"),
+        "boot_timeout": ("number >= 1", str(DEFAULT_BOOT_TIMEOUT),
+                         "seconds the guest has to answer SSH after QEMU starts"),
+    },
+    "timing": {
+        "settle_seconds": ("number >= 0.5", "10.0", "a resize has settled after its size stopped moving this long"),
+        "balloon_timeout_seconds": ("number >= 1", "300.0", "a resize gives up after this long (outcome timeout)"),
+        "host_sample_hz": ("number >= 0.1", "5.0", "host probes and the guest's size per second"),
+        "guest_sample_seconds": ("number >= 0.1", "1.0", "seconds between guest /proc samples over SSH"),
+        "step_pause_seconds": ("number >= 0", "2.0", "quiet time sampled after each step"),
+    },
+    "steps": {
+        "kind": ("string", "required", "run, background, resize (its older name: balloon), stop, sleep or measure"),
+        "label": ("string", "\"<n>:<kind> <command's first word or target>\"",
+                  "the step's name in results and tables; unique, one line, no '/'"),
+        "command": ("string", "required for run, background", "the shell command, run in a cgroup of its own"),
+        "timeout": ("number >= 1", "600.0", "run: the command's limit; background: the wait for `ready`"),
+        "throughput": ("boolean", "false", "run: the output has usemem throughput lines, recorded as workload_mb_s"),
+        "ready": ("regular expression", "none", "background: the step ends when the output matches it"),
+        "holds_mib": ("integer >= 1", "none", "run, background: guest AnonPages must stay at least this "
+                                              "from here on"),
+        "anon_drop_fraction": ("number 0..1", str(DEFAULT_ANON_DROP_FRACTION),
+                               "run, background: the share of its highest anonymous memory the watched "
+                               "workload may lose (1: no check)"),
+        "target_mib": ("integer >= 1", "required for resize", "resize: the guest's size to reach, MiB"),
+        "workload": ("string", "required for stop", "stop: the label of the run or background step whose "
+                                                    "workload ends here"),
+        "seconds": ("number >= 0", "required for sleep", "sleep: how long"),
+    },
+    "arms": {
+        "name": ("string", "required", "the arm's name: letters, digits and . _ + - (it names folders)"),
+        "description": ("string", '""', "what the arm is, for people"),
+        "qemu": ("string or table", "patched", "stock, patched, a design, a QEMU binary path, or a `qemu` "
+                                               "table naming a tree"),
+        "module": ("string", "patched", "the guest balloon driver: stock, patched, a design, or a "
+                                        "virtio_balloon.ko path"),
+        "kernel": ("string or table", "Debian's cloud kernel", "a guest kernel image path, or a `kernel` "
+                                                               "table naming a Linux tree"),
+        "device": ("table", "{}", "balloon device properties, e.g. { thp-order = \"on\" }"),
+        "stack": ("string", "the top level's", "this arm's guest stack: " + ", ".join(STACKS)),
+        "mechanism": ("string", DEFAULT_MECHANISM, "what resizes the guest: balloon, free-page-reporting, virtio-mem"),
+        "options": ("table", "{}", "the mechanism's options"),
+    },
+    "kernel": {
+        "source": ("string", "required", "a Linux tree (relative to the scenario file), built with the "
+                                         "harness's minimal configuration"),
+        "config": ("string or array", "[]", "configuration fragments applied after the minimal one, in order"),
+        "ref": ("string", "the work tree", "a git branch, tag or commit to build instead of the work tree"),
+    },
+    "qemu": {
+        "source": ("string", "required", "a QEMU tree (relative to the scenario file), built like the stacks'"),
+        "ref": ("string", "the work tree", "a git branch, tag or commit to build instead of the work tree"),
+    },
+    "guest": {
+        "files": ("table", "{}", "guest path = host path (relative to the scenario file): files put in "
+                                 "the image, over ours"),
+    },
+    "expect": {
+        "arm": ("string", "required", "the arm judged"),
+        "step": ("string", "required", "the step's label"),
+        "metric": ("string", "required", "a numeric summary column, or reached_fraction"),
+        "op": ("string", "required", "< <= > >= == !="),
+        "value": ("number", "one of value, than", "absolute: the median over repetitions against this"),
+        "than": ("string", "one of value, than", "relative: another arm; op says the procedure (superiority, "
+                                                 "non-inferiority, equivalence, difference: docs/decisions.md)"),
+        "test": ("mannwhitney or none", "mannwhitney", "none: medians only (single repetitions)"),
+        "alpha": ("number in (0, 0.5]", "0.05", "the significance level"),
+        "margin": ("number >= 0", "the figure's effect floor", "relative: the smallest difference that "
+                                                               "matters (an equivalence margin, a "
+                                                               "non-inferiority margin), in the figure's unit"),
+        "label": ("string", '""', "a name for the expectation in JUnit and Markdown"),
+    },
+}
 
 
 class _Table:
@@ -465,7 +576,7 @@ def load_scenario(path: str | Path) -> Scenario:
         repetitions=top.get("repetitions", int, 1, minimum=1),
         description=top.get("description", str, ""),
         reference={k: {c: float(v) for c, v in cols.items()} for k, cols in reference.items()},
-        guest=guest, expectations=expectations,
+        guest=guest, expectations=expectations, primary=parse_primary(path, top.get("primary", list, None)),
         order=top.get("order", str, "random", choices=ARM_ORDERS),
         order_seed=top.get("order_seed", int, None, minimum=0),
     )

@@ -1,8 +1,14 @@
-"""Whether two results folders may be compared or merged: the same scenario and builds.
+"""Whether two results folders may be compared or merged: the same scenario, builds and conditions.
 
 Comparing results of different scenarios or builds compares apples and pears, so it is
 refused (naming the difference) unless forced: the scenario text's hash, each QEMU's and
-each balloon module's sha256, and the accelerator must agree.
+each balloon module's sha256, the accelerator, and the guests run at once (``--jobs``)
+must agree. Why ``--jobs`` is refused rather than its host-wide figures dropped: guests
+run together share the host's CPUs and memory, so besides the host-wide figures (which
+mix the guests) the timings (settle_seconds, speeds) and the host's THP supply change
+too; no subset of figures is safely comparable. A folder written before ``jobs`` was
+recorded counts as 1 when its runs' wall-clock spans do not overlap (they ran one after
+another), else as not recorded (said so as "cannot check").
 """
 
 from __future__ import annotations
@@ -24,9 +30,32 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+JOBS = "guests at once (--jobs)"
+
+
+def jobs_of(metadata: dict[str, Any], runs: Optional[list[dict[str, Any]]] = None) -> Optional[str]:
+    """Guests run at once: metadata's ``jobs``; for an older folder 1 when its runs ran one
+    after another (no two runs' [started, started + wall_seconds] overlap), else None."""
+    jobs = as_dict(metadata).get("jobs")
+    if isinstance(jobs, int) and not isinstance(jobs, bool):
+        return str(jobs)
+    spans = []
+    for r in runs or []:
+        start, wall = r.get("started"), r.get("wall_seconds")
+        if not isinstance(start, (int, float)) or not isinstance(wall, (int, float)):
+            return None
+        spans.append((float(start), float(start) + float(wall)))
+    spans.sort()
+    if not spans or any(nxt[0] < prev[1] for prev, nxt in zip(spans, spans[1:])):
+        return None
+    return "1"
+
+
 def fingerprint(metadata: dict[str, Any], summary: Optional[pd.DataFrame] = None,
-                scenario_text: Optional[str] = None) -> dict[str, str]:
-    """What makes two results comparable: scenario hash, QEMU and module sha256s, accelerator.
+                scenario_text: Optional[str] = None,
+                runs: Optional[list[dict[str, Any]]] = None) -> dict[str, str]:
+    """What makes two results comparable: scenario hash, QEMU and module sha256s, accelerator,
+    guests at once (``jobs``; from ``runs`` when the metadata predates it).
 
     Keys that the metadata does not record are left out (an old or hand-made folder);
     the caller reports them as unknown instead of crashing.
@@ -58,11 +87,20 @@ def fingerprint(metadata: dict[str, Any], summary: Optional[pd.DataFrame] = None
         accel = sorted({str(a) for a in summary["accel"].dropna()})
         if accel:
             fp["accelerator"] = ", ".join(accel)
+    jobs = jobs_of(meta, runs)
+    if jobs is not None:
+        fp[JOBS] = jobs
     return fp
 
 
 def folder_fingerprint(folder: ResultsFolder) -> dict[str, str]:
-    return fingerprint(folder.metadata, folder.summary, folder.scenario.text)
+    return fingerprint(folder.metadata, folder.summary, folder.scenario.text, folder.runs)
+
+
+def host_of(folder: ResultsFolder) -> Optional[str]:
+    """The host the runs ran on (metadata's host name), None when not recorded."""
+    name = as_dict(as_dict(folder.metadata).get("host")).get("hostname")
+    return str(name) if name else None
 
 
 def _short(v: Optional[str]) -> str:
@@ -93,9 +131,13 @@ def refuse_if_different(folders: list[ResultsFolder], force: bool, what: str = "
     for other in folders[1:]:
         if other.path.resolve() == base.path.resolve():
             continue
-        diffs, unknown = differences(fa, folder_fingerprint(other), (str(base.path), str(other.path)))
+        fo = folder_fingerprint(other)
+        diffs, unknown = differences(fa, fo, (str(base.path), str(other.path)))
         problems += diffs
         notes += [f"cannot check: {u}" for u in unknown]
+        if JOBS not in fa and JOBS not in fo:
+            notes.append(f"cannot check: {JOBS} recorded in neither folder, and their runs overlap in time "
+                         f"(or have no times): unknown")
     if problems:
         if not force:
             raise Incomparable(f"refusing to {what} results of different scenarios or builds: "

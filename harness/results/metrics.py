@@ -2,7 +2,7 @@
 summary row is computed from the readings around a step.
 
 Pure (no I/O, no VM): the runner feeds it readings, the report, the statistics and
-the README read its definitions, and ``tests/test_metrics.py`` checks the arithmetic
+the docs' column reference read its definitions, and ``tests/test_metrics.py`` checks the arithmetic
 on synthetic readings. A figure that is not defined here does not exist.
 """
 
@@ -58,15 +58,34 @@ KIB_PER_GIB = 1 << 20
 Series = dict[tuple[str, str], list[tuple[float, float]]]   # (source, metric) -> [(seconds, value)]
 
 
+# What kind of figure a column is, which decides how two groups of runs are compared
+# (harness.analysis.decide): a measured quantity (rank test and shift), a yes/no per run
+# (test of two proportions and the difference of proportions), or a count of events
+# (integers with many ties: the rank test with its exact distribution under ties).
+CONTINUOUS, PROPORTION, COUNT = "continuous", "proportion", "count"
+KINDS = (CONTINUOUS, PROPORTION, COUNT)
+COUNT_UNITS = ("count", "blocks", "pages", "frames")
+
+
 @dataclass(frozen=True)
 class Metric:
-    """One summary column: unit, meaning, and which direction is better (None: neither)."""
+    """One summary column: unit, meaning, which direction is better (None: neither), and
+    its ``kind`` (:data:`KINDS`; when not given: a proportion for a yes/no column, a count
+    for counted units, else continuous)."""
 
     name: str
     unit: str
     meaning: str
     better: Optional[str] = None      # "lower", "higher" or None
     headline: bool = False            # shown in tables, compared, tracked in history
+    kind: str = ""                    # one of KINDS; "" derives it from the unit
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            derived = PROPORTION if self.unit == "bool" else COUNT if self.unit in COUNT_UNITS else CONTINUOUS
+            object.__setattr__(self, "kind", derived)
+        if self.kind not in KINDS:
+            raise ValueError(f"metric {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
 
 
 _ID = [
@@ -83,7 +102,7 @@ _VALUES = [
                                "`size` (free page reporting: the guest's whole memory, it never changes)"),
     Metric("actual_mib", "MiB", "guest memory after the step (as start_mib)"),
     Metric("reached", "bool", f"the guest got {REACHED_TOLERANCE_NOTE}; empty for free page reporting, "
-                              "which has no target", "higher", True),
+                              "which has no target", "higher", True, kind=PROPORTION),
     Metric("outcome", "", "reached; settled (stopped moving for settle_seconds, or for 5 s while the "
                           "guest's balloon driver logged failed allocations: run.json's move 'stall' quotes "
                           "them; free page reporting: the QEMU process's RSS stopped falling); timeout"),
@@ -175,6 +194,14 @@ _VALUES = [
 METRICS: dict[str, Metric] = {m.name: m for m in (*_ID, *_VALUES)}
 SUMMARY_COLUMNS = list(METRICS)
 HEADLINE = [m.name for m in _VALUES if m.headline]
+# Figures read from the whole host (/proc/meminfo, /proc/vmstat), not from one QEMU process:
+# with several guests at once (--jobs > 1) they mix the guests, and on another host they
+# measure that host's other tenants too.
+HOST_WIDE = ("host_ahp_before_kib", "host_ahp_after_kib", *[f"{c}_delta" for c in HOST_THP_COUNTERS])
+# The figures that decide a comparison unless the scenario names others (``primary = [...]``):
+# the RFC's question in three numbers. The other headline figures are described, with
+# adjusted p-values, and never decide on their own (harness.analysis.compare).
+DEFAULT_PRIMARY = ("thp_lost_per_returned_mib", "reached", "returned_fraction")
 # The smallest change of a figure that matters (its units): a comparison calls a shift
 # better or worse only when it is significant AND at least this large, so a tiny drift
 # that many pooled nights make significant is not a regression. Figures not listed: any
@@ -335,7 +362,15 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
 
 
 def columns_markdown() -> str:
-    """The summary columns as a Markdown table (the README's is checked against it)."""
-    lines = ["| column | unit | meaning |", "|---|---|---|"]
-    lines += [f"| `{m.name}` | {m.unit or '-'} | {m.meaning} |" for m in METRICS.values()]
+    """The summary columns as a Markdown table: the docs' column reference
+    (docs/reference/columns.md) is generated from it when the site is built."""
+    def cell(text: str) -> str:
+        # one line, no pipe that ends the cell, no <word> that HTML would take for a tag
+        return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    lines = ["| column | unit | meaning | better | effect floor |", "|---|---|---|---|---|"]
+    for m in METRICS.values():
+        better = (m.better or "-") + (" (headline)" if m.headline else "")
+        floor = EFFECT_FLOORS.get(m.name)
+        lines.append(f"| `{m.name}` | {cell(m.unit or '-')} | {cell(m.meaning)} | {better} | "
+                     f"{'-' if floor is None else f'{floor:g}'} |")
     return "\n".join(lines)
