@@ -76,8 +76,11 @@ def metadata(name: str, text: str, qemu_sha: str = "q" * 64, module_sha: str = "
     }
 
 
-def _run_frames(run_id: str, arm: str, rep: int, spec: ArmSpec, rng: np.random.Generator,
-                accel: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_rows(run_id: str, arm: str, rep: int, spec: ArmSpec, rng: np.random.Generator,
+             accel: str) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One run's summary rows (as the runner computes them, through ``summary_row``) and the
+    quantities its samples are drawn from; the draws in a fixed order (seeded folders stay
+    the same)."""
     def draw(mean: float) -> float:
         return float(mean * (1 + spec.noise * rng.standard_normal()))
 
@@ -101,6 +104,13 @@ def _run_frames(run_id: str, arm: str, rep: int, spec: ArmSpec, rng: np.random.G
             summary_row({**ident, "step": BALLOON_STEP}, "balloon", TARGET_MIB, r0, r1, accel,
                         move.seconds + 2, move),
             summary_row({**ident, "step": "after"}, "measure", None, r1, r1, accel, 2.0)]
+    return rows, {"ballooned": ballooned, "lost": lost, "ahp0": ahp0}
+
+
+def _run_frames(run_id: str, arm: str, rep: int, spec: ArmSpec, rng: np.random.Generator,
+                accel: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, q = run_rows(run_id, arm, rep, spec, rng, accel)
+    ballooned, lost, ahp0 = q["ballooned"], q["lost"], q["ahp0"]
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     t = np.arange(0, 3.0, 0.5)
     samples = pd.DataFrame(

@@ -3,14 +3,25 @@ hashes that changed; tonight against the last nights; refusals (no VM)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from synthetic import BALLOON_STEP, ArmSpec, make_results
 
+from harness.analysis.changepoints import e_divisive
 from harness.analysis.check import check_results
-from harness.analysis.history import against_history, append_history, history_trend, load_history
+from harness.analysis.groups import run_values
+from harness.analysis.history import (
+    against_history,
+    append_history,
+    format_history_check,
+    history_trend,
+    holm,
+    load_history,
+)
 from harness.cli import main
 from harness.errors import HarnessError
+from harness.results.folder import open_folder
 
 RATIO = "thp_lost_per_ballooned_mib"
 NIGHTS = [("2024-05-01", 1.1, "q"), ("2024-05-02", 1.1, "q"), ("2024-05-03", 1.8, "z")]
@@ -66,30 +77,102 @@ def test_three_nights_give_a_three_line_trend_and_a_png(history, tmp_path):
     assert len(history_trend(h, metric=RATIO).table) == 6                 # both arms: 3 nights each
 
 
-def test_against_history_flags_a_regression_not_an_improvement(history):
-    h, folders = history
-    worse = against_history(folders[2], h, last=2)
-    assert worse.nights == ["2024-05-01", "2024-05-02"]
-    reg = worse.regressions
-    assert ((reg["arm"] == "thp-order") & (reg["metric"] == RATIO) & (reg["step"] == BALLOON_STEP)).any()
-    assert not (reg["arm"] == "baseline").any()
-    assert check_results(folders[2], against_history=h, last=2) == 1
-    # the second night against the first: nothing significant changed
-    assert check_results(folders[1], against_history=h, last=1) == 0
+# Eight nights of thp-order: five around 1.1 that drift from night to night (as much as the
+# runs of one night spread), then a step to about 1.8 from the sixth night on.
+DRIFT = [1.10, 1.17, 1.04, 1.13, 1.07, 1.80, 1.86, 1.77]
+DAYS = [f"2024-06-{d:02d}" for d in range(1, len(DRIFT) + 1)]
 
 
-def test_an_improving_night_is_seen_as_better_and_not_flagged(history, tmp_path):
-    """A night whose THP ratio fell as far as the bad night's rose: the same test finds it
-    significant, and the direction (lower is better here) makes it an improvement, not a
-    regression; a rule that ignored direction would flag both."""
-    h, folders = history
-    better = _night(tmp_path, 7, "2024-05-04", 0.4, "q")
-    c = against_history(better, h, last=2)
-    assert c.nights == ["2024-05-02", "2024-05-03"]
-    row = c.rows[(c.rows["arm"] == "thp-order") & (c.rows["metric"] == RATIO) & (c.rows["step"] == BALLOON_STEP)]
-    assert len(row) == 1 and row["significant"].iloc[0] and row["verdict"].iloc[0] == "better", row.T
+@pytest.fixture(scope="module")
+def nightly(tmp_path_factory):
+    """(the history of nights 1-5, of all 8 nights, the 8 folders)."""
+    d = tmp_path_factory.mktemp("nightly")
+    folders = [_night(d, 10 + i, day, r, "q") for i, (day, r) in enumerate(zip(DAYS, DRIFT))]
+    for i, f in enumerate(folders):
+        append_history(f, d / "all")
+        if i < 5:
+            append_history(f, d / "steady")
+    return d / "steady", d / "all", folders
+
+
+def _row(c, arm="thp-order", metric=RATIO):
+    r = c.rows[(c.rows["arm"] == arm) & (c.rows["metric"] == metric) & (c.rows["step"] == BALLOON_STEP)]
+    assert len(r) == 1, c.rows
+    return r.iloc[0]
+
+
+def test_against_history_flags_a_regression_not_an_improvement(nightly):
+    steady, _, folders = nightly
+    worse = against_history(folders[5], steady, last=5)
+    assert worse.nights == DAYS[:5]
+    row = _row(worse)
+    assert row["n_history"] == 5 and row["verdict"] == "worse" and row["regression"], row
+    assert not (worse.regressions["arm"] == "baseline").any()
+    assert check_results(folders[5], against_history=steady, last=5) == 1
+    text = format_history_check(worse)
+    assert "one value per night" in text and "REGRESSION" in text
+
+
+def test_night_to_night_drift_is_expected_noise(nightly, tmp_path):
+    """A night within the past nights' drift is no regression, though its runs differ
+    from the pooled runs of those nights (which a run-level test would call worse)."""
+    steady, _, folders = nightly
+    tonight = _night(tmp_path, 40, "2024-06-06", 1.16, "q")
+    c = against_history(tonight, steady, last=5)
+    row = _row(c)
+    assert row["verdict"] in ("undecided", "same") and not row["regression"], row
+    # the night is the unit: the history's figure is the mean of the five nightly medians
+    medians = [np.median(run_values(s[(s["arm"] == "thp-order") & (s["step"] == BALLOON_STEP)], RATIO))
+               for s in (open_folder(f).summary for f in folders[:5])]
+    assert row["median_history"] == pytest.approx(np.mean(medians))
+    assert c.regressions.empty
+
+
+def test_an_improving_night_is_seen_as_better_and_not_flagged(nightly, tmp_path):
+    """A night whose THP ratio fell: the direction (lower is better here) makes it an
+    improvement, not a regression; a rule that ignored direction would flag it."""
+    _, every, _ = nightly
+    better = _night(tmp_path, 7, "2024-06-09", 0.9, "q")
+    c = against_history(better, every, last=3)
+    assert c.nights == DAYS[-3:]
+    row = _row(c)
+    assert row["significant"] and row["verdict"] == "better", row
     assert c.regressions.empty, c.regressions
-    assert check_results(better, against_history=h, last=2) == 0
+    assert check_results(better, against_history=every, last=3) == 0
+
+
+def test_too_few_nights_say_n_too_small(history):
+    h, folders = history
+    c = against_history(folders[2], h, last=2)
+    row = _row(c)
+    assert row["verdict"] == "n too small" and row["reps_needed"] == 3 and not row["regression"]
+    assert "n too small: 3 nights needed" in format_history_check(c)
+
+
+def test_a_step_change_is_dated_to_its_night(nightly, capsys):
+    _, every, _ = nightly
+    t = history_trend(every, metric=RATIO, arm="thp-order")
+    (found,) = t.changes[("thp-order", BALLOON_STEP)]
+    assert found[0] == DAYS[5] and found[1].p_value <= 0.05 and found[1].after > found[1].before
+    steady = history_trend(nightly[0], metric=RATIO, arm="thp-order")
+    assert not steady.changes                                       # drift alone is no change point
+    assert main(["history", str(every), "--metric", RATIO, "--arm", "thp-order"]) == 0
+    assert f"change point: from {DAYS[5]}" in capsys.readouterr().out
+
+
+def test_holm_adjusts_as_published():
+    # Holm (1979) step-down: sorted p times m, m-1, ..., made monotone
+    adjusted = holm(np.array([0.01, 0.04, 0.03, np.nan, 0.005]))
+    assert np.allclose(adjusted[[4, 0, 2, 1]], [0.02, 0.03, 0.06, 0.06]) and np.isnan(adjusted[3])
+
+
+def test_e_divisive_finds_level_changes_and_no_change_in_noise():
+    rng = np.random.default_rng(5)
+    two = np.concatenate([rng.normal(0, 1, 15), rng.normal(4, 1, 10), rng.normal(0, 1, 12)])
+    assert [c.index for c in e_divisive(two)] in ([15, 25], [15, 26])   # the second edge within a night
+    false = sum(bool(e_divisive(rng.normal(0, 1, 20), permutations=99, seed=s)) for s in range(40))
+    assert false <= 6                                               # about 5 % of 40 pure-noise series
+    assert e_divisive(np.array([1.0, 2.0, 3.0])) == []              # too short to split
 
 
 def test_no_history_yet_is_a_note_not_a_failure(tmp_path):

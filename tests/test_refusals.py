@@ -63,7 +63,7 @@ def test_a_file_as_out_is_refused(tmp_path, scenario, capsys):
 
 @pytest.mark.parametrize("argv, named", [
     (["--until-decided", "--shard", "1/2"], ["--until-decided", "--shard"]),
-    (["--max-reps", "1"], ["--max-reps 1", "at least 2"]),
+    (["--max-reps", "1"], ["--max-reps 1", "between 2"]),
     (["--max-reps", "-3"], ["--max-reps -3"]),
     (["--shard", "3/3", "--reps", "1"], ["--shard 3/3", "empty"]),
     (["--shard", "0/2"], ["--shard 0/2"]),

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,8 +20,8 @@ from qemu.qmp.models import ErrorResponse
 
 from harness.errors import ConfigError, GuestDied, ResultsWriteError
 from harness.experiment import runner
-from harness.experiment.runner import PlannedRun, Shard, plan, run_scenario
-from harness.experiment.scenario import load_scenario
+from harness.experiment.runner import PlannedRun, Shard, order_seed, plan, run_scenario
+from harness.experiment.scenario import load_scenario, with_order, with_repetitions
 from harness.results import ResultsStore, load_results, metrics
 from harness.vm.balloon import EXACT_TOLERANCE_MIB, THP_ORDER_TOLERANCE_MIB, Balloon
 
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.usefixtures("no_event_wait")
 SCENARIO = """
 name = "units"
 repetitions = 3
+order = "fixed"       # the bookkeeping tests below name runs in the order they start
 [[steps]]
 kind = "balloon"
 target_mib = 600
@@ -52,7 +54,75 @@ def scenario(tmp_path):
 
 
 def test_plan_is_repetition_major(scenario):
-    assert [r.run_id for r in plan(scenario)] == ["a-r1", "b-r1", "a-r2", "b-r2", "a-r3", "b-r3"]
+    fixed = with_order(scenario, "fixed")
+    assert [r.run_id for r in plan(fixed)] == ["a-r1", "b-r1", "a-r2", "b-r2", "a-r3", "b-r3"]
+    runs = plan(with_order(scenario, "random"))              # shuffled: still one round after another
+    assert [r.rep for r in runs] == [1, 1, 2, 2, 3, 3]
+    assert [r.position for r in runs] == list(range(1, 7)) and [r.slot for r in runs] == [1, 2] * 3
+
+
+def _three_arms(tmp_path, extra=""):
+    path = tmp_path / "three.toml"
+    path.write_text(extra + SCENARIO.replace("repetitions = 3", "repetitions = 60").replace('order = "fixed"', "")
+                    + '\n[[arms]]\nname = "c"\nqemu = "stock"\nmodule = "stock"\n')
+    return load_scenario(path)
+
+
+def _orders(scenario):
+    rounds: dict[int, list[str]] = {}
+    for r in plan(scenario):
+        rounds.setdefault(r.rep, []).append(r.arm.name)
+    return list(rounds.values())
+
+
+def test_random_order_shuffles_each_round_from_a_recorded_seed(tmp_path):
+    s = _three_arms(tmp_path)
+    orders = _orders(s)
+    assert all(sorted(o) == ["a", "b", "c"] for o in orders)
+    firsts = {a: sum(o[0] == a for o in orders) for a in "abc"}
+    assert all(8 <= n <= 35 for n in firsts.values()), firsts       # each arm leads about a third of 60 rounds
+    assert len({tuple(o) for o in orders}) == 6                     # every order occurs
+    assert _orders(s) == orders                                     # deterministic
+    assert _orders(with_order(s, seed=order_seed(s) + 1)) != orders
+    # round k's order does not depend on how many rounds there are (--until-decided adds rounds)
+    assert _orders(with_repetitions(s, 5)) == orders[:5]
+
+
+def test_the_scenario_chooses_the_order_and_its_seed(tmp_path):
+    s = _three_arms(tmp_path, 'order = "balanced"\norder_seed = 7\n')
+    assert s.order == "balanced" and s.order_seed == 7 and order_seed(s) == 7
+    orders = _orders(s)
+    for slot in range(3):                                           # every arm in every place equally often
+        assert {a: sum(o[slot] == a for o in orders) for a in "abc"} == {"a": 20, "b": 20, "c": 20}
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SCENARIO.replace('order = "fixed"', 'order = "alphabetical"'))
+    with pytest.raises(ConfigError, match="order"):
+        load_scenario(bad)
+
+
+def test_every_shard_computes_the_same_plan_in_another_process(tmp_path):
+    """Shards run as separate processes (other hosts): the seed comes from the scenario file,
+    not from this process (string hashing is randomised per process)."""
+    s = _three_arms(tmp_path)
+    code = ("import sys; from harness.experiment.runner import Shard, plan; "
+            "from harness.experiment.scenario import load_scenario; "
+            "print(' '.join(r.run_id for r in plan(load_scenario(sys.argv[1]), Shard(2, 3))))")
+    out = subprocess.run([sys.executable, "-c", code, str(s.path)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout.split()
+    assert out == [r.run_id for r in plan(s, Shard(2, 3))]
+    whole = plan(s)
+    assert sorted(sum(([r.run_id for r in plan(s, Shard(k, 3))] for k in (1, 2, 3)), [])) == \
+        sorted(r.run_id for r in whole)
+
+
+def test_resume_keeps_the_order_the_folder_was_started_with(tmp_path, scenario):
+    from harness.cli.runs import RunRequest, _order
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metadata.json").write_text(json.dumps({"arm_order": {"order": "balanced", "seed": 99}}))
+    assert _order(RunRequest(scenario.path, out=out, resume=True), out) == ("balanced", 99)
+    assert _order(RunRequest(scenario.path, out=out, resume=True, order_seed=5), out) == ("balanced", 5)
+    assert _order(RunRequest(scenario.path, out=out), out) == (None, None)
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 7])

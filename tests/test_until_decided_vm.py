@@ -57,3 +57,8 @@ def test_until_decided_adds_a_round_of_real_runs_then_stops_at_the_limit(tmp_pat
     assert "until decided: 2 arm(s) still open" in proc.stderr          # the round it added
     assert "4 run(s) spent (first 2, second 2) against 4 for --reps 2" in proc.stderr
     assert "second vs first at 'balloon 400': thp_lost_per_ballooned_mib" in proc.stderr
+    # the boundary it decided against, printed before the first look: one look at n = 2 here
+    assert "stopping boundary" in proc.stderr and "n=2: p<0.05 (cannot reach)" in proc.stderr
+    # the arms' order per round is recorded: its seed in metadata.json, each run's place in run.json
+    assert folder.metadata["arm_order"]["order"] == "random" and isinstance(folder.metadata["arm_order"]["seed"], int)
+    assert sorted((r["rep"], r["slot"]) for r in folder.runs) == [(1, 1), (1, 2), (2, 1), (2, 2)]

@@ -11,8 +11,10 @@ DEFAULT_ALPHA = 0.05     # significance level of every test (compare, check, his
 # alpha must lie in (0, ALPHA_MAX]: a level above one half calls more than half of the
 # differences between equal arms real, which no decision should do (and 1.5 is a typo).
 ALPHA_MAX = 0.5
-DEFAULT_LAST = 7         # nights of history pooled by check --against-history
+DEFAULT_LAST = 14        # nights of history check --against-history compares tonight with
+MIN_NIGHTS = 3           # fewer nights cannot estimate the night-to-night spread: "n too small"
 DEFAULT_MAX_REPS = 10    # run --until-decided: repetitions of an arm at the most
+MAX_REPS_LIMIT = 30      # the largest --max-reps accepted (a night's worth of runs per arm)
 CONFIDENCE = 0.95        # level of the shift's confidence interval
 # Exit codes of `check` (and `run --check`): 2 wins over 1, see harness.analysis.check.
 EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 2

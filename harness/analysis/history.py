@@ -16,9 +16,10 @@ name is the results folder's, in the partition of its own date and host, so appe
 the same folder twice replaces it instead of counting it twice.
 
 ``history_trend`` answers "did it get worse, and since which build?" (one line per night,
-with the build hashes that changed from the night before); ``against_history`` is what
-``check --against-history`` uses: tonight's runs against the pooled runs of the last N
-nights, per headline figure, with the same Mann-Whitney test as ``compare``.
+with the build hashes that changed from the night before, and the nights where the series
+changed level: E-divisive change points, :mod:`harness.analysis.changepoints`);
+``against_history`` is what ``check --against-history`` uses: tonight against the last N
+nights, per headline figure, with the NIGHT as the unit (see :func:`against_history`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import pandas as pd
 
-from harness.analysis.decide import decide
-from harness.analysis.defaults import DEFAULT_ALPHA, DEFAULT_LAST
+from harness.analysis.changepoints import ChangePoint, e_divisive
+from harness.analysis.decide import (
+    N_TOO_SMALL,
+    NO_DATA,
+    SAME,
+    UNDECIDED,
+    WORSE,
+    change_pct,
+    direction,
+    floor_of,
+)
+from harness.analysis.defaults import CONFIDENCE, DEFAULT_ALPHA, DEFAULT_LAST, MIN_NIGHTS
 from harness.analysis.groups import (
     HEADLINE_METRICS,
     REACHED_FRACTION,
     STAT_METRICS,
+    centre,
     fmt_metric,
     reached_as_float,
     run_values,
@@ -266,6 +279,8 @@ class Trend:
     table: pd.DataFrame
     points: pd.DataFrame          # every run: date, arm, step, value
     png: Optional[Path] = None
+    changes: dict[tuple[str, str], list[tuple[str, ChangePoint]]] = field(default_factory=dict)
+    # (arm, step) -> [(the first night after the change, the change point)]
 
 
 def history_trend(history_dir: str | Path, scenario: Optional[str] = None,
@@ -313,9 +328,23 @@ def history_trend(history_dir: str | Path, scenario: Optional[str] = None,
         table = table.sort_values(["_a", "_s", "date"]).drop(columns=["_a", "_s"]).reset_index(drop=True)
     table["n"] = table["n"].astype(int)
     trend = Trend(name, metric, table[TREND_COLUMNS], pts[["date", "arm", "step", "value"]].reset_index(drop=True))
+    trend.changes = change_points(trend.table)
     if png is not None:
         trend.png = plot_trend(trend, Path(png))
     return trend
+
+
+def change_points(table: pd.DataFrame) -> dict[tuple[str, str], list[tuple[str, ChangePoint]]]:
+    """Per arm and step, the nights where the series of nightly medians changed level
+    (E-divisive means, permutation p <= 0.05, at least 3 nights a side)."""
+    out: dict[tuple[str, str], list[tuple[str, ChangePoint]]] = {}
+    for (a, st), g in table.groupby(["arm", "step"], sort=False):
+        g = g.sort_values("date").dropna(subset=["median"])
+        found = e_divisive(g["median"].to_numpy(dtype=float))
+        if found:
+            dates = list(g["date"])
+            out[(a, st)] = [(dates[c.index], c) for c in found]
+    return out
 
 
 def format_trend(trend: Trend) -> str:
@@ -331,6 +360,14 @@ def format_trend(trend: Trend) -> str:
                  r.changed or "-"] for r in g.itertuples()]
         lines.append(text_table(["date", "n", "median", "IQR", "min..max", "changed since the night before"],
                                 rows, left=1, last_left=True))
+        found = trend.changes.get((a, st), [])
+        nights = g["date"].nunique()
+        if found:
+            lines += [f"change point: from {d}: median {f(c.before)} -> {f(c.after)} (E-divisive, permutation "
+                      f"p = {c.p_value:.3f})" for d, c in found]
+        else:
+            lines.append("change points: none" + (" (E-divisive needs 6 nights or more)" if nights < 6 else
+                                                  " (E-divisive, permutation p <= 0.05)"))
     if trend.png:
         lines += ["", f"plot: {trend.png}"]
     return "\n".join(lines)
@@ -354,11 +391,15 @@ def plot_trend(trend: Trend, path: Path) -> Path:
     for d, ch in zip(trend.table["date"], trend.table["changed"]):
         if ch:
             ax.axvline(x_of[d] - 0.5, color="grey", linestyle=":", linewidth=0.8)
+    for found in trend.changes.values():
+        for d, _ in found:
+            ax.axvline(x_of[d] - 0.5, color="red", linestyle="--", linewidth=0.8)
     step = max(1, len(dates) // 15)
     ax.set_xticks(range(0, len(dates), step), dates[::step], rotation=45, ha="right", fontsize=7)
     m = METRICS.get(trend.metric)
     ax.set_ylabel(f"{trend.metric}" + (f" [{m.unit}]" if m and m.unit else ""))
-    ax.set_title(f"{trend.scenario}: {trend.metric} per night (dotted: a build changed)", fontsize=10)
+    ax.set_title(f"{trend.scenario}: {trend.metric} per night (dotted: a build changed; dashed: change point)",
+                 fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -370,7 +411,7 @@ def plot_trend(trend: Trend, path: Path) -> Path:
 
 HISTORY_CHECK_COLUMNS = ["arm", "step", "metric", "n_now", "median_now", "n_history", "median_history",
                          "change_pct", "shift", "ci_low", "ci_high", "p_value", "significant", "verdict",
-                         "reps_needed", "regression"]
+                         "reps_needed", "regression", "p_holm"]
 
 
 @dataclass
@@ -399,14 +440,87 @@ def _unique_runs(hist: pd.DataFrame) -> pd.DataFrame:
     return hist.assign(_run=key).drop_duplicates(["_run", "step"], keep="last").drop(columns="_run")
 
 
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN stays NaN): the k-th smallest of m p-values is
+    multiplied by (m - k + 1), then made monotone; rejecting where adjusted p < alpha keeps
+    the chance of any false rejection in the family at most alpha."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out[order] = adjusted
+    return out
+
+
+def night_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One value per night (rows in date order) of every headline figure: the nightly median,
+    for reached_fraction the fraction of the night's runs that reached (NaN: no data)."""
+    cols = [m for m in HEADLINE_METRICS if m != REACHED_FRACTION and m in rows.columns]
+    values = rows[cols].apply(pd.to_numeric, errors="coerce").astype("float64")
+    table = values.groupby(rows["date"], sort=True).median()
+    if "reached" in rows.columns:
+        table[REACHED_FRACTION] = reached_as_float(rows["reached"]).groupby(rows["date"], sort=True).mean()
+    return table
+
+
+def night_decision(metric: str, nights: np.ndarray, now: float, alpha: float) -> dict[str, Any]:
+    """Tonight's centre against the centres of past nights, the night being the unit.
+
+    Runs of one night share that night's host state (page cache, khugepaged, the build),
+    so pooling the runs of several nights as one sample mistakes night-to-night drift for
+    a difference ("worse" in 14.8 % of nights against a nominal 2.5 %). Instead: how far
+    tonight's centre lies from the past nights' centres, in units of their night-to-night
+    spread, as a new observation from the same distribution would (Student's prediction
+    interval: t = (now - mean) / (sd * sqrt(1 + 1/k)), k - 1 degrees of freedom).
+
+    A rank test over nights (tonight's rank among k + 1 nights) would need 39 nights to
+    reach 0.025 one-sided; the prediction interval can decide from MIN_NIGHTS nights on.
+    Guard against its normality assumption: a "worse" or "better" also needs tonight
+    outside the range of every past night and a shift of at least the effect floor.
+    """
+    from scipy.stats import t as student
+    k = int(nights.size)
+    floor = floor_of(metric)
+    row: dict[str, Any] = {"n_history": k, "median_history": float(np.mean(nights)) if k else math.nan,
+                           "shift": math.nan, "ci_low": -math.inf, "ci_high": math.inf, "p_value": math.nan,
+                           "reps_needed": 0}
+    if k == 0 or math.isnan(now):
+        return {**row, "verdict": NO_DATA}
+    if k < MIN_NIGHTS:
+        return {**row, "verdict": N_TOO_SMALL, "reps_needed": MIN_NIGHTS}
+    mean, sd = float(np.mean(nights)), float(np.std(nights, ddof=1))
+    shift = now - mean
+    scale = sd * math.sqrt(1 + 1 / k)
+    half = float(student.ppf(1 - (1 - CONFIDENCE) / 2, k - 1)) * scale
+    if scale > 0:
+        p = float(2 * student.sf(abs(shift) / scale, k - 1))
+    else:
+        p = 1.0 if shift == 0 else 0.0
+    outside = now > float(np.max(nights)) or now < float(np.min(nights))
+    if p < alpha and abs(shift) >= floor and outside and shift != 0:
+        verdict = direction(metric, mean, now) or ("higher" if shift > 0 else "lower")
+    elif floor > 0 and -floor <= shift - half and shift + half <= floor:
+        verdict = SAME
+    else:
+        verdict = UNDECIDED
+    return {**row, "median_history": mean, "shift": shift, "ci_low": shift - half, "ci_high": shift + half,
+            "p_value": p, "verdict": verdict}
+
+
 def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAULT_LAST,
                     alpha: float = DEFAULT_ALPHA) -> HistoryCheck:
-    """Each headline figure of ``out`` against the pooled runs of the last ``last`` nights.
+    """Each headline figure of ``out`` against the last ``last`` nights, night by night.
 
     Same scenario and accelerator only; ``out``'s own runs (if appended already, as itself
-    or as a shard) are left out. The decision is :func:`harness.analysis.decide.decide`'s:
-    a regression is a "worse" verdict, which needs p < alpha AND a shift of at least the
-    figure's effect floor (a tiny drift that many pooled nights make significant is not one).
+    or as a shard) are left out. Each past night and tonight are reduced to their centre
+    (median; reached_fraction: the fraction of runs that reached), and tonight is judged
+    against the spread of the past nights' centres (:func:`night_decision`). Fewer than
+    MIN_NIGHTS nights with data: "n too small", never a silent pass. A regression is a
+    "worse" verdict whose Holm-adjusted p (over every row of the check) is below alpha.
     """
     if not isinstance(last, int) or last < 1:
         raise HarnessError(f"--last must be at least 1 night, got {last}")
@@ -431,7 +545,7 @@ def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAUL
         check.note = f"no earlier nights of {name} ({', '.join(accel) or 'any accelerator'}) in {history_dir}"
         return check
     check.nights = sorted(hist["date"].unique())[-last:]
-    pooled = hist[hist["date"].isin(check.nights)]
+    past = hist[hist["date"].isin(check.nights)]
     s = folder.summary
     s = s[s["kind"].isin(TABLE_KINDS)] if "kind" in s.columns else s
     arms, steps = ordered(s, folder.scenario.arms, folder.scenario.steps)
@@ -439,20 +553,26 @@ def against_history(out: str | Path, history_dir: str | Path, last: int = DEFAUL
     for a in arms:
         for st in steps:
             now = s[(s["arm"] == a) & (s["step"] == st)]
-            then = pooled[(pooled["arm"] == a) & (pooled["step"] == st)]
+            then = past[(past["arm"] == a) & (past["step"] == st)]
             if now.empty or then.empty:
                 continue
+            nightly = night_table(then)
             for metric in HEADLINE_METRICS:
-                vn, vh = run_values(now, metric), run_values(then, metric)
-                if vn.size == 0 or vh.size == 0:
+                vn = run_values(now, metric)
+                centres = nightly[metric].dropna().to_numpy(dtype=float) if metric in nightly else np.array([])
+                if vn.size == 0 or centres.size == 0:
                     continue
-                d = decide(metric, vh, vn, alpha)
-                rows.append({"arm": a, "step": st, "metric": metric, "n_now": d.n_b, "median_now": d.median_b,
-                             "n_history": d.n_a, "median_history": d.median_a, "change_pct": d.change_pct,
-                             "shift": d.shift, "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value,
-                             "significant": d.significant, "verdict": d.verdict, "reps_needed": d.reps_needed,
-                             "regression": d.verdict == "worse"})
-    check.rows = pd.DataFrame(rows, columns=HISTORY_CHECK_COLUMNS)
+                d = night_decision(metric, centres, centre(metric, vn), alpha)
+                rows.append({"arm": a, "step": st, "metric": metric, "n_now": int(vn.size),
+                             "median_now": centre(metric, vn), **d,
+                             "change_pct": change_pct(d["median_history"], centre(metric, vn)),
+                             "significant": not math.isnan(d["p_value"]) and d["p_value"] < alpha})
+    # One exit code decides over every arm, step and figure: a regression must also pass
+    # Holm's adjustment over them all, so the night fails falsely in at most alpha of nights.
+    table = pd.DataFrame(rows, columns=[c for c in HISTORY_CHECK_COLUMNS if c not in ("regression", "p_holm")])
+    table["p_holm"] = holm(table["p_value"].to_numpy(dtype=float)) if not table.empty else []
+    table["regression"] = (table["verdict"] == WORSE) & (table["p_holm"] < alpha)
+    check.rows = table[HISTORY_CHECK_COLUMNS]
     return check
 
 
@@ -460,15 +580,18 @@ def format_history_check(check: HistoryCheck) -> str:
     if check.note:
         return f"history: {check.note}"
     head = (f"against the last {len(check.nights)} night(s) in {check.history_dir} "
-            f"({check.nights[0]}..{check.nights[-1]}), Mann-Whitney U and Hodges-Lehmann shift, "
-            f"alpha {check.alpha:g}:")
+            f"({check.nights[0]}..{check.nights[-1]}), one value per night (its median): tonight against "
+            f"the past nights' spread (Student prediction interval, at least {MIN_NIGHTS} nights), "
+            f"alpha {check.alpha:g}, a regression also after Holm over the {len(check.rows)} rows:")
     if check.rows.empty:
         return head + " no common arm and step with data"
     rows = []
     for r in check.rows.itertuples():
-        mark = "REGRESSION" if r.regression else r.verdict
+        mark = "REGRESSION" if r.regression else (
+            f"n too small: {r.reps_needed} nights needed" if r.verdict == N_TOO_SMALL else
+            f"{r.verdict} (not after Holm: p {fmt_p(r.p_holm)})" if r.verdict == WORSE else r.verdict)
         rows.append([r.arm, r.step, r.metric, fmt_metric(r.metric, r.median_history), str(r.n_history),
                      fmt_metric(r.metric, r.median_now), str(r.n_now), fmt_pct(r.change_pct),
                      fmt_metric(r.metric, r.shift), fmt_p(r.p_value), mark])
-    return head + "\n" + text_table(["arm", "step", "metric", "history", "n", "now", "n", "change", "shift", "p",
-                                      ""], rows, left=3, last_left=True)
+    return head + "\n" + text_table(["arm", "step", "metric", "past nights", "nights", "tonight", "runs", "change",
+                                      "shift", "p", ""], rows, left=3, last_left=True)

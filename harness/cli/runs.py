@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from harness.analysis.defaults import DEFAULT_MAX_REPS
+from harness.analysis.defaults import DEFAULT_MAX_REPS, MAX_REPS_LIMIT
 from harness.cli import analysis, output
 from harness.errors import HarnessError
 from harness.resources import scenario_path
@@ -43,6 +43,8 @@ class RunRequest:
     resume: bool = False
     until_decided: bool = False         # add repetitions to open comparisons (harness.analysis.adaptive)
     max_reps: int = DEFAULT_MAX_REPS
+    order: Optional[str] = None         # arms' order per round (random/balanced/fixed): overrides the scenario's
+    order_seed: Optional[int] = None
     after: analysis.AfterRun = field(default_factory=analysis.AfterRun)
 
     @classmethod
@@ -50,6 +52,7 @@ class RunRequest:
         return cls(scenario=scenario, out=Path(args.out) if args.out else None, jobs=args.jobs,
                    reps=args.reps, shard=args.shard, resume=args.resume,
                    until_decided=args.until_decided, max_reps=args.max_reps,
+                   order=args.order, order_seed=args.order_seed,
                    after=analysis.AfterRun.from_args(args))
 
 
@@ -84,6 +87,16 @@ def _repetitions(req: RunRequest, out: Path) -> Optional[int]:
     return None
 
 
+def _order(req: RunRequest, out: Path) -> tuple[Optional[str], Optional[int]]:
+    """--order/--order-seed, else (with --resume) the ones the folder was started with."""
+    order, seed = req.order, req.order_seed
+    if req.resume and (out / layout.METADATA).exists():
+        recorded = json.loads((out / layout.METADATA).read_text()).get("arm_order") or {}
+        order = order or recorded.get("order")
+        seed = seed if seed is not None else recorded.get("seed")
+    return order, seed
+
+
 def execute(req: RunRequest) -> int:
     """Run the request's scenario into its folder; print the table; the exit code."""
     # Deferred: the runner pulls in paramiko, qemu.qmp and pandas, which `--help`,
@@ -92,8 +105,8 @@ def execute(req: RunRequest) -> int:
     from harness.artifacts.needs import needs_of
     from harness.experiment import metadata
     from harness.experiment.capacity import check_room
-    from harness.experiment.runner import Shard, plan, run_scenario
-    from harness.experiment.scenario import load_scenario, with_repetitions
+    from harness.experiment.runner import Shard, order_seed, plan, run_scenario
+    from harness.experiment.scenario import load_scenario, with_order, with_repetitions
     from harness.results import ResultsStore
 
     scenario = load_scenario(req.scenario)  # refused here, before anything builds or boots
@@ -105,19 +118,22 @@ def execute(req: RunRequest) -> int:
         scenario = with_repetitions(scenario, reps)
     if out.exists() and not out.is_dir():
         raise HarnessError(f"--out {out}: not a folder")
+    scenario = with_order(scenario, *_order(req, out))
     if out.exists() and any(out.iterdir()) and not req.resume:
         raise HarnessError(f"{out} already holds results: pass --resume to complete it, or another --out")
     if req.until_decided and shard:
         raise HarnessError("--until-decided decides from every arm's runs: it cannot run one --shard")
-    if req.max_reps < 2:
-        raise HarnessError(f"--max-reps {req.max_reps}: at least 2 (a rank test needs two runs a side)")
+    from harness.analysis.adaptive import check_max_reps
+    check_max_reps(req.max_reps)   # a bad value is refused even where --until-decided would not read it
     if shard and not plan(scenario, shard):
         raise HarnessError(f"--shard {shard}: this share of the {len(plan(scenario))} planned runs is empty")
     check_room(scenario.vm.memory_mib, scenario.vm.vcpus, jobs, len(plan(scenario, shard)))  # before any build
     artifacts = build_all(scenario.stacks, needs=needs_of(scenario.arms))  # only what its arms name
     store = ResultsStore(out)
     meta = {**metadata.collect(scenario, artifacts), "repetitions": scenario.repetitions,
-            "shard": str(shard) if shard else None, "jobs": jobs}
+            "shard": str(shard) if shard else None, "jobs": jobs,
+            # the arms' order within each round, and its seed: the plan can be recomputed from them
+            "arm_order": {"order": scenario.order, "seed": order_seed(scenario)}}
     store.write_metadata(meta)  # before the first run: a crash still leaves it
     shutil.copy(scenario.path, out / layout.SCENARIO)
     print(f"results: {out} ({len(plan(scenario, shard))} run(s), {scenario.repetitions} rep(s)"
@@ -267,7 +283,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="after the repetitions, add one at a time to the arms whose comparisons ([[expect]] "
                         "than, else each arm against the first) are still undecided")
     p.add_argument("--max-reps", type=int, default=DEFAULT_MAX_REPS, metavar="N",
-                   help=f"with --until-decided: at most N repetitions of an arm (default {DEFAULT_MAX_REPS})")
+                   help=f"with --until-decided: at most N repetitions of an arm (default {DEFAULT_MAX_REPS}, "
+                        f"at most {MAX_REPS_LIMIT})")
+    p.add_argument("--order", choices=("random", "balanced", "fixed"),
+                   help="the arms' order within each round: random (seeded shuffle, the default), balanced "
+                        "(rotated by one per round) or fixed (the scenario's); overrides the scenario's `order`")
+    p.add_argument("--order-seed", type=int, metavar="N",
+                   help="seed of the random order (default: the scenario's order_seed, else derived from the "
+                        "scenario file, so every shard computes the same plan); recorded in metadata.json")
     analysis.add_run_options(p)
 
 

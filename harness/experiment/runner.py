@@ -13,7 +13,9 @@ written stops the scenario, since nothing after it could be kept either.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import random
 import re
 import shlex
 import shutil
@@ -71,6 +73,8 @@ class PlannedRun:
     arm: Arm
     rep: int
     run_id: str
+    position: int = 0       # 1-based place in the whole plan (every shard's), recorded in run.json
+    slot: int = 0           # 1-based place within its round (repetition), recorded in run.json
 
 
 @dataclass(frozen=True)
@@ -94,14 +98,52 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
+def order_seed(scenario: Scenario) -> int:
+    """The seed of the arms' order: the scenario's ``order_seed``, else one derived from the
+    scenario's text, so that every shard (another process, another host) and a resume
+    compute the same plan without being told."""
+    if scenario.order_seed is not None:
+        return int(scenario.order_seed)
+    try:
+        text = scenario.path.read_bytes()
+    except OSError:
+        text = scenario.name.encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:4], "big")
+
+
+def round_order(scenario: Scenario, rep: int) -> list[Arm]:
+    """The arms in the order they run in repetition ``rep`` (1-based).
+
+    Why not the scenario's order every round: whatever the host does over a night
+    (khugepaged, the page cache, the previous guest's exit) would land on the same arm
+    every time and look like a difference between arms. ``random`` shuffles each round
+    with a generator seeded by (seed, rep), so round k's order does not depend on how
+    many rounds there are (``--until-decided`` adds rounds later); ``balanced`` rotates
+    the arms by one place per round (each arm in each place equally often every
+    len(arms) rounds).
+    """
+    arms = list(scenario.arms)
+    if scenario.order == "fixed" or len(arms) < 2:
+        return arms
+    if scenario.order == "balanced":
+        k = (rep - 1) % len(arms)
+        return arms[k:] + arms[:k]
+    rng = random.Random(f"{order_seed(scenario)}/{rep}")
+    rng.shuffle(arms)
+    return arms
+
+
 def plan(scenario: Scenario, shard: Optional[Shard] = None) -> list[PlannedRun]:
     """Repetition-major order: a run killed midway still has every arm of the first reps.
 
+    Within each repetition the arms run in :func:`round_order` (random by default, seeded).
     With a shard, a deterministic share of that order (round robin), so all N shards
     together are the whole plan on any number of hosts, each run exactly once.
     """
-    runs = [PlannedRun(arm, rep, layout.run_id(arm.name, rep))
-            for rep in range(1, scenario.repetitions + 1) for arm in scenario.arms]
+    runs: list[PlannedRun] = []
+    for rep in range(1, scenario.repetitions + 1):
+        for slot, arm in enumerate(round_order(scenario, rep), 1):
+            runs.append(PlannedRun(arm, rep, layout.run_id(arm.name, rep), len(runs) + 1, slot))
     if shard is None:
         return runs
     return [r for i, r in enumerate(runs) if i % shard.count == shard.index - 1]
@@ -479,6 +521,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
         # run_uid: this boot's identity, whatever folder it is copied into (merge, history count it once)
         "run_uid": uuid.uuid4().hex,
         "run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "status": "complete", "stack": run.arm.stack,
+        "position": run.position, "slot": run.slot, "order": scenario.order,
         "accel": guest.accel, "qemu": str(spec.qemu), "module": run.arm.module,
         "module_sha256": _module_sha256(run.arm, artifacts),
         "device": spec.balloon.arg() if spec.balloon else None,

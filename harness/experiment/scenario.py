@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,6 +52,10 @@ SECONDS_MAX = 7 * 86400.0         # a week: any timeout, pause or sleep
 SAMPLE_HZ_MAX = 100.0
 REPETITIONS_MAX = 10_000
 BUILD_CHOICES = ("stock", "patched")
+# The arms' order within each round of repetitions (harness.experiment.runner.plan): "random"
+# (seeded shuffle per round, the default), "balanced" (each arm in each position equally
+# often: a rotation per round), "fixed" (the scenario's order every round).
+ARM_ORDERS = ("random", "balanced", "fixed")
 # What `qemu` and `module` say of an arm built from source trees (the tables say the rest).
 OWN_TREE = "own-tree"
 BUILT_IN = "built-in"
@@ -125,6 +129,8 @@ class Scenario:
     guest: GuestSettings = GuestSettings()
     expectations: tuple[Any, ...] = ()     # harness.analysis.expectations.Expectation
     primary: tuple[str, ...] = ()          # the figures that decide a comparison (`primary = [...]`)
+    order: str = "random"                  # arms' order within a round: ARM_ORDERS (harness.experiment.runner)
+    order_seed: Optional[int] = None       # None: derived from the scenario's text (same plan in every shard)
 
     @property
     def stacks(self) -> list[str]:
@@ -161,6 +167,11 @@ SCENARIO_KEYS: dict[str, dict[str, tuple[str, str, str]]] = {
         "primary": ("array of strings", "[thp_lost_per_returned_mib, reached, returned_fraction]",
                     "the figures that decide a comparison (Holm-adjusted); the others are described "
                     "(docs/decisions.md)"),
+        "order": (" or ".join(ARM_ORDERS), "random", "the arms' order within each round of repetitions: "
+                  "shuffled per round (seeded), rotated by one place per round, or the order of [[arms]] "
+                  "(`--order` overrides it; docs/decisions-over-time.md)"),
+        "order_seed": ("integer >= 0", "derived from the file", "the seed of the random order (`--order-seed`); "
+                       "recorded in metadata.json"),
         "reference": ("table of tables", "none", "`[reference.<arm>]`: numbers printed beside that arm's "
                                                  "(summary column = number), e.g. the RFC's own figures"),
     },
@@ -557,6 +568,16 @@ def with_repetitions(scenario: Scenario, repetitions: int) -> Scenario:
     return dataclasses.replace(scenario, repetitions=repetitions)
 
 
+def with_order(scenario: Scenario, order: Optional[str] = None, seed: Optional[int] = None) -> Scenario:
+    """The scenario with the arms' order (``--order``) and its seed (``--order-seed``) overridden."""
+    if order is not None and order not in ARM_ORDERS:
+        raise ConfigError(f"--order {order!r}: one of {', '.join(ARM_ORDERS)}")
+    if seed is not None and seed < 0:
+        raise ConfigError(f"--order-seed {seed}: a whole number >= 0")
+    return dataclasses.replace(scenario, order=order or scenario.order,
+                               order_seed=scenario.order_seed if seed is None else seed)
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Parse and validate a scenario file; raises :class:`ConfigError` naming file, key, reason."""
     path = Path(path)
@@ -621,6 +642,8 @@ def load_scenario(path: str | Path) -> Scenario:
         description=top.get("description", str, ""),
         reference={k: {c: float(v) for c, v in cols.items()} for k, cols in reference.items()},
         guest=guest, expectations=expectations, primary=parse_primary(path, top.get("primary", list, None)),
+        order=top.get("order", str, "random", choices=ARM_ORDERS),
+        order_seed=top.get("order_seed", int, None, minimum=0),
     )
     top.finish()
     return scenario
