@@ -8,8 +8,10 @@ on synthetic readings. A figure that is not defined here does not exist.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Protocol
 
 from harness.arch import HUGE_PAGE_KIB
@@ -202,21 +204,41 @@ HOST_WIDE = ("host_ahp_before_kib", "host_ahp_after_kib", *[f"{c}_delta" for c i
 # the RFC's question in three numbers. The other headline figures are described, with
 # adjusted p-values, and never decide on their own (harness.analysis.compare).
 DEFAULT_PRIMARY = ("thp_lost_per_returned_mib", "reached", "returned_fraction")
-# The smallest change of a figure that matters (its units): a comparison calls a shift
-# better or worse only when it is significant AND at least this large, so a tiny drift
-# that many pooled nights make significant is not a regression. Figures not listed: any
-# significant shift counts.
-EFFECT_FLOORS: dict[str, float] = {
+# What a figure can resolve at all: below this a difference is below the measurement's grain
+# (one run in five at the default 5 repetitions, two samples at 5/s, one or two huge pages,
+# two 2 MiB frames). Not a judgement of what matters: that is the measured noise below.
+RESOLUTION_FLOORS: dict[str, float] = {
     "reached": 0.2,                       # one run in five
-    "shrink_fraction": 0.02,
-    "returned_fraction": 0.05,
-    "thp_lost_per_ballooned_mib": 0.05,
-    "thp_lost_per_returned_mib": 0.05,
+    "shrink_fraction": 0.02,              # four 2 MiB pages of the RFC's 400 MiB request
     "rss_freed_kib": float(HUGE_PAGE_KIB),        # one huge page
     "host_ahp_after_kib": 2.0 * HUGE_PAGE_KIB,    # two huge pages
     "settle_seconds": 0.4,                # two samples at the default 5/s
-    "thp_split_pmd_delta": 5.0,
+    "thp_split_pmd_delta": 1.0,
     **{f"frames_{k}_after": 2.0 for k, _, _ in FRAME_FIGURES},   # two 2 MiB frames
+}
+MEASURED_FLOORS_FILE = Path(__file__).with_name("floors.json")
+
+
+def measured_floors(path: Path = MEASURED_FLOORS_FILE) -> dict[str, float]:
+    """The noise floors ``balloon-harness calibrate`` measured on this kind of host (one arm
+    against its copy; the file names the command, date, commit and host): {} when absent."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    floors = record.get("floors") if isinstance(record, dict) else None
+    return {str(k): float(v) for k, v in (floors or {}).items() if isinstance(v, (int, float))}
+
+
+# The effect floor of each figure: the larger of the measured A/A noise (two identical arms
+# differ by this much in 95 % of resamples: harness/results/floors.json) and what the figure
+# can resolve. A verdict needs a shift at least this large, so noise and a tiny drift that
+# many pooled nights make significant are never a regression. Figures not listed: any
+# significant shift counts.
+_MEASURED = measured_floors()
+EFFECT_FLOORS: dict[str, float] = {
+    name: max(_MEASURED.get(name, 0.0), RESOLUTION_FLOORS.get(name, 0.0))
+    for name in sorted(set(_MEASURED) | set(RESOLUTION_FLOORS))
 }
 NUMERIC_COLUMNS = [m.name for m in _VALUES if m.unit not in ("",)]
 
