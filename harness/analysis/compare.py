@@ -23,6 +23,7 @@ left out of the decisions, with a note.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -264,7 +265,8 @@ def format_comparison(c: Comparison) -> str:
             + (f" ({holm})" if holm else ""), ""]
     text.append(text_table(header, rows, left=3, last_left=True) if rows else "(no common arm and step with data)")
     text.append("")
-    text.append(f"A, B: medians over runs (reached_fraction: fraction of runs that reached the target); change: "
+    text += textwrap.wrap(
+                f"A, B: medians over runs (reached_fraction: fraction of runs that reached the target); change: "
                 f"(B - A) / A; shift: Hodges-Lehmann estimate of B - A (reached_fraction: the difference of the "
                 f"fractions) with its {CONFIDENCE:.0%} interval ('-': too few runs to bound it); p: two-sided, "
                 f"exact Mann-Whitney U (Boschloo's exact test for reached_fraction); p adj: adjusted over the "
@@ -273,6 +275,6 @@ def format_comparison(c: Comparison) -> str:
                 f"at least the figure's effect floor; same when the whole interval is within the floor; 'n too "
                 f"small' when this many runs cannot reach it (with the repetitions per arm that can); undecided "
                 f"otherwise. In parentheses: a described figure, which decides nothing (higher/lower: p adj < "
-                f"{c.alpha:g} beyond its floor).")
+                f"{c.alpha:g} beyond its floor).", width=100)
     text += [f"note: {n}" for n in c.notes]
     return "\n".join(text)
