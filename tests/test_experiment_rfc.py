@@ -97,7 +97,11 @@ def test_report_command_redraws_table_and_plots(rfc_results, capsys):
     assert any(l.startswith("thp-order") for l in lines) and "583680" in out  # the RFC's figure beside
     table = [l for l in lines if l.split() and l.split()[0] in ("arm", "stock", "baseline", "thp-order")]
     assert max(len(l) for l in [*table, lines[1]]) <= 100, table     # fits a terminal by default
-    assert lines[-1].startswith("legend:") and "--explain" in lines[-1]   # then one line: where the rest is
+    # then one line (wrapped to 100 columns: continuation lines are indented): where the rest is
+    last = max(i for i, line in enumerate(lines) if not line.startswith(" "))
+    where = " ".join(line.strip() for line in lines[last:])
+    assert lines[last].startswith("legend:") and "--explain" in where
+    assert max(len(line) for line in lines) <= 100
     assert main(["report", str(rfc_results.out), "--wide"]) == 0
     assert "976896" in capsys.readouterr().out                        # and every RFC figure with --wide
     for png in ("host_memory_over_time.png", "summary_bars.png"):
