@@ -24,24 +24,11 @@ import pytest
 from conftest import BuildInFastTest
 from hypothesis import given
 from hypothesis import strategies as st
+from toml_text import two_stock_arms
 
 from harness.cli import main
 
-SCENARIO = """name = "props"
-[vm]
-memory_mib = 256
-[[steps]]
-kind = "balloon"
-target_mib = 200
-[[arms]]
-name = "a"
-qemu = "stock"
-module = "stock"
-[[arms]]
-name = "b"
-qemu = "stock"
-module = "stock"
-"""
+SCENARIO = two_stock_arms("props")
 
 
 @pytest.fixture(scope="module")

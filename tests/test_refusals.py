@@ -8,26 +8,13 @@ import json
 
 import pytest
 from synthetic import make_results
+from toml_text import two_stock_arms
 
 from harness.cli import main
 from harness.errors import ConfigError
 from harness.experiment.capacity import HostRoom, check_room
 
-SCENARIO = """name = "refusals"
-[vm]
-memory_mib = 256
-[[steps]]
-kind = "balloon"
-target_mib = 200
-[[arms]]
-name = "a"
-qemu = "stock"
-module = "stock"
-[[arms]]
-name = "b"
-qemu = "stock"
-module = "stock"
-"""
+SCENARIO = two_stock_arms("refusals")
 
 
 @pytest.fixture

@@ -45,3 +45,23 @@ def value(v: Any) -> str:
 def dumps(table: dict[str, Any]) -> str:
     """A document of ``key = value`` lines."""
     return "".join(f"{_string(k)} = {value(v)}\n" for k, v in table.items())
+
+
+def two_stock_arms(name: str) -> str:
+    """The smallest valid scenario the command-line tests run: a 256 MiB guest, one balloon
+    step, two stock arms (refusals are tried on it before anything builds or boots)."""
+    return f'''name = "{name}"
+[vm]
+memory_mib = 256
+[[steps]]
+kind = "balloon"
+target_mib = 200
+[[arms]]
+name = "a"
+qemu = "stock"
+module = "stock"
+[[arms]]
+name = "b"
+qemu = "stock"
+module = "stock"
+'''
