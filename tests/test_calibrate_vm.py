@@ -9,36 +9,13 @@ import sys
 
 import pytest
 from conftest import qemu_pids
+from toml_text import small_stock_run
 
 from harness.results.folder import open_folder
 
 pytestmark = pytest.mark.vm
 
-SCENARIO = """
-name = "calibrate-test"
-repetitions = 1
-[vm]
-memory_mib = 512
-[timing]
-settle_seconds = 3
-step_pause_seconds = 0.5
-[[steps]]
-kind = "run"
-label = "usemem"
-command = "usemem --punch-holes 200m"
-[[steps]]
-kind = "balloon"
-label = "balloon 400"
-target_mib = 400
-[[arms]]
-name = "stock"
-qemu = "stock"
-module = "stock"
-[[arms]]
-name = "other"
-qemu = "stock"
-module = "stock"
-"""
+SCENARIO = small_stock_run("calibrate-test", ('stock', 'other'))
 
 
 def test_calibrate_runs_an_arm_against_its_copy_and_writes_the_floors(tmp_path, artifacts):

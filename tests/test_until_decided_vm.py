@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from conftest import qemu_pids
+from toml_text import small_stock_run
 
 from harness.results.folder import open_folder
 
@@ -15,31 +16,7 @@ pytestmark = pytest.mark.vm
 
 # Two arms of the same stock build on a small guest: their THP ratios cannot be told apart
 # from 1 run a side, nor shown equal from 2, so the loop must add exactly one round.
-SCENARIO = """
-name = "until-decided-test"
-repetitions = 1
-[vm]
-memory_mib = 512
-[timing]
-settle_seconds = 3
-step_pause_seconds = 0.5
-[[steps]]
-kind = "run"
-label = "usemem"
-command = "usemem --punch-holes 200m"
-[[steps]]
-kind = "balloon"
-label = "balloon 400"
-target_mib = 400
-[[arms]]
-name = "first"
-qemu = "stock"
-module = "stock"
-[[arms]]
-name = "second"
-qemu = "stock"
-module = "stock"
-"""
+SCENARIO = small_stock_run("until-decided-test", ('first', 'second'))
 
 
 def test_until_decided_adds_a_round_of_real_runs_then_stops_at_the_limit(tmp_path, artifacts):

@@ -65,3 +65,34 @@ name = "b"
 qemu = "stock"
 module = "stock"
 '''
+
+
+def small_stock_run(name: str, arms: tuple[str, str]) -> str:
+    """The short real-guest scenario the until-decided and calibrate tests boot: a 512 MiB
+    guest, usemem punching holes in 200 MiB, a balloon to 400 MiB, two stock arms."""
+    first, second = arms
+    return f'''
+name = "{name}"
+repetitions = 1
+[vm]
+memory_mib = 512
+[timing]
+settle_seconds = 3
+step_pause_seconds = 0.5
+[[steps]]
+kind = "run"
+label = "usemem"
+command = "usemem --punch-holes 200m"
+[[steps]]
+kind = "balloon"
+label = "balloon 400"
+target_mib = 400
+[[arms]]
+name = "{first}"
+qemu = "stock"
+module = "stock"
+[[arms]]
+name = "{second}"
+qemu = "stock"
+module = "stock"
+'''
