@@ -28,9 +28,18 @@ def _cell(text: str) -> str:
 
 
 def columns_markdown() -> str:
-    """The summary columns, from their one definition (``harness.results.metrics``)."""
-    from harness.results.metrics import columns_markdown as from_metrics
-    return from_metrics()
+    """The summary columns as a Markdown table, from their one declaration each
+    (``harness.results.metrics.METRICS``): unit, kind, meaning, the better direction, the
+    effect floor and where the report's tables show the column (under which header)."""
+    from harness.results.metrics import METRICS
+    lines = ["| column | unit | kind | meaning | better | effect floor | tables |", "|---|---|---|---|---|---|---|"]
+    for m in METRICS.values():
+        better = (m.better or "-") + (" (headline)" if m.headline else "")
+        shown = ([f"wide: {m.header}"] if m.wide else []) + ([f"narrow: {m.short}"] if m.narrow else [])
+        kind = m.kind if m.unit else "-"
+        lines.append(f"| `{m.name}` | {_cell(m.unit or '-')} | {kind} | {_cell(m.meaning)} | {better} | "
+                     f"{f'{m.floor:g}' if m.has_floor else '-'} | {_cell('; '.join(shown)) or '-'} |")
+    return "\n".join(lines)
 
 
 SECTION_TITLES = {

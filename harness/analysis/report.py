@@ -38,33 +38,24 @@ from harness.render.boxplot import Group, box_panel
 from harness.render.text import text_table
 from harness.results import layout
 from harness.results.folder import open_folder, ordered
-from harness.results.metrics import METRICS, MOVE_KINDS, REACHED_TOLERANCE_NOTE, TABLE_KINDS
+from harness.results.metrics import (
+    METRICS,
+    MOVE_KINDS,
+    NARROW_TABLE,
+    REACHED_TOLERANCE_NOTE,
+    TABLE_KINDS,
+    WIDE_TABLE,
+)
 
 SHORT_SHRINK = 0.9       # below this median shrink_fraction, a good THP ratio was earned by stopping short
 SHORT_RETURNED = 0.5     # below this median returned_fraction, by not returning the ballooned memory
 SHORT_FLAG = "!"
 REPORT_KINDS = TABLE_KINDS
-# (column, header): the headline figures of the table, in the order shown.
-HEADLINE_COLUMNS = [
-    ("actual_mib", "actual MiB"),
-    ("shrink_fraction", "shrink"),
-    ("rss_freed_kib", "RSS freed kB"),
-    ("returned_fraction", "returned"),
-    ("thp_lost_per_ballooned_mib", "THP lost/MiB"),
-    ("thp_lost_per_returned_mib", "THP lost/ret MiB"),
-    ("host_ahp_after_kib", "host AHP after kB"),
-    ("settle_seconds", "settle s"),
-    ("thp_split_pmd_delta", "split_pmd"),
-]
-# The default terminal table (fits 100 columns: medians only, the spread is in --wide,
-# summary_stats.csv and the Markdown of `check`): what decides the RFC's question.
-NARROW_COLUMNS = [
-    ("thp_lost_per_ballooned_mib", "THP/MiB"),
-    ("thp_lost_per_returned_mib", "THP/ret"),
-    ("returned_fraction", "returned"),
-    ("host_ahp_after_kib", "host AHP kB"),
-]
-REFERENCE_COLUMNS = [("host_ahp_before_kib", "host AHP before kB")]
+# The tables' columns and headers are the metrics' own (``wide``, ``narrow``, ``header``,
+# ``short`` in harness.results.metrics: WIDE_TABLE, NARROW_TABLE). The default terminal table
+# fits 100 columns (medians only, the spread is in --wide, summary_stats.csv and the Markdown
+# of `check`): what decides the RFC's question.
+REFERENCE_COLUMNS = [("host_ahp_before_kib", METRICS["host_ahp_before_kib"].header)]
 RATIO = "thp_lost_per_ballooned_mib"
 
 
@@ -100,17 +91,17 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
 
     RFC columns (the scenario's ``[reference]`` figures, on each arm's last step) only
     when ``reference`` is not empty. ``wide=False``: the terminal's default, the figures
-    that decide (:data:`NARROW_COLUMNS`, medians only) and the RFC's after figure.
+    that decide (:data:`harness.results.metrics.NARROW_TABLE`, medians only) and the RFC's after figure.
     """
     reference = reference or {}
     if wide:
-        columns = list(HEADLINE_COLUMNS)
+        columns = list(WIDE_TABLE)
         if reference:
             columns = columns[:4] + REFERENCE_COLUMNS + columns[4:5] + [
                 ("rfc_host_ahp_before_kib", "RFC before kB"), ("rfc_host_ahp_after_kib", "RFC after kB")
             ] + columns[5:]
     else:
-        columns = list(NARROW_COLUMNS) + ([("rfc_host_ahp_after_kib", "RFC kB")] if reference else [])
+        columns = list(NARROW_TABLE) + ([("rfc_host_ahp_after_kib", "RFC kB")] if reference else [])
     header = ["arm", "step", "n", "reached"] + [h for _, h in columns]
     table = HeadlineTable(header, [], [c for c, _ in columns], reference=bool(reference))
     if summary is None or summary.empty:

@@ -32,7 +32,7 @@ from harness.results.folder import (
     partial_rows,
 )
 from harness.results.metrics import METRICS, returned_fraction, thp_lost_per_returned_mib
-from harness.review.tables import COLUMNS, FILL_STEP, REVIEW_SCENARIOS, WHOLE_RUN, Table
+from harness.review.tables import DERIVED, FILL_STEP, REVIEW_SCENARIOS, WHOLE_RUN, Table
 
 FOOTPRINT_COLUMNS = ("rss_gib_min", "thp_gib_min", "step_seconds")
 DEFAULT_SAMPLE_HZ = 5.0
@@ -157,22 +157,25 @@ def load_folder(root: Path, stem: str, columns: tuple[str, ...]) -> Folder:
 # --- what the answers read -------------------------------------------------------------------
 
 def unit_of(column: str) -> str:
-    """The column's unit: harness.metrics' definition, else the review's own."""
-    if column in METRICS and METRICS[column].unit:
+    """The column's unit: its metric's declaration, else the review's own (derived columns)."""
+    if column in METRICS:
         return METRICS[column].unit
-    return COLUMNS[column].unit if column in COLUMNS else ""
+    return DERIVED[column].unit if column in DERIVED else ""
 
 
 def meaning_of(column: str) -> str:
     if column in METRICS:
         return METRICS[column].meaning
-    return COLUMNS[column].meaning if column in COLUMNS else ""
+    return DERIVED[column].meaning if column in DERIVED else ""
 
 
 def header_of(column: str) -> str:
-    """The table header: the review's short one (units included), else the name and unit."""
-    if column in COLUMNS:
-        return COLUMNS[column].header
+    """The table header (units included): its metric's, else the derived column's, else the
+    name and unit."""
+    if column in METRICS:
+        return METRICS[column].header
+    if column in DERIVED:
+        return DERIVED[column].header
     unit = unit_of(column)
     return f"{column} ({unit})" if unit else column
 
