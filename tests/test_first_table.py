@@ -63,12 +63,12 @@ def test_only_a_terminal_gets_tables_so_far(monkeypatch):
 def test_a_folder_run_with_jobs_says_its_host_wide_figures_mix(tmp_path):
     import json
 
-    from harness.analysis.report import report_text
+    from harness.analysis.report import report_text, write_report
     for jobs, says in ((1, False), (2, True)):
         out = make_results(tmp_path / f"jobs{jobs}", ARMS, reps=2, fast=True)
         meta = json.loads((out / "metadata.json").read_text())
         (out / "metadata.json").write_text(json.dumps({**meta, "jobs": jobs}))
-        first, explained = report_text(out), report_text(out, explain=True)
+        first, explained = report_text(out), report_text(out, explain=True, files=write_report(out))
         assert ("host-wide figures mix the guests" in first) is says     # the first screen says so in a clause
         assert ("guests ran 2 at once" in explained) is says              # --explain says why
         paths = ("plot:", "stats:", "accelerator:", "legend:")   # these lines end in or hold a folder's path
@@ -81,8 +81,9 @@ def test_the_first_screen_is_the_table_and_one_line_saying_where_the_rest_is(tmp
     the table, the decided sentences (none: this scenario states no claim) and one line,
     wrapped to the terminal's 100 columns, naming `report --explain`, the plots and the
     folder; the plots are written all the same."""
-    from harness.analysis.report import report_text
+    from harness.analysis.report import report_text, write_report
     out = make_results(tmp_path / "r", ARMS, reps=2, fast=True)
+    files = write_report(out)
     table_lines = 2 + 2 * len(ARMS)          # header, rule, one row per arm and step (run, balloon)
     lines = report_text(out).splitlines()
     assert lines[0].split()[0] == "arm"
@@ -93,5 +94,5 @@ def test_the_first_screen_is_the_table_and_one_line_saying_where_the_rest_is(tmp
     assert max(len(line) for line in lines) <= 100
     assert not any(line.startswith(("plot:", "stats:")) for line in lines)
     assert (out / "plots").is_dir() and any((out / "plots").glob("*.png"))
-    explained = report_text(out, explain=True)
+    explained = report_text(out, explain=True, files=files)
     assert "plot:" in explained and "stats:" in explained and "n: runs of the arm" in explained

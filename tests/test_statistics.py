@@ -11,7 +11,7 @@ import pandas as pd
 from synthetic import ArmSpec, make_results
 
 from harness.analysis.groups import STATS_COLUMNS, summary_stats, write_summary_stats
-from harness.analysis.report import SHORT_FLAG, format_table, headline_table, legend, report_text
+from harness.analysis.report import SHORT_FLAG, format_table, headline_table, legend, report_text, write_report
 from harness.results.metrics import SUMMARY_COLUMNS
 
 
@@ -110,7 +110,7 @@ def test_no_rfc_columns_without_reference(tmp_path):
 def test_print_report_table_legend_stats_and_per_run_plots(tmp_path, capsys):
     out = make_results(tmp_path / "r", reps=3, arms={"baseline": ArmSpec(ratio=2.0),
                                                     "thp-order": ArmSpec(ratio=1.1, shrink=0.7)})
-    print(report_text(out, wide=True, explain=True))
+    print(report_text(out, wide=True, explain=True, files=write_report(out)))
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert lines[0].split()[0] == "arm"
@@ -123,14 +123,13 @@ def test_print_report_table_legend_stats_and_per_run_plots(tmp_path, capsys):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_keeps_rfc_figures_for_a_scenario_with_reference(tmp_path, capsys, monkeypatch):
-    import harness.analysis.report
-    monkeypatch.setattr(harness.analysis.report, "plot_all", lambda *a, **k: [])   # text only; plots: above
+def test_report_keeps_rfc_figures_for_a_scenario_with_reference(tmp_path):
     out = make_results(tmp_path / "r", reps=2, reference={"baseline": {"host_ahp_before_kib": 976896,
                                                                        "host_ahp_after_kib": 153600}})
-    print(report_text(out, wide=True))
-    text = capsys.readouterr().out
+    text = report_text(out, wide=True, explain=True)
     assert "976896" in text and "RFC before kB" in text
+    # the text alone writes nothing: the statistics and plots are write_report's
+    assert not (out / "plots").exists() and not list(out.glob("summary_stats.*"))
 
 
 def test_no_runs_give_empty_tables_with_their_columns():

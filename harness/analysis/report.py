@@ -1,4 +1,4 @@
-"""Tables and plots from a results folder: numbers people can act on.
+"""The report of a results folder: its table, legend and first screen, numbers people can act on.
 
 The terminal table shows, per arm and balloon/measure step, the median and spread of the
 headline figures over the repetitions, ``n`` and "reached k/n". The memory actually
@@ -9,9 +9,10 @@ or for keeping ballooned memory (a host that never discards loses none). Such a 
 flagged ``!`` when the median shrink_fraction is below :data:`SHORT_SHRINK`, the median
 returned_fraction below :data:`SHORT_RETURNED`, or not every run reached its target.
 
-Explanations come from :mod:`harness.metrics` (one definition of every figure). The
-RFC's own figures are shown only for scenarios with ``[reference]`` tables. Plots show
-every run (box plots with each run as a point), never one bar per arm.
+Explanations come from :mod:`harness.results.metrics` (one definition of every figure). The
+RFC's own figures are shown only for scenarios with ``[reference]`` tables. The plots are
+drawn by :mod:`harness.analysis.report_plots`; :func:`write_report` writes the files the
+report points to, :func:`report_text` only returns the text.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 
+from harness.analysis.defaults import RATIO, SHORT_RETURNED, SHORT_SHRINK
 from harness.analysis.framemaps import write_frame_maps
 from harness.analysis.groups import (
     fmt_metric,
@@ -34,21 +35,18 @@ from harness.analysis.groups import (
     summary_stats,
     write_summary_stats,
 )
-from harness.render.boxplot import Group, box_panel
+from harness.analysis.report_plots import plot_all
 from harness.render.text import text_table
 from harness.results import layout
-from harness.results.folder import open_folder, ordered
+from harness.results.folder import ResultsFolder, open_folder, ordered
 from harness.results.metrics import (
     METRICS,
-    MOVE_KINDS,
     NARROW_TABLE,
     REACHED_TOLERANCE_NOTE,
     TABLE_KINDS,
     WIDE_TABLE,
 )
 
-SHORT_SHRINK = 0.9       # below this median shrink_fraction, a good THP ratio was earned by stopping short
-SHORT_RETURNED = 0.5     # below this median returned_fraction, by not returning the ballooned memory
 SHORT_FLAG = "!"
 REPORT_KINDS = TABLE_KINDS
 # The tables' columns and headers are the metrics' own (``wide``, ``narrow``, ``header``,
@@ -56,7 +54,6 @@ REPORT_KINDS = TABLE_KINDS
 # fits 100 columns (medians only, the spread is in --wide, summary_stats.csv and the Markdown
 # of `check`): what decides the RFC's question.
 REFERENCE_COLUMNS = [("host_ahp_before_kib", METRICS["host_ahp_before_kib"].header)]
-RATIO = "thp_lost_per_ballooned_mib"
 
 
 @dataclass
@@ -173,101 +170,6 @@ def legend(table: HeadlineTable, width: int = 100) -> str:
     return "\n".join(textwrap.fill(line, width, subsequent_indent="    ") for line in out)
 
 
-# --- plots --------------------------------------------------------------------------------
-
-def plot_all(samples: pd.DataFrame, summary: pd.DataFrame, out_dir: Path,
-             arm_order: Optional[list[str]] = None, step_order: Optional[list[str]] = None) -> list[Path]:
-    """Write the time-series and the per-run summary PNGs; returns their paths."""
-    import matplotlib
-    matplotlib.use("Agg")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    if not samples.empty:
-        paths.append(_plot_timeseries(samples, summary, out_dir / "host_memory_over_time.png"))
-    if not summary.empty:
-        paths.append(_plot_runs(summary, out_dir / "summary_bars.png", arm_order, step_order))
-    return paths
-
-
-def _plot_timeseries(samples: pd.DataFrame, summary: pd.DataFrame, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-    runs = list(dict.fromkeys(samples["run_id"]))
-    fig, axes = plt.subplots(len(runs), 1, figsize=(10, 3.2 * len(runs)), squeeze=False, sharex=True)
-    for ax, run_id in zip(axes[:, 0], runs):
-        s = samples[samples["run_id"] == run_id]
-        for (source, metric), label, style in (
-                (("qemu", "anon_huge_kib"), "QEMU AnonHugePages", "-"),
-                (("qemu", "rss_kib"), "QEMU Rss", "--"),
-                (("host", "anon_huge_kib"), "host AnonHugePages", ":")):
-            d = s[(s["source"] == source) & (s["metric"] == metric)].sort_values("t")
-            ax.plot(d["t"], d["value"] / 1024, style, label=label)
-        ax.set_ylabel("MiB (host)")
-        ax2 = ax.twinx()
-        d = s[(s["source"] == "balloon") & (s["metric"] == "actual_mib")].sort_values("t")
-        ax2.plot(d["t"], d["value"], color="tab:red", alpha=0.6, label="guest size")
-        ax2.set_ylabel("guest MiB (balloon actual / virtio-mem size)")
-        steps = summary[(summary["run_id"] == run_id) & summary["kind"].isin(MOVE_KINDS)]
-        for _, row in steps.iterrows():
-            ax2.axhline(row["target_mib"], color="tab:red", linestyle="-.", linewidth=0.8)
-            start = s[s["phase"] == row["step"]]["t"]
-            if len(start):
-                ax.axvline(start.min(), color="grey", linewidth=0.8)
-                ax2.annotate(f"target {row['target_mib']:.0f} MiB", (start.min(), row["target_mib"]),
-                             fontsize=8, xytext=(3, 3), textcoords="offset points", color="tab:red")
-        arm = s["arm"].iloc[0]
-        ax.set_title(f"{run_id} ({arm})")
-        lines = ax.get_legend_handles_labels()
-        lines2 = ax2.get_legend_handles_labels()
-        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower left", fontsize=8)
-    axes[-1, 0].set_xlabel("seconds since the run started (boot included)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-# (column, title, scale): the per-run panels of the summary plot.
-RUN_PANELS = [
-    (RATIO, "host THP lost per ballooned MiB (1.0: only the ballooned memory)", 1.0),
-    ("shrink_fraction", "shrink_fraction (1.0: the whole requested change)", 1.0),
-    ("rss_freed_kib", "QEMU RSS freed (MiB)", 1 / 1024),
-    ("host_ahp_after_kib", "host AnonHugePages after (MiB)", 1 / 1024),
-]
-
-
-def _plot_runs(summary: pd.DataFrame, path: Path, arm_order: Optional[list[str]] = None,
-               step_order: Optional[list[str]] = None) -> Path:
-    """Every run as a point over a box plot per arm and balloon step; hollow: target not reached."""
-    import matplotlib.pyplot as plt
-    s = summary[summary["kind"].isin(MOVE_KINDS)] if "kind" in summary.columns else summary
-    if s.empty:
-        s = summary
-    arms, steps = ordered(s, arm_order, step_order)
-    groups = [(a, st) for a in arms for st in steps if ((s["arm"] == a) & (s["step"] == st)).any()]
-    labels = [f"{a}\n{st}" if len(steps) > 1 else a for a, st in groups]
-    panels = [p for p in RUN_PANELS if p[0] in s.columns]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
-    rng = np.random.default_rng(0)  # fixed jitter: the same plot for the same results
-    for k, (ax, (col, title, scale)) in enumerate(zip(axes[0], panels)):
-        boxes = []
-        for label, (arm, step) in zip(labels, groups):
-            rows = s[(s["arm"] == arm) & (s["step"] == step)]
-            vals = pd.to_numeric(rows[col], errors="coerce").astype(float).to_numpy() * scale
-            reached = reached_as_float(rows["reached"]).to_numpy() if "reached" in rows.columns else None
-            boxes.append(Group(label, vals, reached))
-        guides = [(1.0, "black", "--")] if col == RATIO else []
-        guides += [(SHORT_SHRINK, "tab:red", ":")] if col == "shrink_fraction" else []
-        box_panel(ax, boxes, title, rng, guides, label_points=k == 0)
-    handles, names = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        axes[0, 0].legend(handles, names, fontsize=7, loc="best")
-    fig.suptitle("every run (points) over box plots (median, IQR, whiskers)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def interim_text(out: Path, reps_done: int, reps: int) -> str:
     """The table so far, while the other runs go on: the narrow table of the finished runs
     after every arm has run ``reps_done`` of its ``reps`` times, without the stats file and
@@ -289,21 +191,46 @@ def where_line(out: Path, jobs: object = None) -> str:
     return line
 
 
-def report_text(out: Path, wide: bool = False, explain: bool = False, decided: Sequence[str] = ()) -> str:
+@dataclass(frozen=True)
+class ReportFiles:
+    """What :func:`write_report` wrote: the summary statistics and the plots."""
+
+    stats: list[Path] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+
+
+def _opened(out: Path | ResultsFolder) -> ResultsFolder:
+    """The folder, opened once by the caller or here (reading a folder's frames costs time)."""
+    return out if isinstance(out, ResultsFolder) else open_folder(out)
+
+
+def write_report(out: Path | ResultsFolder) -> ReportFiles:
+    """Write what the report points to: summary_stats (CSV and Parquet), the plots and the
+    frame maps. Apart from :func:`report_text`, so asking for the text never writes."""
+    folder = _opened(out)
+    info = folder.scenario
+    stats = write_summary_stats(folder.path, folder.summary, info.arms, info.steps)
+    plots = plot_all(folder.samples, folder.summary, folder.path / layout.PLOTS, info.arms, info.steps)
+    plots += write_frame_maps(folder.path, folder.path / layout.PLOTS, info.arms)
+    return ReportFiles(list(stats), plots)
+
+
+def report_text(out: Path | ResultsFolder, wide: bool = False, explain: bool = False,
+                decided: Sequence[str] = (), files: Optional[ReportFiles] = None) -> str:
     """The table of a results folder, its decided sentences and one line saying where the rest
-    is (a first screen: the table must not scroll away); writes summary_stats and the plots.
-    ``explain``: under it, every column's meaning, the notes and the files written (the old
-    long form). ``wide``: every headline column (the default fits 100 columns)."""
-    folder = open_folder(out)
+    is (a first screen: the table must not scroll away). Writes nothing (:func:`write_report`
+    does; ``files``: what it wrote, listed under ``explain``). ``explain``: under it, every
+    column's meaning, the notes and the files written (the old long form). ``wide``: every
+    headline column (the default fits 100 columns)."""
+    folder = _opened(out)
+    out = folder.path
+    files = files or ReportFiles()
     info = folder.scenario
     table = headline_table(folder.summary, info.arms, info.steps, info.reference, wide=wide)
     lines = [format_table(table) if table.rows else format_table(table) + "\n(no finished runs)"]
     lines += list(decided)
     s = folder.summary
     jobs = folder.metadata.get("jobs") if isinstance(folder.metadata, dict) else None
-    stats = write_summary_stats(out, s, info.arms, info.steps)
-    plots = plot_all(folder.samples, s, Path(out) / layout.PLOTS, info.arms, info.steps)
-    plots += write_frame_maps(out, Path(out) / layout.PLOTS, info.arms)
     if not explain:
         flag = f" ({SHORT_FLAG}: a ratio earned by stopping short)" if table.flagged else ""
         return "\n".join([*lines, *textwrap.wrap(where_line(out, jobs) + flag, width=100,
@@ -316,6 +243,6 @@ def report_text(out: Path, wide: bool = False, explain: bool = False, decided: S
         lines.append(textwrap.fill(f"--jobs {jobs}: guests ran {jobs} at once, so the host-wide figures (host "
                                    "AHP, the thp_* counters) mix them; the QEMU process's own (THP lost, returned) "
                                    "stay its own", width=100, subsequent_indent="    "))
-    lines += [f"stats: {p}" for p in stats]
-    lines += [f"plot: {p}" for p in plots]
+    lines += [f"stats: {p}" for p in files.stats]
+    lines += [f"plot: {p}" for p in files.plots]
     return "\n".join(lines)

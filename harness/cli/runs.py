@@ -216,11 +216,14 @@ def _until_decided(req: RunRequest, scenario, artifacts, store, jobs: int) -> li
 
 
 def print_report(out: Path, wide: bool = False, explain: bool = False) -> None:
-    """The table, the scenario's decided sentences under it, where the rest is."""
+    """Write the report's files (statistics, plots), then print the table, the scenario's
+    decided sentences under it and where the rest is; the folder is read once for both."""
     from harness.analysis.claims import decided_sentences
-    from harness.analysis.report import report_text
+    from harness.analysis.report import report_text, write_report
     from harness.results.folder import open_folder
-    print(report_text(out, wide=wide, explain=explain, decided=decided_sentences(open_folder(out))))
+    folder = open_folder(out)
+    files = write_report(folder)
+    print(report_text(folder, wide=wide, explain=explain, decided=decided_sentences(folder), files=files))
 
 
 def archive_options(args: argparse.Namespace) -> None:
