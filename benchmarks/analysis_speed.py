@@ -33,7 +33,9 @@ from synthetic import BALLOON_STEP, ArmSpec, make_results  # noqa: E402
 
 from harness.analysis.check import check_results  # noqa: E402
 from harness.analysis.compare import compare, format_comparison  # noqa: E402
-from harness.analysis.history import append_history, format_trend, history_trend  # noqa: E402
+from harness.analysis.history import history_trend  # noqa: E402
+from harness.analysis.history_render import format_trend, plot_trend  # noqa: E402
+from harness.analysis.history_store import append_history  # noqa: E402
 
 ARMS = {"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=1.1, shrink=0.9),
         "stock": ArmSpec(ratio=2.1), "other": ArmSpec(ratio=1.5)}
@@ -94,8 +96,11 @@ def main() -> int:
         secs = time.perf_counter() - t
         print(f"history set-up: {args.folders} folders copied and appended in {secs:.1f} s "
               f"({1000 * secs / args.folders:.0f} ms per append)")
-        trend, secs = timed(lambda: history_trend(h, metric="thp_lost_per_ballooned_mib", png=d / "trend.png"))
-        text = format_trend(trend)
+        def trend_and_plot():
+            found = history_trend(h, metric="thp_lost_per_ballooned_mib")
+            return found, plot_trend(found, d / "trend.png")
+        (trend, png), secs = timed(trend_and_plot)
+        text = format_trend(trend, png)
         print(f"history trend over {args.folders} folders ({len(trend.table)} lines, PNG): "
               f"{secs:.2f} s (target < 5 s)")
         print(text.splitlines()[0])

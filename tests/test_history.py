@@ -11,14 +11,9 @@ from synthetic import BALLOON_STEP, ArmSpec, make_results
 from harness.analysis.changepoints import e_divisive
 from harness.analysis.check import check_results
 from harness.analysis.groups import run_values
-from harness.analysis.history import (
-    against_history,
-    append_history,
-    format_history_check,
-    history_trend,
-    holm,
-    load_history,
-)
+from harness.analysis.history import against_history, history_trend, holm
+from harness.analysis.history_render import format_history_check, plot_trend
+from harness.analysis.history_store import append_history, load_history
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.results.folder import open_folder
@@ -66,7 +61,8 @@ def test_appending_twice_does_not_duplicate(history, tmp_path):
 def test_three_nights_give_a_three_line_trend_and_a_png(history, tmp_path):
     h, _ = history
     png = tmp_path / "trend.png"
-    t = history_trend(h, metric=RATIO, arm="thp-order", png=png)
+    t = history_trend(h, metric=RATIO, arm="thp-order")
+    plot_trend(t, png)
     assert list(t.table["date"]) == [n[0] for n in NIGHTS]
     assert (t.table["n"] == 5).all()
     assert t.table["median"].iloc[2] > t.table["median"].iloc[1]          # the third night got worse

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 from synthetic import ArmSpec, make_results
 
-from harness.analysis.history import append_history, history_trend
+from harness.analysis.history import history_trend
+from harness.analysis.history_store import append_history
 from harness.cli import main
 from harness.results import layout
 from harness.results.folder import open_folder

@@ -67,8 +67,9 @@ from harness.analysis.defaults import (
 )
 from harness.analysis.expectations import Expectation, expectations_of, holds
 from harness.analysis.groups import REACHED_FRACTION, centre, fmt_metric, run_values
-from harness.analysis.history import HistoryCheck, format_history_check
+from harness.analysis.history import HistoryCheck
 from harness.analysis.history import against_history as compare_history
+from harness.analysis.history_render import format_history_check
 from harness.analysis.report import headline_table, legend, plot_all
 from harness.errors import HarnessError
 from harness.render.markdown import md_escape, md_table

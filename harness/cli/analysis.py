@@ -78,7 +78,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _append(out: Path, history: Path) -> int:
     """Append ``out`` to the history; 0, or 2 (infrastructure) with one line when refused."""
-    from harness.analysis.history import append_history
+    from harness.analysis.history_store import append_history
     try:
         added = append_history(out, history)
     except HarnessError as e:
@@ -89,13 +89,14 @@ def _append(out: Path, history: Path) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from harness.analysis.history import format_trend, history_trend
+    from harness.analysis.history import history_trend
+    from harness.analysis.history_render import format_trend, plot_trend
     h = Path(args.dir)
     if not h.exists():
         raise HarnessError(f"{h}: no such history folder")
-    trend = history_trend(h, scenario=args.scenario, metric=args.metric, arm=args.arm, step=args.step,
-                          png=args.png or (h / f"trend-{args.scenario or 'all'}-{args.metric}.png"))
-    print(format_trend(trend))
+    trend = history_trend(h, scenario=args.scenario, metric=args.metric, arm=args.arm, step=args.step)
+    png = plot_trend(trend, Path(args.png or (h / f"trend-{args.scenario or 'all'}-{args.metric}.png")))
+    print(format_trend(trend, png))
     return 0
 
 

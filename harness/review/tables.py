@@ -1,5 +1,6 @@
 """What the review's tables are made of: the scenarios it runs, the columns it derives (the
-summary columns' headers are the metrics' own) and the :class:`Table` a point reads. Plain data, read by :mod:`.evidence`, :mod:`.points` and :mod:`.document`.
+summary columns' headers are the metrics' own) and the :class:`Table` a point reads. Plain
+data, read by :mod:`.evidence`, :mod:`.points` and :mod:`.document`.
 """
 
 from __future__ import annotations
