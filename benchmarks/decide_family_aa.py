@@ -31,11 +31,11 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 
-from harness.analysis.check import FAIL, evaluate_all  # noqa: E402
 from harness.analysis.compare import compare_tested, decide_family  # noqa: E402
 from harness.analysis.decide import BETTER, WORSE, decide  # noqa: E402
 from harness.analysis.expectations import Expectation  # noqa: E402
 from harness.analysis.groups import HEADLINE_METRICS  # noqa: E402
+from harness.analysis.verdicts import FAIL, evaluate_all  # noqa: E402
 from harness.results.metrics import DEFAULT_PRIMARY  # noqa: E402
 
 STEP = "balloon 624"

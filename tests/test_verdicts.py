@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from synthetic import BALLOON_STEP, ArmSpec, make_results
 
-from harness.analysis.check import FAIL, PASS, UNDECIDED, check_results, evaluate, evaluate_all
+from harness.analysis.check import check_results
 from harness.analysis.expectations import Expectation, parse_expectations
+from harness.analysis.verdicts import FAIL, PASS, UNDECIDED, evaluate, evaluate_all
 from harness.cli import analysis as cli_analysis
 from harness.cli import main
 from harness.errors import ConfigError

@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import textwrap
 
-from harness.analysis.check import FAIL, PASS, UNDECIDED, Verdict, evaluate_all
 from harness.analysis.defaults import CONFIDENCE
 from harness.analysis.expectations import expectations_of
 from harness.analysis.groups import fmt_metric
+from harness.analysis.verdicts import FAIL, PASS, UNDECIDED, Verdict, evaluate_all
 from harness.results.folder import ResultsFolder
 
 WIDTH = 100

@@ -379,9 +379,10 @@ _VALUES = [
                                     "tasks' KB/s lines / 1000 (the guest's side of the bill)", "higher",
            header="MB/s", compute=lambda s: s.workload_mb_s),
     Metric("step_seconds", "s", "wall time of the step", compute=lambda s: s.step_seconds),
-    *[Metric(f"{c}_delta", "count", f"host /proc/vmstat {c} change over the step",
-             "lower" if c == "thp_split_pmd" else None, c == "thp_split_pmd", host_wide=True,
-             **({"header": "split_pmd", "wide": 9, "resolution": 1.0} if c == "thp_split_pmd" else {}),
+    *[Metric("thp_split_pmd_delta", "count", "host /proc/vmstat thp_split_pmd change over the step", "lower",
+             True, header="split_pmd", wide=9, resolution=1.0, host_wide=True, compute=_delta("host", c))
+      if c == "thp_split_pmd" else
+      Metric(f"{c}_delta", "count", f"host /proc/vmstat {c} change over the step", host_wide=True,
              compute=_delta("host", c)) for c in HOST_THP_COUNTERS],
     Metric("guest_ahp_before_kib", "kB", "guest AnonHugePages before", compute=_before("guest", "anon_huge_kib")),
     Metric("guest_ahp_after_kib", "kB", "guest AnonHugePages after", header="guest AHP kB",
