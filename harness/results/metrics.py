@@ -1,9 +1,12 @@
-"""The measurement's definitions: what each figure is, its unit, its floor, and how a
-summary row is computed from the readings around a step.
+"""The measurement's definitions: what each figure is, its unit, its floor, how tables show
+it, and how a summary row is computed from the readings around a step.
 
-Pure (no I/O, no VM): the runner feeds it readings, the report, the statistics and
-the docs' column reference read its definitions, and ``tests/test_metrics.py`` checks the arithmetic
-on synthetic readings. A figure that is not defined here does not exist.
+One declaration per figure (a :class:`Metric` in ``_VALUES``), so adding a column touches
+this file alone (and a probe, when it needs a reading no probe takes): the report's tables,
+the review's headers, the effect floors and the docs' column reference are views of the
+declarations. Pure (no I/O apart from the shipped floors.json, no VM): the runner feeds it
+readings, and ``tests/test_metrics.py`` checks the arithmetic on synthetic readings. A
+figure that is not defined here does not exist.
 """
 
 from __future__ import annotations
@@ -143,7 +146,7 @@ _MEASURED = measured_floors()
 
 
 @dataclass(frozen=True)
-class Step:
+class StepReadings:
     """What one summary row is computed from: the readings just before and just after a step,
     what the step was, and the figures of the row computed so far (``row``: a figure may use
     any figure declared before it)."""
@@ -167,7 +170,7 @@ class Step:
         return self.move is not None and self.move.reached is None
 
 
-Compute = Callable[[Step], Any]
+Compute = Callable[[StepReadings], Any]
 
 
 def _get(r: Reading, source: str, metric: str) -> float:
@@ -208,7 +211,7 @@ class Metric:
     narrow one; 0: not shown there. ``resolution``: the smallest difference the figure can
     resolve at all; its effect floor (:attr:`floor`) is the larger of that and the measured
     A/A noise (floors.json). ``host_wide``: read from the whole host, not one QEMU process
-    (mixes guests under --jobs > 1). ``compute``: the row's value from a :class:`Step`.
+    (mixes guests under --jobs > 1). ``compute``: the row's value from a :class:`StepReadings`.
     """
 
     name: str
@@ -256,14 +259,14 @@ class Metric:
         return self.name in _MEASURED or self.resolution > 0
 
 
-def _shrink(s: Step) -> float:
+def _shrink(s: StepReadings) -> float:
     requested = s.row["requested_mib"]
     if math.isnan(requested) or requested == 0 or s.targetless:
         return math.nan
     return s.row["ballooned_mib"] / requested   # a deflate asks for negative "requested": alike
 
 
-def _returned_gib_per_s(s: Step) -> float:
+def _returned_gib_per_s(s: StepReadings) -> float:
     if s.move is None:
         return math.nan
     freed = s.row["rss_freed_kib"]   # less than one huge page back is noise for the speed
@@ -472,7 +475,7 @@ def summary_row(identity: dict[str, Any], kind: str, target_mib: Optional[float]
     computed by its metric's ``compute`` in declaration order; what a step cannot know is NaN
     (or None).
     """
-    step = Step(identity, kind, target_mib, before, after, accel, step_seconds, move, series or {},
+    step = StepReadings(identity, kind, target_mib, before, after, accel, step_seconds, move, series or {},
                 start_t, workload_mb_s)
     for m in METRICS.values():
         step.row[m.name] = m.compute(step) if m.compute is not None else None
