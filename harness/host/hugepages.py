@@ -6,7 +6,7 @@ usually empty; :func:`reserve` adds the pages a guest needs on top of whatever t
 holds (an administrator's pages are never used up nor given away), reads back what the
 kernel got, and refuses in one line, before boot, when it got fewer (1 GiB pages need 1 GiB
 of contiguous free memory: often only at boot). :func:`for_backing` does that for one
-guest and, for ``hugetlbfs``, mounts a private hugetlbfs of the page size; leaving it
+guest and, for ``hugetlbfs``, mounts a private hugetlbfs of the page size (a ``tmpfs`` backing, a private tmpfs); leaving it
 gives everything back. Each change is journaled first, so pages a SIGKILLed harness held
 go back at the next start (:func:`harness.host.journal.recover_leftovers`).
 """
@@ -24,6 +24,7 @@ from typing import Optional
 
 from harness.errors import ConfigError
 from harness.host.journal import Journal, host_lock
+from harness.procfs import parse_meminfo
 from harness.vm.backing import PAGE_SIZES_KIB, Backing
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,12 @@ class Reservation:
                 log.error("could not give back %d huge pages of %d kB: %s", self.pages, self.page_kib, e)
 
 
+def available_pages(page_kib: int) -> int:
+    """Pages of ``page_kib`` the host's ``MemAvailable`` could hold (an upper bound: the
+    kernel also needs them contiguous)."""
+    return parse_meminfo(Path("/proc/meminfo").read_text()).get("MemAvailable", 0) // page_kib
+
+
 def reserve(pages: int, size: str | int, journal: Optional[Journal] = None) -> Reservation:
     """Add ``pages`` huge pages of ``size`` to the host's pool, or refuse (ConfigError, one
     line with what the kernel gave) having taken nothing."""
@@ -113,6 +120,11 @@ def reserve(pages: int, size: str | int, journal: Optional[Journal] = None) -> R
     pool_state(page_kib)    # refuses a size the host has no pool of
     if not os.access(nr, os.W_OK):
         raise ConfigError(f"host huge pages of {page_kib} kB: cannot write {nr} (root needed)")
+    available = available_pages(page_kib)
+    if pages > available:
+        raise ConfigError(f"host huge pages: asked for {pages} more pages of {page_kib} kB "
+                          f"({pages * page_kib // 1024} MiB), the host has {available * page_kib // 1024} MiB "
+                          "available (MemAvailable): refused before touching the pool")
     journal = journal or Journal()
     with host_lock(journal.directory):
         before = int(nr.read_text())
@@ -153,22 +165,22 @@ def _size_kib(text: str) -> int:
 
 
 @contextlib.contextmanager
-def mounted_hugetlbfs(page_kib: int, journal: Optional[Journal] = None) -> Iterator[Path]:
-    """A hugetlbfs of ``page_kib`` pages, this process's own (``/run/balloon-harness/
-    hugetlbfs-<pid>-<kB>``), unmounted on leaving."""
+def mounted(fstype: str, options: str, name: str, journal: Optional[Journal] = None) -> Iterator[Path]:
+    """A filesystem of this process's own (``/run/balloon-harness/<name>-<pid>``), mounted
+    for a guest's backing file (QEMU creates and unlinks it there), unmounted on leaving."""
     journal = journal or Journal()
-    path = MOUNT_ROOT / f"hugetlbfs-{os.getpid()}-{page_kib}kB"
+    path = MOUNT_ROOT / f"{name}-{os.getpid()}"
     entry = {"type": "mount", "path": str(path)}
     with host_lock(journal.directory):
         path.mkdir(parents=True, exist_ok=True)
         journal.record(entry)
-        proc = subprocess.run(["mount", "-t", "hugetlbfs", "-o", f"pagesize={page_kib}K", "none", str(path)],
+        proc = subprocess.run(["mount", "-t", fstype, "-o", options, "none", str(path)],
                               capture_output=True, text=True, check=False)
         if proc.returncode:
             journal.forget(entry)
             with contextlib.suppress(OSError):
                 path.rmdir()
-            raise ConfigError(f"backing hugetlbfs: could not mount a hugetlbfs of {page_kib} kB pages at {path}: "
+            raise ConfigError(f"could not mount a {fstype} ({options}) at {path}: "
                               f"{proc.stderr.strip() or proc.returncode}")
     try:
         yield path
@@ -183,6 +195,17 @@ def mounted_hugetlbfs(page_kib: int, journal: Optional[Journal] = None) -> Itera
                 journal.forget(entry)
 
 
+def mounted_hugetlbfs(page_kib: int, journal: Optional[Journal] = None):
+    """A hugetlbfs of ``page_kib`` pages of this process's own."""
+    return mounted("hugetlbfs", f"pagesize={page_kib}K", f"hugetlbfs-{page_kib}kB", journal)
+
+
+def mounted_tmpfs(size_mib: int, journal: Optional[Journal] = None):
+    """A tmpfs of ``size_mib`` whose files get huge pages where madvised (QEMU madvises
+    MADV_HUGEPAGE on guest RAM): ``huge=advise``, as ``shmem_enabled=advise`` for memfds."""
+    return mounted("tmpfs", f"huge=advise,size={size_mib}M,mode=0700", "tmpfs", journal)
+
+
 def pages_for(backing: Backing, memory_mib: int) -> int:
     """Huge pages a guest of ``memory_mib`` (boot RAM plus any virtio-mem region) needs."""
     return memory_mib * 1024 // backing.page_kib
@@ -191,13 +214,17 @@ def pages_for(backing: Backing, memory_mib: int) -> int:
 @contextlib.contextmanager
 def for_backing(backing: Backing, memory_mib: int, journal: Optional[Journal] = None) -> Iterator[Backing]:
     """Make the host ready for one guest of ``memory_mib`` on ``backing``: nothing for
-    THP-able kinds; for hugetlb kinds the pool's pages (and for ``hugetlbfs``, a mount,
+    anonymous and memfd; a tmpfs mount for ``tmpfs``; for hugetlb kinds the pool's pages (and for ``hugetlbfs``, a mount,
     unless ``backing.mem_path`` names one). Yields the backing to boot with (``mem_path``
     filled in); gives everything back on leaving, however it leaves."""
+    journal = journal or Journal()
+    if backing.kind == "tmpfs" and backing.mem_path is None:
+        with mounted_tmpfs(memory_mib + 64, journal) as path:
+            yield replace(backing, mem_path=path)
+        return
     if not backing.hugetlb:
         yield backing
         return
-    journal = journal or Journal()
     with reserve(pages_for(backing, memory_mib), backing.page_kib, journal):
         if backing.kind == "hugetlbfs" and backing.mem_path is None:
             with mounted_hugetlbfs(backing.page_kib, journal) as path:

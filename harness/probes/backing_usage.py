@@ -7,7 +7,7 @@ the same questions have other answers:
 backing       host memory held by guest RAM ("held")      host huge pages held ("huge")
 ============  ==========================================  ===========================================
 anonymous     ``Rss`` of the RAM mapping (smaps)          ``AnonHugePages`` of the mapping
-memfd         the memfd's allocated blocks (``fstat``     ``ShmemPmdMapped`` (+ ``FilePmdMapped``) of
+memfd, tmpfs  the file's allocated blocks  (``fstat``     ``ShmemPmdMapped`` (+ ``FilePmdMapped``) of
               ``st_blocks`` via ``/proc/PID/fd``)         the mapping; host-wide ``ShmemHugePages``
 hugetlb       the file's allocated blocks (same), =       ``Private_Hugetlb`` + ``Shared_Hugetlb`` of
               ``Private/Shared_Hugetlb`` of the mapping   the mapping; the pool's Total - Free
@@ -120,7 +120,7 @@ def read_usage(pid: int, address: int, kind: str, page_kib: int = 4) -> BackingU
         held, huge = f.get("Rss", 0), f.get("AnonHugePages", 0)
     elif kind in HUGETLB_KINDS:
         held, huge = (allocated if allocated is not None else hugetlb), hugetlb
-    else:   # memfd (shmem): the file's pages, mapped here or not
+    else:   # memfd, tmpfs (shmem): the file's pages, mapped here or not
         held = allocated if allocated is not None else f.get("Rss", 0)
         huge = f.get("ShmemPmdMapped", 0) + f.get("FilePmdMapped", 0)
     return BackingUsage(kind, held, huge, f.get("Rss", 0), f.get("AnonHugePages", 0), f.get("ShmemPmdMapped", 0),

@@ -6,6 +6,11 @@ Hosts today also back guests with
 
 - ``memfd``: a shared memfd (``memory-backend-memfd``, ``share=on``); shmem, huge where
   the host's ``shmem_enabled`` allows. QEMU discards with ``fallocate(PUNCH_HOLE)``.
+- ``tmpfs``: a file on a tmpfs mounted ``huge=advise`` (``memory-backend-file,align=2M``,
+  ``share=on``): shmem THP that QEMU 7.2's memfd cannot give. That QEMU maps a memfd only
+  4 KiB-aligned (``memory-backend-memfd`` has no ``align``), so a shmem huge page never fits
+  a PMD of the mapping: measured, a memfd guest holds no huge page whatever ``shmem_enabled``
+  says, a tmpfs file with ``align=2M`` all of them (docs/backings.md).
 - ``memfd-hugetlb``: a memfd from the host's hugetlb pool (``hugetlb=on,hugetlbsize=``).
 - ``hugetlbfs``: a file on a hugetlbfs mount (``memory-backend-file,mem-path=``).
   On both hugetlb kinds QEMU frees a host page only once every 4 KiB piece of it is in
@@ -31,7 +36,8 @@ from typing import Any, Optional
 
 from harness.errors import ConfigError
 
-KINDS = ("anonymous", "memfd", "memfd-hugetlb", "hugetlbfs", "guest_memfd")
+KINDS = ("anonymous", "memfd", "tmpfs", "memfd-hugetlb", "hugetlbfs", "guest_memfd")
+MOUNTED_KINDS = ("tmpfs", "hugetlbfs")       # a file in a folder the host room mounts
 HUGETLB_KINDS = ("memfd-hugetlb", "hugetlbfs")
 PAGE_SIZES_KIB = {"2M": 2048, "1G": 1048576}
 RAM_ID = "pc.ram"        # q35's default_ram_id: the RAM region's name either way
@@ -45,8 +51,8 @@ GUEST_MEMFD_REFUSAL = ("backing guest_memfd: needs KVM (guest_memfd is a KVM fil
 class Backing:
     """One backing of guest RAM. ``share``: None takes the kind's usual value (off for
     anonymous memory, on for memfd and hugetlbfs: shared is how they are used, and what
-    makes QEMU punch holes). ``mem_path``: the hugetlbfs mount of a ``hugetlbfs`` backing
-    (``harness.host.hugepages`` finds or mounts one)."""
+    makes QEMU punch holes). ``mem_path``: the mount of a ``hugetlbfs`` or ``tmpfs``
+    backing (``harness.host.hugepages.for_backing`` mounts one)."""
 
     kind: str = "anonymous"
     page_size: Optional[str] = None
@@ -95,8 +101,8 @@ class Backing:
                                   f"{' or '.join(PAGE_SIZES_KIB)}, got {self.page_size!r}")
         elif self.page_size is not None:
             raise ConfigError(f"{where}: page_size is for {' and '.join(HUGETLB_KINDS)}, not {self.kind}")
-        if self.mem_path is not None and self.kind != "hugetlbfs":
-            raise ConfigError(f"{where}: mem_path is for hugetlbfs, not {self.kind}")
+        if self.mem_path is not None and self.kind not in MOUNTED_KINDS:
+            raise ConfigError(f"{where}: mem_path is for {' and '.join(MOUNTED_KINDS)}, not {self.kind}")
         if self.kind == "guest_memfd" and self.share is False:
             raise ConfigError(f"{where}: guest_memfd backs the guest shared (share=on) only")
 
@@ -152,11 +158,12 @@ class Backing:
             return f"memory-backend-memfd,id={obj_id},size={size_mib}M{tail}"
         if self.kind == "memfd-hugetlb":
             return f"memory-backend-memfd,id={obj_id},size={size_mib}M,hugetlb=on,hugetlbsize={self.page_size}{tail}"
-        if self.kind == "hugetlbfs":
+        if self.kind in MOUNTED_KINDS:
             if self.mem_path is None:
-                raise ConfigError("backing hugetlbfs: no hugetlbfs mount given (mem_path); "
+                raise ConfigError(f"backing {self.kind}: no {self.kind} mount given (mem_path); "
                                   "harness.host.hugepages.for_backing() mounts one")
-            return f"memory-backend-file,id={obj_id},size={size_mib}M,mem-path={self.mem_path}{tail}"
+            align = ",align=2M" if self.kind == "tmpfs" else ""
+            return f"memory-backend-file,id={obj_id},size={size_mib}M,mem-path={self.mem_path}{tail}{align}"
         if self.kind == "guest_memfd":
             return f"memory-backend-memfd,id={obj_id},size={size_mib}M,x-guest-memfd=on,share=on"
         raise ConfigError(f"backing: kind {self.kind!r}: choose one of {', '.join(KINDS)}")
