@@ -36,7 +36,8 @@ def test_the_default_backing_leaves_the_command_line_as_it_was():
 
 @pytest.mark.parametrize("value, obj", [
     ("memfd", "memory-backend-memfd,id=pc.ram,size=1024M,share=on"),
-    ({"kind": "memfd", "share": False, "prealloc": True}, "memory-backend-memfd,id=pc.ram,size=1024M,share=off,prealloc=on"),
+    ({"kind": "memfd", "share": False, "prealloc": True},
+     "memory-backend-memfd,id=pc.ram,size=1024M,share=off,prealloc=on"),
     ("memfd-hugetlb-2M", "memory-backend-memfd,id=pc.ram,size=1024M,hugetlb=on,hugetlbsize=2M,share=on"),
     ("memfd-hugetlb-1G", "memory-backend-memfd,id=pc.ram,size=1024M,hugetlb=on,hugetlbsize=1G,share=on"),
     ({"kind": "hugetlbfs", "page_size": "2M", "mem_path": "/mnt/h"},

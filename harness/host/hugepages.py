@@ -6,9 +6,9 @@ usually empty; :func:`reserve` adds the pages a guest needs on top of whatever t
 holds (an administrator's pages are never used up nor given away), reads back what the
 kernel got, and refuses in one line, before boot, when it got fewer (1 GiB pages need 1 GiB
 of contiguous free memory: often only at boot). :func:`for_backing` does that for one
-guest and, for ``hugetlbfs``, mounts a private hugetlbfs of the page size (a ``tmpfs`` backing, a private tmpfs); leaving it
-gives everything back. Each change is journaled first, so pages a SIGKILLed harness held
-go back at the next start (:func:`harness.host.journal.recover_leftovers`).
+guest and, for ``hugetlbfs``, mounts a private hugetlbfs of the page size (for a ``tmpfs``
+backing, a private tmpfs); leaving it gives everything back. Each change is journaled
+first, so pages a SIGKILLed harness held go back at the next start (:func:`harness.host.journal.recover_leftovers`).
 """
 
 from __future__ import annotations
@@ -136,12 +136,12 @@ def reserve(pages: int, size: str | int, journal: Optional[Journal] = None) -> R
             log.info("nr_hugepages write: %s", e)
         got = int(nr.read_text()) - before
         if got < pages:
+            hint = ": 1 GiB pages are safest reserved at boot, hugepagesz=1G hugepages=N" if page_kib >= 1 << 20 else ""
             nr.write_text(str(before))
             journal.forget(entry)
             raise ConfigError(f"host huge pages: asked for {pages} more pages of {page_kib} kB "
                               f"({pages * page_kib // 1024} MiB), the kernel gave {max(got, 0)} "
-                              f"(nr_hugepages stayed {before}; not enough contiguous free memory"
-                              f"{': 1 GiB pages are safest reserved at boot, hugepagesz=1G hugepages=N' if page_kib >= 1 << 20 else ''})")
+                              f"(nr_hugepages stayed {before}; not enough contiguous free memory{hint})")
     log.info("reserved %d huge pages of %d kB (nr_hugepages %d -> %d)", pages, page_kib, before, before + got)
     return Reservation(journal, entry)
 
@@ -214,9 +214,10 @@ def pages_for(backing: Backing, memory_mib: int) -> int:
 @contextlib.contextmanager
 def for_backing(backing: Backing, memory_mib: int, journal: Optional[Journal] = None) -> Iterator[Backing]:
     """Make the host ready for one guest of ``memory_mib`` on ``backing``: nothing for
-    anonymous and memfd; a tmpfs mount for ``tmpfs``; for hugetlb kinds the pool's pages (and for ``hugetlbfs``, a mount,
-    unless ``backing.mem_path`` names one). Yields the backing to boot with (``mem_path``
-    filled in); gives everything back on leaving, however it leaves."""
+    anonymous and memfd; a tmpfs mount for ``tmpfs``; for hugetlb kinds the pool's pages
+    (and for ``hugetlbfs``, a mount, unless ``backing.mem_path`` names one). Yields the
+    backing to boot with (``mem_path`` filled in); gives everything back on leaving,
+    however it leaves."""
     journal = journal or Journal()
     if backing.kind == "tmpfs" and backing.mem_path is None:
         with mounted_tmpfs(memory_mib + 64, journal) as path:

@@ -111,8 +111,8 @@ class Journal:
 
 def live_entries(directory: Optional[Path] = None, exclude_pid: Optional[int] = None) -> list[tuple[int, dict]]:
     """(owner pid, entry) of every journal whose owner still runs (other harnesses' changes)."""
-    out = []
-    for path, data in _journals(directory or journal_dir()):
+    out: list[tuple[int, dict]] = []
+    for _path, data in _journals(directory or journal_dir()):
         pid = int(data.get("pid", 0))
         if pid != exclude_pid and _owner_alive(data):
             out.extend((pid, e) for e in data.get("entries", []))
@@ -120,7 +120,7 @@ def live_entries(directory: Optional[Path] = None, exclude_pid: Optional[int] = 
 
 
 def _journals(directory: Path) -> list[tuple[Path, dict]]:
-    out = []
+    out: list[tuple[Path, dict]] = []
     if not directory.is_dir():
         return out
     for path in sorted(directory.glob("*.json")):
