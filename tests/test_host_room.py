@@ -188,3 +188,20 @@ def test_a_pool_the_host_cannot_fill_is_refused_before_anything_changes(journal_
         hugepages.reserve(too_many, "1G")
     assert hugepages.pool_state(2048).total == before
     assert hugepages.pool_state(1 << 20).total == before_1g
+
+
+@needs_root
+def test_prepared_host_for_a_hugetlb_run_and_back(journal_dir):
+    from harness.host import room
+    from harness.vm.backing import Backing
+    name = "khugepaged.max_ptes_swap"
+    original, pool = value(name), hugepages.pool_state(2048).total
+    with room.prepared(Backing.parse("hugetlbfs-2M"), 64, {"khugepaged": {"max_ptes_swap": int(original) + 1}}) as p:
+        meta = p.metadata()
+        assert meta["thp_knobs"][name] == str(int(original) + 1) and meta["thp_knobs_before"][name] == original
+        assert meta["hugepage_pools"]["2048kB"]["total"] == pool + 32
+        assert p.backing.mem_path is not None and p.backing.mem_path.is_mount()
+        mount = p.backing.mem_path
+    assert value(name) == original and hugepages.pool_state(2048).total == pool
+    assert not mount.exists()
+    assert room.host_metadata()["thp_knobs"][name] == original
