@@ -92,6 +92,7 @@ def test_anonymous_returns_what_the_balloon_took(stock_image, journal_dir):
     m = measure(stock_image, Backing.parse("anonymous"))
     assert 0.9 * BALLOON_MIB * MIB_KIB <= m["returned"] <= 1.1 * BALLOON_MIB * MIB_KIB
     assert m["after"].rss_kib == m["after"].held_kib
+    assert not backing_usage.freed_nothing(m["returned"], BALLOON_MIB * MIB_KIB)
 
 
 def test_memfd_returns_what_the_balloon_took_by_punching_holes(stock_image, journal_dir):
@@ -120,6 +121,7 @@ def test_hugetlb_2m_returns_nothing_to_the_host(stock_image, journal_dir, label)
     m = measure(stock_image, backing)
     before, after = m["before"], m["after"]
     assert abs(m["returned"]) < 2 * MIB_KIB, "QEMU freed host huge pages from 4 KiB balloon pages"
+    assert backing_usage.freed_nothing(m["returned"], BALLOON_MIB * MIB_KIB)
     assert before.pool_used_pages == after.pool_used_pages
     assert after.hugetlb_kib == after.huge_kib == after.held_kib
     # the frame map: the ioctl sees hugetlb pages as huge; /proc/kpageflags marks them

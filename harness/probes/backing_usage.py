@@ -131,3 +131,13 @@ def read_usage(pid: int, address: int, kind: str, page_kib: int = 4) -> BackingU
 def returned_kib(before: BackingUsage, after: BackingUsage) -> int:
     """Memory the host got back between two readings (negative: the guest took more)."""
     return before.held_kib - after.held_kib
+
+
+FREED_NOTHING_SHARE = 0.05     # returned below 5 % of what the guest gave up: the discard freed nothing
+
+
+def freed_nothing(returned: int, given_up_kib: int) -> bool:
+    """Whether a move's discards gave the host (almost) nothing back although the guest gave
+    up ``given_up_kib`` (a hugetlb backing under the 4 KiB balloon): the table flags it
+    instead of hiding it in a ratio."""
+    return given_up_kib > 0 and returned < FREED_NOTHING_SHARE * given_up_kib
