@@ -78,6 +78,10 @@ def test_refusals_name_the_knob_and_change_nothing(journal_dir, tmp_path):
     # a host without the knob (a sysfs folder without the file: an older kernel)
     with pytest.raises(ConfigError, match="knob shrink_underused: this host has no"):
         knobs.apply({"shrink_underused": 0}, root=tmp_path)
+    with pytest.raises(ConfigError, match=r"arms\[2\].host_thp: host THP knob defrag: 'x' is not one of"):
+        knobs.check({"defrag": "x"}, where="arms[2].host_thp")
+    assert knobs.check({"khugepaged": {"max_ptes_none": 0}, "defrag": "never"}) == \
+        {"khugepaged.max_ptes_none": "0", "defrag": "never"}
     assert knobs.snapshot() == before
     assert not list(journal_dir.glob("*.json"))
 

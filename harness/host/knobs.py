@@ -103,6 +103,20 @@ def _checked_value(name: str, path: Path, value: Any) -> str:
     return word
 
 
+def check(settings: Mapping[str, Any], root: Optional[Path] = None, where: str = "host.thp") -> dict[str, str]:
+    """Validate ``settings`` against this host without changing anything (for a scenario's
+    loader: refused before the build): {name: text to write}. Same one-line refusals as
+    :func:`apply`, prefixed with ``where``."""
+    base = root or THP_SYSFS
+    out = {}
+    for name, value in flatten(settings).items():
+        try:
+            out[name] = _checked_value(name, knob_path(name, base), value)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return out
+
+
 class Applied:
     """Knobs set by :func:`apply`; ``restore()`` (or leaving the ``with``) puts them back.
     ``before``/``after``: the full snapshots around the change, for metadata."""
