@@ -82,11 +82,21 @@ def install_process_handlers() -> None:
         signal.signal(signal.SIGTERM, _sigterm)
 
 
+def recover_host_leftovers() -> None:
+    """Issue 29: undo what a killed balloon-harness left on the host (THP knobs it set, huge
+    pages it reserved, hugetlbfs it mounted: harness.host.journal), and say so."""
+    from harness.host import recover_leftovers
+
+    for line in recover_leftovers():
+        print(f"balloon-harness: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     output.configure(-1 if args.quiet else args.verbose)
     install_process_handlers()
     try:
+        recover_host_leftovers()
         return args.func(args)
     except HarnessError as e:
         print(f"balloon-harness: error: {e}", file=sys.stderr)

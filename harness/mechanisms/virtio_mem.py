@@ -87,7 +87,7 @@ class VirtioMem(Mechanism):
             spec, memory_mib=self.boot_mib, maxmem_mib=self.memory_mib, balloon=None,
             append=" ".join(filter(None, [spec.append, f"memhp_default_state=online_{self.options['online']}",
                                           "swiotlb=noforce" if self.options["swiotlb"] == "off" else ""])),
-            extra_args=(*spec.extra_args, "-object", f"memory-backend-ram,id={DEVICE_ID}-mem,size={self.region_mib}M",
+            extra_args=(*spec.extra_args, "-object", spec.backing.qemu_object(f"{DEVICE_ID}-mem", self.region_mib),
                         "-device", device))
 
     def plugged_mib(self) -> float:

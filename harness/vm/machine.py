@@ -174,8 +174,11 @@ class Machine:
             append.append(f"bh.thp={s.guest_thp}")
         if s.append:
             append.append(s.append)
-        cmd = [str(s.qemu), "-name", s.name, "-machine", s.machine, "-accel", accel,
-               "-m", f"{s.memory_mib}M" + (f",maxmem={s.maxmem_mib}M" if s.maxmem_mib else ""), "-smp", str(s.vcpus),
+        # issue 29: the backing of the boot RAM (nothing added for the default, anonymous)
+        machine, backing_args = s.backing.machine_args(s.machine, s.memory_mib)
+        cmd = [str(s.qemu), "-name", s.name, "-machine", machine, "-accel", accel,
+               "-m", f"{s.memory_mib}M" + (f",maxmem={s.maxmem_mib}M" if s.maxmem_mib else ""), *backing_args,
+               "-smp", str(s.vcpus),
                "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
                "-kernel", str(s.kernel), "-initrd", str(s.initrd), "-append", " ".join(append),
                "-chardev", f"socket,id=qmp,fd={qmp_fd}", "-mon", "chardev=qmp,mode=control",
@@ -207,6 +210,7 @@ class Machine:
         self.spec.validate()
         wrapper = pdeathsig_wrapper()
         self.accel = resolve_accel(self.spec.accel, self.spec.qemu, self.spec.kernel, self.spec.firmware_dirs)
+        self.spec.backing.check_guest(self.spec.memory_mib, self.accel)   # issue 29: guest_memfd needs KVM
         if self._given_run_dir:
             self._given_run_dir.mkdir(parents=True, exist_ok=True)
             self.run_dir = self._given_run_dir

@@ -8,6 +8,7 @@ from pathlib import Path
 from harness.arch import DEBIAN_FIRMWARE_DIRS, QEMU_MACHINE
 from harness.artifacts.qemu import stock_qemu
 from harness.errors import ConfigError
+from harness.vm.backing import ANONYMOUS, Backing
 
 ACCELERATORS = ("auto", "kvm", "tcg")
 
@@ -60,6 +61,9 @@ class MachineSpec:
     entropy: bool = True
     firmware_dirs: tuple[Path, ...] = DEBIAN_FIRMWARE_DIRS
     extra_args: tuple[str, ...] = ()
+    # issue 29: what the host puts behind the guest's RAM (harness.vm.backing). The default,
+    # anonymous, adds nothing to the command line.
+    backing: Backing = ANONYMOUS
     boot_timeout: float = DEFAULT_BOOT_TIMEOUT   # seconds until the guest must answer (harness.guest.Guest)
     forward_port: int = 22              # guest TCP port forwarded to a free 127.0.0.1 port
     name: str = "bh-guest"
@@ -79,6 +83,7 @@ class MachineSpec:
             raise ConfigError(f"accel={self.accel!r}: choose one of {', '.join(ACCELERATORS)}")
         if len(self.host_key.split()) < 2:
             raise ConfigError("host_key must be an OpenSSH public key line ('type base64')")
+        self.backing.check_guest(self.memory_mib, self.accel)   # issue 29: backing
 
     @classmethod
     def for_image(cls, image, **overrides) -> MachineSpec:
