@@ -248,7 +248,7 @@ class GuestSettings(_Model):
     def _files(cls, value: Any, info: ValidationInfo) -> Any:
         ctx = _context(info)
         if isinstance(value, (list, tuple)) and ctx.record:
-            return value
+            return tuple((g, Path(h)) if isinstance(h, str) else (g, h) for g, h in value)
         if not isinstance(value, dict):
             raise _fail("", f"must be dict, got {type(value).__name__} {value!r}")
         pairs = []
@@ -596,8 +596,10 @@ class Arm(_Model):
             if isinstance(mechanism, str):
                 checked = mechanism_options(mechanism, options)
                 data["options"] = tuple(sorted((k, getattr(checked, k)) for k in options))
-        elif isinstance(data.get("device"), (list, tuple)):
-            data["device"] = tuple(tuple(p) for p in data["device"])
+        else:   # a record: pairs as JSON writes them (lists)
+            for key in ("device", "options"):
+                if isinstance(data.get(key), (list, tuple)):
+                    data[key] = tuple(tuple(p) if isinstance(p, list) else p for p in data[key])
         return data
 
     @field_validator("name")
@@ -1006,7 +1008,11 @@ def read_record(text: str) -> Scenario:
     """A ``scenario.json`` read back (no check of this machine's paths or stacks)."""
     import json
     data = json.loads(text)
-    return Scenario.model_validate(data["scenario"], context=Context(record=True))
+    if not isinstance(data, dict) or data.get("record_version") != RECORD_VERSION:
+        raise ValueError(f"record version {data.get('record_version') if isinstance(data, dict) else None!r}, "
+                         f"this version reads {RECORD_VERSION}")
+    # JSON mode: a path is a string there, a tuple a list
+    return Scenario.model_validate_json(json.dumps(data["scenario"]), context=Context(record=True))
 
 
 def read_toml_leniently(raw: dict[str, Any], path: Path) -> Scenario:
@@ -1054,7 +1060,16 @@ def json_schema() -> dict[str, Any]:
                                        "type": "array", "items": {"type": "string"}, "minItems": 1}
     schema["properties"]["stack"].setdefault("description", "the guest stack of every arm that names none")
     schema["required"] = ["steps", "arms"]
-    return schema
+    return _without_notes(schema)
+
+
+def _without_notes(node: Any) -> Any:
+    """The schema without the key reference's notes (``x-kind``, ``x-default``, ``x-hidden``)."""
+    if isinstance(node, dict):
+        return {k: _without_notes(v) for k, v in node.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    if isinstance(node, list):
+        return [_without_notes(v) for v in node]
+    return node
 
 
 def keys_table() -> dict[str, dict[str, tuple[str, str, str]]]:
