@@ -6,8 +6,8 @@ Light on purpose (no pandas, no scipy): the CLI reads them for its option defaul
 from __future__ import annotations
 
 # The significance level of every test (compare, check, history, review) and its bound are
-# the scenario's `alpha` key's default and bound: declared with it.
-from harness.results.scenario_schema import ALPHA_MAX, DEFAULT_ALPHA, alpha_problem  # noqa: F401
+# the scenario's `alpha` key's default and bound (harness.results.significance).
+from harness.results.significance import ALPHA_MAX, DEFAULT_ALPHA, alpha_problem  # noqa: F401
 
 DEFAULT_LAST = 14        # nights of history check --against-history compares tonight with
 MIN_NIGHTS = 3           # fewer nights cannot estimate the night-to-night spread: "n too small"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, ClassVar, Literal, Optional, Union
 
@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from harness.results.metrics import DEFAULT_PRIMARY, METRICS, MOVE_KINDS, NUMERIC_COLUMNS
+from harness.results.significance import ALPHA_MAX, DEFAULT_ALPHA, alpha_problem  # noqa: F401
 
 # ---------------------------------------------------------------------------------------------
 # names and bounds
@@ -86,10 +87,6 @@ BUILT_IN = "built-in"
 DEFAULT_MECHANISM = "balloon"
 DEFAULT_BOOT_TIMEOUT = 300.0      # seconds the guest has to answer SSH (harness.vm.spec)
 DEFAULT_ANON_DROP_FRACTION = 0.2  # harness.experiment.watch
-DEFAULT_ALPHA = 0.05              # significance level of every test (harness.analysis.defaults)
-# alpha must lie in (0, ALPHA_MAX]: a level above one half calls more than half of the
-# differences between equal arms real, which no decision should do (and 1.5 is a typo).
-ALPHA_MAX = 0.5
 OPS = ("<", "<=", ">", ">=", "==", "!=")
 TESTS = ("mannwhitney", "none")
 EXPECT_METRICS = (*NUMERIC_COLUMNS, "reached_fraction")
@@ -186,8 +183,9 @@ def F(default: Any = ..., *, kind: str, shown: Optional[str] = None, meaning: st
 class _Model(BaseModel):
     """Frozen, no unknown key, no coercion (TOML's "1G" is not an int; true is not 1)."""
 
+    # defer_build: the validators are built on first use, not at import (--help stays quick)
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False,
-                              arbitrary_types_allowed=True)
+                              arbitrary_types_allowed=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -653,15 +651,6 @@ def figure_name(metric: str) -> str:
     return "reached_fraction" if metric == "reached" else metric
 
 
-def alpha_problem(alpha: Any) -> Optional[str]:
-    """Why ``alpha`` is not a significance level the harness accepts; None when it is."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha != alpha:
-        return f"must be a number in (0, {ALPHA_MAX:g}], got {alpha!r}"
-    if not 0 < alpha <= ALPHA_MAX:
-        return f"must be in (0, {ALPHA_MAX:g}] (a significance level such as {DEFAULT_ALPHA:g}), got {alpha:g}"
-    return None
-
-
 class Expectation(_Model):
     """One promise about one arm, step and metric (absolute: ``value``; relative: ``than``):
     a ``[[expect]]`` table (harness.analysis.expectations says what each operator claims)."""
@@ -1090,4 +1079,4 @@ def keys_table() -> dict[str, dict[str, tuple[str, str, str]]]:
 
 
 __all__ = ["Arm", "Context", "Expectation", "GuestSettings", "KernelTree", "MechanismOptions", "QemuTree",
-           "Scenario", "Step", "Timing", "VMSettings", "field"]
+           "Scenario", "Step", "Timing", "VMSettings"]
