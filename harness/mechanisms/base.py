@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar, Optional
 
-from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 
 from harness.errors import ConfigError
 from harness.guest import Guest
@@ -31,7 +31,7 @@ OnSample = Optional[Callable[[float, float], None]]
 
 
 class Mechanism:
-    """Base class; subclasses set :attr:`name`, :attr:`OPTIONS` and override the hooks."""
+    """Base class; subclasses set :attr:`name`, :attr:`Options` and override the hooks."""
 
     name: ClassVar[str] = ""
     # what an arm's `options` table may hold: the schema's model of this mechanism's options
@@ -53,10 +53,8 @@ class Mechanism:
             checked = schema.mechanism_options(cls.name, options)
             checked.check(memory_mib)
             return checked
-        except ValidationError as e:     # not raised: mechanism_options turns them into refusals
-            raise ConfigError(f"{where}: {e}") from None
-        except Exception as e:           # PydanticCustomError: a key of options and a reason
-            ctx = getattr(e, "context", None) or {}
+        except PydanticCustomError as e:   # the schema's refusal: a key of options and a reason
+            ctx = e.context or {}
             key = str(ctx.get("key", "")).removeprefix("options.")
             raise ConfigError(f"{where}.{key}: {ctx.get('reason', e)}") from None
 
