@@ -20,9 +20,10 @@ from pathlib import Path
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
+    from harness.artifacts.stacks import STACKS
     from harness.results.scenario_schema import json_schema
 
-    text = json.dumps(json_schema(), indent=2) + "\n"
+    text = json.dumps(json_schema(stacks=list(STACKS)), indent=2) + "\n"
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -1010,10 +1010,11 @@ def read_toml_leniently(raw: dict[str, Any], path: Path) -> Scenario:
     return Scenario.model_validate({**raw, "name": raw.get("name", path.stem)}, context=Context(default_stack=""))
 
 
-def json_schema() -> dict[str, Any]:
+def json_schema(stacks: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON Schema of a scenario file as written (TOML), for editors: the models' schema
-    with what a file does not write (resolved trees, the path) taken out and the table forms of
-    ``qemu``, ``kernel``, ``device`` and ``options`` put in."""
+    with what a file does not write (resolved trees, the path) taken out, the table forms of
+    ``qemu``, ``kernel``, ``device`` and ``options`` put in, and the choices of ``mechanism``
+    and (given by the caller, who knows them) ``stack``."""
     schema = Scenario.model_json_schema(mode="validation")
     defs = schema.setdefault("$defs", {})
     schema["properties"].pop("path", None)
@@ -1032,6 +1033,11 @@ def json_schema() -> dict[str, Any]:
     arm["options"] = {**{k: v for k, v in arm["options"].items() if k not in ("type", "items", "anyOf")},
                       "type": "object",
                       "anyOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in MECHANISM_OPTIONS.values()]}
+    arm["mechanism"]["enum"] = list(MECHANISM_OPTIONS)
+    if stacks:
+        arm["stack"]["enum"] = list(stacks)
+        schema["properties"]["stack"] = {**{k: v for k, v in schema["properties"]["stack"].items()
+                                            if k not in ("anyOf", "type", "default")}, "enum": list(stacks)}
     defs["Arm"]["required"] = ["name"]
     defs["Step"]["required"] = ["kind"]
     defs["KernelTree"]["properties"]["config"] = {
@@ -1063,9 +1069,12 @@ def _without_notes(node: Any) -> Any:
 
 def keys_table() -> dict[str, dict[str, tuple[str, str, str]]]:
     """Every key a scenario file may hold, by table: (type, default, meaning), from the models'
-    fields (docs/reference/scenario-keys.md is generated from this)."""
-    tables = {"": Scenario, "vm": VMSettings, "timing": Timing, "steps": Step, "arms": Arm,
-              "kernel": KernelTree, "qemu": QemuTree, "guest": GuestSettings, "expect": Expectation}
+    fields, and an arm's ``options`` by mechanism (docs/reference/scenario-keys.md is generated
+    from this)."""
+    tables: dict[str, type[BaseModel]] = {
+        "": Scenario, "vm": VMSettings, "timing": Timing, "steps": Step, "arms": Arm, "kernel": KernelTree,
+        "qemu": QemuTree, "guest": GuestSettings, "expect": Expectation,
+        **{f"options of {name}": m for name, m in MECHANISM_OPTIONS.items() if m.model_fields}}
     out: dict[str, dict[str, tuple[str, str, str]]] = {}
     for section, model in tables.items():
         keys: dict[str, tuple[str, str, str]] = {}
