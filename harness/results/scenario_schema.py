@@ -819,6 +819,8 @@ class Scenario(_Model):
                 raise _fail("stack", f"must be str, got {type(stack).__name__} {stack!r}")
             if ctx.stacks is not None and "stack" in data and stack not in ctx.stacks:
                 raise _fail("stack", f"must be one of {', '.join(ctx.stacks)}, got {stack!r}")
+            if isinstance(stack, str):
+                data["stack"] = stack         # the record says which stack was the default
             if isinstance(arms, list):
                 fill: dict[str, Any] = {"stack": stack} if isinstance(stack, str) else {}
                 kernel = data.get("kernel")
