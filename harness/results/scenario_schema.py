@@ -2,10 +2,12 @@
 
 Why pydantic (v2), not msgspec or attrs+cattrs: it exports a JSON Schema of the same models
 (``balloon-harness schema``: editors complete and check scenario files), states bounds on the
-field (``ge``/``le``, literals) instead of in hand-written checks, dispatches on a tag
-(a step's ``kind`` says which keys it may hold, an arm's ``mechanism`` which options model
-checks its ``options``), and reports every error with its location, which maps one to one to
-the ``file: key: reason`` line a refusal must be (:func:`refusal`).
+field (``ge``/``le``, literals) instead of in hand-written checks, picks a model by a tag (an
+arm's ``mechanism`` names the options model that checks its ``options``; a step's ``kind``
+the keys it may hold, STEP_KEYS: one Step model rather than a discriminated union, so the
+runner reads any step's fields without narrowing its type), and reports every error with its
+location, which maps one to one to the ``file: key: reason`` line a refusal must be
+(:func:`refusal`).
 
 It lives in the results layer because a results folder records the resolved scenario as
 JSON (``scenario.json``, :func:`record_json`) and the analysis, below the experiment, reads
