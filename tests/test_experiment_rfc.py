@@ -3,7 +3,6 @@ per ballooned MiB than baseline, and each arm's numbers must hang together."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -29,8 +28,8 @@ def rfc_results(artifacts, tmp_path_factory):
     # One repetition of the two RFC arms is enough for the direction, because each arm sits on
     # its own side of 1.0 THP lost per ballooned MiB for a reason of mechanism, not of luck
     # (test_thp_order_loses_fewer_huge_pages_per_ballooned_mib asserts both sides).
-    scenario = dataclasses.replace(scenario, repetitions=1, arms=tuple(a for a in scenario.arms
-                                                                      if a.name in ("baseline", "thp-order")))
+    scenario = scenario.model_copy(update={"repetitions": 1, "arms": tuple(
+        a for a in scenario.arms if a.name in ("baseline", "thp-order"))})
     out = tmp_path_factory.mktemp("rfc")
     (out / "scenario.toml").write_text(scenario.path.read_text())
     failed = run_scenario(scenario, artifacts, ResultsStore(out))

@@ -76,8 +76,9 @@ def test_a_kernel_tree_arm_is_parsed_relative_to_the_scenario(tmp_path):
     s = load_scenario(_scenario(tmp_path, 'kernel = { source = "linux", config = ["extra.config"], ref = "main" }\n'
                                           'qemu = "stock"'))
     arm = s.arm("mine")
-    assert arm.kernel_tree == KernelTree((tmp_path / "linux").resolve(), ((tmp_path / "extra.config").resolve(),),
-                                         "main")
+    assert arm.kernel_tree == KernelTree(source=(tmp_path / "linux").resolve(),
+                                         config=((tmp_path / "extra.config").resolve(),),
+                                         ref="main")
     assert arm.kernel is None and arm.module == BUILT_IN
     needs = needs_of(s.arms)["bookworm"]
     assert needs.kernel_trees == frozenset({arm.kernel_tree})
@@ -105,7 +106,7 @@ qemu = "stock"
 module = "stock"
 """)
     s = load_scenario(p)
-    tree = KernelTree((tmp_path / "linux").resolve())
+    tree = KernelTree(source=(tmp_path / "linux").resolve())
     assert s.arm("mine-off").kernel_tree == s.arm("mine-on").kernel_tree == tree
     assert s.arm("mine-on").module == BUILT_IN and s.arm("debian").kernel_tree is None
     assert s.arm("debian").module == "stock"
@@ -158,7 +159,7 @@ def test_bad_tree_tables_are_refused(tmp_path, arm, message):
 
 def test_building_a_path_that_is_not_a_tree_says_so(tmp_path):
     with pytest.raises(ConfigError, match="not a Linux source tree"):
-        build_kernel_tree(KernelTree(tmp_path))
+        build_kernel_tree(KernelTree(source=tmp_path))
 
 
 def test_a_tree_built_in_place_is_refused_before_kbuild_does(tmp_path, monkeypatch):
@@ -167,7 +168,7 @@ def test_a_tree_built_in_place_is_refused_before_kbuild_does(tmp_path, monkeypat
     tree = _git_tree(tmp_path / "linux")
     (tree / ".config").write_text("CONFIG_64BIT=y\n")
     with pytest.raises(BuildError, match=r"built in place \(\.config exists\).*make mrproper.*or give a `ref`"):
-        build_kernel_tree(KernelTree(tree))
+        build_kernel_tree(KernelTree(source=tree))
     assert not list((tmp_path / "cache" / "kernel-tree").glob("*/bzImage"))
 
 

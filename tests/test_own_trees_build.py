@@ -65,7 +65,7 @@ def test_a_cached_source_kernel_boots_with_its_driver_built_in_and_loads_no_modu
     from harness.guest import Guest
     from harness.vm import MachineSpec
 
-    kernel = cached_kernel_tree(KernelTree(linux))
+    kernel = cached_kernel_tree(KernelTree(source=linux))
     if kernel is None:
         pytest.skip("this cache has not built the test Linux tree's kernel (minutes of compile): "
                     "`make test-slow` builds it")
@@ -191,7 +191,7 @@ def test_a_tree_that_does_not_compile_names_the_error_and_the_log(linux, tmp_pat
     ref = _broken_ref(linux)
     monkeypatch.setenv("BALLOON_HARNESS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(BuildError) as e:
-        build_kernel_tree(KernelTree(linux, ref=ref))
+        build_kernel_tree(KernelTree(source=linux, ref=ref))
     message = str(e.value)
     # the compiler's own diagnostic, though make -j went on with other files after it
     assert re.search(r"init/main\.c:\d+:\d+: error: ", message), message[-3000:]

@@ -126,7 +126,7 @@ def _places(table: dict[str, Any]) -> list[tuple[Any, ...]]:
     places: list[tuple[Any, ...]] = [(table, k) for k in (*table, "description", "stack", "guest", "expect",
                                                           "reference", "kernel", "unknown_key")]
     for sub in ("vm", "timing"):
-        places += [(table[sub], k) for k in (*sc.VMSettings.__dataclass_fields__, *sc.Timing.__dataclass_fields__,
+        places += [(table[sub], k) for k in (*sc.VMSettings.model_fields, *sc.Timing.model_fields,
                                              "unknown")]
     for step in table["steps"]:
         places += [(step, k) for k in ("kind", "label", "command", "timeout", "target_mib", "seconds", "ready",

@@ -28,29 +28,9 @@ from typing import Any, Optional
 
 from harness.errors import BuildError, ConfigError
 
-
-@dataclass(frozen=True)
-class KernelTree:
-    """An arm's ``kernel = { source = DIR, config = [FRAGMENT...], ref = REF }``."""
-
-    source: Path
-    config: tuple[Path, ...] = ()   # fragments merged after the harness's own, in order
-    ref: Optional[str] = None       # a git ref to build instead of the work tree
-
-    def describe(self) -> str:
-        """``DIR[@REF][ + FRAGMENT...]``: one label per build (two arms may differ by fragments)."""
-        return f"{self.source}" + (f"@{self.ref}" if self.ref else "") + "".join(f" + {f.name}" for f in self.config)
-
-
-@dataclass(frozen=True)
-class QemuTree:
-    """An arm's ``qemu = { source = DIR, ref = REF }``."""
-
-    source: Path
-    ref: Optional[str] = None
-
-    def describe(self) -> str:
-        return f"{self.source}" + (f"@{self.ref}" if self.ref else "")
+# An arm's ``kernel = { source = DIR, config = [FRAGMENT...], ref = REF }`` and ``qemu = {
+# source = DIR, ref = REF }``: declared with the other scenario keys (the scenario schema).
+from harness.results.scenario_schema import KernelTree, QemuTree  # noqa: F401
 
 
 @dataclass(frozen=True)

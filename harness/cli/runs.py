@@ -136,6 +136,8 @@ def execute(req: RunRequest) -> int:
             "arm_order": {"order": scenario.order, "seed": order_seed(scenario)}}
     store.write_metadata(meta)  # before the first run: a crash still leaves it
     shutil.copy(scenario.path, out / layout.SCENARIO)
+    from harness.results.scenario_schema import record_json  # the resolved scenario, typed: what analysis reads
+    (out / layout.SCENARIO_RECORD).write_text(record_json(scenario))
     print(f"results: {out} ({len(plan(scenario, shard))} run(s), {scenario.repetitions} rep(s)"
           f"{', shard ' + str(shard) if shard else ''}, --jobs {jobs})", file=sys.stderr)
     try:

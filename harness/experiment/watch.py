@@ -24,12 +24,13 @@ from typing import Any, Optional
 
 from harness.experiment.workload import CommandState, StepCommand
 from harness.results.metrics import Reading
+from harness.results.scenario_schema import DEFAULT_ANON_DROP_FRACTION
 
-# A watched workload may lose this fraction of its highest anonymous memory before the
+# DEFAULT_ANON_DROP_FRACTION (declared with the step keys, harness.results.scenario_schema):
+# a watched workload may lose this fraction of its highest anonymous memory before the
 # run fails (a `run`/`background` step's `anon_drop_fraction` overrides it; 1 disables).
 # A fifth: one of a handful of equal tasks dying is caught, page-table and allocator
 # noise (well under 1%) is not.
-DEFAULT_ANON_DROP_FRACTION = 0.2
 WORKLOAD_SOURCE = "workload"   # samples/reading source of the watched workloads' sums
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.mechanisms.base import Mechanism
+from harness.results.scenario_schema import MechanismOptions, install_mechanism_factory
 
 DEFAULT = "balloon"
 
@@ -33,13 +34,18 @@ def registry() -> dict[str, type[Mechanism]]:
     return dict(sorted(found.items()))
 
 
-def make(name: str, options: dict[str, Any], memory_mib: int, where: str = "options") -> Mechanism:
-    """A fresh instance (one per run), its options checked."""
+def make(name: str, options: MechanismOptions | dict[str, Any], memory_mib: int,
+         where: str = "options") -> Mechanism:
+    """A fresh instance (one per run): ``options`` as the scenario's arm holds them (checked when
+    the scenario loaded), or a dict checked now."""
     try:
         cls = registry()[name]
     except KeyError:
         raise ConfigError(f"mechanism {name!r} does not exist (choose one of {', '.join(registry())})") from None
     return cls(options, memory_mib, where)
 
+
+# An arm (harness.results.scenario_schema.Arm.make_mechanism) makes its mechanism through here.
+install_mechanism_factory(make)
 
 __all__ = ["DEFAULT", "Mechanism", "make", "registry"]

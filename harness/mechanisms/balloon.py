@@ -9,10 +9,11 @@ target (:attr:`harness.vm.machine.Machine.balloon` picks the tolerance).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 from harness.errors import GuestCommandError
 from harness.mechanisms.base import Mechanism, OnSample
+from harness.results.scenario_schema import BalloonOptions, MechanismOptions
 from harness.vm.follow import MoveResult
 from harness.vm.spec import BalloonDevice, MachineSpec
 from harness.vm.timing import Timing
@@ -58,6 +59,7 @@ class DriverFailures:
 class Balloon(Mechanism):
     name = "balloon"
     description = "virtio-balloon inflate/deflate (query-balloon actual, QMP balloon)"
+    Options: ClassVar[type[MechanismOptions]] = BalloonOptions
 
     def configure(self, spec: MachineSpec) -> MachineSpec:
         return spec if spec.balloon else dataclasses.replace(spec, balloon=BalloonDevice())

@@ -6,7 +6,9 @@ runner only ever talks to this interface, so a new mechanism is one new module i
 this package that subclasses :class:`Mechanism`; nothing else changes.
 
 The life of one instance (one per run):
-``Mechanism(options, memory_mib)`` validates the arm's options (before anything boots),
+``Mechanism(options, memory_mib)`` takes the arm's options as the scenario schema checked them
+(:mod:`harness.results.scenario_schema`: one options model per mechanism, checked once, when
+the scenario loads; a plain dict, from a caller without a scenario, is checked there too),
 ``configure(spec)`` puts its devices on QEMU's command line, ``attach(guest)`` does the
 guest-side set-up after boot, ``size_mib()`` is sampled at the host rate (QMP), and
 ``resize(target, timing)`` asks and follows (:mod:`harness.vm.follow`).
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar, Optional
 
+from pydantic_core import PydanticCustomError
+
 from harness.errors import ConfigError
 from harness.guest import Guest
+from harness.results import scenario_schema as schema
 from harness.vm.follow import MoveResult
 from harness.vm.spec import MachineSpec
 from harness.vm.timing import Timing
@@ -26,36 +31,32 @@ OnSample = Optional[Callable[[float, float], None]]
 
 
 class Mechanism:
-    """Base class; subclasses set :attr:`name`, :attr:`OPTIONS` and override the hooks."""
+    """Base class; subclasses set :attr:`name`, :attr:`Options` and override the hooks."""
 
     name: ClassVar[str] = ""
-    # option name -> (type, default, meaning); what an arm's `options` table may hold
-    OPTIONS: ClassVar[dict[str, tuple[type, Any, str]]] = {}
+    # what an arm's `options` table may hold: the schema's model of this mechanism's options
+    Options: ClassVar[type[schema.MechanismOptions]] = schema.MechanismOptions
     description: ClassVar[str] = ""
     follows: ClassVar[str] = "size"     # what resize() follows, as progress lines name it
 
-    def __init__(self, options: dict[str, Any], memory_mib: int, where: str = "options"):
+    def __init__(self, options: schema.MechanismOptions | dict[str, Any], memory_mib: int,
+                 where: str = "options"):
         self.memory_mib = memory_mib
-        self.options = self._validate(options, where)
+        checked = options if isinstance(options, schema.MechanismOptions) else self.check(options, memory_mib, where)
+        self.options: dict[str, Any] = checked.model_dump()
         self.guest: Optional[Guest] = None
-        self.check_options(where)
 
-    def _validate(self, options: dict[str, Any], where: str) -> dict[str, Any]:
-        unknown = sorted(set(options) - set(self.OPTIONS))
-        if unknown:
-            known = ", ".join(self.OPTIONS) or "none"
-            raise ConfigError(f"{where}.{unknown[0]}: unknown option of mechanism {self.name!r} "
-                              f"(it takes: {known})")
-        values = {}
-        for key, (kind, default, _meaning) in self.OPTIONS.items():
-            value = options.get(key, default)
-            if value is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)):
-                raise ConfigError(f"{where}.{key}: must be {kind.__name__}, got {value!r}")
-            values[key] = value
-        return values
-
-    def check_options(self, where: str) -> None:
-        """Refuse impossible option values (ConfigError naming ``where.<key>``)."""
+    @classmethod
+    def check(cls, options: dict[str, Any], memory_mib: int, where: str = "options") -> schema.MechanismOptions:
+        """``options`` checked by the schema's model (a caller without a scenario: make())."""
+        try:
+            checked = schema.mechanism_options(cls.name, options)
+            checked.check(memory_mib)
+            return checked
+        except PydanticCustomError as e:   # the schema's refusal: a key of options and a reason
+            ctx = e.context or {}
+            key = str(ctx.get("key", "")).removeprefix("options.")
+            raise ConfigError(f"{where}.{key}: {ctx.get('reason', e)}") from None
 
     def configure(self, spec: MachineSpec) -> MachineSpec:
         """The machine with this mechanism's devices and kernel parameters."""

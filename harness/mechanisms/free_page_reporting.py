@@ -18,10 +18,11 @@ import dataclasses
 import time
 from typing import Any, Optional
 
-from harness.errors import ConfigError, GuestStateError
+from harness.errors import GuestStateError
 from harness.mechanisms.balloon import Balloon
 from harness.mechanisms.base import OnSample
 from harness.probes import host
+from harness.results.scenario_schema import FreePageReportingOptions
 from harness.vm.follow import Follow, MoveResult, follow
 from harness.vm.spec import BalloonDevice, MachineSpec
 from harness.vm.timing import Timing
@@ -34,15 +35,9 @@ class FreePageReporting(Balloon):
     name = "free-page-reporting"
     description = "virtio-balloon free-page-reporting=on: the guest reports free >= 2 MiB blocks"
     follows = "QEMU RSS"
-    OPTIONS = {"order": (int, None, "page_reporting_order set in the guest after boot "
-                                    "(default: the guest's own, the pageblock order)")}
+    Options = FreePageReportingOptions
 
     used_order: Optional[int] = None
-
-    def check_options(self, where: str) -> None:
-        order = self.options["order"]
-        if order is not None and not 0 <= order <= 10:
-            raise ConfigError(f"{where}.order: a page order between 0 and 10, got {order}")
 
     def configure(self, spec: MachineSpec) -> MachineSpec:
         device = spec.balloon or BalloonDevice()

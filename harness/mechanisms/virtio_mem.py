@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 from harness.errors import ConfigError, GuestStateError
 from harness.mechanisms.base import Mechanism, OnSample
+from harness.results.scenario_schema import VirtioMemOptions
 from harness.vm.follow import Follow, MoveResult, follow, late_events
 from harness.vm.spec import MachineSpec
 from harness.vm.timing import Timing
@@ -45,16 +46,7 @@ SIZE_EVENT = "MEMORY_DEVICE_SIZE_CHANGE"
 class VirtioMem(Mechanism):
     name = "virtio-mem"
     description = "virtio-mem-pci: plug/unplug device blocks (qom-set requested-size)"
-    OPTIONS = {
-        "boot_mib": (int, None, "memory the guest boots with (default: half of memory_mib)"),
-        "block_mib": (int, None, "the device's block size, the unplug granularity (default: QEMU's, "
-                                 "the host THP size)"),
-        "online": (str, "movable", "how the guest onlines the device's memory: movable (ZONE_MOVABLE: "
-                                   "unplug can always migrate, but the kernel cannot use it) or kernel"),
-        "swiotlb": (str, "kernel", "the guest's 64 MiB DMA bounce buffer, which the device's hotplug range "
-                                   "above 4 GiB makes Linux reserve: kernel (its choice) or off "
-                                   "(swiotlb=noforce; virtio devices do not use it)"),
-    }
+    Options = VirtioMemOptions
 
     plug_seconds: Optional[float] = None
 
@@ -65,19 +57,6 @@ class VirtioMem(Mechanism):
     @property
     def region_mib(self) -> int:
         return self.memory_mib - self.boot_mib
-
-    def check_options(self, where: str) -> None:
-        if not 128 <= self.boot_mib < self.memory_mib:
-            raise ConfigError(f"{where}.boot_mib: between 128 and memory_mib - 1 "
-                              f"({self.memory_mib - 1}), got {self.boot_mib}")
-        if self.options["online"] not in ("movable", "kernel"):
-            raise ConfigError(f"{where}.online: movable or kernel, got {self.options['online']!r}")
-        if self.options["swiotlb"] not in ("kernel", "off"):
-            raise ConfigError(f"{where}.swiotlb: kernel or off, got {self.options['swiotlb']!r}")
-        block = self.options["block_mib"]
-        if block is not None and (block < 1 or block & (block - 1) or self.region_mib % block):
-            raise ConfigError(f"{where}.block_mib: a power of two dividing the device's "
-                              f"{self.region_mib} MiB, got {block}")
 
     def configure(self, spec: MachineSpec) -> MachineSpec:
         block = self.options["block_mib"]

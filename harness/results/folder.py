@@ -1,8 +1,8 @@
 """The one reader of a results folder for analysis.
 
 :func:`open_folder` gives a :class:`ResultsFolder`: the summary rows of the finished runs,
-``metadata.json``, each run's ``run.json``, the recorded scenario (read leniently:
-:class:`ScenarioInfo`), and the failed runs with their reasons and the steps they
+``metadata.json``, each run's ``run.json``, the recorded scenario (its typed record, or an old
+folder's scenario.toml read leniently: :class:`ScenarioInfo`), and the failed runs with their reasons and the steps they
 finished. ``compare``, ``check``, ``merge``, ``history``, ``report`` and the review all
 read folders through here; the file names come from :mod:`harness.results.layout`.
 """
@@ -10,6 +10,7 @@ read folders through here; the file names come from :mod:`harness.results.layout
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import sys
@@ -18,17 +19,29 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
+from pydantic import ValidationError
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.results import layout
 from harness.results.layout import RUN_DONE
-from harness.results.metrics import MOVE_KINDS, SUMMARY_COLUMNS
+from harness.results.metrics import DEFAULT_PRIMARY, SUMMARY_COLUMNS
+from harness.results.scenario_schema import (
+    Expectation,
+    Scenario,
+    default_step_label,
+    figure_name,
+    read_record,
+    read_toml_leniently,
+    refusal,
+)
 from harness.results.store import load_results
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = " (failed later)"
 
@@ -58,10 +71,14 @@ def ordered(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
 
 @dataclass
 class ScenarioInfo:
-    """What the analysis needs from a results folder's ``scenario.toml``.
+    """What the analysis needs from a results folder's scenario: its record.
 
-    Read without the run-time checks (an arm's QEMU path need not exist on the machine
-    that analyses the results), falling back to ``metadata.json``'s copy of the text.
+    ``record`` is the resolved scenario the run wrote (``scenario.json``), read through the
+    scenario schema's models (:mod:`harness.results.scenario_schema`); a folder written before
+    the record has only ``scenario.toml`` (or metadata.json's copy of its text), read through
+    the same models without the run-time checks (an arm's QEMU path need not exist on the
+    machine that analyses the results). ``raw`` is the record as plain tables (``device`` a
+    table), for readers that look up a key; ``problem`` says why an old text did not pass.
     """
 
     name: str = ""
@@ -71,24 +88,26 @@ class ScenarioInfo:
     text: Optional[str] = None
     raw: dict[str, Any] = field(default_factory=dict)
     path: Optional[Path] = None
+    record: Optional[Scenario] = None
+    problem: Optional[str] = None
 
+    @property
+    def expectations(self) -> tuple[Expectation, ...]:
+        """The scenario's ``[[expect]]`` promises, checked when they were read."""
+        if self.record is None:
+            if self.problem and self.raw.get("expect"):
+                raise ConfigError(self.problem)
+            return ()
+        return self.record.expectations
 
-def default_step_label(i: int, step: dict[str, Any]) -> str:
-    """The label of the ``i``-th step (from 0) of a scenario when it has none: the one
-    definition, used by :mod:`harness.experiment.scenario` when it loads a scenario and
-    here when a results folder's scenario is read back."""
-    kind = step.get("kind")
-    if kind in ("run", "background"):
-        command = str(step.get("command") or "")
-        return f"{i + 1}:{kind} {command.split()[0] if command.split() else ''}"
-    if kind in MOVE_KINDS:
-        return f"{i + 1}:{kind} {step.get('target_mib')}"
-    if kind == "stop":
-        return f"{i + 1}:stop {step.get('workload') or ''}"
-    if kind == "sleep":
-        seconds = step.get("seconds", 0)
-        return f"{i + 1}:sleep {float(seconds) if isinstance(seconds, (int, float)) else 0:g}s"
-    return f"{i + 1}:measure"
+    @property
+    def primary(self) -> tuple[str, ...]:
+        """The figures that decide a comparison (the scenario's ``primary``, else the default)."""
+        if self.record is None:
+            if self.problem and "primary" in self.raw:
+                raise ConfigError(self.problem)
+            return tuple(figure_name(m) for m in DEFAULT_PRIMARY)
+        return tuple(self.record.primary)
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -109,8 +128,27 @@ def _read_metadata(out: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+def _tables(record: Scenario) -> dict[str, Any]:
+    """The record as plain tables, as a scenario file writes them (``device`` a table)."""
+    raw = record.model_dump(mode="json", exclude={"path"})
+    for arm, model in zip(raw["arms"], record.arms):
+        arm["device"] = dict(model.device)
+        arm["options"] = dict(model.options)
+    return raw
+
+
+def _with_record(info: ScenarioInfo, record: Scenario) -> ScenarioInfo:
+    info.record, info.name, info.raw = record, record.name, _tables(record)
+    info.arms = [a.name for a in record.arms]
+    info.steps = [st.label for st in record.steps]
+    info.reference = {arm: dict(cols) for arm, cols in record.reference.items()}
+    return info
+
+
 def scenario_info(out: str | Path, metadata: Optional[dict[str, Any]] = None) -> ScenarioInfo:
-    """The scenario of results folder ``out`` (empty lists when none is recorded)."""
+    """The scenario of results folder ``out``: its record (``scenario.json``), else its
+    ``scenario.toml`` read leniently through the same models (empty lists when none is
+    recorded)."""
     out = Path(out)
     meta = metadata if metadata is not None else _read_metadata(out)
     scen = as_dict(meta.get("scenario"))
@@ -121,6 +159,13 @@ def scenario_info(out: str | Path, metadata: Optional[dict[str, Any]] = None) ->
         text, path = (scen["text"] if isinstance(scen.get("text"), str) else None), None
     info = ScenarioInfo(name=scen["name"] if isinstance(scen.get("name"), str) else out.name,
                         text=text, path=path)
+    record_path = out / layout.SCENARIO_RECORD
+    if record_path.is_file():
+        try:
+            return _with_record(info, read_record(record_path.read_text()))
+        except (ValueError, KeyError, TypeError) as e:   # ValidationError is a ValueError
+            log.warning("%s: not a scenario record this version reads (%s); reading %s instead",
+                        record_path, str(e).splitlines()[0], layout.SCENARIO)
     if text is None:
         return info
     try:
@@ -128,6 +173,13 @@ def scenario_info(out: str | Path, metadata: Optional[dict[str, Any]] = None) ->
     except tomllib.TOMLDecodeError:
         return info
     info.raw = raw
+    where = path or (out / layout.METADATA)
+    try:
+        return _with_record(info, read_toml_leniently(raw, Path(info.name)))
+    except ValidationError as e:
+        info.problem = refusal(where, e)
+        log.warning("%s", info.problem)
+    # what the analysis can still use of a text the schema refuses: the names
     if isinstance(raw.get("name"), str):
         info.name = raw["name"]
     info.arms = [a["name"] for a in as_list(raw.get("arms")) if isinstance(a, dict) and isinstance(a.get("name"), str)]
@@ -137,7 +189,6 @@ def scenario_info(out: str | Path, metadata: Optional[dict[str, Any]] = None) ->
     info.reference = {arm: {k: float(v) for k, v in cols.items() if isinstance(v, (int, float))}
                       for arm, cols in ref.items() if isinstance(cols, dict)}
     return info
-
 
 
 @dataclass

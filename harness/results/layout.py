@@ -1,7 +1,8 @@
 """Every file name of a results folder, in one place.
 
     <folder>/metadata.json          host, builds, the scenario's text, shards (merge)
-    <folder>/scenario.toml          the scenario as run
+    <folder>/scenario.toml          the scenario as run (its text)
+    <folder>/scenario.json          the scenario as resolved (the schema's record, read by the analysis)
     <folder>/samples.{parquet,csv}  every complete run's samples (rebuilt from runs/)
     <folder>/summary.{parquet,csv}  every complete run's summary rows (rebuilt from runs/)
     <folder>/summary_stats.{csv,parquet}   per arm, step and metric statistics (report)
@@ -23,6 +24,7 @@ from harness.errors import ResultsWriteError
 
 METADATA = "metadata.json"
 SCENARIO = "scenario.toml"
+SCENARIO_RECORD = "scenario.json"
 SAMPLES = "samples"              # stem: .parquet and .csv
 SUMMARY = "summary"              # stem: .parquet and .csv
 SUMMARY_STATS = "summary_stats"  # stem: .csv and .parquet

@@ -9,6 +9,7 @@ from harness.arch import DEBIAN_FIRMWARE_DIRS, QEMU_MACHINE
 from harness.artifacts.qemu import stock_qemu
 from harness.errors import ConfigError
 from harness.vm.backing import ANONYMOUS, Backing
+from harness.results.scenario_schema import DEFAULT_BOOT_TIMEOUT
 
 ACCELERATORS = ("auto", "kvm", "tcg")
 
@@ -19,8 +20,8 @@ def firmware_args(dirs) -> list[str]:
 
 
 # Seconds a guest has to answer SSH after QEMU starts: generous, a loaded 2-core host
-# boots a TCG guest in 7-60 s. Scenarios may set [vm] boot_timeout.
-DEFAULT_BOOT_TIMEOUT = 300.0
+# boots a TCG guest in 7-60 s. Scenarios may set [vm] boot_timeout (DEFAULT_BOOT_TIMEOUT is
+# the scenario schema's default, harness.results.scenario_schema).
 
 
 @dataclass(frozen=True)

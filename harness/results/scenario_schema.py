@@ -1,0 +1,1095 @@
+"""The scenario schema: every key a scenario file may hold, its type, default and bound, once.
+
+Why pydantic (v2), not msgspec or attrs+cattrs: it exports a JSON Schema of the same models
+(``balloon-harness schema``: editors complete and check scenario files), states bounds on the
+field (``ge``/``le``, literals) instead of in hand-written checks, picks a model by a tag (an
+arm's ``mechanism`` names the options model that checks its ``options``; a step's ``kind``
+the keys it may hold, STEP_KEYS: one Step model rather than a discriminated union, so the
+runner reads any step's fields without narrowing its type), and reports every error with its
+location, which maps one to one to the ``file: key: reason`` line a refusal must be
+(:func:`refusal`).
+
+It lives in the results layer because a results folder records the resolved scenario as
+JSON (``scenario.json``, :func:`record_json`) and the analysis, below the experiment, reads
+that record back through these same models (:func:`read_record`, and for folders written
+before the record :func:`read_toml_leniently`). What only the machine that runs knows (the
+stacks and their designs, whether a path or a source tree exists) comes in through a
+:class:`Context` from :mod:`harness.experiment.scenario`; without one (the analysis) those
+checks are skipped. Mechanism options models are here too, so that the loader checks them
+once; :mod:`harness.mechanisms` uses them and installs how to make a mechanism
+(:func:`install_mechanism_factory`), since this layer may not import it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Callable, ClassVar, Literal, Optional, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from harness.results.metrics import DEFAULT_PRIMARY, METRICS, MOVE_KINDS, NUMERIC_COLUMNS
+from harness.results.significance import ALPHA_MAX, DEFAULT_ALPHA, alpha_problem  # noqa: F401
+
+# ---------------------------------------------------------------------------------------------
+# names and bounds
+
+# "resize" brings the guest to target_mib with the arm's mechanism; "balloon" is its older
+# name (same meaning, kept for existing scenario files and results).
+STEP_KINDS = ("run", "background", *MOVE_KINDS, "stop", "sleep", "measure")
+StepKind = Literal["run", "background", "resize", "balloon", "stop", "sleep", "measure"]
+# The keys a step of each kind may hold besides kind and label, and those it must hold.
+STEP_KEYS: dict[str, tuple[str, ...]] = {
+    "run": ("command", "timeout", "holds_mib", "throughput", "anon_drop_fraction"),
+    "background": ("command", "timeout", "ready", "holds_mib", "anon_drop_fraction"),
+    **{k: ("target_mib",) for k in MOVE_KINDS},
+    "stop": ("workload",),
+    "sleep": ("seconds",),
+    "measure": (),
+}
+STEP_REQUIRED: dict[str, tuple[str, ...]] = {
+    "run": ("command",), "background": ("command",), **{k: ("target_mib",) for k in MOVE_KINDS},
+    "stop": ("workload",), "sleep": ("seconds",), "measure": (),
+}
+# Scenario and arm names end up in folder names (results/<scenario>-<time>, runs/<arm>-r<rep>),
+# run ids and plot titles: plain names only, so no name can lead a write out of its folder.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+NAME_MAX = 100
+# Step labels are free text (spaces, "1:balloon 624") shown in tables; they name no folder
+# (step files use safe_name()), but still one printable line, no path separator, not a dot name.
+LABEL_MAX = 200
+# Upper bounds of the numeric keys: beyond these a value is a typo (a unit mix-up, an extra
+# digit), and some (repetitions) would make the plan itself unbounded.
+MEMORY_MIB_MAX = 4 << 20          # 4 TiB: more than any host here; the host check refuses sooner
+VCPUS_MAX = 255                   # q35's limit in QEMU 7.2
+SECONDS_MAX = 7 * 86400.0         # a week: any timeout, pause or sleep
+SAMPLE_HZ_MAX = 100.0
+REPETITIONS_MAX = 10_000
+BUILD_CHOICES = ("stock", "patched")
+# The arms' order within each round of repetitions (harness.experiment.runner.plan): "random"
+# (seeded shuffle per round, the default), "balanced" (each arm in each position equally
+# often: a rotation per round), "fixed" (the scenario's order every round).
+ARM_ORDERS = ("random", "balanced", "fixed")
+ArmOrder = Literal["random", "balanced", "fixed"]
+# What `qemu` and `module` say of an arm built from source trees (the tables say the rest).
+OWN_TREE = "own-tree"
+BUILT_IN = "built-in"
+DEFAULT_MECHANISM = "balloon"
+DEFAULT_BOOT_TIMEOUT = 300.0      # seconds the guest has to answer SSH (harness.vm.spec)
+DEFAULT_ANON_DROP_FRACTION = 0.2  # harness.experiment.watch
+OPS = ("<", "<=", ">", ">=", "==", "!=")
+TESTS = ("mannwhitney", "none")
+EXPECT_METRICS = (*NUMERIC_COLUMNS, "reached_fraction")
+QEMU_PROPERTY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+# ---------------------------------------------------------------------------------------------
+# what the validation is told about the machine
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a strict load knows beyond the file (:mod:`harness.experiment.scenario` fills it).
+
+    ``base`` is the scenario file's folder (relative paths); ``stacks`` maps each stack to the
+    designs its QEMU and guest module have ports of; ``tree`` checks a source tree
+    (:func:`harness.artifacts.trees.require_tree`). ``record``: the input is a record this
+    module wrote (``qemu_tree``/``kernel_tree`` keys, labels already resolved), read leniently.
+    """
+
+    base: Optional[Path] = None
+    stacks: Optional[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = None
+    default_stack: Optional[str] = None
+    tree: Optional[Callable[[Path, str, str, str], Path]] = None
+    record: bool = False
+
+    @property
+    def strict(self) -> bool:
+        return self.base is not None and not self.record
+
+
+def _context(info: ValidationInfo) -> Context:
+    ctx = info.context
+    return ctx if isinstance(ctx, Context) else Context()
+
+
+def _fail(key: str, reason: str) -> PydanticCustomError:
+    """A refusal at ``key`` (relative to where the validator runs), ``reason`` verbatim."""
+    return PydanticCustomError("harness", "{reason}", {"reason": reason, "key": key})
+
+
+class DefaultLabel(str):
+    """A label the loader made (from the command): names no file, so not checked as one."""
+
+
+def default_step_label(i: int, step: dict[str, Any]) -> str:
+    """The label of the ``i``-th step (from 0) of a scenario when it has none: the one
+    definition, used when a scenario is loaded and when a results folder's is read back."""
+    kind = step.get("kind")
+    if kind in ("run", "background"):
+        command = str(step.get("command") or "")
+        return f"{i + 1}:{kind} {command.split()[0] if command.split() else ''}"
+    if kind in MOVE_KINDS:
+        return f"{i + 1}:{kind} {step.get('target_mib')}"
+    if kind == "stop":
+        return f"{i + 1}:stop {step.get('workload') or ''}"
+    if kind == "sleep":
+        seconds = step.get("seconds", 0)
+        return f"{i + 1}:sleep {float(seconds) if isinstance(seconds, (int, float)) else 0:g}s"
+    return f"{i + 1}:measure"
+
+
+def plain_name(name: str) -> bool:
+    """A name safe as one path component: letters, digits and . _ + - (not first), <= NAME_MAX."""
+    return len(name) <= NAME_MAX and NAME_PATTERN.fullmatch(name) is not None
+
+
+def _finite_number(v: Any) -> bool:
+    """A TOML int or float that is a finite float (not a bool, not nan/inf, not beyond float)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+def _doc(kind: str, default: str, meaning: str) -> dict[str, Any]:
+    """How the key reference page (docs/reference/scenario-keys.md) shows a key."""
+    return {"x-kind": kind, "x-default": default, "description": meaning}
+
+
+def F(default: Any = ..., *, kind: str, shown: Optional[str] = None, meaning: str, **bounds: Any) -> Any:
+    """A field with its bound and the words the key reference shows (``shown``: the default
+    as the page says it, when not the value itself)."""
+    text = shown if shown is not None else ("required" if default is ... else
+                                            "none" if default is None else str(default).lower()
+                                            if isinstance(default, bool) else str(default))
+    extra = _doc(kind, text, meaning)
+    return Field(default, description=meaning, json_schema_extra={k: v for k, v in extra.items()
+                                                                   if k != "description"}, **bounds)
+
+
+class _Model(BaseModel):
+    """Frozen, no unknown key, no coercion (TOML's "1G" is not an int; true is not 1)."""
+
+    # defer_build: the validators are built on first use, not at import (--help stays quick)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False,
+                              arbitrary_types_allowed=True, defer_build=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_table(cls, data: Any) -> Any:
+        if not isinstance(data, (dict, BaseModel)):
+            raise _fail("", f"must be a table, got {type(data).__name__}")
+        return data
+
+
+# Lists are accepted where the models hold tuples (TOML arrays, JSON lists).
+LAX = Field(strict=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# the machine, the pacing, the guest's files
+
+
+class VMSettings(_Model):
+    memory_mib: int = F(1024, kind="integer >= 128", meaning="guest memory at boot, MiB", ge=128, le=MEMORY_MIB_MAX)
+    vcpus: int = F(1, kind="integer >= 1", meaning="guest vCPUs", ge=1, le=VCPUS_MAX)
+    accel: Literal["auto", "kvm", "tcg"] = F("auto", kind="auto, kvm or tcg",
+                                             meaning="auto: KVM when a probe boot shows it works, else TCG")
+    guest_thp: Literal["always", "madvise", "never"] = F(
+        "always", kind="always, madvise or never", meaning="the guest's transparent huge page mode, set at boot")
+    boot_timeout: float = F(DEFAULT_BOOT_TIMEOUT, kind="number >= 1", ge=1, le=SECONDS_MAX,
+                            meaning="seconds the guest has to answer SSH after QEMU starts")
+
+
+class Timing(_Model):
+    """How a scenario's runs are paced: how long a resize may take, when it has stopped
+    moving, how often the host and the guest are sampled (the mechanisms read it)."""
+
+    settle_seconds: float = F(10.0, kind="number >= 0.5", ge=0.5, le=SECONDS_MAX,
+                              meaning="a resize has settled after its size stopped moving this long")
+    balloon_timeout_seconds: float = F(300.0, kind="number >= 1", ge=1, le=SECONDS_MAX,
+                                       meaning="a resize gives up after this long (outcome timeout)")
+    host_sample_hz: float = F(5.0, kind="number >= 0.1", ge=0.1, le=SAMPLE_HZ_MAX,
+                              meaning="host probes and the guest's size per second")
+    guest_sample_seconds: float = F(1.0, kind="number >= 0.1", ge=0.1, le=SECONDS_MAX,
+                                    meaning="seconds between guest /proc samples over SSH")
+    step_pause_seconds: float = F(2.0, kind="number >= 0", ge=0, le=SECONDS_MAX,
+                                  meaning="quiet time sampled after each step")
+
+
+def _host_path(base: Optional[Path], value: str) -> Path:
+    return (base / Path(value).expanduser()) if base is not None else Path(value)
+
+
+class GuestSettings(_Model):
+    """What goes into the guest image beside ours: ``files`` maps guest path -> host path."""
+
+    files: Annotated[tuple[tuple[str, Path], ...], LAX] = F(
+        (), kind="table", shown="{}",
+        meaning="guest path = host path (relative to the scenario file): files put in the image, over ours")
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _files(cls, value: Any, info: ValidationInfo) -> Any:
+        ctx = _context(info)
+        if isinstance(value, (list, tuple)) and ctx.record:
+            return tuple((g, Path(h)) if isinstance(h, str) else (g, h) for g, h in value)
+        if not isinstance(value, dict):
+            raise _fail("", f"must be dict, got {type(value).__name__} {value!r}")
+        pairs = []
+        for guest_path, host_path in value.items():
+            key = f"{guest_path!r}"
+            if not guest_path.startswith("/") or guest_path.endswith("/") or ".." in guest_path.split("/"):
+                raise _fail(key, "the guest path must be absolute, name a file and contain no '..'")
+            if not isinstance(host_path, str) or not host_path.strip():
+                raise _fail(key, f"must be a host file path, got {host_path!r}")
+            try:
+                host = _host_path(ctx.base, host_path)
+                host = host.resolve() if ctx.strict else host
+            except RuntimeError as e:   # "~nobody/...": no such user's home
+                raise _fail(key, f"{e}: {host_path!r}") from None
+            if ctx.strict and not host.is_file():
+                raise _fail(key, f"host file {host} does not exist")
+            pairs.append((guest_path, host))
+        return tuple(pairs)
+
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+
+class Step(_Model):
+    """One step of every run. ``kind`` says which of the other keys it may hold (STEP_KEYS)."""
+
+    kind: StepKind = F(kind="string", meaning="run, background, resize (its older name: balloon), stop, sleep "
+                                              "or measure")
+    label: str = F(kind="string", shown="\"<n>:<kind> <command's first word or target>\"",
+                   meaning="the step's name in results and tables; unique, one line, no '/'")
+    command: Optional[str] = F(None, kind="string", shown="required for run, background",
+                               meaning="the shell command, run in a cgroup of its own")
+    timeout: float = F(600.0, kind="number >= 1", ge=1, le=SECONDS_MAX,
+                       meaning="run: the command's limit; background: the wait for `ready`")
+    target_mib: Optional[int] = F(None, kind="integer >= 1", shown="required for resize", ge=1, le=MEMORY_MIB_MAX,
+                                  meaning="resize: the guest's size to reach, MiB")
+    seconds: float = F(0.0, kind="number >= 0", shown="required for sleep", ge=0, le=SECONDS_MAX,
+                       meaning="sleep: how long")
+    ready: Optional[str] = F(None, kind="regular expression",
+                             meaning="background: the step ends when the output matches it")
+    holds_mib: Optional[int] = F(None, kind="integer >= 1", ge=1, le=MEMORY_MIB_MAX,
+                                 meaning="run, background: guest AnonPages must stay at least this from here on")
+    workload: Optional[str] = F(None, kind="string", shown="required for stop",
+                                meaning="stop: the label of the run or background step whose workload ends here")
+    throughput: bool = F(False, kind="boolean",
+                         meaning="run: the output has usemem throughput lines, recorded as workload_mb_s")
+    anon_drop_fraction: float = F(DEFAULT_ANON_DROP_FRACTION, kind="number 0..1", ge=0,
+                                  meaning="run, background: the share of its highest anonymous memory the "
+                                          "watched workload may lose (1: no check)")
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label(cls, label: Any, info: ValidationInfo) -> Any:
+        if isinstance(label, DefaultLabel) or _context(info).record:
+            return str(label) if isinstance(label, str) else label
+        if not isinstance(label, str):
+            return label    # the type error says it
+        if (not label.strip() or not label.isprintable() or "/" in label or "\\" in label
+                or label.strip() in (".", "..") or len(label) > LABEL_MAX):
+            raise _fail("", f"must be a non-empty single line of at most {LABEL_MAX} printable characters, "
+                            f"without '/' or '\\' and not '.' or '..', got {label!r}")
+        return label
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, command: Optional[str]) -> Optional[str]:
+        if command is not None and not command.strip():
+            raise _fail("", "must not be empty")
+        return command
+
+    @field_validator("ready")
+    @classmethod
+    def _ready(cls, ready: Optional[str]) -> Optional[str]:
+        if ready is not None:
+            try:
+                re.compile(ready)
+            except (re.error, OverflowError, RecursionError) as e:
+                raise _fail("", f"not a valid regular expression: {e}") from None
+        return ready
+
+    @field_validator("anon_drop_fraction")
+    @classmethod
+    def _fraction(cls, fraction: float) -> float:
+        if fraction > 1:
+            raise _fail("", f"must be a fraction between 0 and 1 (1: no check), got {fraction}")
+        return fraction
+
+    @model_validator(mode="after")
+    def _keys_of_its_kind(self, info: ValidationInfo) -> Step:
+        if _context(info).record:
+            return self
+        allowed = {"kind", "label", *STEP_KEYS[self.kind]}
+        unknown = sorted(self.model_fields_set - allowed)
+        if unknown:
+            raise _fail(unknown[0], "unknown key" + (
+                f" (also unknown: {', '.join(unknown[1:])})" if len(unknown) > 1 else ""))
+        for key in STEP_REQUIRED[self.kind]:
+            if key not in self.model_fields_set:
+                raise _fail(key, "required key is missing")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# source trees, mechanisms' options, arms
+
+
+def _tree_source(value: Any, info: ValidationInfo, marker: str, kind: str) -> Any:
+    ctx = _context(info)
+    if not isinstance(value, str) or not value.strip():
+        raise _fail("", f"must be a folder path, got {value!r}")
+    try:
+        path = _host_path(ctx.base, value)   # relative to the scenario file
+    except RuntimeError as e:   # "~nobody/...": no such user's home
+        raise _fail("", f"{e}: {value!r}") from None
+    if ctx.strict and ctx.tree is not None:
+        try:
+            return ctx.tree(path, "", marker, kind)
+        except Exception as e:   # ConfigError (this layer may not name it): its words are the reason
+            raise _fail("", str(e).strip()) from None
+    return path
+
+
+def _ref(ref: Optional[str]) -> Optional[str]:
+    if ref is not None and (not ref.strip() or ref.startswith("-")):
+        raise _fail("", f"must be a git ref (a branch, tag or commit), got {ref!r}")
+    return ref
+
+
+class KernelTree(_Model):
+    """``kernel = { source = DIR, config = [FRAGMENT...], ref = REF }``: a Linux tree the harness
+    builds with its own minimal configuration (harness.artifacts.kernel_tree)."""
+
+    source: Path = F(kind="string", meaning="a Linux tree (relative to the scenario file), built with the "
+                                            "harness's minimal configuration")
+    config: Annotated[tuple[Path, ...], LAX] = F((), kind="string or array", shown="[]",
+                             meaning="configuration fragments applied after the minimal one, in order")
+    ref: Optional[str] = F(None, kind="string", shown="the work tree",
+                           meaning="a git branch, tag or commit to build instead of the work tree")
+
+    _ref_ok = field_validator("ref")(classmethod(lambda cls, v: _ref(v)))
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, value: Any, info: ValidationInfo) -> Any:
+        return value if isinstance(value, Path) else _tree_source(value, info, "Kbuild", "Linux")
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config(cls, value: Any, info: ValidationInfo) -> Any:
+        ctx = _context(info)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise _fail("", f"must be str or list, got {type(value).__name__} {value!r}")
+        out = []
+        for i, f in enumerate(value):
+            if isinstance(f, Path):
+                out.append(f)
+                continue
+            if not isinstance(f, str) or not f.strip():
+                raise _fail(f"[{i}]", f"must be a folder path, got {f!r}")
+            try:
+                frag = _host_path(ctx.base, f)
+            except RuntimeError as e:
+                raise _fail(f"[{i}]", f"{e}: {f!r}") from None
+            if ctx.strict:
+                if not frag.is_file():
+                    raise _fail(f"[{i}]", f"configuration fragment {frag} does not exist")
+                frag = frag.resolve()
+            out.append(frag)
+        return tuple(out)
+
+    def describe(self) -> str:
+        """``DIR[@REF][ + FRAGMENT...]``: one label per build (two arms may differ by fragments)."""
+        return f"{self.source}" + (f"@{self.ref}" if self.ref else "") + "".join(f" + {f.name}" for f in self.config)
+
+
+class QemuTree(_Model):
+    """``qemu = { source = DIR, ref = REF }``: a QEMU tree the harness builds like its stacks'
+    QEMU (harness.artifacts.qemu.build_qemu_tree)."""
+
+    source: Path = F(kind="string", meaning="a QEMU tree (relative to the scenario file), built like the stacks'")
+    ref: Optional[str] = F(None, kind="string", shown="the work tree",
+                           meaning="a git branch, tag or commit to build instead of the work tree")
+
+    _ref_ok = field_validator("ref")(classmethod(lambda cls, v: _ref(v)))
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, value: Any, info: ValidationInfo) -> Any:
+        return value if isinstance(value, Path) else _tree_source(value, info, "configure", "QEMU")
+
+    def describe(self) -> str:
+        return f"{self.source}" + (f"@{self.ref}" if self.ref else "")
+
+
+class MechanismOptions(_Model):
+    """An arm's ``options``: one subclass per mechanism (harness.mechanisms), its ``name``."""
+
+    name: ClassVar[str] = ""
+
+    def check(self, memory_mib: int) -> None:
+        """Refuse values impossible in a guest of ``memory_mib`` (raise :func:`_fail`)."""
+
+
+class BalloonOptions(MechanismOptions):
+    name = "balloon"
+
+
+class FreePageReportingOptions(MechanismOptions):
+    name = "free-page-reporting"
+    order: Optional[int] = F(None, kind="integer 0..10", shown="the guest's own",
+                             meaning="page_reporting_order set in the guest after boot (default: the guest's "
+                                     "own, the pageblock order)")
+
+    def check(self, memory_mib: int) -> None:
+        if self.order is not None and not 0 <= self.order <= 10:
+            raise _fail("order", f"a page order between 0 and 10, got {self.order}")
+
+
+class VirtioMemOptions(MechanismOptions):
+    name = "virtio-mem"
+    boot_mib: Optional[int] = F(None, kind="integer >= 128", shown="half of memory_mib",
+                                meaning="memory the guest boots with (default: half of memory_mib)")
+    block_mib: Optional[int] = F(None, kind="power of two", shown="QEMU's",
+                                 meaning="the device's block size, the unplug granularity (default: QEMU's, "
+                                         "the host THP size)")
+    online: Literal["movable", "kernel"] = F("movable", kind="movable or kernel",
+                                             meaning="how the guest onlines the device's memory: movable "
+                                                     "(ZONE_MOVABLE: unplug can always migrate, but the kernel "
+                                                     "cannot use it) or kernel")
+    swiotlb: Literal["kernel", "off"] = F("kernel", kind="kernel or off",
+                                          meaning="the guest's 64 MiB DMA bounce buffer, which the device's hotplug "
+                                                  "range above 4 GiB makes Linux reserve: kernel (its choice) or "
+                                                  "off (swiotlb=noforce; virtio devices do not use it)")
+
+    def boot(self, memory_mib: int) -> int:
+        return self.boot_mib or memory_mib // 2
+
+    def check(self, memory_mib: int) -> None:
+        boot = self.boot(memory_mib)
+        if not 128 <= boot < memory_mib:
+            raise _fail("boot_mib", f"between 128 and memory_mib - 1 ({memory_mib - 1}), got {boot}")
+        region, block = memory_mib - boot, self.block_mib
+        if block is not None and (block < 1 or block & (block - 1) or region % block):
+            raise _fail("block_mib", f"a power of two dividing the device's {region} MiB, got {block}")
+
+
+# name -> options model: the mechanisms there are (harness.mechanisms has one module each).
+MECHANISM_OPTIONS: dict[str, type[MechanismOptions]] = {
+    m.name: m for m in (BalloonOptions, FreePageReportingOptions, VirtioMemOptions)}
+
+_MAKE_MECHANISM: list[Callable[[str, MechanismOptions, int], Any]] = []
+
+
+def install_mechanism_factory(make: Callable[[str, MechanismOptions, int], Any]) -> None:
+    """harness.mechanisms says how an arm's mechanism is made (this layer may not import it)."""
+    _MAKE_MECHANISM[:] = [make]
+
+
+def _device(value: Any, info: ValidationInfo) -> Any:
+    if _context(info).record and isinstance(value, (list, tuple)):
+        return tuple(tuple(p) for p in value)
+    if not isinstance(value, dict):
+        raise _fail("device", f"must be dict, got {type(value).__name__} {value!r}")
+    props = []
+    for k, v in value.items():
+        if isinstance(v, bool):
+            v = "on" if v else "off"
+        if not isinstance(v, (str, int)) or not str(v).strip() or "," in str(v):
+            raise _fail(f"device.{k}", f"must be a non-empty string, number or boolean without ',', got {v!r}")
+        if not QEMU_PROPERTY.fullmatch(k):
+            raise _fail(f"device.{k}", "not a QEMU property name")
+        props.append((k, str(v)))
+    return tuple(props)
+
+
+def mechanism_options(mechanism: str, options: Any) -> MechanismOptions:
+    """``options`` checked by ``mechanism``'s model (no memory check: :meth:`MechanismOptions.check`)."""
+    model = MECHANISM_OPTIONS.get(mechanism)
+    if model is None:
+        raise _fail("mechanism", f"mechanism {mechanism!r} does not exist (choose one of "
+                                 f"{', '.join(MECHANISM_OPTIONS)})")
+    if not isinstance(options, dict):
+        raise _fail("options", f"must be dict, got {type(options).__name__} {options!r}")
+    unknown = sorted(set(options) - set(model.model_fields))
+    if unknown:
+        raise _fail(f"options.{unknown[0]}", f"unknown option of mechanism {mechanism!r} (it takes: "
+                                             f"{', '.join(model.model_fields) or 'none'})")
+    try:
+        return model.model_validate(options)
+    except ValidationError as e:
+        key, reason = _where_and_why(e.errors()[0])
+        raise _fail(f"options.{key}", reason) from None
+
+
+class Arm(_Model):
+    """A named combination of QEMU build, guest balloon module, device properties and the
+    mechanism (harness.mechanisms) that resizes the guest, with that mechanism's options."""
+
+    name: str = F(kind="string", meaning="the arm's name: letters, digits and . _ + - (it names folders)")
+    description: str = F("", kind="string", shown='""', meaning="what the arm is, for people")
+    qemu: str = F("patched", kind="string or table", meaning="stock, patched, a design, a QEMU binary path, or "
+                                                            "a `qemu` table naming a tree")
+    module: str = F("patched", kind="string", meaning="the guest balloon driver: stock, patched, a design, or a "
+                                                     "virtio_balloon.ko path")
+    kernel: Optional[str] = F(None, kind="string or table", shown="Debian's cloud kernel",
+                              meaning="a guest kernel image path, or a `kernel` table naming a Linux tree")
+    device: Annotated[tuple[tuple[str, str], ...], LAX] = F((), kind="table", shown="{}",
+                                        meaning="balloon device properties, e.g. { thp-order = \"on\" }")
+    stack: str = F(kind="string", shown="the top level's", meaning="this arm's guest stack")
+    mechanism: str = F(DEFAULT_MECHANISM, kind="string",
+                       meaning="what resizes the guest: " + ", ".join(MECHANISM_OPTIONS))
+    options: Annotated[tuple[tuple[str, Any], ...], LAX] = F((), kind="table", shown="{}",
+                                                           meaning="the mechanism's options")
+    kernel_tree: Optional[KernelTree] = Field(None, exclude=False, json_schema_extra={"x-hidden": True})
+    qemu_tree: Optional[QemuTree] = Field(None, json_schema_extra={"x-hidden": True})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tables(cls, data: Any, info: ValidationInfo) -> Any:
+        """``qemu``/``kernel`` tables become the trees; ``device`` and ``options`` tables become
+        sorted pairs, the options checked by the mechanism's model."""
+        if not isinstance(data, dict):
+            return data
+        ctx = _context(info)
+        data = dict(data)
+        if not ctx.record:
+            for hidden in ("kernel_tree", "qemu_tree"):
+                if hidden in data:
+                    raise _fail(hidden, "unknown key")
+            if isinstance(data.get("qemu"), dict):
+                data["qemu_tree"], data["qemu"] = data["qemu"], OWN_TREE
+            if isinstance(data.get("kernel"), dict):
+                if "module" in data:
+                    raise _fail("module", "a kernel built from a source tree has its balloon driver built in: "
+                                          "change the driver in that tree, not with `module`")
+                data["kernel_tree"], data["module"] = data.pop("kernel"), BUILT_IN
+            if "device" in data:
+                data["device"] = _device(data["device"], info) if not isinstance(data["device"], BaseModel) \
+                    else data["device"]
+            options = data.get("options", {})
+            mechanism = data.get("mechanism", DEFAULT_MECHANISM)
+            if isinstance(mechanism, str):
+                checked = mechanism_options(mechanism, options)
+                data["options"] = tuple(sorted((k, getattr(checked, k)) for k in options))
+        else:   # a record: pairs as JSON writes them (lists)
+            for key in ("device", "options"):
+                if isinstance(data.get(key), (list, tuple)):
+                    data[key] = tuple(tuple(p) if isinstance(p, list) else p for p in data[key])
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not name.strip():
+            raise _fail("", "must not be empty")
+        if not plain_name(name):
+            raise _fail("", f"must be at most {NAME_MAX} letters, digits and . _ + - (it names folders), "
+                            f"got {name!r}")
+        return name
+
+    @model_validator(mode="after")
+    def _on_this_machine(self, info: ValidationInfo) -> Arm:
+        ctx = _context(info)
+        if ctx.stacks is not None and self.stack not in ctx.stacks:
+            raise _fail("stack", f"must be one of {', '.join(ctx.stacks)}, got {self.stack!r}")
+        if not ctx.strict:
+            return self
+        if self.kernel is not None and not Path(self.kernel).is_file():
+            raise _fail("kernel", f"must be an existing kernel image file, got {self.kernel!r}")
+        qemu_designs, module_designs = (ctx.stacks or {}).get(self.stack, ((), ()))
+        for key, designs in (("qemu", qemu_designs), ("module", module_designs)):
+            if (key == "qemu" and self.qemu_tree) or (key == "module" and self.kernel_tree):
+                continue
+            value = getattr(self, key)
+            if not value.strip():
+                raise _fail(key, "must not be empty")
+            choices = (*BUILD_CHOICES, *designs)   # the designs this stack has ports of
+            if value not in choices and not Path(value).exists():
+                raise _fail(key, f"must be one of {', '.join(choices)} or an existing path, got {value!r}")
+        return self
+
+    def options_model(self) -> MechanismOptions:
+        """The options as the mechanism's model holds them (checked when the arm was)."""
+        return MECHANISM_OPTIONS[self.mechanism].model_construct(**dict(self.options))
+
+    def make_mechanism(self, memory_mib: int, where: str = "options"):
+        """A fresh :class:`harness.mechanisms.Mechanism` for one run of this arm."""
+        if not _MAKE_MECHANISM:
+            raise RuntimeError("harness.mechanisms is not imported: no mechanism can be made")
+        return _MAKE_MECHANISM[0](self.mechanism, self.options_model(), memory_mib)
+
+
+# ---------------------------------------------------------------------------------------------
+# expectations
+
+
+def figure_name(metric: str) -> str:
+    """The name a decision uses for a figure: ``reached`` (a yes/no per run) as reached_fraction."""
+    return "reached_fraction" if metric == "reached" else metric
+
+
+class Expectation(_Model):
+    """One promise about one arm, step and metric (absolute: ``value``; relative: ``than``):
+    a ``[[expect]]`` table (harness.analysis.expectations says what each operator claims)."""
+
+    arm: str = F(kind="string", meaning="the arm judged")
+    step: str = F(kind="string", meaning="the step's label")
+    metric: str = F(kind="string", meaning="a numeric summary column, or reached_fraction")
+    op: Literal["<", "<=", ">", ">=", "==", "!="] = F(kind="string", meaning="< <= > >= == !=")
+    value: Optional[float] = F(None, kind="number", shown="one of value, than",
+                               meaning="absolute: the median over repetitions against this")
+    than: Optional[str] = F(None, kind="string", shown="one of value, than",
+                            meaning="relative: another arm; op says the procedure (superiority, non-inferiority, "
+                                    "equivalence, difference: docs/decisions.md)")
+    test: Literal["mannwhitney", "none"] = F("mannwhitney", kind="mannwhitney or none",
+                                             meaning="none: medians only (single repetitions)")
+    alpha: float = F(DEFAULT_ALPHA, kind="number in (0, 0.5]", meaning="the significance level")
+    label: str = F("", kind="string", shown='""', meaning="a name for the expectation in JUnit and Markdown")
+    # The smallest difference that matters for this claim: the figure's effect floor unless the
+    # scenario states its own (an equivalence margin says what does not matter, so the author
+    # may want it wider than the noise floor a calibration measured).
+    margin: Optional[float] = F(None, kind="number >= 0", shown="the figure's effect floor",
+                                meaning="relative: the smallest difference that matters (an equivalence margin, a "
+                                        "non-inferiority margin), in the figure's unit")
+
+    def __init__(self, arm: Any = None, step: Any = None, metric: Any = None, op: Any = None, /,
+                 **data: Any) -> None:
+        """Also ``Expectation(arm, step, metric, op, ...)`` (no context is needed to check one)."""
+        given = {k: v for k, v in (("arm", arm), ("step", step), ("metric", metric), ("op", op)) if v is not None}
+        super().__init__(**given, **data)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, metric: str) -> str:
+        if metric not in EXPECT_METRICS:
+            hint = " (not a number)" if metric in METRICS else ""
+            raise _fail("", f"unknown metric {metric!r}{hint}; one of the numeric summary columns or "
+                            f"reached_fraction")
+        return metric
+
+    @field_validator("alpha", mode="before")
+    @classmethod
+    def _alpha(cls, alpha: Any) -> Any:
+        problem = alpha_problem(alpha)
+        if problem:
+            raise _fail("", problem)
+        return float(alpha)
+
+    @model_validator(mode="after")
+    def _one_of_value_than(self) -> Expectation:
+        if (self.value is None) == (self.than is None):
+            raise _fail("value", "give exactly one of value (a number) or than (another arm)")
+        if self.than is not None and self.than == self.arm:
+            raise _fail("than", "must name another arm than arm")
+        if self.margin is not None:
+            if self.than is None:
+                raise _fail("margin", "only a relative expectation (than = ...) has a margin")
+            if not 0 <= self.margin < math.inf:
+                raise _fail("margin", f"must be a number >= 0 in the figure's unit, got {self.margin!r}")
+        return self
+
+    @property
+    def relative(self) -> bool:
+        return self.than is not None
+
+    @property
+    def name(self) -> str:
+        """The label, or a description built from the fields."""
+        if self.label:
+            return self.label
+        rhs = self.than if self.relative else f"{self.value:g}"
+        return f"{self.arm} {self.step}: {self.metric} {self.op} {rhs}"
+
+
+def check_expectations(expectations: Sequence[Expectation], arms: Sequence[str], steps: Sequence[str]) -> None:
+    """Each expectation names an arm and a step the scenario has (raise :func:`_fail` at ``[i].key``)."""
+    for i, e in enumerate(expectations):
+        if e.arm not in arms:
+            raise _fail(f"[{i}].arm", f"no arm named {e.arm!r} (arms: {', '.join(arms)})")
+        if e.step not in steps:
+            raise _fail(f"[{i}].step", f"no step labelled {e.step!r} (steps: {', '.join(steps)})")
+        if e.than is not None and e.than not in arms:
+            raise _fail(f"[{i}].than", f"no arm named {e.than!r} (arms: {', '.join(arms)})")
+
+
+def _primary(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return tuple(figure_name(m) for m in DEFAULT_PRIMARY)
+    if not isinstance(raw, list) or not raw:
+        raise _fail("", f"must be a non-empty list of figure names, got {raw!r}")
+    out: list[str] = []
+    for m in raw:
+        if not isinstance(m, str) or figure_name(m) not in EXPECT_METRICS:
+            hint = " (not a number)" if isinstance(m, str) and m in METRICS else ""
+            raise _fail("", f"unknown figure {m!r}{hint}; one of the numeric summary columns or reached_fraction")
+        if figure_name(m) in out:
+            raise _fail("", f"{m!r} is named twice")
+        out.append(figure_name(m))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# the scenario
+
+
+class Scenario(_Model):
+    """A scenario file: the VM, its pacing, the steps of every run, the arms compared."""
+
+    name: str = F(kind="string", shown="the file's name",
+                  meaning="the scenario's name: results folders are <name>-<timestamp>")
+    path: Path = Field(Path(), json_schema_extra={"x-hidden": True})
+    description: str = F("", kind="string", shown='""', meaning="what the scenario measures, for people")
+    stack: Optional[str] = F(None, kind="string", shown="the default stack",
+                             meaning="the guest stack of every arm that names none")
+    repetitions: int = F(1, kind="integer >= 1", ge=1, le=REPETITIONS_MAX,
+                         meaning="runs of every arm (`--reps` overrides it)")
+    vm: VMSettings = F(VMSettings(), kind="table", shown="", meaning="the guest machine, below")
+    timing: Timing = F(Timing(), kind="table", shown="", meaning="how runs are paced and sampled, below")
+    kernel: Optional[KernelTree] = F(None, kind="table", shown="none",
+                                     meaning="a Linux tree every arm naming neither `kernel` nor `module` boots "
+                                             "(the `kernel` table below)")
+    steps: Annotated[tuple[Step, ...], LAX] = F(
+        kind="array of tables", meaning="what happens in every run, in order (`[[steps]]`), below")
+    arms: Annotated[tuple[Arm, ...], LAX] = F(
+        kind="array of tables", meaning="the configurations compared (`[[arms]]`), below")
+    guest: GuestSettings = F(GuestSettings(), kind="table", shown="", meaning="files of your own in the guest "
+                                                                             "image, below")
+    expect: Annotated[tuple[Expectation, ...], LAX] = F((), kind="array of tables", shown="none",
+                                    meaning="what the results must show (`[[expect]]`), below")
+    primary: Annotated[tuple[str, ...], LAX] = F(None, kind="array of strings",
+                             shown="[thp_lost_per_returned_mib, reached, returned_fraction]",
+                             meaning="the figures that decide a comparison (Holm-adjusted); the others are "
+                                     "described (docs/decisions.md)")
+    order: ArmOrder = F("random", kind=" or ".join(ARM_ORDERS),
+                        meaning="the arms' order within each round of repetitions: shuffled per round (seeded), "
+                                "rotated by one place per round, or the order of [[arms]] (`--order` overrides it; "
+                                "docs/decisions-over-time.md)")
+    order_seed: Optional[int] = F(None, kind="integer >= 0", shown="derived from the file", ge=0,
+                                  meaning="the seed of the random order (`--order-seed`); recorded in metadata.json")
+    reference: dict[str, dict[str, float]] = F(
+        {}, kind="table of tables", shown="none",
+        meaning="`[reference.<arm>]`: numbers printed beside that arm's (summary column = number), e.g. the RFC's "
+                "own figures")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
+        """Labels the steps do not give, each arm's stack and (top-level ``kernel``) tree."""
+        if not isinstance(data, dict):
+            return data
+        ctx = _context(info)
+        data = dict(data)
+        if not ctx.record:
+            if "path" in data:
+                raise _fail("path", "unknown key")
+            steps = data.get("steps")
+            if isinstance(steps, list):
+                if not steps:
+                    raise _fail("steps", "at least one step is needed")
+                data["steps"] = [{**s, "label": DefaultLabel(default_step_label(i, s))}
+                                 if isinstance(s, dict) and "label" not in s else s for i, s in enumerate(steps)]
+            arms = data.get("arms")
+            if isinstance(arms, list) and not arms:
+                raise _fail("arms", "at least one arm is needed")
+            stack = data.get("stack", ctx.default_stack)
+            if "stack" in data and not isinstance(stack, str):
+                raise _fail("stack", f"must be str, got {type(stack).__name__} {stack!r}")
+            if ctx.stacks is not None and "stack" in data and stack not in ctx.stacks:
+                raise _fail("stack", f"must be one of {', '.join(ctx.stacks)}, got {stack!r}")
+            if isinstance(stack, str):
+                data["stack"] = stack         # the record says which stack was the default
+            if isinstance(arms, list):
+                fill: dict[str, Any] = {"stack": stack} if isinstance(stack, str) else {}
+                kernel = data.get("kernel")
+                data["arms"] = [
+                    {**fill, **({"kernel": kernel} if kernel is not None and isinstance(a, dict)
+                                and "kernel" not in a and "module" not in a else {}), **a}
+                    if isinstance(a, dict) else a for a in arms]
+            if data.get("primary") is None:
+                data["primary"] = _primary(None)
+        return data
+
+    @field_validator("primary", mode="before")
+    @classmethod
+    def _primary_figures(cls, raw: Any, info: ValidationInfo) -> Any:
+        if _context(info).record:
+            return raw
+        if not isinstance(raw, (list, tuple)):
+            raise _fail("", f"must be list, got {type(raw).__name__} {raw!r}")
+        return _primary(list(raw))
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _reference(cls, reference: Any) -> Any:
+        if not isinstance(reference, dict):
+            raise _fail("", f"must be dict, got {type(reference).__name__} {reference!r}")
+        for arm_name, cols in reference.items():
+            if not isinstance(cols, dict) or not all(_finite_number(v) for v in cols.values()):
+                raise _fail(arm_name, "must be a table of numbers (finite)")
+        return {k: {c: float(v) for c, v in cols.items()} for k, cols in reference.items()}
+
+    @model_validator(mode="after")
+    def _together(self, info: ValidationInfo) -> Scenario:
+        """What no table can check alone: names against names, sizes against the VM's."""
+        if not plain_name(self.name):
+            raise _fail("name", f"must be at most {NAME_MAX} letters, digits and . _ + - (it names the results "
+                                f"folder), got {self.name!r}")
+        memory = self.vm.memory_mib
+        for i, st in enumerate(self.steps):
+            if st.target_mib is not None and st.target_mib > memory:
+                raise _fail(f"steps[{i}].target_mib", f"{st.target_mib} MiB is more than the guest's {memory} MiB")
+            if st.holds_mib is not None and st.holds_mib >= memory:
+                raise _fail(f"steps[{i}].holds_mib", f"{st.holds_mib} MiB cannot fit in the guest's {memory} MiB")
+        for i, arm in enumerate(self.arms):
+            try:
+                arm.options_model().check(memory)
+            except PydanticCustomError as e:
+                raise _fail(f"arms[{i}].options.{(e.context or {}).get('key', '')}", str(e.message())) from None
+        names = [a.name for a in self.arms]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise _fail("arms", f"arm names must be unique, repeated: {', '.join(dupes)}")
+        labels = [st.label for st in self.steps]
+        repeated = sorted({lb for lb in labels if labels.count(lb) > 1})
+        if repeated:
+            raise _fail("steps", f"step labels must be unique, repeated: {', '.join(repeated)}")
+        started: list[str] = []
+        for i, st in enumerate(self.steps):
+            # A stop step must name a background or run step before it (a run step's workload
+            # is what its command left running), stopped once.
+            if st.kind in ("background", "run"):
+                started.append(st.label)
+            elif st.kind == "stop":
+                if st.workload not in started:
+                    raise _fail(f"steps[{i}].workload", f"no background or run step labelled {st.workload!r} "
+                                                        f"runs before it (running: {', '.join(started) or 'none'})")
+                started.remove(st.workload)
+        try:
+            check_expectations(self.expect, names, labels)
+        except PydanticCustomError as e:
+            raise _fail(f"expect{(e.context or {}).get('key', '')}", str(e.message())) from None
+        for arm_name in self.reference:
+            if arm_name not in names:
+                raise _fail(f"reference.{arm_name}", f"no arm named {arm_name!r}")
+        return self
+
+    @property
+    def expectations(self) -> tuple[Expectation, ...]:
+        return self.expect
+
+    @property
+    def stacks(self) -> list[str]:
+        """The guest stacks the arms use, in arm order (what a run must build)."""
+        return list(dict.fromkeys(a.stack for a in self.arms))
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# refusals, the record, the JSON Schema
+
+_TYPE_NAMES = {"int_type": "int", "float_type": "a number", "string_type": "str", "bool_type": "bool",
+               "dict_type": "dict", "list_type": "list", "tuple_type": "list", "model_type": "dict",
+               "model_attributes_type": "dict", "int_from_float": "int", "float_parsing": "a number",
+               "int_parsing": "int"}
+_RENAMED = {"kernel_tree": "kernel", "qemu_tree": "qemu", "expect": "expect"}
+
+
+def printable(text: str) -> str:
+    """``text`` as one printable line (escapes for newlines and control characters): a
+    refusal quoting a user's key stays one line."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def _key(loc: Sequence[Union[int, str]], extra: str = "") -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif part not in ("function-after", "function-before", "function-wrap") and not part.startswith("function-"):
+            key += ("." if key else "") + _RENAMED.get(part, part)
+    if extra:
+        key += extra if extra.startswith("[") or not key else "." + extra
+    return key
+
+
+def _where_and_why(error: Any) -> tuple[str, str]:
+    """(key, reason) of one pydantic error, in the words a refusal uses."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    key = _key(error["loc"], str(ctx.get("key", "")) if kind == "harness" else "")
+    if kind == "harness":
+        return key, str(ctx["reason"])
+    if kind == "missing":
+        return key, "required key is missing"
+    if kind == "extra_forbidden":
+        return key, "unknown key"
+    if kind in _TYPE_NAMES:
+        return key, f"must be {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}"
+    if kind == "finite_number":
+        return key, f"must be a finite number, got {value}"
+    if kind in ("greater_than_equal", "greater_than"):
+        return key, f"must be at least {ctx.get('ge', ctx.get('gt'))}, got {value}"
+    if kind in ("less_than_equal", "less_than"):
+        bound = ctx.get("le", ctx.get("lt"))
+        bound = int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+        return key, f"must be at most {bound}, got {value}"
+    if kind == "literal_error":
+        choices = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        return key, f"must be one of {choices}, got {value!r}"
+    return key, error["msg"]
+
+
+def refusal(path: Union[str, Path], error: ValidationError) -> str:
+    """The one line a refusal is: ``file: key: reason`` (the first error; unknown keys last,
+    as a reader meets them after the keys it knows)."""
+    errors = error.errors()
+    first = next((e for e in errors if e["type"] != "extra_forbidden"), errors[0])
+    key, reason = _where_and_why(first)
+    if first["type"] == "extra_forbidden":
+        siblings = sorted(_key(e["loc"]) for e in errors if e["type"] == "extra_forbidden"
+                          and tuple(e["loc"][:-1]) == tuple(first["loc"][:-1]))
+        key = siblings[0]
+        if len(siblings) > 1:
+            reason += f" (also unknown: {', '.join(s.rsplit('.', 1)[-1] for s in siblings[1:])})"
+    return f"{path}: {printable(key) or '(top level)'}: {printable(reason)}"
+
+
+def validate_scenario(raw: Any, context: Context, model: type[Scenario] = Scenario) -> Scenario:
+    """``raw`` (a TOML document, a record) as a :class:`Scenario`; ValidationError otherwise."""
+    return model.model_validate(raw, context=context)
+
+
+RECORD_VERSION = 1
+
+
+def record_json(scenario: Scenario) -> str:
+    """The resolved scenario as the results folder records it (``scenario.json``)."""
+    import json
+    return json.dumps({"record_version": RECORD_VERSION, "scenario": scenario.model_dump(mode="json")}, indent=1)
+
+
+def read_record(text: str) -> Scenario:
+    """A ``scenario.json`` read back (no check of this machine's paths or stacks)."""
+    import json
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("record_version") != RECORD_VERSION:
+        raise ValueError(f"record version {data.get('record_version') if isinstance(data, dict) else None!r}, "
+                         f"this version reads {RECORD_VERSION}")
+    # JSON mode: a path is a string there, a tuple a list
+    return Scenario.model_validate_json(json.dumps(data["scenario"]), context=Context(record=True))
+
+
+def read_toml_leniently(raw: dict[str, Any], path: Path) -> Scenario:
+    """An old folder's ``scenario.toml`` (no ``scenario.json``) through the same models,
+    without the run-time checks (paths, stacks): what the analysis needs of it."""
+    return Scenario.model_validate({**raw, "name": raw.get("name", path.stem)}, context=Context(default_stack=""))
+
+
+def json_schema(stacks: Sequence[str] = ()) -> dict[str, Any]:
+    """The JSON Schema of a scenario file as written (TOML), for editors: the models' schema
+    with what a file does not write (resolved trees, the path) taken out, the table forms of
+    ``qemu``, ``kernel``, ``device`` and ``options`` put in, and the choices of ``mechanism``
+    and (given by the caller, who knows them) ``stack``."""
+    schema = Scenario.model_json_schema(mode="validation")
+    defs = schema.setdefault("$defs", {})
+    schema["properties"].pop("path", None)
+    schema["title"] = "balloon-harness scenario"
+    arm = defs["Arm"]["properties"]
+    for hidden in ("kernel_tree", "qemu_tree"):
+        arm.pop(hidden, None)
+    arm["qemu"] = {**{k: v for k, v in arm["qemu"].items() if k != "type"},
+                   "anyOf": [{"type": "string"}, {"$ref": "#/$defs/QemuTree"}]}
+    arm["kernel"] = {**{k: v for k, v in arm["kernel"].items() if k not in ("type", "anyOf")},
+                     "anyOf": [{"type": "string"}, {"$ref": "#/$defs/KernelTree"}]}
+    arm["device"] = {**{k: v for k, v in arm["device"].items() if k not in ("type", "items", "anyOf")},
+                     "type": "object", "additionalProperties": {"type": ["string", "integer", "boolean"]}}
+    for model in MECHANISM_OPTIONS.values():
+        defs[model.__name__] = model.model_json_schema()
+    arm["options"] = {**{k: v for k, v in arm["options"].items() if k not in ("type", "items", "anyOf")},
+                      "type": "object",
+                      "anyOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in MECHANISM_OPTIONS.values()]}
+    arm["mechanism"]["enum"] = list(MECHANISM_OPTIONS)
+    if stacks:
+        arm["stack"]["enum"] = list(stacks)
+        schema["properties"]["stack"] = {**{k: v for k, v in schema["properties"]["stack"].items()
+                                            if k not in ("anyOf", "type", "default")}, "enum": list(stacks)}
+    defs["Arm"]["required"] = ["name"]
+    defs["Step"]["required"] = ["kind"]
+    defs["KernelTree"]["properties"]["config"] = {
+        **{k: v for k, v in defs["KernelTree"]["properties"]["config"].items() if k not in ("type", "items")},
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+    for d in (defs["KernelTree"], defs["QemuTree"]):
+        d["properties"]["source"] = {**d["properties"]["source"], "type": "string"}
+        d["properties"]["source"].pop("format", None)
+    files = defs["GuestSettings"]["properties"]["files"]
+    defs["GuestSettings"]["properties"]["files"] = {
+        **{k: v for k, v in files.items() if k not in ("type", "items")},
+        "type": "object", "additionalProperties": {"type": "string"}}
+    schema["properties"]["primary"] = {**{k: v for k, v in schema["properties"]["primary"].items()
+                                          if k not in ("anyOf", "type", "items")},
+                                       "type": "array", "items": {"type": "string"}, "minItems": 1}
+    schema["properties"]["stack"].setdefault("description", "the guest stack of every arm that names none")
+    schema["required"] = ["steps", "arms"]
+    return _without_notes(schema)
+
+
+def _without_notes(node: Any) -> Any:
+    """The schema without the key reference's notes (``x-kind``, ``x-default``, ``x-hidden``)."""
+    if isinstance(node, dict):
+        return {k: _without_notes(v) for k, v in node.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    if isinstance(node, list):
+        return [_without_notes(v) for v in node]
+    return node
+
+
+def keys_table() -> dict[str, dict[str, tuple[str, str, str]]]:
+    """Every key a scenario file may hold, by table: (type, default, meaning), from the models'
+    fields, and an arm's ``options`` by mechanism (docs/reference/scenario-keys.md is generated
+    from this)."""
+    tables: dict[str, type[BaseModel]] = {
+        "": Scenario, "vm": VMSettings, "timing": Timing, "steps": Step, "arms": Arm, "kernel": KernelTree,
+        "qemu": QemuTree, "guest": GuestSettings, "expect": Expectation,
+        **{f"options of {name}": m for name, m in MECHANISM_OPTIONS.items() if m.model_fields}}
+    out: dict[str, dict[str, tuple[str, str, str]]] = {}
+    for section, model in tables.items():
+        keys: dict[str, tuple[str, str, str]] = {}
+        for name, f in type.__getattribute__(model, "model_fields").items():
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            if extra.get("x-hidden") or "x-kind" not in extra:
+                continue
+            keys[name] = (str(extra["x-kind"]), str(extra["x-default"]), f.description or "")
+        out[section] = keys
+    return out
+
+
+__all__ = ["Arm", "Context", "Expectation", "GuestSettings", "KernelTree", "MechanismOptions", "QemuTree",
+           "Scenario", "Step", "Timing", "VMSettings"]
