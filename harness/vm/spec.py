@@ -8,8 +8,8 @@ from pathlib import Path
 from harness.arch import DEBIAN_FIRMWARE_DIRS, QEMU_MACHINE
 from harness.artifacts.qemu import stock_qemu
 from harness.errors import ConfigError
-from harness.vm.backing import ANONYMOUS, Backing
 from harness.results.scenario_schema import DEFAULT_BOOT_TIMEOUT
+from harness.vm.backing import ANONYMOUS, Backing
 
 ACCELERATORS = ("auto", "kvm", "tcg")
 
