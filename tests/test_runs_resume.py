@@ -143,15 +143,16 @@ def test_jobs_runs_guests_at_once_with_per_process_figures(tmp_path, artifacts):
 
 def test_arm_with_own_qemu_binary_and_kernel_paths(tmp_path, artifacts):
     """Arms may name a QEMU binary and a guest kernel by path instead of the built ones."""
-    from harness.experiment.runner import PlannedRun, machine_spec_for
+    from harness.experiment.plan import plan
     from harness.experiment.scenario import load_scenario
     text = SCENARIO.replace('qemu = "stock"', f'qemu = "{artifacts.qemus["stock"]}"').replace(
         'module = "stock"', f'module = "stock"\nkernel = "{artifacts.kernel.vmlinuz}"')
     path = tmp_path / "own.toml"
     path.write_text(text)
     scenario = load_scenario(path)
-    arm = scenario.arms[0]
-    spec = machine_spec_for(scenario, PlannedRun(arm, 1, "stock-r1"), artifacts)
+    machine = plan(scenario).prepared(artifacts).runs[0].machine
+    assert machine is not None
+    spec = machine.spec
     assert spec.qemu == artifacts.qemus["stock"] and spec.kernel == artifacts.kernel.vmlinuz
     from harness.guest import Guest
     with Guest(spec) as m:
@@ -161,7 +162,7 @@ def test_arm_with_own_qemu_binary_and_kernel_paths(tmp_path, artifacts):
 def test_two_shards_in_two_processes_merge_into_the_whole_plan(tmp_path, artifacts):
     """Shards 1/2 and 2/2 run at once in two processes, each with its own --out; merged,
     they are the unsharded plan: the same run ids and the same columns."""
-    from harness.experiment.runner import plan
+    from harness.experiment.plan import plan
     from harness.experiment.scenario import load_scenario
     from harness.results.metrics import SUMMARY_COLUMNS
     scenario = tmp_path / "shards.toml"
@@ -174,7 +175,7 @@ def test_two_shards_in_two_processes_merge_into_the_whole_plan(tmp_path, artifac
                             capture_output=True, text=True, timeout=300)
     assert merged.returncode == 0, merged.stderr
     res = load_results(tmp_path / "all")
-    want = sorted(r.run_id for r in plan(load_scenario(scenario)))
+    want = sorted(r.run_id for r in plan(load_scenario(scenario)).runs)
     assert sorted(r["run_id"] for r in res.runs) == want == ["stock-r1", "stock-r2", "stock2-r1", "stock2-r2"]
     assert list(res.summary.columns) == SUMMARY_COLUMNS
     assert sorted(set(res.summary["run_id"])) == want

@@ -22,7 +22,8 @@ import pytest
 from conftest import run_scenario_cli
 
 from harness.errors import UnsupportedGuest
-from harness.experiment.runner import Progress, execute_run, machine_spec_for, plan
+from harness.experiment.plan import Machine, plan
+from harness.experiment.runner import Progress, execute_run
 from harness.experiment.scenario import load_scenario
 from harness.results import ResultsStore, load_results
 
@@ -277,10 +278,11 @@ def test_a_guest_kernel_without_memcg_is_refused_at_boot(tmp_path, artifacts):
                     '[[steps]]\nkind = "run"\nlabel = "never"\ncommand = "true"\n'
                     '[[arms]]\nname = "stock"\nqemu = "stock"\nmodule = "stock"\n')
     scenario = load_scenario(path)
-    run = plan(scenario)[0]
-    spec = machine_spec_for(scenario, run, artifacts)
-    spec = dataclasses.replace(spec, append=f"{spec.append} cgroup_disable=memory".strip())
+    run = plan(scenario).prepared(artifacts).runs[0]
+    assert run.machine is not None
+    spec = dataclasses.replace(run.machine.spec, append=f"{run.machine.spec.append} cgroup_disable=memory".strip())
+    run = dataclasses.replace(run, machine=Machine(spec, run.machine.mechanism, run.machine.module_sha256))
     store = ResultsStore(tmp_path / "out")
     with pytest.raises(UnsupportedGuest, match="no memory controller.*cgroup_disable=memory"):
-        execute_run(scenario, run, 1, artifacts, store, Progress(1), spec)
+        execute_run(scenario, run, 1, store, Progress(1))
     assert not (store.run_dir(run.run_id) / "steps").exists()   # no step ran
