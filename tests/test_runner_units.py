@@ -17,6 +17,7 @@ import pytest
 from qemu.qmp import ExecuteError
 from qemu.qmp.message import Message
 from qemu.qmp.models import ErrorResponse
+from toml_text import arm, step, stock_arms
 
 from harness.errors import ConfigError, GuestDied, ResultsWriteError
 from harness.experiment import plan as plans
@@ -30,22 +31,8 @@ from harness.vm.balloon import EXACT_TOLERANCE_MIB, THP_ORDER_TOLERANCE_MIB, Bal
 # Their fake QMPs have no events: the moves skip the wait for QEMU's held-back last one.
 pytestmark = pytest.mark.usefixtures("no_event_wait")
 
-SCENARIO = """
-name = "units"
-repetitions = 3
-order = "fixed"       # the bookkeeping tests below name runs in the order they start
-[[steps]]
-kind = "balloon"
-target_mib = 600
-[[arms]]
-name = "a"
-qemu = "stock"
-module = "stock"
-[[arms]]
-name = "b"
-qemu = "stock"
-module = "stock"
-"""
+# order "fixed": the bookkeeping tests below name runs in the order they start
+SCENARIO = 'name = "units"\nrepetitions = 3\norder = "fixed"\n' + step("balloon", target_mib=600) + stock_arms("a", "b")
 
 
 @pytest.fixture
@@ -66,7 +53,7 @@ def test_plan_is_repetition_major(scenario):
 def _three_arms(tmp_path, extra=""):
     path = tmp_path / "three.toml"
     path.write_text(extra + SCENARIO.replace("repetitions = 3", "repetitions = 60").replace('order = "fixed"', "")
-                    + '\n[[arms]]\nname = "c"\nqemu = "stock"\nmodule = "stock"\n')
+                    + arm("c"))
     return load_scenario(path)
 
 

@@ -10,32 +10,14 @@ import time
 
 import pytest
 from conftest import qemu_pids
+from toml_text import arm, preamble, step
 
 from harness.results import load_results
 
 pytestmark = pytest.mark.vm
 
-SCENARIO = """
-name = "resume-test"
-repetitions = 2
-[vm]
-memory_mib = 512
-[timing]
-settle_seconds = 3
-step_pause_seconds = 0.5
-[[steps]]
-kind = "run"
-label = "usemem"
-command = "usemem -d -s -1 128m"
-[[steps]]
-kind = "balloon"
-label = "balloon 400"
-target_mib = 400
-[[arms]]
-name = "stock"
-qemu = "stock"
-module = "stock"
-"""
+SCENARIO = (preamble("resume-test", repetitions=2) + step("run", "usemem", command="usemem -d -s -1 128m")
+            + step("balloon", "balloon 400", target_mib=400) + arm("stock"))
 
 
 def _harness(*args: str) -> list[str]:
@@ -90,27 +72,10 @@ def test_kill_midway_then_resume(tmp_path, artifacts):
 # Two guests that differ in what they hold: rep 1 touches 128 MiB, rep 2 384 MiB; each then
 # sleeps long enough that the other's figures are taken while both QEMUs run.
 JOBS_TOUCH_MIB = {1: 128, 2: 384}
-JOBS_SCENARIO = """
-name = "jobs-test"
-repetitions = 2
-[vm]
-memory_mib = 512
-[timing]
-settle_seconds = 3
-step_pause_seconds = 0.5
-[[steps]]
-kind = "run"
-label = "usemem"
-command = ". /run/bh-run.env; if [ $BH_REP = 1 ]; then m=128; else m=384; fi; usemem -d -s -1 ${m}m"
-[[steps]]
-kind = "sleep"
-label = "both alive"
-seconds = 20
-[[arms]]
-name = "stock"
-qemu = "stock"
-module = "stock"
-"""
+JOBS_SCENARIO = (preamble("jobs-test", repetitions=2)
+                 + step("run", "usemem", command=". /run/bh-run.env; if [ $BH_REP = 1 ]; then m=128; else m=384; fi; "
+                                                 "usemem -d -s -1 ${m}m")
+                 + step("sleep", "both alive", seconds=20) + arm("stock"))
 # What a QEMU process holds beyond its guest's RAM (code, TCG's translation cache, libraries):
 # the bound that keeps one 512 MiB guest's figure apart from two guests' sum. Measured here
 # (TCG): the guest that touched 384 MiB had 627 MiB, the other 366 MiB, so QEMU's own is
@@ -166,7 +131,7 @@ def test_two_shards_in_two_processes_merge_into_the_whole_plan(tmp_path, artifac
     from harness.experiment.scenario import load_scenario
     from harness.results.metrics import SUMMARY_COLUMNS
     scenario = tmp_path / "shards.toml"
-    scenario.write_text(SCENARIO + '\n[[arms]]\nname = "stock2"\nqemu = "stock"\nmodule = "stock"\n')
+    scenario.write_text(SCENARIO + arm("stock2"))
     procs = [subprocess.Popen(_harness("run", str(scenario), "--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
     for p in procs:
@@ -179,3 +144,25 @@ def test_two_shards_in_two_processes_merge_into_the_whole_plan(tmp_path, artifac
     assert sorted(r["run_id"] for r in res.runs) == want == ["stock-r1", "stock-r2", "stock2-r1", "stock2-r2"]
     assert list(res.summary.columns) == SUMMARY_COLUMNS
     assert sorted(set(res.summary["run_id"])) == want
+
+
+def test_guest_files_are_built_into_the_image_before_the_first_boot(tmp_path, artifacts):
+    """A scenario with guest files of its own: their image is built in the build phase (the
+    plan's preparation), never once a guest has booted. Measured on the real command's log
+    (-v: the cache's "building" records and the runner's "booting" ones, in the order they
+    happened); the file's content is new, so its image cannot come from the cache."""
+    import uuid
+    token = uuid.uuid4().hex
+    (tmp_path / "token").write_text(token + "\n")
+    scenario = tmp_path / "files.toml"
+    scenario.write_text(preamble("files-before-boot", memory_mib=256, files={"/etc/bh-token": tmp_path / "token"})
+                        + step("run", "token", command=f"grep -qx {token} /etc/bh-token") + arm("stock"))
+    done = subprocess.run(_harness("-v", "run", str(scenario), "--out", str(tmp_path / "out")),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]   # the step found the file in the guest
+    lines = done.stderr.splitlines()
+    builds = [i for i, line in enumerate(lines) if "cache: building" in line]
+    boots = [i for i, line in enumerate(lines) if "booting (" in line]
+    assert any("cache: building initrd" in lines[i] for i in builds), "the image with the file was not built"
+    assert boots and max(builds) < min(boots), "a build started after the first boot:\n" + "\n".join(
+        lines[i] for i in sorted(builds + boots))
