@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from harness.analysis.defaults import DEFAULT_MAX_REPS, MAX_REPS_LIMIT
+from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.cli import analysis, output
 from harness.errors import HarnessError
 from harness.resources import scenario_path
@@ -258,7 +259,6 @@ def archive_from_environment(args: Optional[argparse.Namespace] = None) -> Archi
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from harness.artifacts.build import build_all
-    from harness.artifacts.stacks import STACKS
     archive = archive_from_environment(args)
     if args.scenario:   # only what its arms name: their variants, and the trees they build
         from harness.artifacts.needs import needs_of
@@ -315,9 +315,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="build or fetch guest kernels, images, QEMUs into the cache")
     b.add_argument("--stack", action="append", metavar="NAME",
-                   help="a guest stack to build (bookworm: Linux 6.1 + QEMU 7.2, the default; trixie: "
-                        "Linux 6.12 + QEMU 10.0; sid: Linux 7.2 + the newest QEMU the archive serves); "
-                        "repeatable")
+                   help="a guest stack to build (" + "; ".join(
+                       f"{s.name}: {s.description}" + (", the default" if s.name == DEFAULT_STACK else "")
+                       for s in STACKS.values()) + "); repeatable")
     b.add_argument("--all-stacks", action="store_true", help="build every guest stack")
     b.add_argument("--scenario", metavar="FILE",
                    help="build only what this scenario's arms need (with the kernel and QEMU trees they name), "
