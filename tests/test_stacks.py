@@ -112,6 +112,23 @@ def test_pins_the_archive_no_longer_has_say_what_update_would_take(lock):
     assert "build --update" in msg and "6.12.120-1" in msg
 
 
+def test_the_build_fetches_only_pins_the_archive_still_has(lock, tmp_path):
+    """StackPackages (the build's fetching side) checks the pins before each fetch: a pin the
+    archive dropped is the clear error above, before apt is asked for anything."""
+    old = stacks.resolve_pins(stacks.STACKS["trixie"], _archive("6.12.118-1"))
+    archive = _archive("6.12.120-1")
+    asked: list[str] = []
+    archive.download = lambda package, version, dest: asked.append(package)   # type: ignore[attr-defined]
+    packages = stacks.StackPackages(stacks.STACKS["trixie"], old, archive)   # type: ignore[arg-type]
+    with pytest.raises(BuildError, match="no longer has"):
+        packages.download(old.kernel_package, old.kernel_version, tmp_path)
+    assert asked == []
+    current = stacks.StackPackages(stacks.STACKS["trixie"], stacks.resolve_pins(stacks.STACKS["trixie"], archive),
+                                   archive)   # type: ignore[arg-type]
+    current.download(current.pins.kernel_package, current.pins.kernel_version, tmp_path)
+    assert asked == [current.pins.kernel_package]
+
+
 def test_a_listed_source_the_archive_does_not_serve_is_skipped_and_said(lock, caplog):
     """sid on this project's archive lists QEMU 11.1 in Sources but serves only 10.2's files."""
     archive = _archive()

@@ -1,7 +1,7 @@
 """Build everything a run needs into the cache and describe it in a manifest.
 
-Building only: the packages come from the stack's archive (``stacks.py``: its pins and
-private apt, ``apt.py``), handed in here as download and source functions.
+Building only: the packages come from the stack's archive (``stacks.StackPackages``: its
+pins and private apt, ``apt.py``), handed to each step as download and source functions.
 
 ``build_all()`` is what ``balloon-harness build`` runs: for each guest stack
 (``stacks.py``: bookworm = Linux 6.1 + QEMU 7.2, trixie = Linux 6.12 + QEMU 10.0)
@@ -42,10 +42,9 @@ from harness.artifacts.stacks import (
     ArchiveOptions,
     Pins,
     Stack,
-    check_pins,
+    StackPackages,
     get_stack,
     lock_path,
-    pins_for,
 )
 from harness.artifacts.steps import say
 from harness.artifacts.trees import KernelTree, QemuTree
@@ -161,18 +160,8 @@ def build_stack(name: str, update: bool = False, needs: Needs = Needs(), overlap
     kernel package, linux-source, the Kbuild chroot's packages), so on an empty cache
     the guest side costs little more than nothing (benchmarks/build_times.py --cold)."""
     stack = get_stack(name)
-    pins, apt = pins_for(stack, update, archive)
-
-    def available() -> None:
-        check_pins(stack, apt, pins)  # only when something must be downloaded
-
-    def download(package: str, version: str, dest: Path) -> Path:
-        available()
-        return apt.download(package, version, dest)
-
-    def source(package: str, version: str, dest: Path) -> Path:
-        available()
-        return apt.source(package, version, dest)
+    packages = StackPackages.open(stack, update, archive)   # fetching: stacks.py and apt.py
+    pins, download, source = packages.pins, packages.download, packages.source
 
     qemu_series = {"patched": Series.load(stack.qemu_patch_dir), **design_series(stack.qemu_patch_dir)}
     qemu_series = {k: s for k, s in qemu_series.items() if needs.wants_qemu(k)}
@@ -189,14 +178,14 @@ def build_stack(name: str, update: bool = False, needs: Needs = Needs(), overlap
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"qemu-{name}")
         pending = pool.submit(qemus)
         try:
-            arts = _build_guest(name, stack, pins, apt, needs, download)
+            arts = _build_guest(name, stack, pins, packages.apt, needs, download)
         except BaseException:  # the guest side's error first, without waiting for the compile
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         built = pending.result()
         pool.shutdown()
     else:
-        arts = _build_guest(name, stack, pins, apt, needs, download)
+        arts = _build_guest(name, stack, pins, packages.apt, needs, download)
         built = qemus()
     arts.qemus.update(built.binaries)
     arts.tree_qemus.update(built.trees)

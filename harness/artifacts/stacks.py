@@ -286,6 +286,33 @@ def pins_for(stack: Stack, update: bool = False,
     return lock[stack.name], apt
 
 
+@dataclass(frozen=True)
+class StackPackages:
+    """One stack's packages as the build fetches them: the pinned versions, from the stack's
+    private apt, each fetch checked first against what the archive still has (a clear
+    error naming what ``--update`` would take, rather than apt's). The fetching side of the
+    build: ``build.py`` builds from what these return and touches no archive itself."""
+
+    stack: Stack
+    pins: Pins
+    apt: PrivateApt
+
+    @classmethod
+    def open(cls, stack: Stack, update: bool = False, archive: ArchiveOptions = ArchiveOptions()) -> StackPackages:
+        pins, apt = pins_for(stack, update, archive)
+        return cls(stack, pins, apt)
+
+    def download(self, package: str, version: str, dest: Path) -> Path:
+        """The ``.deb`` of ``package=version`` into ``dest``."""
+        check_pins(self.stack, self.apt, self.pins)   # only when something must be downloaded
+        return self.apt.download(package, version, dest)
+
+    def source(self, package: str, version: str, dest: Path) -> Path:
+        """The unpacked source package ``package=version`` in ``dest``."""
+        check_pins(self.stack, self.apt, self.pins)
+        return self.apt.source(package, version, dest)
+
+
 def check_pins(stack: Stack, apt: PrivateApt, pins: Pins) -> None:
     """Fail clearly when a pinned version is gone from the archive (called before a download)."""
     _check_available(stack, apt, pins)
