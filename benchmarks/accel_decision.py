@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from harness.arch import DEBIAN_FIRMWARE_DIRS
-from harness.artifacts import build_all
+from harness.artifacts.build import build_all
 from harness.vm import accel
 
 

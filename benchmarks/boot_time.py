@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.artifacts import build_all
+from harness.artifacts.build import build_all
 from harness.artifacts.needs import Needs
 from harness.artifacts.qemu import stock_qemu
 from harness.artifacts.stacks import DEFAULT_STACK

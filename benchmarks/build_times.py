@@ -38,7 +38,7 @@ FLAGS_BEFORE = ("--target-list=x86_64-softmmu", "--disable-docs", "--disable-wer
                 "--disable-guest-agent", "--disable-install-blobs", "--disable-capstone")
 SCENARIO_BUILD = """
 import sys, time
-from harness.artifacts import build_all
+from harness.artifacts.build import build_all
 from harness.artifacts.needs import needs_of
 from harness.experiment.scenario import load_scenario
 from harness.resources import scenario_path

@@ -22,7 +22,7 @@ import argparse
 import statistics
 import time
 
-from harness.artifacts import build_all
+from harness.artifacts.build import build_all
 from harness.guest import Guest
 from harness.probes import framemap, hostmap
 from harness.probes.ramlayout import qmp_hmp, read_layout

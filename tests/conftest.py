@@ -49,7 +49,7 @@ def no_build_in_fast_tests(request, monkeypatch):
     monkeypatch comes later)."""
     if request.node.get_closest_marker("vm") or request.node.get_closest_marker("build"):
         return
-    import harness.artifacts
+    import harness.artifacts.build
     from harness.artifacts import cache
 
     def build_all(*args, **kwargs):
@@ -65,14 +65,14 @@ def no_build_in_fast_tests(request, monkeypatch):
                                   "mark the test build/vm")
         return original(kind, inputs, build, root, mutable)
 
-    monkeypatch.setattr(harness.artifacts, "build_all", build_all)
+    monkeypatch.setattr(harness.artifacts.build, "build_all", build_all)
     monkeypatch.setattr(cache, "ensure", ensure)
 
 
 @pytest.fixture(scope="session")
 def artifacts():
     """Everything ``balloon-harness build`` makes (cached: fast after the first build)."""
-    from harness.artifacts import build_all
+    from harness.artifacts.build import build_all
     return build_all()
 
 

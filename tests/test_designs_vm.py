@@ -50,7 +50,7 @@ def start_holes(ssh) -> None:
 
 @functools.cache
 def _built(stack: str):
-    from harness.artifacts import build_all
+    from harness.artifacts.build import build_all
     return build_all([stack])
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli.doctor import check_thp
-from harness.experiment.runner import run_scenario
+from harness.experiment.plan import plan
+from harness.experiment.runner import run_plan
 from harness.experiment.scenario import load_scenario
 from harness.results import ResultsStore, load_results
 from harness.vm.balloon import EXACT_TOLERANCE_MIB, THP_ORDER_TOLERANCE_MIB
@@ -32,7 +33,7 @@ def rfc_results(artifacts, tmp_path_factory):
         a for a in scenario.arms if a.name in ("baseline", "thp-order"))})
     out = tmp_path_factory.mktemp("rfc")
     (out / "scenario.toml").write_text(scenario.path.read_text())
-    failed = run_scenario(scenario, artifacts, ResultsStore(out))
+    failed = run_plan(plan(scenario).prepared(artifacts), ResultsStore(out))
     assert failed == []
     res = load_results(out)
     res.out = out

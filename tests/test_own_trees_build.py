@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import VIRTIO_FEATURES_COMMAND, balloon_features_in
 from own_trees import git, linux_tree, qemu_tree
+from toml_text import RFC_TIMING, preamble, rfc_arms, rfc_steps, step
 
 from harness.artifacts.kernel_tree import cached_kernel_tree, configure
 from harness.artifacts.trees import KernelTree
@@ -86,40 +87,12 @@ def test_a_cached_source_kernel_boots_with_its_driver_built_in_and_loads_no_modu
 
 # --- the slow suite: real builds -----------------------------------------------------------
 
-RFC_ARMS = """
-name = "own-trees"
-repetitions = 1
-[vm]
-memory_mib = 1024
-accel = "tcg"
-[timing]
-settle_seconds = 20
-[[steps]]
-kind = "run"
-label = "features"
-command = "{features}"
-[[steps]]
-kind = "background"
-label = "usemem"
-command = "usemem --punch-holes -s -1 800m"
-ready = "punch holes done"
-holds_mib = 360
-timeout = 900
-[[steps]]
-kind = "balloon"
-label = "balloon 624"
-target_mib = 624
-[[arms]]
-name = "baseline"
-kernel = {{ source = "{linux}" }}
-qemu = {{ source = "{qemu}" }}
-device = {{ thp-order = "off" }}
-[[arms]]
-name = "thp-order"
-kernel = {{ source = "{linux}" }}
-qemu = {{ source = "{qemu}" }}
-device = {{ thp-order = "on" }}
-"""
+def rfc_arms_text(linux: Path, qemu: Path) -> str:
+    """The RFC's experiment on a kernel and a QEMU built from trees, with the negotiated
+    features listed first."""
+    return (preamble("own-trees", memory_mib=1024, vm={"accel": "tcg"}, timing=RFC_TIMING)
+            + step("run", "features", command=VIRTIO_FEATURES_COMMAND) + rfc_steps()
+            + rfc_arms(module=None, kernel={"source": str(linux)}, qemu={"source": str(qemu)}))
 
 
 def _run(scenario: Path, out: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
@@ -132,7 +105,7 @@ def _run(scenario: Path, out: Path, env: dict, timeout: float) -> subprocess.Com
 def test_tree_arms_run_the_rfc_from_an_empty_cache_and_a_second_run_builds_nothing(linux, tmp_path):
     qemu = qemu_tree()
     scenario = tmp_path / "own-trees.toml"
-    scenario.write_text(RFC_ARMS.format(linux=linux, qemu=qemu, features=VIRTIO_FEATURES_COMMAND))
+    scenario.write_text(rfc_arms_text(linux, qemu))
     env = {**os.environ, "BALLOON_HARNESS_CACHE": str(tmp_path / "cache")}   # empty
     start = time.monotonic()
     first = _run(scenario, tmp_path / "first", env, timeout=3 * 3600)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from own_trees import git, linux_tree
+from toml_text import RFC_TIMING, preamble, rfc_arms, rfc_steps, value
 
 from harness.artifacts.kconfig import kconfig_symbols
 from harness.artifacts.kernel_tree import (
@@ -144,40 +145,13 @@ def test_a_7_2_tree_lacking_the_balloon_core_is_refused_naming_it_before_make_ru
 
 # --- the slow suite: the RFC on a 7.2 tree ----------------------------------------------------
 
-RFC_ON_7_2 = """
-name = "own-tree-7.2"
-description = "the RFC port committed on Debian's Linux 7.2 as a user's tree, sid's patched QEMU"
-repetitions = 1
-stack = "sid"
-kernel = {{ source = "{linux}" }}
-[vm]
-memory_mib = 1024
-vcpus = 1
-accel = "tcg"
-guest_thp = "always"
-[timing]
-settle_seconds = 20
-balloon_timeout_seconds = 300
-[[steps]]
-kind = "background"
-label = "usemem"
-command = "usemem --punch-holes -s -1 800m"
-ready = "punch holes done"
-holds_mib = 360
-timeout = 900
-[[steps]]
-kind = "balloon"
-label = "balloon 624"
-target_mib = 624
-[[arms]]
-name = "baseline"
-qemu = "patched"
-device = {{ thp-order = "off" }}
-[[arms]]
-name = "thp-order"
-qemu = "patched"
-device = {{ thp-order = "on" }}
-"""
+def rfc_on_7_2_text(linux: Path) -> str:
+    """The RFC port committed on Debian's Linux 7.2 as a user's tree, sid's patched QEMU."""
+    return (preamble("own-tree-7.2", memory_mib=1024, vm={"vcpus": 1, "accel": "tcg", "guest_thp": "always"},
+                     timing={**RFC_TIMING, "balloon_timeout_seconds": 300},
+                     top='description = "the RFC port committed on Debian\'s Linux 7.2 as a user\'s tree, sid\'s '
+                         'patched QEMU"\nstack = "sid"\n' + f"kernel = {value({'source': str(linux)})}\n")
+            + rfc_steps() + rfc_arms(qemu="patched", module=None))
 
 
 @pytest.mark.slow
@@ -195,7 +169,7 @@ def test_the_rfc_on_a_7_2_tree_runs_from_an_empty_cache_and_shows_its_effect(tmp
 
     linux = linux_tree("sid")
     scenario = tmp_path / "own-tree-7.2.toml"
-    scenario.write_text(RFC_ON_7_2.format(linux=linux))
+    scenario.write_text(rfc_on_7_2_text(linux))
     env = {**os.environ, "BALLOON_HARNESS_CACHE": str(os.environ.get("OWN_TREE_72_CACHE") or tmp_path / "cache")}
     out = tmp_path / "out"
     start = time.monotonic()

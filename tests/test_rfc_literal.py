@@ -12,9 +12,11 @@ baseline shows the RFC's effect (more than 1.3 MiB of host THP lost per balloone
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import run_scenario_cli
+from toml_text import RFC_TIMING, arm, preamble, rfc_steps
 
 from harness.results import load_results
 
@@ -65,33 +67,14 @@ int main(int argc, char **argv) {
 }
 """
 
-SCENARIO = """
-name = "rfc-literal"
-repetitions = 1
-[guest]
-files = {{ "/usr/bin/usemem" = "{usemem}" }}
-[vm]
-memory_mib = 1024
-vcpus = 1
-guest_thp = "always"
-[timing]
-settle_seconds = 20
-balloon_timeout_seconds = 300
-[[steps]]
-kind = "run"
-label = "usemem"
-command = "usemem --punch-holes -d -s -1 800m"
-timeout = 900
-[[steps]]
-kind = "balloon"
-label = "balloon 624"
-target_mib = 624
-[[arms]]
-name = "baseline"
-qemu = "patched"
-module = "patched"
-device = {{ thp-order = "off" }}
-"""
+def scenario_text(usemem: Path) -> str:
+    """The RFC's experiment as its cover letter ran it: a detached usemem (its own binary),
+    one arm, the patched QEMU with thp-order off."""
+    return (preamble("rfc-literal", memory_mib=1024, files={"/usr/bin/usemem": usemem},
+                     vm={"vcpus": 1, "guest_thp": "always"},
+                     timing={**RFC_TIMING, "balloon_timeout_seconds": 300})
+            + rfc_steps("usemem --punch-holes -d -s -1 800m", kind="run")
+            + arm("baseline", "patched", "patched", device={"thp-order": "off"}))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +82,7 @@ def literal_results(tmp_path_factory, artifacts):
     tmp = tmp_path_factory.mktemp("rfc-literal")
     (tmp / "usemem.c").write_text(VMSCALABILITY_STYLE_USEMEM_C)
     subprocess.run(["cc", "-static", "-O2", "-o", str(tmp / "usemem"), str(tmp / "usemem.c")], check=True)
-    return run_scenario_cli(tmp, SCENARIO.format(usemem=tmp / "usemem"))
+    return run_scenario_cli(tmp, scenario_text(tmp / "usemem"))
 
 
 def test_the_detached_usemem_lives_is_watched_and_measured(literal_results):

@@ -17,10 +17,13 @@ import pytest
 from qemu.qmp import ExecuteError
 from qemu.qmp.message import Message
 from qemu.qmp.models import ErrorResponse
+from toml_text import arm, step, stock_arms
 
 from harness.errors import ConfigError, GuestDied, ResultsWriteError
+from harness.experiment import plan as plans
 from harness.experiment import runner
-from harness.experiment.runner import PlannedRun, Shard, order_seed, plan, run_scenario
+from harness.experiment.plan import Machine, Plan, PlannedRun, Shard, order_seed, plan
+from harness.experiment.runner import run_plan
 from harness.experiment.scenario import load_scenario, with_order, with_repetitions
 from harness.results import ResultsStore, load_results, metrics
 from harness.vm.balloon import EXACT_TOLERANCE_MIB, THP_ORDER_TOLERANCE_MIB, Balloon
@@ -28,22 +31,8 @@ from harness.vm.balloon import EXACT_TOLERANCE_MIB, THP_ORDER_TOLERANCE_MIB, Bal
 # Their fake QMPs have no events: the moves skip the wait for QEMU's held-back last one.
 pytestmark = pytest.mark.usefixtures("no_event_wait")
 
-SCENARIO = """
-name = "units"
-repetitions = 3
-order = "fixed"       # the bookkeeping tests below name runs in the order they start
-[[steps]]
-kind = "balloon"
-target_mib = 600
-[[arms]]
-name = "a"
-qemu = "stock"
-module = "stock"
-[[arms]]
-name = "b"
-qemu = "stock"
-module = "stock"
-"""
+# order "fixed": the bookkeeping tests below name runs in the order they start
+SCENARIO = 'name = "units"\nrepetitions = 3\norder = "fixed"\n' + step("balloon", target_mib=600) + stock_arms("a", "b")
 
 
 @pytest.fixture
@@ -55,8 +44,8 @@ def scenario(tmp_path):
 
 def test_plan_is_repetition_major(scenario):
     fixed = with_order(scenario, "fixed")
-    assert [r.run_id for r in plan(fixed)] == ["a-r1", "b-r1", "a-r2", "b-r2", "a-r3", "b-r3"]
-    runs = plan(with_order(scenario, "random"))              # shuffled: still one round after another
+    assert [r.run_id for r in plan(fixed).runs] == ["a-r1", "b-r1", "a-r2", "b-r2", "a-r3", "b-r3"]
+    runs = plan(with_order(scenario, "random")).runs              # shuffled: still one round after another
     assert [r.rep for r in runs] == [1, 1, 2, 2, 3, 3]
     assert [r.position for r in runs] == list(range(1, 7)) and [r.slot for r in runs] == [1, 2] * 3
 
@@ -64,13 +53,13 @@ def test_plan_is_repetition_major(scenario):
 def _three_arms(tmp_path, extra=""):
     path = tmp_path / "three.toml"
     path.write_text(extra + SCENARIO.replace("repetitions = 3", "repetitions = 60").replace('order = "fixed"', "")
-                    + '\n[[arms]]\nname = "c"\nqemu = "stock"\nmodule = "stock"\n')
+                    + arm("c"))
     return load_scenario(path)
 
 
 def _orders(scenario):
     rounds: dict[int, list[str]] = {}
-    for r in plan(scenario):
+    for r in plan(scenario).runs:
         rounds.setdefault(r.rep, []).append(r.arm.name)
     return list(rounds.values())
 
@@ -104,14 +93,14 @@ def test_every_shard_computes_the_same_plan_in_another_process(tmp_path):
     """Shards run as separate processes (other hosts): the seed comes from the scenario file,
     not from this process (string hashing is randomised per process)."""
     s = _three_arms(tmp_path)
-    code = ("import sys; from harness.experiment.runner import Shard, plan; "
+    code = ("import sys; from harness.experiment.plan import Shard, plan; "
             "from harness.experiment.scenario import load_scenario; "
-            "print(' '.join(r.run_id for r in plan(load_scenario(sys.argv[1]), Shard(2, 3))))")
+            "print(' '.join(r.run_id for r in plan(load_scenario(sys.argv[1]), Shard(2, 3)).runs))")
     out = subprocess.run([sys.executable, "-c", code, str(s.path)], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout.split()
-    assert out == [r.run_id for r in plan(s, Shard(2, 3))]
-    whole = plan(s)
-    assert sorted(sum(([r.run_id for r in plan(s, Shard(k, 3))] for k in (1, 2, 3)), [])) == \
+    assert out == [r.run_id for r in plan(s, Shard(2, 3)).runs]
+    whole = plan(s).runs
+    assert sorted(sum(([r.run_id for r in plan(s, Shard(k, 3)).runs] for k in (1, 2, 3)), [])) == \
         sorted(r.run_id for r in whole)
 
 
@@ -127,11 +116,11 @@ def test_resume_keeps_the_order_the_folder_was_started_with(tmp_path, scenario):
 
 @pytest.mark.parametrize("n", [1, 2, 4, 7])
 def test_shards_partition_the_plan(scenario, n):
-    whole = [r.run_id for r in plan(scenario)]
-    parts = [[r.run_id for r in plan(scenario, Shard(k, n))] for k in range(1, n + 1)]
+    whole = [r.run_id for r in plan(scenario).runs]
+    parts = [[r.run_id for r in plan(scenario, Shard(k, n)).runs] for k in range(1, n + 1)]
     assert sorted(sum(parts, [])) == sorted(whole)
     assert len(set(sum(parts, []))) == len(whole)
-    assert parts == [[r.run_id for r in plan(scenario, Shard(k, n))] for k in range(1, n + 1)]  # deterministic
+    assert parts == [[r.run_id for r in plan(scenario, Shard(k, n)).runs] for k in range(1, n + 1)]  # deterministic
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "x", "", "1-2"])
@@ -143,7 +132,7 @@ def test_bad_shards_are_refused(text):
 def _fake_run(fail: dict[str, BaseException]):
     """An execute_run that writes a minimal finished run, or raises what ``fail`` names."""
 
-    def execute(scenario, run, index, artifacts, store, progress, spec=None):
+    def execute(scenario, run, index, store, progress):
         if run.run_id in fail:
             raise fail[run.run_id]
         row = metrics.summary_row({"run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": "s"},
@@ -166,7 +155,20 @@ class _Spec:
 
 @pytest.fixture
 def no_vm(monkeypatch):
-    monkeypatch.setattr(runner, "machine_spec_for", lambda scenario, run, artifacts: _Spec())
+    """Plans prepare without artifacts: every run gets a machine that boots nothing (the
+    tests replace execute_run), so the runner's bookkeeping runs as in a real command."""
+    machine = Machine(_Spec(), None)  # type: ignore[arg-type]
+
+    def prepared(self, artifacts):
+        return dataclasses.replace(self, runs=tuple(dataclasses.replace(r, machine=machine) for r in self.runs))
+
+    monkeypatch.setattr(plans.Plan, "prepared", prepared)
+
+
+def run_scenario(scenario, store, jobs=1, resume=False):
+    """What `run` does with the plan (no_vm: prepared without a build)."""
+    planned = plan(scenario, complete=store.is_complete if resume else None)
+    return run_plan(planned.prepared(None), store, jobs=jobs)
 
 
 def _library_errors() -> dict[str, BaseException]:
@@ -184,7 +186,7 @@ def test_library_exceptions_fail_their_run_only(scenario, tmp_path, no_vm, monke
     errors = _library_errors()
     monkeypatch.setattr(runner, "execute_run", _fake_run(errors))
     store = ResultsStore(tmp_path / "out")
-    failed = run_scenario(scenario, None, store)
+    failed = run_scenario(scenario, store)
     assert sorted(failed) == sorted(errors)
     for run_id, error in errors.items():
         text = (store.run_dir(run_id) / "error.txt").read_text()
@@ -197,7 +199,7 @@ def test_ctrl_c_stops_the_scenario(scenario, tmp_path, no_vm, monkeypatch):
     monkeypatch.setattr(runner, "execute_run", _fake_run({"b-r1": KeyboardInterrupt()}))
     store = ResultsStore(tmp_path / "out")
     with pytest.raises(KeyboardInterrupt):
-        run_scenario(scenario, None, store)
+        run_scenario(scenario, store)
     assert [r["run_id"] for r in load_results(tmp_path / "out").runs] == ["a-r1"]
 
 
@@ -243,7 +245,7 @@ def test_ctrl_c_with_jobs_stops_the_running_guests_and_starts_no_more(scenario, 
 def _interrupt_with_jobs(scenario, tmp_path, started, guest_stopped) -> None:
     store = ResultsStore(tmp_path / "out")
     with pytest.raises(KeyboardInterrupt):
-        run_scenario(scenario, None, store, jobs=2)
+        run_scenario(scenario, store, jobs=2)
     assert guest_stopped.is_set()
     deadline = time.monotonic() + 60
     while len([d for d in store.runs_dir.iterdir() if (d / "error.txt").exists()]) < 2:
@@ -284,12 +286,12 @@ def test_results_write_error_mid_scenario_stops_it_keeping_finished_runs(scenari
     monkeypatch.setattr(runner, "execute_run", execute)
     store = ResultsStore(tiny_tmpfs / "out")
     with pytest.raises(ResultsWriteError, match="No space left"):
-        run_scenario(scenario, None, store, jobs=jobs)
+        run_scenario(scenario, store, jobs=jobs)
     deadline = time.monotonic() + 60
     while len(ended) < len(started):   # with --jobs, a worker's run in progress ends on its own
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert len(started) < len(plan(scenario)), "the scenario went on after its results could not be written"
+    assert len(started) < len(plan(scenario).runs), "the scenario went on after its results could not be written"
     if jobs == 1:
         assert started == ["a-r1", "b-r1"]
     assert not any((store.run_dir(r) / "error.txt").exists() for r in started), "it is not a run's failure"
@@ -305,7 +307,7 @@ def test_resume_skips_finished_runs(scenario, tmp_path, no_vm, monkeypatch, capl
     caplog.set_level("INFO", logger="harness.run")
     monkeypatch.setattr(runner, "execute_run", _fake_run({"a-r2": RuntimeError("boom")}))
     store = ResultsStore(tmp_path / "out")
-    assert run_scenario(scenario, None, store) == ["a-r2"]
+    assert run_scenario(scenario, store) == ["a-r2"]
     seen: list[str] = []
     ok = _fake_run({})
 
@@ -314,13 +316,52 @@ def test_resume_skips_finished_runs(scenario, tmp_path, no_vm, monkeypatch, capl
         return ok(scenario, run, *args, **kw)
 
     monkeypatch.setattr(runner, "execute_run", record)
-    assert run_scenario(scenario, None, store, resume=True) == []
+    assert run_scenario(scenario, store, resume=True) == []
     assert seen == ["a-r2"]
     assert any("skipping 5 finished run(s)" in r.getMessage() for r in caplog.records)
 
 
+def test_a_command_plans_once_and_runs_exactly_that_plan(tmp_path, no_vm, monkeypatch, capsys):
+    """`run`, `run --resume` and `run --shard`: plan() is called once per command (counted on
+    the real function), and the runs booted are that plan's runs to do, in its order."""
+    from harness.artifacts import build as artifacts
+    from harness.cli import main
+    from harness.experiment import metadata
+    path = tmp_path / "units.toml"
+    path.write_text(SCENARIO)
+    monkeypatch.setattr(artifacts, "build_all", lambda *a, **k: None)
+    monkeypatch.setattr(metadata, "collect", lambda scenario, arts: {"scenario": {"name": scenario.name}})
+    import harness.analysis.report
+    monkeypatch.setattr(harness.analysis.report, "plot_all", lambda *a, **k: [])
+    calls: list[Plan] = []
+    real_plan = plans.plan
+
+    def counted(*args, **kwargs):
+        calls.append(real_plan(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(plans, "plan", counted)
+    booted: list[str] = []
+    ok = _fake_run({"b-r2": RuntimeError("boom")})
+
+    def execute(scenario, run, *args):
+        booted.append(run.run_id)
+        return ok(scenario, run, *args)
+
+    monkeypatch.setattr(runner, "execute_run", execute)
+    out = tmp_path / "out"
+    for argv, runs in ((["--shard", "2/2"], 3), (["--resume"], 6), (["--resume"], 6)):
+        calls.clear()
+        booted.clear()
+        main(["run", str(path), "--out", str(out), *argv])
+        assert len(calls) == 1, f"run {' '.join(argv)}: plan() called {len(calls)} times"
+        assert booted == [r.run_id for r in calls[0].todo] and len(calls[0].runs) == runs
+        assert f"({runs} run(s)" in capsys.readouterr().err
+    assert booted == ["b-r2"]    # the last --resume: only the run that failed before
+
+
 def test_cli_names_failed_runs_and_exits_nonzero(tmp_path, no_vm, monkeypatch, capsys):
-    from harness import artifacts
+    from harness.artifacts import build as artifacts
     from harness.cli import main
     from harness.experiment import metadata
     path = tmp_path / "units.toml"
@@ -441,8 +482,8 @@ def test_full_filesystem_is_a_clear_error_and_leaves_nothing_half_written(tiny_t
     assert load_results(tiny_tmpfs / "out").runs == []
 
 
-def test_cli_on_a_full_filesystem_says_so_in_one_line(tiny_tmpfs, tmp_path, monkeypatch, capsys):
-    from harness import artifacts
+def test_cli_on_a_full_filesystem_says_so_in_one_line(tiny_tmpfs, tmp_path, no_vm, monkeypatch, capsys):
+    from harness.artifacts import build as artifacts
     from harness.cli import main
     from harness.experiment import metadata
     path = tmp_path / "units.toml"
@@ -465,7 +506,7 @@ def test_json_of_a_failed_run_is_not_taken_for_a_finished_one(scenario, tmp_path
     arm = scenario.arms[0]
     store = ResultsStore(tmp_path / "out")
     ok = _fake_run({})
-    ok(scenario, PlannedRun(scenario.arms[1], 1, "b-r1"), 0, None, store, None)
+    ok(scenario, PlannedRun(scenario.arms[1], 1, "b-r1"), 0, store, None)
 
     run = PlannedRun(arm, 1, "a-r1")
     row = metrics.summary_row({"run_id": run.run_id, "arm": arm.name, "rep": 1, "step": "balloon 600"},
@@ -510,7 +551,7 @@ def test_json_of_a_failed_run_is_not_taken_for_a_finished_one(scenario, tmp_path
         return ok(scenario, run, *args, **kw)
 
     monkeypatch.setattr(runner, "execute_run", record)
-    assert run_scenario(scenario, None, store, resume=True) == []
+    assert run_scenario(scenario, store, resume=True) == []
     assert "a-r1" in seen and "b-r1" not in seen
 
 

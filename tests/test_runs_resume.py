@@ -10,32 +10,14 @@ import time
 
 import pytest
 from conftest import qemu_pids
+from toml_text import arm, preamble, step
 
 from harness.results import load_results
 
 pytestmark = pytest.mark.vm
 
-SCENARIO = """
-name = "resume-test"
-repetitions = 2
-[vm]
-memory_mib = 512
-[timing]
-settle_seconds = 3
-step_pause_seconds = 0.5
-[[steps]]
-kind = "run"
-label = "usemem"
-command = "usemem -d -s -1 128m"
-[[steps]]
-kind = "balloon"
-label = "balloon 400"
-target_mib = 400
-[[arms]]
-name = "stock"
-qemu = "stock"
-module = "stock"
-"""
+SCENARIO = (preamble("resume-test", repetitions=2) + step("run", "usemem", command="usemem -d -s -1 128m")
+            + step("balloon", "balloon 400", target_mib=400) + arm("stock"))
 
 
 def _harness(*args: str) -> list[str]:
@@ -90,27 +72,10 @@ def test_kill_midway_then_resume(tmp_path, artifacts):
 # Two guests that differ in what they hold: rep 1 touches 128 MiB, rep 2 384 MiB; each then
 # sleeps long enough that the other's figures are taken while both QEMUs run.
 JOBS_TOUCH_MIB = {1: 128, 2: 384}
-JOBS_SCENARIO = """
-name = "jobs-test"
-repetitions = 2
-[vm]
-memory_mib = 512
-[timing]
-settle_seconds = 3
-step_pause_seconds = 0.5
-[[steps]]
-kind = "run"
-label = "usemem"
-command = ". /run/bh-run.env; if [ $BH_REP = 1 ]; then m=128; else m=384; fi; usemem -d -s -1 ${m}m"
-[[steps]]
-kind = "sleep"
-label = "both alive"
-seconds = 20
-[[arms]]
-name = "stock"
-qemu = "stock"
-module = "stock"
-"""
+JOBS_SCENARIO = (preamble("jobs-test", repetitions=2)
+                 + step("run", "usemem", command=". /run/bh-run.env; if [ $BH_REP = 1 ]; then m=128; else m=384; fi; "
+                                                 "usemem -d -s -1 ${m}m")
+                 + step("sleep", "both alive", seconds=20) + arm("stock"))
 # What a QEMU process holds beyond its guest's RAM (code, TCG's translation cache, libraries):
 # the bound that keeps one 512 MiB guest's figure apart from two guests' sum. Measured here
 # (TCG): the guest that touched 384 MiB had 627 MiB, the other 366 MiB, so QEMU's own is
@@ -143,15 +108,16 @@ def test_jobs_runs_guests_at_once_with_per_process_figures(tmp_path, artifacts):
 
 def test_arm_with_own_qemu_binary_and_kernel_paths(tmp_path, artifacts):
     """Arms may name a QEMU binary and a guest kernel by path instead of the built ones."""
-    from harness.experiment.runner import PlannedRun, machine_spec_for
+    from harness.experiment.plan import plan
     from harness.experiment.scenario import load_scenario
     text = SCENARIO.replace('qemu = "stock"', f'qemu = "{artifacts.qemus["stock"]}"').replace(
         'module = "stock"', f'module = "stock"\nkernel = "{artifacts.kernel.vmlinuz}"')
     path = tmp_path / "own.toml"
     path.write_text(text)
     scenario = load_scenario(path)
-    arm = scenario.arms[0]
-    spec = machine_spec_for(scenario, PlannedRun(arm, 1, "stock-r1"), artifacts)
+    machine = plan(scenario).prepared(artifacts).runs[0].machine
+    assert machine is not None
+    spec = machine.spec
     assert spec.qemu == artifacts.qemus["stock"] and spec.kernel == artifacts.kernel.vmlinuz
     from harness.guest import Guest
     with Guest(spec) as m:
@@ -161,11 +127,11 @@ def test_arm_with_own_qemu_binary_and_kernel_paths(tmp_path, artifacts):
 def test_two_shards_in_two_processes_merge_into_the_whole_plan(tmp_path, artifacts):
     """Shards 1/2 and 2/2 run at once in two processes, each with its own --out; merged,
     they are the unsharded plan: the same run ids and the same columns."""
-    from harness.experiment.runner import plan
+    from harness.experiment.plan import plan
     from harness.experiment.scenario import load_scenario
     from harness.results.metrics import SUMMARY_COLUMNS
     scenario = tmp_path / "shards.toml"
-    scenario.write_text(SCENARIO + '\n[[arms]]\nname = "stock2"\nqemu = "stock"\nmodule = "stock"\n')
+    scenario.write_text(SCENARIO + arm("stock2"))
     procs = [subprocess.Popen(_harness("run", str(scenario), "--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
     for p in procs:
@@ -174,7 +140,29 @@ def test_two_shards_in_two_processes_merge_into_the_whole_plan(tmp_path, artifac
                             capture_output=True, text=True, timeout=300)
     assert merged.returncode == 0, merged.stderr
     res = load_results(tmp_path / "all")
-    want = sorted(r.run_id for r in plan(load_scenario(scenario)))
+    want = sorted(r.run_id for r in plan(load_scenario(scenario)).runs)
     assert sorted(r["run_id"] for r in res.runs) == want == ["stock-r1", "stock-r2", "stock2-r1", "stock2-r2"]
     assert list(res.summary.columns) == SUMMARY_COLUMNS
     assert sorted(set(res.summary["run_id"])) == want
+
+
+def test_guest_files_are_built_into_the_image_before_the_first_boot(tmp_path, artifacts):
+    """A scenario with guest files of its own: their image is built in the build phase (the
+    plan's preparation), never once a guest has booted. Measured on the real command's log
+    (-v: the cache's "building" records and the runner's "booting" ones, in the order they
+    happened); the file's content is new, so its image cannot come from the cache."""
+    import uuid
+    token = uuid.uuid4().hex
+    (tmp_path / "token").write_text(token + "\n")
+    scenario = tmp_path / "files.toml"
+    scenario.write_text(preamble("files-before-boot", memory_mib=256, files={"/etc/bh-token": tmp_path / "token"})
+                        + step("run", "token", command=f"grep -qx {token} /etc/bh-token") + arm("stock"))
+    done = subprocess.run(_harness("-v", "run", str(scenario), "--out", str(tmp_path / "out")),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]   # the step found the file in the guest
+    lines = done.stderr.splitlines()
+    builds = [i for i, line in enumerate(lines) if "cache: building" in line]
+    boots = [i for i, line in enumerate(lines) if "booting (" in line]
+    assert any("cache: building initrd" in lines[i] for i in builds), "the image with the file was not built"
+    assert boots and max(builds) < min(boots), "a build started after the first boot:\n" + "\n".join(
+        lines[i] for i in sorted(builds + boots))

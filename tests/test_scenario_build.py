@@ -36,7 +36,7 @@ def test_a_scenarios_build_touches_only_its_arms_variants(artifacts, caplog):
     import json
     import logging
 
-    from harness.artifacts import build_all
+    from harness.artifacts.build import build_all
     assert {"fallback", "host-pbp"} <= set(artifacts.qemus) and "movable" in artifacts.images  # `build`: all
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="harness.build"):

@@ -112,6 +112,23 @@ def test_pins_the_archive_no_longer_has_say_what_update_would_take(lock):
     assert "build --update" in msg and "6.12.120-1" in msg
 
 
+def test_the_build_fetches_only_pins_the_archive_still_has(lock, tmp_path):
+    """StackPackages (the build's fetching side) checks the pins before each fetch: a pin the
+    archive dropped is the clear error above, before apt is asked for anything."""
+    old = stacks.resolve_pins(stacks.STACKS["trixie"], _archive("6.12.118-1"))
+    archive = _archive("6.12.120-1")
+    asked: list[str] = []
+    archive.download = lambda package, version, dest: asked.append(package)   # type: ignore[attr-defined]
+    packages = stacks.StackPackages(stacks.STACKS["trixie"], old, archive)   # type: ignore[arg-type]
+    with pytest.raises(BuildError, match="no longer has"):
+        packages.download(old.kernel_package, old.kernel_version, tmp_path)
+    assert asked == []
+    current = stacks.StackPackages(stacks.STACKS["trixie"], stacks.resolve_pins(stacks.STACKS["trixie"], archive),
+                                   archive)   # type: ignore[arg-type]
+    current.download(current.pins.kernel_package, current.pins.kernel_version, tmp_path)
+    assert asked == [current.pins.kernel_package]
+
+
 def test_a_listed_source_the_archive_does_not_serve_is_skipped_and_said(lock, caplog):
     """sid on this project's archive lists QEMU 11.1 in Sources but serves only 10.2's files."""
     archive = _archive()
@@ -128,48 +145,57 @@ def test_a_listed_source_the_archive_does_not_serve_is_skipped_and_said(lock, ca
         stacks.resolve_pins(stacks.STACKS["sid"], archive)
 
 
-def test_archive_addresses_from_the_environment_and_snapshots(tmp_path, monkeypatch):
+def test_archive_addresses_and_snapshots(tmp_path, monkeypatch):
+    """The stack's apt takes its archives from the ArchiveOptions value it is given; the
+    process environment is not read below the CLI."""
     monkeypatch.setenv("BALLOON_HARNESS_CACHE", str(tmp_path))
     for name in (MIRROR_ENV, SECURITY_MIRROR_ENV, "BALLOON_HARNESS_SNAPSHOT_SID", "BALLOON_HARNESS_SNAPSHOT_TRIXIE"):
-        monkeypatch.setenv(name, "")
-        monkeypatch.delenv(name)
-    monkeypatch.setenv(MIRROR_ENV, "http://mirror.example/debian")
-    trixie = stacks.stack_apt(stacks.STACKS["trixie"])
+        monkeypatch.setenv(name, "http://not-read.example/debian")   # below the CLI, nothing reads these
+    opts = stacks.ArchiveOptions(mirror="http://mirror.example/debian")
+    trixie = stacks.stack_apt(stacks.STACKS["trixie"], opts)
     assert trixie.mirrors == Mirrors("http://mirror.example/debian", "http://mirror.example/debian-security")
     assert not trixie.allow_expired_release            # a stable release must be current
-    monkeypatch.setenv(SECURITY_MIRROR_ENV, "http://sec.example/ds")
-    assert stacks.stack_apt(stacks.STACKS["trixie"]).mirrors.security == "http://sec.example/ds"
-    sid = stacks.stack_apt(stacks.STACKS["sid"])
+    opts = opts.overridden(security_mirror="http://sec.example/ds")
+    assert stacks.stack_apt(stacks.STACKS["trixie"], opts).mirrors.security == "http://sec.example/ds"
+    sid = stacks.stack_apt(stacks.STACKS["sid"], opts)
     assert sid.allow_expired_release and "stack sid accepts it" in sid.why_expired_ok
     assert sid.mirrors.main == "http://mirror.example/debian" and "debian-security" not in sid.sources_text()
     # a snapshot pins one stack; its Release is expired by nature, which it accepts
     snap = "http://snap.example/archive/debian/20261101T000000Z"
-    monkeypatch.setenv("BALLOON_HARNESS_SNAPSHOT_TRIXIE", snap)
-    pinned = stacks.stack_apt(stacks.STACKS["trixie"])
+    opts = opts.overridden(snapshots=[("trixie", snap)])
+    pinned = stacks.stack_apt(stacks.STACKS["trixie"], opts)
     assert pinned.mirrors == Mirrors(snap, "http://snap.example/archive/debian-security/20261101T000000Z")
     assert pinned.allow_expired_release and snap in pinned.why_expired_ok
-    assert stacks.stack_apt(stacks.STACKS["bookworm"]).mirrors.main == "http://mirror.example/debian"
+    assert stacks.stack_apt(stacks.STACKS["bookworm"], opts).mirrors.main == "http://mirror.example/debian"
 
 
-def test_build_archive_options_reach_the_environment(monkeypatch):
+def test_build_archive_options_from_the_command_line_and_the_environment(monkeypatch):
+    """`build --mirror/--security-mirror/--snapshot` become one ArchiveOptions value, over the
+    environment variables a user may set instead; os.environ is left as it was."""
+    import os
+
     from harness.cli.main import make_parser
-    from harness.cli.runs import archive_options as _archive_options
-    for name in (MIRROR_ENV, SECURITY_MIRROR_ENV, "BALLOON_HARNESS_SNAPSHOT_SID"):
-        monkeypatch.setenv(name, "")   # recorded, so what the options set is undone after the test
-        monkeypatch.delenv(name)
+    from harness.cli.runs import archive_from_environment
+    for name in (MIRROR_ENV, SECURITY_MIRROR_ENV, "BALLOON_HARNESS_SNAPSHOT_SID", "BALLOON_HARNESS_SNAPSHOT_TRIXIE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(MIRROR_ENV, "http://env.example/debian")
+    monkeypatch.setenv("BALLOON_HARNESS_SNAPSHOT_TRIXIE", "http://snap.example/archive/debian/1")
+    before = dict(os.environ)
+    assert archive_from_environment() == stacks.ArchiveOptions(
+        mirror="http://env.example/debian", snapshots=(("trixie", "http://snap.example/archive/debian/1"),))
     args = make_parser().parse_args(["build", "--stack", "sid", "--mirror", "http://m.example/debian",
                                      "--security-mirror", "http://s.example/debian-security",
                                      "--snapshot", "sid=http://snap.example/archive/debian/20261101T000000Z"])
-    _archive_options(args)
-    import os
-    assert os.environ[MIRROR_ENV] == "http://m.example/debian"
-    assert os.environ[SECURITY_MIRROR_ENV] == "http://s.example/debian-security"
-    assert os.environ["BALLOON_HARNESS_SNAPSHOT_SID"].endswith("20261101T000000Z")
+    opts = archive_from_environment(args)
+    assert opts.mirror == "http://m.example/debian" and opts.security_mirror == "http://s.example/debian-security"
+    assert opts.snapshot_for(stacks.STACKS["sid"]).endswith("20261101T000000Z")
+    assert opts.snapshot_for(stacks.STACKS["trixie"]) == "http://snap.example/archive/debian/1"
+    assert dict(os.environ) == before
     from harness.errors import HarnessError
     with pytest.raises(HarnessError, match="STACK=URL"):
-        _archive_options(make_parser().parse_args(["build", "--snapshot", "sid"]))
+        archive_from_environment(make_parser().parse_args(["build", "--snapshot", "sid"]))
     with pytest.raises(ConfigError, match="unknown stack"):
-        _archive_options(make_parser().parse_args(["build", "--snapshot", "jessie=http://x"]))
+        archive_from_environment(make_parser().parse_args(["build", "--snapshot", "jessie=http://x"]))
 
 
 def test_a_broken_lock_file_is_a_clear_error(lock):

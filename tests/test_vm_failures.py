@@ -64,7 +64,7 @@ faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for sta
 # Ctrl-C as at a terminal: a test run started in the background (`.ci/run &`) hands its
 # children SIGINT ignored, and Python then never raises KeyboardInterrupt.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-from harness.artifacts import build_all
+from harness.artifacts.build import build_all
 from harness.cli import install_process_handlers
 from harness.guest import Guest
 from harness.vm import MachineSpec

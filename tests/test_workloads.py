@@ -16,13 +16,16 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import run_scenario_cli
+from toml_text import arm, preamble, step
 
 from harness.errors import UnsupportedGuest
-from harness.experiment.runner import Progress, execute_run, machine_spec_for, plan
+from harness.experiment.plan import Machine, plan
+from harness.experiment.runner import Progress, execute_run
 from harness.experiment.scenario import load_scenario
 from harness.results import ResultsStore, load_results
 
@@ -86,61 +89,27 @@ int main(int argc, char **argv) {
 
 FORKER_MIB, DAEMON_MIB, BG_MIB = 64, 48, 200   # usemem --punch-holes keeps half of BG_MIB
 
-SCENARIO = """
-name = "workloads"
-repetitions = 4
-[guest]
-files = {{ "/usr/bin/bh-hello" = "{hello}", "/usr/bin/bh-forker" = "{forker}" }}
-[vm]
-memory_mib = 512
-[timing]
-settle_seconds = 3
-step_pause_seconds = 0.5
-[[steps]]
-kind = "run"
-label = "tool"
-command = "bh-hello | grep -q 'user.s own'"
-[[steps]]
-kind = "background"
-label = "wl"
-command = ". /run/bh-run.env; if [ $BH_REP = 2 ]; then echo dying; exit 7; fi; usemem --punch-holes -s -1 {bg}m"
-ready = "punch holes done"
-holds_mib = 80
-[[steps]]
-kind = "run"
-label = "forker"
-command = "bh-forker -p /run/forker.pid {forker_mib}"
-[[steps]]
-kind = "run"
-label = "daemon"
-command = "bh-forker -d {daemon_mib}"
-[[steps]]
-kind = "sleep"
-label = "wait"
-seconds = 4
-[[steps]]
-kind = "run"
-label = "signal"
-command = '''. /run/bh-run.env; i=0
+SIGNAL = """. /run/bh-run.env; i=0
 while [ ! -s /run/forker.pid ] && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done
-case $BH_REP in 3) kill -KILL $(cat /run/forker.pid);; 4) kill -USR1 $(cat /run/forker.pid);; esac'''
-holds_mib = 180
-[[steps]]
-kind = "balloon"
-label = "balloon 400"
-target_mib = 400
-[[steps]]
-kind = "stop"
-label = "stop daemon"
-workload = "daemon"
-[[steps]]
-kind = "measure"
-label = "after stop"
-[[arms]]
-name = "stock"
-qemu = "stock"
-module = "stock"
-"""
+case $BH_REP in 3) kill -KILL $(cat /run/forker.pid);; 4) kill -USR1 $(cat /run/forker.pid);; esac"""
+
+
+def scenario_text(hello: Path, forker: Path) -> str:
+    """Four repetitions of one stock arm: a guest tool of our own, a background workload that
+    dies in rep 2, a forker killed (rep 3) or signalled (rep 4), a daemon stopped at the end."""
+    return (preamble("workloads", repetitions=4, files={"/usr/bin/bh-hello": hello, "/usr/bin/bh-forker": forker})
+            + step("run", "tool", command="bh-hello | grep -q 'user.s own'")
+            + step("background", "wl", command=". /run/bh-run.env; if [ $BH_REP = 2 ]; then echo dying; exit 7; fi; "
+                                               f"usemem --punch-holes -s -1 {BG_MIB}m",
+                   ready="punch holes done", holds_mib=80)
+            + step("run", "forker", command=f"bh-forker -p /run/forker.pid {FORKER_MIB}")
+            + step("run", "daemon", command=f"bh-forker -d {DAEMON_MIB}")
+            + step("sleep", "wait", seconds=4)
+            + step("run", "signal", command=SIGNAL, holds_mib=180)
+            + step("balloon", "balloon 400", target_mib=400)
+            + step("stop", "stop daemon", workload="daemon")
+            + step("measure", "after stop")
+            + arm("stock"))
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +118,7 @@ def workload_results(tmp_path_factory, artifacts):
     for name, src in (("hello", HELLO_C), ("forker", FORKER_C)):
         (tmp / f"{name}.c").write_text(src)
         subprocess.run(["cc", "-static", "-O2", "-o", str(tmp / name), str(tmp / f"{name}.c")], check=True)
-    return run_scenario_cli(tmp, SCENARIO.format(hello=tmp / "hello", forker=tmp / "forker", bg=BG_MIB,
-                                                 forker_mib=FORKER_MIB, daemon_mib=DAEMON_MIB))
+    return run_scenario_cli(tmp, scenario_text(tmp / "hello", tmp / "forker"))
 
 
 def _row(summary: pd.DataFrame, run_id: str, step: str) -> pd.Series:
@@ -277,10 +245,11 @@ def test_a_guest_kernel_without_memcg_is_refused_at_boot(tmp_path, artifacts):
                     '[[steps]]\nkind = "run"\nlabel = "never"\ncommand = "true"\n'
                     '[[arms]]\nname = "stock"\nqemu = "stock"\nmodule = "stock"\n')
     scenario = load_scenario(path)
-    run = plan(scenario)[0]
-    spec = machine_spec_for(scenario, run, artifacts)
-    spec = dataclasses.replace(spec, append=f"{spec.append} cgroup_disable=memory".strip())
+    run = plan(scenario).prepared(artifacts).runs[0]
+    assert run.machine is not None
+    spec = dataclasses.replace(run.machine.spec, append=f"{run.machine.spec.append} cgroup_disable=memory".strip())
+    run = dataclasses.replace(run, machine=Machine(spec, run.machine.mechanism, run.machine.module_sha256))
     store = ResultsStore(tmp_path / "out")
     with pytest.raises(UnsupportedGuest, match="no memory controller.*cgroup_disable=memory"):
-        execute_run(scenario, run, 1, artifacts, store, Progress(1), spec)
+        execute_run(scenario, run, 1, store, Progress(1))
     assert not (store.run_dir(run.run_id) / "steps").exists()   # no step ran

@@ -202,10 +202,11 @@ def ensure(kind: str, inputs: dict[str, Any], build: Callable[[Path, Path], None
         if final.exists():  # an older interrupted attempt
             shutil.rmtree(final)
         tmp.mkdir(parents=True)
+        log.debug("cache: building %s %s", kind, key)   # what tests read to see when builds happen
         try:
-            log = log_path(kind, key, root)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            build(tmp, log)
+            log_file = log_path(kind, key, root)
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            build(tmp, log_file)
             (tmp / INPUTS_FILE).write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n")
             (tmp / COMPLETE_MARK).write_text(MUTABLE if mutable else json.dumps(_file_list(tmp)))
             if tmp != final:

@@ -7,10 +7,11 @@ kernel and QEMU in packages. Each stack's packages come through a private apt
 configuration of its own release kept in the cache (``apt.py``), never through the
 host's sources; the host's apt only installs host tools.
 
-Archive addresses: the host's own by default; ``BALLOON_HARNESS_MIRROR`` and
-``BALLOON_HARNESS_SECURITY_MIRROR`` (``build --mirror/--security-mirror``) replace
-them for every stack; a snapshot archive address (``Stack.snapshot``, or
-``BALLOON_HARNESS_SNAPSHOT_<STACK>``, ``build --snapshot STACK=URL``) pins one stack
+Archive addresses (:class:`ArchiveOptions`, a value the CLI hands down): the host's own
+by default; ``build --mirror/--security-mirror`` (or ``BALLOON_HARNESS_MIRROR`` and
+``BALLOON_HARNESS_SECURITY_MIRROR``, read by the CLI) replace them for every stack; a
+snapshot archive address (``Stack.snapshot``, or ``build --snapshot STACK=URL``, or
+``BALLOON_HARNESS_SNAPSHOT_<STACK>``) pins one stack
 to a frozen copy of its release, which is how a moving release (sid) is held still.
 A snapshot's Release is expired by nature, so a stack on a snapshot accepts that, as
 does a stack whose definition says so (``allow_expired_release``); the harness says
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -67,10 +69,6 @@ class Stack:
     def snapshot_env(self) -> str:
         return f"{SNAPSHOT_ENV_PREFIX}{self.name.upper()}"
 
-    def archive_snapshot(self) -> Optional[str]:
-        """The snapshot address in use: the environment's, else the definition's."""
-        return os.environ.get(self.snapshot_env) or self.snapshot
-
     @property
     def guest_patch_dir(self) -> Path:
         return data_dir("guest-kernel-patches") / self.guest_patches
@@ -99,6 +97,38 @@ def get_stack(name: str) -> Stack:
     if name not in STACKS:
         raise ConfigError(f"unknown stack {name!r}: choose one of {', '.join(STACKS)}")
     return STACKS[name]
+
+
+@dataclass(frozen=True)
+class ArchiveOptions:
+    """Where the stacks' packages come from, as the user said it (``build --mirror``,
+    ``--security-mirror``, ``--snapshot STACK=URL``, or their environment variables, which
+    the CLI reads): handed down to the build as this value, never through ``os.environ``.
+    Empty means the host's own sources and the stacks' definitions."""
+
+    mirror: Optional[str] = None
+    security_mirror: Optional[str] = None
+    snapshots: tuple[tuple[str, str], ...] = ()    # (stack, snapshot archive address)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> ArchiveOptions:
+        """The user's fallback: ``BALLOON_HARNESS_MIRROR``, ``..._SECURITY_MIRROR``, ``..._SNAPSHOT_<STACK>``."""
+        return cls(mirror=environ.get(MIRROR_ENV) or None, security_mirror=environ.get(SECURITY_MIRROR_ENV) or None,
+                   snapshots=tuple((s.name, environ[s.snapshot_env]) for s in STACKS.values()
+                                   if environ.get(s.snapshot_env)))
+
+    def overridden(self, mirror: Optional[str] = None, security_mirror: Optional[str] = None,
+                   snapshots: Iterable[tuple[str, str]] = ()) -> ArchiveOptions:
+        """These options with the command line's given ones in place (an unknown stack refused)."""
+        added = dict(self.snapshots)
+        for name, url in snapshots:
+            added[get_stack(name).name] = url
+        return ArchiveOptions(mirror or self.mirror, security_mirror or self.security_mirror,
+                              tuple(sorted(added.items())))
+
+    def snapshot_for(self, stack: Stack) -> Optional[str]:
+        """The snapshot address the stack uses: the user's, else the stack definition's."""
+        return dict(self.snapshots).get(stack.name) or stack.snapshot
 
 
 @dataclass(frozen=True)
@@ -158,12 +188,12 @@ def write_lock(pins: dict[str, Pins], path: Optional[Path] = None) -> Path:
     return path
 
 
-def stack_apt(stack: Stack) -> PrivateApt:
+def stack_apt(stack: Stack, archive: ArchiveOptions = ArchiveOptions()) -> PrivateApt:
     """The stack's private apt, its archive addresses from (first wins) the stack's
-    snapshot (environment, then definition), the environment's mirrors, the host's sources."""
-    snapshot = stack.archive_snapshot()
-    mirror = snapshot or os.environ.get(MIRROR_ENV) or None
-    security = os.environ.get(SECURITY_MIRROR_ENV) or None
+    snapshot (the user's, then the definition's), the user's mirrors, the host's sources."""
+    snapshot = archive.snapshot_for(stack)
+    mirror = snapshot or archive.mirror
+    security = archive.security_mirror
     if snapshot:
         security = None   # the snapshot's own security archive, derived from its address
         reason = f"stack {stack.name} is pinned to the snapshot {snapshot}, frozen by design"
@@ -175,10 +205,10 @@ def stack_apt(stack: Stack) -> PrivateApt:
                       why_expired_ok=reason)
 
 
-def private_apt(stack: Stack) -> PrivateApt:
+def private_apt(stack: Stack, archive: ArchiveOptions = ArchiveOptions()) -> PrivateApt:
     """The stack's apt, its package lists refreshed when missing, older than a day, or
     configured for other archives than now."""
-    apt = stack_apt(stack)
+    apt = stack_apt(stack, archive)
     lists = apt.root / "state" / "lists"
     newest = max((p.stat().st_mtime for p in lists.glob("*_Packages*")), default=0.0)
     if time.time() - newest > LISTS_MAX_AGE or not apt.configured():
@@ -239,10 +269,11 @@ def _check_available(stack: Stack, apt: PrivateApt, pins: Pins) -> None:
             f"QEMU source {newest.qemu_source_version} (cached builds of the old pins stay usable meanwhile)")
 
 
-def pins_for(stack: Stack, update: bool = False) -> tuple[Pins, PrivateApt]:
+def pins_for(stack: Stack, update: bool = False,
+             archive: ArchiveOptions = ArchiveOptions()) -> tuple[Pins, PrivateApt]:
     """The stack's pinned versions (resolved and written to the lock when absent or with
     ``update``), checked against the archive unless every artifact is already cached."""
-    apt = private_apt(stack)
+    apt = private_apt(stack, archive)
     lock = read_lock()
     if update or stack.name not in lock:
         pins = resolve_pins(stack, apt)
@@ -253,6 +284,33 @@ def pins_for(stack: Stack, update: bool = False) -> tuple[Pins, PrivateApt]:
                 f"in {path}")
         return pins, apt
     return lock[stack.name], apt
+
+
+@dataclass(frozen=True)
+class StackPackages:
+    """One stack's packages as the build fetches them: the pinned versions, from the stack's
+    private apt, each fetch checked first against what the archive still has (a clear
+    error naming what ``--update`` would take, rather than apt's). The fetching side of the
+    build: ``build.py`` builds from what these return and touches no archive itself."""
+
+    stack: Stack
+    pins: Pins
+    apt: PrivateApt
+
+    @classmethod
+    def open(cls, stack: Stack, update: bool = False, archive: ArchiveOptions = ArchiveOptions()) -> StackPackages:
+        pins, apt = pins_for(stack, update, archive)
+        return cls(stack, pins, apt)
+
+    def download(self, package: str, version: str, dest: Path) -> Path:
+        """The ``.deb`` of ``package=version`` into ``dest``."""
+        check_pins(self.stack, self.apt, self.pins)   # only when something must be downloaded
+        return self.apt.download(package, version, dest)
+
+    def source(self, package: str, version: str, dest: Path) -> Path:
+        """The unpacked source package ``package=version`` in ``dest``."""
+        check_pins(self.stack, self.apt, self.pins)
+        return self.apt.source(package, version, dest)
 
 
 def check_pins(stack: Stack, apt: PrivateApt, pins: Pins) -> None:

@@ -125,13 +125,15 @@ def check_stacks() -> list[Check]:
     except HarnessError as e:
         return [Check("FAIL", "stacks", str(e))]
     built = _manifest().get("stacks", {})
+    from harness.cli.runs import archive_from_environment
+    archives = archive_from_environment()
     checks = []
     for name, stack in STACKS.items():
         pins = lock.get(name)
         pinned = (f"kernel {pins.kernel_version}, QEMU {pins.qemu_source_version} (pinned in {lock_path()})"
                   if pins else "not pinned yet (the first build pins it)")
         state = "built" if name in built else f"not built (`balloon-harness build --stack {name}`)"
-        snapshot = stack.archive_snapshot()
+        snapshot = archives.snapshot_for(stack)
         archive = (f"; snapshot archive {snapshot} (expired Release accepted)" if snapshot
                    else "; an expired Release is accepted" if stack.allow_expired_release else "")
         checks.append(Check("ok", f"stack {name}", f"{stack.description}: {pinned}; {state}{archive}"))

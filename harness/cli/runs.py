@@ -19,13 +19,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from harness.analysis.defaults import DEFAULT_MAX_REPS, MAX_REPS_LIMIT
+from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.cli import analysis, output
 from harness.errors import HarnessError
 from harness.resources import scenario_path
 from harness.results import layout
+
+if TYPE_CHECKING:
+    from harness.artifacts.stacks import ArchiveOptions
 
 RFC_SCENARIO = "rfc-v1.toml"  # shipped with the package: harness.resources.scenario_path
 RESULTS = Path("results")
@@ -98,14 +102,19 @@ def _order(req: RunRequest, out: Path) -> tuple[Optional[str], Optional[int]]:
 
 
 def execute(req: RunRequest) -> int:
-    """Run the request's scenario into its folder; print the table; the exit code."""
+    """Run the request's scenario into its folder; print the table; the exit code.
+
+    The plan is computed once (:func:`harness.experiment.plan.plan`): shown, checked against
+    the host's room, built for and prepared (every image and accelerator) before the first
+    boot, then run exactly as it is."""
     # Deferred: the runner pulls in paramiko, qemu.qmp and pandas, which `--help`,
     # `doctor` and the analysis commands do not need.
-    from harness.artifacts import build_all
+    from harness.artifacts.build import build_all
     from harness.artifacts.needs import needs_of
     from harness.experiment import metadata
     from harness.experiment.capacity import check_room
-    from harness.experiment.runner import Shard, order_seed, plan, run_scenario
+    from harness.experiment.plan import Shard, plan
+    from harness.experiment.runner import run_plan
     from harness.experiment.scenario import load_scenario, with_order, with_repetitions
     from harness.results import ResultsStore
 
@@ -125,23 +134,26 @@ def execute(req: RunRequest) -> int:
         raise HarnessError("--until-decided decides from every arm's runs: it cannot run one --shard")
     from harness.analysis.adaptive import check_max_reps
     check_max_reps(req.max_reps)   # a bad value is refused even where --until-decided would not read it
-    if shard and not plan(scenario, shard):
-        raise HarnessError(f"--shard {shard}: this share of the {len(plan(scenario))} planned runs is empty")
-    check_room(scenario.vm.memory_mib, scenario.vm.vcpus, jobs, len(plan(scenario, shard)))  # before any build
-    artifacts = build_all(scenario.stacks, needs=needs_of(scenario.arms))  # only what its arms name
     store = ResultsStore(out)
+    the_plan = plan(scenario, shard, complete=store.is_complete if req.resume else None)
+    if shard and not the_plan.runs:
+        raise HarnessError(f"--shard {shard}: this share of the {the_plan.total} planned runs is empty")
+    check_room(scenario.vm.memory_mib, scenario.vm.vcpus, jobs, len(the_plan.runs))  # before any build
+    archive = archive_from_environment()
+    artifacts = build_all(scenario.stacks, needs=needs_of(scenario.arms), archive=archive)  # what its arms name
+    the_plan = the_plan.prepared(artifacts)   # the rest of the build: images with the guest files, accelerators
     meta = {**metadata.collect(scenario, artifacts), "repetitions": scenario.repetitions,
             "shard": str(shard) if shard else None, "jobs": jobs,
             # the arms' order within each round, and its seed: the plan can be recomputed from them
-            "arm_order": {"order": scenario.order, "seed": order_seed(scenario)}}
+            "arm_order": {"order": scenario.order, "seed": the_plan.seed}}
     store.write_metadata(meta)  # before the first run: a crash still leaves it
     shutil.copy(scenario.path, out / layout.SCENARIO)
     from harness.results.scenario_schema import record_json  # the resolved scenario, typed: what analysis reads
     (out / layout.SCENARIO_RECORD).write_text(record_json(scenario))
-    print(f"results: {out} ({len(plan(scenario, shard))} run(s), {scenario.repetitions} rep(s)"
+    print(f"results: {out} ({len(the_plan.runs)} run(s), {scenario.repetitions} rep(s)"
           f"{', shard ' + str(shard) if shard else ''}, --jobs {jobs})", file=sys.stderr)
     try:
-        todo = [r for r in plan(scenario, shard) if not (req.resume and store.is_complete(r.run_id))]
+        todo = the_plan.todo
         rounds = RoundWatch(scenario, [r.run_id for r in todo], out) if output.interactive() else None
         with output.progress(len(todo), scenario.name) as bar:
             def ended(run_id: str, ok: bool) -> None:
@@ -150,8 +162,7 @@ def execute(req: RunRequest) -> int:
                     bar.set_postfix_str(f"{run_id} {'ok' if ok else 'FAILED'}")
                 if rounds is not None:
                     rounds.ended(run_id, bar)
-            failed = run_scenario(scenario, artifacts, store, jobs=jobs, resume=req.resume, shard=shard,
-                                  on_run_end=ended)
+            failed = run_plan(the_plan, store, jobs=jobs, on_run_end=ended)
         if req.until_decided:
             failed += _until_decided(req, scenario, artifacts, store, jobs)
     finally:
@@ -201,16 +212,21 @@ class RoundWatch:
 
 
 def _until_decided(req: RunRequest, scenario, artifacts, store, jobs: int) -> list[str]:
-    """More repetitions for the arms whose comparisons are open; the runs that failed."""
+    """More repetitions for the arms whose comparisons are open; the runs that failed.
+
+    Each round is a plan of its own, built by the same :func:`harness.experiment.plan.plan`
+    (one call per round: the added runs only), prepared from the artifacts already built
+    and run as it is."""
     from harness.analysis.adaptive import until_decided
-    from harness.experiment.runner import run_scenario
+    from harness.experiment.plan import plan
+    from harness.experiment.runner import run_plan
     from harness.experiment.scenario import with_repetitions
     failed: list[str] = []
 
     def run_more(more: dict[str, int]) -> None:
         wanted = {layout.run_id(arm, rep) for arm, rep in more.items()}
-        failed.extend(run_scenario(with_repetitions(scenario, max(more.values())), artifacts, store, jobs=jobs,
-                                   resume=True, run_ids=wanted))
+        extra = plan(with_repetitions(scenario, max(more.values())), only=wanted, complete=store.is_complete)
+        failed.extend(run_plan(extra.prepared(artifacts), store, jobs=jobs))
 
     result = until_decided(store.out, run_more, req.max_reps, log=lambda m: print(m, file=sys.stderr))
     print(result.summary(), file=sys.stderr)
@@ -228,34 +244,36 @@ def print_report(out: Path, wide: bool = False, explain: bool = False) -> None:
     print(report_text(folder, wide=wide, explain=explain, decided=decided_sentences(folder), files=files))
 
 
-def archive_options(args: argparse.Namespace) -> None:
-    """--mirror, --security-mirror, --snapshot STACK=URL: handed to the stacks' private apt
-    through the environment variables it reads (the same a user may set instead)."""
-    from harness.artifacts.apt import MIRROR_ENV, SECURITY_MIRROR_ENV
-    from harness.artifacts.stacks import get_stack
-    if args.mirror:
-        os.environ[MIRROR_ENV] = args.mirror
-    if args.security_mirror:
-        os.environ[SECURITY_MIRROR_ENV] = args.security_mirror
-    for item in args.snapshot or []:
+def archive_from_environment(args: Optional[argparse.Namespace] = None) -> ArchiveOptions:
+    """Where the stacks' packages come from: --mirror, --security-mirror, --snapshot STACK=URL
+    (``build``), else the environment variables a user may set instead (read here, and only
+    here: the build gets the result as a value)."""
+    from harness.artifacts.stacks import ArchiveOptions
+    archive = ArchiveOptions.from_environment(os.environ)
+    if args is None:
+        return archive
+    snapshots = []
+    for item in getattr(args, "snapshot", None) or []:
         name, sep, url = item.partition("=")
         if not sep or not url:
             raise HarnessError(f"--snapshot {item!r}: give STACK=URL, e.g. sid=<snapshot>/archive/debian/<time>")
-        os.environ[get_stack(name).snapshot_env] = url
+        snapshots.append((name, url))
+    return archive.overridden(mirror=getattr(args, "mirror", None),
+                              security_mirror=getattr(args, "security_mirror", None), snapshots=snapshots)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from harness.artifacts import STACKS, build_all
-    archive_options(args)
+    from harness.artifacts.build import build_all
+    archive = archive_from_environment(args)
     if args.scenario:   # only what its arms name: their variants, and the trees they build
         from harness.artifacts.needs import needs_of
         from harness.experiment.scenario import load_scenario
         scenario = load_scenario(args.scenario)
-        arts = build_all(scenario.stacks, update=args.update, needs=needs_of(scenario.arms))
+        arts = build_all(scenario.stacks, update=args.update, needs=needs_of(scenario.arms), archive=archive)
         print(f"manifest: {arts.manifest}")
         return 0
     stacks = list(STACKS) if args.all_stacks else (args.stack or None)
-    arts = build_all(stacks, update=args.update)
+    arts = build_all(stacks, update=args.update, archive=archive)
     print(f"manifest: {arts.manifest}")
     return 0
 
@@ -302,9 +320,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="build or fetch guest kernels, images, QEMUs into the cache")
     b.add_argument("--stack", action="append", metavar="NAME",
-                   help="a guest stack to build (bookworm: Linux 6.1 + QEMU 7.2, the default; trixie: "
-                        "Linux 6.12 + QEMU 10.0; sid: Linux 7.2 + the newest QEMU the archive serves); "
-                        "repeatable")
+                   help="a guest stack to build (" + "; ".join(
+                       f"{s.name}: {s.description}" + (", the default" if s.name == DEFAULT_STACK else "")
+                       for s in STACKS.values()) + "); repeatable")
     b.add_argument("--all-stacks", action="store_true", help="build every guest stack")
     b.add_argument("--scenario", metavar="FILE",
                    help="build only what this scenario's arms need (with the kernel and QEMU trees they name), "

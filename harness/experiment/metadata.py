@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.artifacts import Artifacts
+from harness.artifacts.build import Artifacts
 from harness.artifacts.cache import file_sha256
 from harness.artifacts.qemu import qemu_version
 from harness.experiment.scenario import Scenario

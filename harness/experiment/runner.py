@@ -1,4 +1,8 @@
-"""The runner: for each arm and repetition, boot, run the steps, sample, write the results.
+"""The runner: for each planned run, boot, run the steps, sample, write the results.
+
+It executes exactly the plan it is given (:mod:`harness.experiment.plan`: the runs, each
+with its machine resolved and built before the first boot); it plans, builds and probes
+nothing itself.
 
 Runs go one after another by default (isolation: one guest on the host at a time).
 ``jobs > 1`` runs several guests at once; per-process figures (the QEMU
@@ -12,10 +16,7 @@ written stops the scenario, since nothing after it could be kept either.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
-import random
 import re
 import shlex
 import shutil
@@ -23,7 +24,6 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,17 +31,15 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from harness.artifacts import Artifacts
-from harness.artifacts.initramfs import GuestImage, build_image
 from harness.errors import (
-    ConfigError,
     GuestCommandError,
     GuestDied,
     GuestStateError,
     ResultsWriteError,
     WorkloadDied,
 )
-from harness.experiment.scenario import Arm, Scenario, Step
+from harness.experiment.plan import Plan, PlannedRun
+from harness.experiment.scenario import Scenario, Step
 from harness.experiment.watch import WatchedWorkload, workload_reading
 from harness.experiment.workload import (
     CommandState,
@@ -55,8 +53,6 @@ from harness.mechanisms import Mechanism
 from harness.probes import framemap
 from harness.probes.sampler import Sampler
 from harness.results import ResultsStore, layout, metrics
-from harness.vm import BalloonDevice, MachineSpec
-from harness.vm.accel import decide_accelerators
 from harness.vm.follow import MoveResult
 from harness.vm.machine import stop_all_live
 
@@ -66,87 +62,6 @@ log = logging.getLogger("harness.run")
 RUN_ENV = "/run/bh-run.env"
 # Kernel messages that make a run's figures suspect: the run fails and names them.
 CONSOLE_PROBLEMS = re.compile(r"(WARNING: |BUG: |Kernel panic|Oops: |general protection fault)")
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    arm: Arm
-    rep: int
-    run_id: str
-    position: int = 0       # 1-based place in the whole plan (every shard's), recorded in run.json
-    slot: int = 0           # 1-based place within its round (repetition), recorded in run.json
-
-
-@dataclass(frozen=True)
-class Shard:
-    """``K/N``: this process takes every N-th planned run starting at the K-th (1-based)."""
-
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
-        if not m:
-            raise ConfigError(f"--shard {text!r}: expected K/N, e.g. 1/4")
-        k, n = int(m.group(1)), int(m.group(2))
-        if n < 1 or not 1 <= k <= n:
-            raise ConfigError(f"--shard {text}: K must be between 1 and N (N >= 1)")
-        return cls(k, n)
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-
-def order_seed(scenario: Scenario) -> int:
-    """The seed of the arms' order: the scenario's ``order_seed``, else one derived from the
-    scenario's text, so that every shard (another process, another host) and a resume
-    compute the same plan without being told."""
-    if scenario.order_seed is not None:
-        return int(scenario.order_seed)
-    try:
-        text = scenario.path.read_bytes()
-    except OSError:
-        text = scenario.name.encode()
-    return int.from_bytes(hashlib.sha256(text).digest()[:4], "big")
-
-
-def round_order(scenario: Scenario, rep: int) -> list[Arm]:
-    """The arms in the order they run in repetition ``rep`` (1-based).
-
-    Why not the scenario's order every round: whatever the host does over a night
-    (khugepaged, the page cache, the previous guest's exit) would land on the same arm
-    every time and look like a difference between arms. ``random`` shuffles each round
-    with a generator seeded by (seed, rep), so round k's order does not depend on how
-    many rounds there are (``--until-decided`` adds rounds later); ``balanced`` rotates
-    the arms by one place per round (each arm in each place equally often every
-    len(arms) rounds).
-    """
-    arms = list(scenario.arms)
-    if scenario.order == "fixed" or len(arms) < 2:
-        return arms
-    if scenario.order == "balanced":
-        k = (rep - 1) % len(arms)
-        return arms[k:] + arms[:k]
-    rng = random.Random(f"{order_seed(scenario)}/{rep}")
-    rng.shuffle(arms)
-    return arms
-
-
-def plan(scenario: Scenario, shard: Optional[Shard] = None) -> list[PlannedRun]:
-    """Repetition-major order: a run killed midway still has every arm of the first reps.
-
-    Within each repetition the arms run in :func:`round_order` (random by default, seeded).
-    With a shard, a deterministic share of that order (round robin), so all N shards
-    together are the whole plan on any number of hosts, each run exactly once.
-    """
-    runs: list[PlannedRun] = []
-    for rep in range(1, scenario.repetitions + 1):
-        for slot, arm in enumerate(round_order(scenario, rep), 1):
-            runs.append(PlannedRun(arm, rep, layout.run_id(arm.name, rep), len(runs) + 1, slot))
-    if shard is None:
-        return runs
-    return [r for i, r in enumerate(runs) if i % shard.count == shard.index - 1]
 
 
 class Progress:
@@ -167,59 +82,6 @@ class Progress:
         with self._lock:
             log.info("[%7.1fs] run %d/%d %s rep %d: %s", now - self.t0, index, self.total, run.arm.name,
                      run.rep, message)
-
-
-def _qemu_of(arm: Arm, artifacts: Artifacts) -> Path:
-    """The arm's QEMU binary: a built variant, one built from the user's tree, or a path."""
-    if arm.qemu_tree is not None:
-        return artifacts.tree_qemus[arm.qemu_tree]
-    if arm.qemu in artifacts.qemus:
-        return artifacts.qemus[arm.qemu]
-    if Path(arm.qemu).exists():
-        return Path(arm.qemu)
-    raise ConfigError(f"arm {arm.name}: QEMU {arm.qemu!r} was not built for stack {arm.stack} "
-                      f"(run `balloon-harness build --stack {arm.stack}`)")
-
-
-def _image_of(arm: Arm, artifacts: Artifacts, files) -> GuestImage:
-    """The arm's guest image: a kernel built from the user's tree (its driver built in, no
-    modules), or the stack's kernel with the arm's balloon module; the scenario's files on top."""
-    if arm.kernel_tree is not None:
-        image = artifacts.tree_kernels[arm.kernel_tree]
-        return build_image(image.kernel, None, image.balloon_module, files) if files else image
-    if arm.module in artifacts.images and not files:
-        return artifacts.images[arm.module]
-    if arm.module in artifacts.modules:
-        return build_image(artifacts.kernel, artifacts.modules[arm.module], arm.module, files)
-    if Path(arm.module).exists():
-        return build_image(artifacts.kernel, Path(arm.module), f"custom:{arm.module}", files)
-    raise ConfigError(f"arm {arm.name}: module {arm.module!r} was not built for stack {arm.stack} "
-                      f"(run `balloon-harness build --stack {arm.stack}`)")
-
-
-def machine_spec_for(scenario: Scenario, run: PlannedRun, artifacts: Artifacts,
-                     mechanism: Optional[Mechanism] = None) -> MachineSpec:
-    """Resolve an arm's QEMU and module names to its stack's built artifacts (or the user's
-    own paths), with the scenario's own guest files in the image and the devices of the
-    arm's mechanism."""
-    arm = run.arm
-    if artifacts.by_stack:
-        try:
-            artifacts = artifacts.for_stack(arm.stack)
-        except KeyError as e:
-            raise ConfigError(f"arm {arm.name}: {e.args[0]}") from None
-    qemu = _qemu_of(arm, artifacts)
-    image = _image_of(arm, artifacts, scenario.guest.files)
-    vm = scenario.vm
-    spec = MachineSpec.for_image(
-        image, qemu=qemu, memory_mib=vm.memory_mib, vcpus=vm.vcpus, accel=vm.accel,
-        guest_thp=vm.guest_thp, boot_timeout=vm.boot_timeout, name=f"bh-{run.run_id}",
-        balloon=BalloonDevice(properties=arm.device))
-    # A kernel of the user's own boots with our initramfs; its Debian modules only load into
-    # the matching Debian kernel, so such a kernel needs virtio built in (=y).
-    if arm.kernel:
-        spec = dataclasses.replace(spec, kernel=Path(arm.kernel))
-    return (mechanism or arm.make_mechanism(vm.memory_mib)).configure(spec)
 
 
 @dataclass
@@ -441,22 +303,14 @@ def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, 
     return summary
 
 
-def _module_sha256(arm: Arm, artifacts: Artifacts) -> Optional[str]:
-    """The balloon driver's hash (a kernel built from a tree: its bzImage's, the driver is in it)."""
-    try:
-        arts = artifacts.for_stack(arm.stack) if artifacts.by_stack else artifacts
-    except KeyError:
-        return None
-    if arm.kernel_tree is not None and arm.kernel_tree in arts.tree_kernels:
-        return arts.tree_kernels[arm.kernel_tree].balloon_module_sha256
-    return arts.images[arm.module].balloon_module_sha256 if arm.module in arts.images else None
-
-
-def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Artifacts,
-                store: ResultsStore, progress: Progress, spec: Optional[MachineSpec] = None) -> dict[str, Any]:
-    """Boot, run every step with sampling, write the run's frames. Returns the run info."""
-    mechanism = run.arm.make_mechanism(scenario.vm.memory_mib)  # one per run: it holds the run's guest
-    spec = spec or machine_spec_for(scenario, run, artifacts, mechanism)
+def execute_run(scenario: Scenario, run: PlannedRun, index: int, store: ResultsStore,
+                progress: Progress) -> dict[str, Any]:
+    """Boot the run's planned machine (:meth:`harness.experiment.plan.Plan.prepared`), run
+    every step with sampling, write the run's frames. Returns the run info."""
+    if run.machine is None:
+        raise ValueError(f"run {run.run_id} was not prepared: Plan.prepared() resolves its machine")
+    machine = run.machine
+    spec, mechanism = machine.spec, machine.mechanism
     run_dir = store.run_dir(run.run_id)
     if run_dir.exists():  # a partial run from an interrupted attempt
         shutil.rmtree(run_dir)
@@ -523,7 +377,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, artifacts: Arti
         "run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "status": "complete", "stack": run.arm.stack,
         "position": run.position, "slot": run.slot, "order": scenario.order,
         "accel": guest.accel, "qemu": str(spec.qemu), "module": run.arm.module,
-        "module_sha256": _module_sha256(run.arm, artifacts),
+        "module_sha256": machine.module_sha256,
         "device": spec.balloon.arg() if spec.balloon else None,
         "mechanism": mechanism.info(),
         "started": started, "wall_seconds": total,
@@ -571,36 +425,25 @@ def _record_failure(store: ResultsStore, run: PlannedRun, error: BaseException) 
     return path
 
 
-def run_scenario(scenario: Scenario, artifacts: Artifacts, store: ResultsStore, jobs: int = 1,
-                 resume: bool = False, shard: Optional[Shard] = None,
-                 on_run_end: Optional[Callable[[str, bool], None]] = None,
-                 run_ids: Optional[Collection[str]] = None) -> list[str]:
-    """Run every planned run not yet on disk (with ``resume``). Returns the failed run ids.
+def run_plan(planned: Plan, store: ResultsStore, jobs: int = 1,
+             on_run_end: Optional[Callable[[str, bool], None]] = None) -> list[str]:
+    """Run the plan's runs to do, exactly as prepared (nothing is planned, built or probed
+    here). Returns the failed run ids.
 
     A run's failure (any ``Exception``) is recorded in its ``error.txt`` and the next run
     goes on; Ctrl-C, SIGTERM and an unwritable results folder stop the scenario.
-    ``on_run_end(run_id, ok)`` is called as each run ends (the CLI's progress bar);
-    ``run_ids`` restricts the plan to those runs (``--until-decided`` adds them one by one).
+    ``on_run_end(run_id, ok)`` is called as each run ends (the CLI's progress bar).
     """
-    runs = [r for r in plan(scenario, shard) if run_ids is None or r.run_id in run_ids]
-    if resume:
-        skipped = [r.run_id for r in runs if store.is_complete(r.run_id)]
-        if skipped:
-            log.info("resume: skipping %d finished run(s): %s", len(skipped), ", ".join(skipped))
-        runs = [r for r in runs if not store.is_complete(r.run_id)]
+    if not planned.is_prepared:
+        raise ValueError("the plan was not prepared: Plan.prepared(artifacts) resolves its machines")
+    scenario, runs = planned.scenario, planned.todo
     progress = Progress(len(runs))
     failed: list[str] = []
-    specs = {r.run_id: machine_spec_for(scenario, r, artifacts) for r in runs}
-    if specs:  # one accelerator decision for every QEMU binary, probed together
-        accels = decide_accelerators({(s.qemu, s.kernel, s.firmware_dirs) for s in specs.values()
-                                      if s.accel == "auto"})
-        specs = {k: dataclasses.replace(s, accel=accels.get((s.qemu, s.kernel, s.firmware_dirs), s.accel))
-                 for k, s in specs.items()}
 
     def one(i: int, r: PlannedRun) -> None:
         ok = False
         try:
-            execute_run(scenario, r, i, artifacts, store, progress, specs[r.run_id])
+            execute_run(scenario, r, i, store, progress)
             ok = True
         except ResultsWriteError:
             raise
