@@ -120,9 +120,11 @@ def test_hugetlb_2m_returns_nothing_to_the_host(stock_image, journal_dir, label)
     pool = hugepages.pool_state(backing.page_kib).total
     m = measure(stock_image, backing)
     before, after = m["before"], m["after"]
-    assert abs(m["returned"]) < 2 * MIB_KIB, "QEMU freed host huge pages from 4 KiB balloon pages"
+    # nothing freed: not one huge page back (the guest may fault one more in while it
+    # inflates, so the pool can grow; seen: returned -2 MiB)
+    assert m["returned"] < 2 * MIB_KIB, "QEMU freed host huge pages from 4 KiB balloon pages"
     assert backing_usage.freed_nothing(m["returned"], BALLOON_MIB * MIB_KIB)
-    assert before.pool_used_pages == after.pool_used_pages
+    assert after.pool_used_pages >= before.pool_used_pages, "the pool got huge pages back"
     assert after.hugetlb_kib == after.huge_kib == after.held_kib
     # the frame map: the ioctl sees hugetlb pages as huge; /proc/kpageflags marks them
     # KPF_HUGE, not KPF_THP, so the pagemap reader cannot (docs/backings.md)
@@ -141,14 +143,14 @@ def test_hugetlbfs_1g_where_the_host_can_reserve_it(stock_image, journal_dir):
         pytest.skip(f"this host cannot reserve a 1 GiB page now: {e}")
     pool = hugepages.pool_state(backing.page_kib).total
     m = measure(stock_image, backing, guest_mib=1024)
-    assert abs(m["returned"]) < 2 * MIB_KIB
+    assert m["returned"] < 2 * MIB_KIB
     assert m["after"].hugetlb_kib == 1 << 20
     assert hugepages.pool_state(backing.page_kib).total == pool
 
 
 KILLED = """
 import time
-from harness.artifacts import build_all
+from harness.artifacts.build import build_all
 from harness.guest import Guest
 from harness.host import hugepages
 from harness.vm import MachineSpec
