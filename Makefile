@@ -1,6 +1,6 @@
 # balloon-harness: every target bootstraps what it needs and skips what is done.
 #   make test        system packages, venv, build (cached), all tests (boots guests)
-#   make test-fast   only the tests that boot no guest and build nothing (< 45 s)
+#   make test-fast   only the tests that boot no guest and build nothing (< 45 s; `pipeline` ones: make test)
 #   make test-slow   the long checks make test leaves out (Debian 13 host path, design matrix)
 #   make lint        ruff, mypy and the import layers (import-linter)
 #   make reproduce   the RFC experiment, printed as a table
@@ -56,7 +56,7 @@ FAST_WORKERS ?= 3
 FAST_DIST ?= worksteal
 test-fast: venv
 	@env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache \
-	  $(PY) -m pytest -m "not vm and not build" -n $(FAST_WORKERS) $(if $(filter 0,$(FAST_WORKERS)),,--dist $(FAST_DIST)); rc=$$?; \
+	  $(PY) -m pytest -m "not vm and not build and not pipeline" -n $(FAST_WORKERS) $(if $(filter 0,$(FAST_WORKERS)),,--dist $(FAST_DIST)); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest ran no test" >&2; exit 1; fi; exit $$rc
 
 # ruff (style, imports, bugs), mypy (types) and import-linter (the layers of harness/:
