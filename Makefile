@@ -49,14 +49,14 @@ test-slow: build
 # again, so more cost CPU (pytest-xdist; FAST_WORKERS=0 runs them in one process). worksteal:
 # an idle worker takes queued tests from a busy one, so a long test (a 1,000-example property)
 # drawn late does not leave one core idle at the end.
-# Bytecode and pytest's rewritten test modules are cached under the venv (PYTHONPYCACHEPREFIX),
-# also where the environment sets PYTHONDONTWRITEBYTECODE: otherwise each worker compiles
-# and rewrites the ~150 modules it collects on every run (2 CPU-s a worker).
+# Bytecode and pytest's rewritten test modules are cached (__pycache__/, git-ignored), also
+# where the environment sets PYTHONDONTWRITEBYTECODE: otherwise each worker compiles the
+# harness and assertion-rewrites the ~150 test modules it collects on every run (2 CPU-s a
+# worker). Not PYTHONPYCACHEPREFIX: that would also hide site-packages' own bytecode.
 FAST_WORKERS ?= 3
 FAST_DIST ?= worksteal
 test-fast: venv
-	@env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache \
-	  $(PY) -m pytest -m "not vm and not build and not pipeline" -n $(FAST_WORKERS) $(if $(filter 0,$(FAST_WORKERS)),,--dist $(FAST_DIST)); rc=$$?; \
+	@env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -m "not vm and not build and not pipeline" -n $(FAST_WORKERS) $(if $(filter 0,$(FAST_WORKERS)),,--dist $(FAST_DIST)); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest ran no test" >&2; exit 1; fi; exit $$rc
 
 # ruff (style, imports, bugs), mypy (types) and import-linter (the layers of harness/:
