@@ -1,6 +1,6 @@
 # balloon-harness: every target bootstraps what it needs and skips what is done.
 #   make test        system packages, venv, build (cached), all tests (boots guests)
-#   make test-fast   only the tests that boot no guest and build nothing (< 45 s)
+#   make test-fast   only the tests that boot no guest and build nothing (< 45 s; `pipeline` ones: make test)
 #   make test-slow   the long checks make test leaves out (Debian 13 host path, design matrix)
 #   make lint        ruff, mypy and the import layers (import-linter)
 #   make reproduce   the RFC experiment, printed as a table
@@ -44,11 +44,19 @@ test-slow: build
 	@$(PY) -m pytest -m slow; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-slow: pytest ran no test" >&2; exit 1; fi; exit $$rc
 
-# Four workers on any machine: most of these tests wait (sockets, sleeps, subprocesses),
-# so four overlap well even on 2 cores (pytest-xdist; FAST_WORKERS=0 runs them in one process).
-FAST_WORKERS ?= 4
+# Three workers on 2 cores: some of these tests wait (sockets, sleeps, subprocesses), so one
+# worker more than the cores keeps both busy; every worker collects (imports) the whole suite
+# again, so more cost CPU (pytest-xdist; FAST_WORKERS=0 runs them in one process). worksteal:
+# an idle worker takes queued tests from a busy one, so a long test (a 1,000-example property)
+# drawn late does not leave one core idle at the end.
+# Bytecode and pytest's rewritten test modules are cached (__pycache__/, git-ignored), also
+# where the environment sets PYTHONDONTWRITEBYTECODE: otherwise each worker compiles the
+# harness and assertion-rewrites the ~150 test modules it collects on every run (2 CPU-s a
+# worker). Not PYTHONPYCACHEPREFIX: that would also hide site-packages' own bytecode.
+FAST_WORKERS ?= 3
+FAST_DIST ?= worksteal
 test-fast: venv
-	@$(PY) -m pytest -m "not vm and not build" -n $(FAST_WORKERS); rc=$$?; \
+	@env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -m "not vm and not build and not pipeline" -n $(FAST_WORKERS) $(if $(filter 0,$(FAST_WORKERS)),,--dist $(FAST_DIST)); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest ran no test" >&2; exit 1; fi; exit $$rc
 
 # ruff (style, imports, bugs), mypy (types) and import-linter (the layers of harness/:

@@ -3,7 +3,8 @@
 ``vm``: the test boots a real QEMU guest. ``build``: it needs the built artifacts
 (the cache; a cold build compiles QEMU). A test that asks for the build fixtures
 gets ``build`` even if its author forgot it, so ``-m "not vm and not build"``
-(``make test-fast``) never builds anything.
+(``make test-fast``) never builds anything. ``pipeline``: it runs a CI example's job script
+end to end (several harness processes); ``make test`` runs it, ``make test-fast`` does not.
 """
 
 from __future__ import annotations

@@ -6,19 +6,25 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from harness.cli import main
 
 
-def test_python_m_harness_and_help():
+def test_python_m_harness_and_help(capsys):
+    """`python -m harness --help` as a user starts it (a process of its own), then every
+    subcommand's --help through the same main() in this process (a Python start each cost
+    a dozen of them seconds of test-fast; the entry point is what the subprocess is for)."""
     out = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     # The subcommands as argparse lists them ({build,run,...}), not words of the description.
     listed = set(re.search(r"\{([a-z,-]+)\}", out.stdout).group(1).split(","))
     assert {"build", "run", "reproduce", "report", "doctor"} <= listed
     for command in sorted(listed):
-        sub = subprocess.run([sys.executable, "-m", "harness", command, "--help"], capture_output=True,
-                             text=True)
-        assert sub.returncode == 0 and sub.stdout.startswith(f"usage: balloon-harness {command}"), command
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        sub = capsys.readouterr()
+        assert exit_.value.code == 0 and sub.out.startswith(f"usage: balloon-harness {command}"), command
 
 
 def test_report_of_a_non_results_folder_is_one_line(tmp_path, capsys):
