@@ -15,8 +15,13 @@ def test_python_m_harness_and_help(capsys):
     """`python -m harness --help` as a user starts it (a process of its own), then every
     subcommand's --help through the same main() in this process (a Python start each cost
     a dozen of them seconds of test-fast; the entry point is what the subprocess is for)."""
-    out = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
+    # -X importtime lists every module the process imported (stderr): --help must not pay for
+    # the heavy ones the commands themselves need
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "harness", "--help"],
+                         capture_output=True, text=True)
     assert out.returncode == 0
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line}
+    assert not imported & {"pandas", "scipy", "matplotlib", "paramiko", "pydantic", "pyarrow"}, imported
     # The subcommands as argparse lists them ({build,run,...}), not words of the description.
     listed = set(re.search(r"\{([a-z,-]+)\}", out.stdout).group(1).split(","))
     assert {"build", "run", "reproduce", "report", "doctor"} <= listed

@@ -18,7 +18,6 @@ from pathlib import Path
 from harness.arch import DEBIAN_FIRMWARE_DIRS
 from harness.artifacts import cache
 from harness.artifacts.debian import TOOL_PACKAGES, which
-from harness.artifacts.qemu import stock_qemu
 from harness.errors import HarnessError
 from harness.probes.host import meminfo, thp_settings
 
@@ -57,6 +56,8 @@ def check_kvm() -> Check:
     if not vmlinuz or not Path(vmlinuz).exists():
         return Check("warn", "accelerator", "KVM not probed yet (no guest kernel in the cache: "
                                             "run `balloon-harness build`); TCG is the fallback")
+    # deferred: artifacts.qemu reaches the scenario schema (pydantic), which --help does not need
+    from harness.artifacts.qemu import stock_qemu
     verdict = kvm_verdict(stock_qemu(), Path(vmlinuz), DEBIAN_FIRMWARE_DIRS)
     if verdict.usable:
         return Check("ok", "accelerator", f"KVM usable: {verdict.reason}")
