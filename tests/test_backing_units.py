@@ -8,21 +8,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from command_lines import argv, spec
 
 from harness.errors import ConfigError
 from harness.mechanisms import make
-from harness.vm import Machine, MachineSpec
 from harness.vm.backing import ANONYMOUS, Backing
-
-
-def spec(**kw) -> MachineSpec:
-    return MachineSpec(kernel=Path("/k"), initrd=Path("/i"), host_key="ssh-ed25519 AAAA", qemu=Path("/q"), **kw)
-
-
-def argv(s: MachineSpec) -> list[str]:
-    m = Machine(s)
-    m.run_dir = Path("/tmp/x")
-    return m.command_line("tcg", 2222, 3)
 
 
 def test_the_default_backing_leaves_the_command_line_as_it_was():

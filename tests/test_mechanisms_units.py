@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from command_lines import argv, spec
 
 from harness.errors import ConfigError
 from harness.experiment.scenario import Timing, load_scenario
@@ -14,24 +15,13 @@ from harness.experiment.workload import usemem_throughput_mb_s
 from harness.mechanisms import make, registry
 from harness.mechanisms.base import Mechanism
 from harness.vm.follow import Follow, follow
-from harness.vm.machine import Machine
-from harness.vm.spec import BalloonDevice, MachineSpec
+from harness.vm.spec import BalloonDevice
 
 MIB = 1 << 20
 REPO = Path(__file__).resolve().parents[1]
 
 # Their fake QMPs have no events: the moves skip the wait for QEMU's held-back last one.
 pytestmark = pytest.mark.usefixtures("no_event_wait")
-
-
-def spec(**kw) -> MachineSpec:
-    return MachineSpec(kernel=Path("/k"), initrd=Path("/i"), host_key="ssh-ed25519 AAAA", qemu=Path("/q"), **kw)
-
-
-def argv(s: MachineSpec) -> list[str]:
-    m = Machine(s)
-    m.run_dir = Path("/tmp/x")
-    return m.command_line("tcg", 2222, 3)
 
 
 def test_every_module_of_the_package_is_registered():

@@ -378,9 +378,26 @@ def _ref(ref: Optional[str]) -> Optional[str]:
     return ref
 
 
-class KernelTree(_Model):
+class _SourceTree(_Model):
+    """What a kernel and a QEMU tree share: a ``source`` folder recognised by a marker file, and
+    an optional git ``ref``; the fields themselves are declared by each (their order is the one
+    the key reference shows)."""
+
+    MARKER: ClassVar[tuple[str, str]] = ("", "")   # (a file every such tree has, its project's name)
+
+    _ref_ok = field_validator("ref", check_fields=False)(classmethod(lambda cls, v: _ref(v)))
+
+    @field_validator("source", mode="before", check_fields=False)
+    @classmethod
+    def _source(cls, value: Any, info: ValidationInfo) -> Any:
+        return value if isinstance(value, Path) else _tree_source(value, info, *cls.MARKER)
+
+
+class KernelTree(_SourceTree):
     """``kernel = { source = DIR, config = [FRAGMENT...], ref = REF }``: a Linux tree the harness
     builds with its own minimal configuration (harness.artifacts.kernel_tree)."""
+
+    MARKER: ClassVar[tuple[str, str]] = ("Kbuild", "Linux")
 
     source: Path = F(kind="string", meaning="a Linux tree (relative to the scenario file), built with the "
                                             "harness's minimal configuration")
@@ -388,13 +405,6 @@ class KernelTree(_Model):
                              meaning="configuration fragments applied after the minimal one, in order")
     ref: Optional[str] = F(None, kind="string", shown="the work tree",
                            meaning="a git branch, tag or commit to build instead of the work tree")
-
-    _ref_ok = field_validator("ref")(classmethod(lambda cls, v: _ref(v)))
-
-    @field_validator("source", mode="before")
-    @classmethod
-    def _source(cls, value: Any, info: ValidationInfo) -> Any:
-        return value if isinstance(value, Path) else _tree_source(value, info, "Kbuild", "Linux")
 
     @field_validator("config", mode="before")
     @classmethod
@@ -427,20 +437,15 @@ class KernelTree(_Model):
         return f"{self.source}" + (f"@{self.ref}" if self.ref else "") + "".join(f" + {f.name}" for f in self.config)
 
 
-class QemuTree(_Model):
+class QemuTree(_SourceTree):
     """``qemu = { source = DIR, ref = REF }``: a QEMU tree the harness builds like its stacks'
     QEMU (harness.artifacts.qemu.build_qemu_tree)."""
+
+    MARKER: ClassVar[tuple[str, str]] = ("configure", "QEMU")
 
     source: Path = F(kind="string", meaning="a QEMU tree (relative to the scenario file), built like the stacks'")
     ref: Optional[str] = F(None, kind="string", shown="the work tree",
                            meaning="a git branch, tag or commit to build instead of the work tree")
-
-    _ref_ok = field_validator("ref")(classmethod(lambda cls, v: _ref(v)))
-
-    @field_validator("source", mode="before")
-    @classmethod
-    def _source(cls, value: Any, info: ValidationInfo) -> Any:
-        return value if isinstance(value, Path) else _tree_source(value, info, "configure", "QEMU")
 
     def describe(self) -> str:
         return f"{self.source}" + (f"@{self.ref}" if self.ref else "")
