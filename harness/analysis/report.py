@@ -28,6 +28,7 @@ import pandas as pd
 
 from harness.analysis.defaults import RATIO, SHORT_RETURNED, SHORT_SHRINK
 from harness.analysis.framemaps import write_frame_maps
+from harness.analysis.recovery_timeline import write_recovery_timelines
 from harness.analysis.groups import (
     fmt_metric,
     fmt_metric_spread,
@@ -212,6 +213,8 @@ def write_report(out: Path | ResultsFolder) -> ReportFiles:
     stats = write_summary_stats(folder.path, folder.summary, info.arms, info.steps)
     plots = plot_all(folder.samples, folder.summary, folder.path / layout.PLOTS, info.arms, info.steps)
     plots += write_frame_maps(folder.path, folder.path / layout.PLOTS, info.arms)
+    plots += write_recovery_timelines(folder.path, folder.path / layout.PLOTS,
+                                      info.record.steps if info.record is not None else (), info.arms)
     return ReportFiles(list(stats), plots)
 
 
