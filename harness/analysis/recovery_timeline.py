@@ -24,7 +24,7 @@ from harness.results.recovery import FATES, broken_by
 log = logging.getLogger(__name__)
 
 COLOURS = {"absent": "#e6e6e6", "split": "#d62728", "huge": "#08306b"}
-TITLE = "what became of the huge pages the balloon broke: host backing of each broken 2 MiB frame over time"
+TITLE = "what became of the huge pages the balloon broke:\nthe host backing of each broken 2 MiB frame over time"
 
 
 def breaking_step(steps: Sequence[Any]) -> Optional[str]:

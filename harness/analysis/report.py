@@ -28,7 +28,6 @@ import pandas as pd
 
 from harness.analysis.defaults import RATIO, SHORT_RETURNED, SHORT_SHRINK
 from harness.analysis.framemaps import write_frame_maps
-from harness.analysis.recovery_timeline import write_recovery_timelines
 from harness.analysis.groups import (
     fmt_metric,
     fmt_metric_spread,
@@ -36,6 +35,7 @@ from harness.analysis.groups import (
     summary_stats,
     write_summary_stats,
 )
+from harness.analysis.recovery_timeline import write_recovery_timelines
 from harness.analysis.report_plots import plot_all
 from harness.render.text import text_table
 from harness.results import layout

@@ -272,7 +272,8 @@ def _step_retouch(ctx: RunContext, step: Step) -> StepFigures:
     seconds = float(found[-1][1]) - float(found[-1][0])
     ctx.say(f"{step.label}: touched {f'{mib} MiB' if mib else 'its memory'} in {seconds:.2f}s "
             f"(accel={ctx.guest.accel})")
-    return StepFigures({("retouch", "seconds"): seconds, ("retouch", "mib"): float(mib) if mib else math.nan})
+    return StepFigures({metrics.RETOUCH_SECONDS_KEY: seconds,
+                        metrics.RETOUCH_MIB_KEY: float(mib) if mib else math.nan})
 
 
 def breaking_step(ctx: RunContext, step: Step) -> Optional[str]:

@@ -277,6 +277,7 @@ def _returned_gib_per_s(s: StepReadings) -> float:
 # After the balloon (docs/recovery.md): an observe step's figures on the huge pages the last
 # resize before it broke (harness.results.recovery; source "recovery" of its after-reading),
 # and a retouch step's time (source "retouch"). Times count from the break's end reading.
+RETOUCH_SECONDS_KEY, RETOUCH_MIB_KEY = ("retouch", "seconds"), ("retouch", "mib")
 RECOVERY_NOTE = "(observe steps; 2 MiB frame map, harness.results.recovery; NaN elsewhere)"
 RECOVERY_METRICS = [
     Metric("recovery_broken_frames", "frames", f"huge pages the last resize broke: host-huge at its start, split "
@@ -303,15 +304,16 @@ RECOVERY_METRICS = [
                                                        f"page was huge for good {RECOVERY_NOTE}", "lower",
            compute=_after("recovery", "recollapsed_median_seconds")),
     Metric("recovery_freed_median_seconds", "s", "median seconds from the break until a freed one was gone for "
-                                                 f"good {RECOVERY_NOTE}", compute=_after("recovery", "freed_median_seconds")),
+                                                 f"good {RECOVERY_NOTE}",
+           compute=_after("recovery", "freed_median_seconds")),
 ]
 RETOUCH_METRICS = [
     Metric("retouch_seconds", "s", "retouch steps: the command's time measured in the guest (its uptime before "
                                    "and after): what touching the given-back memory again costs the guest; "
                                    "under TCG a relative figure (read it with accel)", "lower",
-           header="retouch s", compute=_after("retouch", "seconds")),
+           header="retouch s", compute=_after(*RETOUCH_SECONDS_KEY)),
     Metric("retouch_mib", "MiB", "retouch steps: MiB the default command touched (usemem <N>m; NaN for "
-                                 "a command of the scenario's own)", compute=_after("retouch", "mib")),
+                                 "a command of the scenario's own)", compute=_after(*RETOUCH_MIB_KEY)),
 ]
 
 
