@@ -42,12 +42,16 @@ def panel(frames: pd.DataFrame, step: str, title: str) -> TimelinePanel:
     rec = broken_by(frames, step)
     f = frames.assign(phase=frames["phase"].astype(str), at=frames["at"].astype(str))
     s0 = int(f[(f["phase"] == step) & (f["at"] == "start")]["sample"].min())
-    later = f[(f["sample"] >= s0) & f["frame"].isin(rec.frames)]
-    host = later.pivot(index="frame", columns="sample", values="host")
+    later = f[f["sample"] >= s0]
+    times = later.groupby("sample")["t"].first().sort_index()
     t_break = float(f[(f["phase"] == step) & (f["at"] == "end")]["t"].min())
-    t = later.groupby("sample")["t"].first().reindex(host.columns).to_numpy() - t_break
+    t = times.to_numpy() - t_break
     order = np.lexsort((np.nan_to_num(rec.seconds, nan=np.inf), rec.fate))
-    rows = host.reindex(rec.frames[order]).to_numpy(np.uint8) if len(order) else np.zeros((0, len(t)), np.uint8)
+    if len(order):
+        host = later[later["frame"].isin(rec.frames)].pivot(index="frame", columns="sample", values="host")
+        rows = host.reindex(index=rec.frames[order], columns=times.index).to_numpy(np.uint8)
+    else:   # nothing broken (a 2 MiB balloon): an empty panel that says so
+        rows = np.zeros((0, len(t)), np.uint8)
     groups, first = [], 0
     for code, name in enumerate(FATES):
         n = int((rec.fate == code).sum())

@@ -35,6 +35,7 @@ from harness.analysis.groups import (
     summary_stats,
     write_summary_stats,
 )
+from harness.analysis.recovery_table import recovery_text
 from harness.analysis.recovery_timeline import write_recovery_timelines
 from harness.analysis.report_plots import plot_all
 from harness.render.text import text_table
@@ -231,6 +232,9 @@ def report_text(out: Path | ResultsFolder, wide: bool = False, explain: bool = F
     info = folder.scenario
     table = headline_table(folder.summary, info.arms, info.steps, info.reference, wide=wide)
     lines = [format_table(table) if table.rows else format_table(table) + "\n(no finished runs)"]
+    after_balloon = recovery_text(folder.summary, info.arms, info.steps)
+    if after_balloon:
+        lines.append(after_balloon)
     lines += list(decided)
     s = folder.summary
     jobs = folder.metadata.get("jobs") if isinstance(folder.metadata, dict) else None
