@@ -182,3 +182,37 @@ def test_recovery_scenario_loads():
     s = load_scenario("scenarios/recovery.toml")
     assert [st.kind for st in s.steps] == ["background", "balloon", "deflate", "retouch", "observe"]
     assert [a.name for a in s.arms] == ["baseline", "thp-order", "stock"]
+
+
+# ---- the timeline picture --------------------------------------------------------------------
+
+def _stored_run(out, run_id: str, before, host, present, t) -> None:
+    rows = []
+    readings = [("balloon", "start", before, np.where(before == HOST_HUGE, 512, 0), t[0] - 5.0)]
+    readings += [("balloon" if j == 0 else "observe", "end" if j == 0 else "during", host[j], present[j], t[j])
+                 for j in range(len(t))]
+    for sample, (phase, at, h, p, tt) in enumerate(readings):
+        rows += [{"sample": sample, "t": tt, "phase": phase, "at": at, "frame": f, "host": int(h[f]),
+                  "host_present": int(p[f])} for f in range(len(before))]
+    d = out / "runs" / run_id
+    d.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(d / "frames.parquet", index=False)
+
+
+def test_timelines_are_drawn_per_run_and_by_arm_even_when_nothing_broke(tmp_path):
+    from types import SimpleNamespace
+
+    from harness.analysis.recovery_timeline import write_recovery_timelines
+    t = np.array([0.0, 1.0, 2.0])
+    _stored_run(tmp_path, "a-r1", np.array([HOST_HUGE, HOST_HUGE, HOST_ABSENT]),
+                np.array([[HOST_SPLIT, HOST_SPLIT, 0], [HOST_SPLIT, HOST_HUGE, 0], [HOST_ABSENT, HOST_HUGE, 0]]),
+                np.array([[100, 200, 0], [100, 512, 0], [0, 512, 0]]), t)
+    _stored_run(tmp_path, "b-r1", np.array([HOST_HUGE, HOST_ABSENT]),        # broke nothing
+                np.array([[HOST_HUGE, 0]] * 3), np.array([[512, 0]] * 3), t)
+    steps = [SimpleNamespace(kind="balloon", label="balloon"), SimpleNamespace(kind="deflate", label="deflate"),
+             SimpleNamespace(kind="observe", label="observe")]
+    paths = write_recovery_timelines(tmp_path, tmp_path / "plots", steps, ["a", "b"])
+    assert sorted(p.name for p in paths) == ["recovery-a-r1.png", "recovery-b-r1.png", "recovery_by_arm.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    # no observe step after a resize: no picture
+    assert write_recovery_timelines(tmp_path, tmp_path / "none", steps[:2]) == []

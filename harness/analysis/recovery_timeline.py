@@ -60,7 +60,8 @@ def panel(frames: pd.DataFrame, step: str, title: str) -> TimelinePanel:
             first += n
     starts = f[f["at"] == "start"].groupby("phase", observed=True)["t"].min().sort_values()
     marks = [(float(v) - t_break, str(k)) for k, v in starts.items() if float(v) - t_break >= t[0] - 1e-9]
-    return TimelinePanel(f"{title}: {rec.broken} broken", rows, t, groups, marks)
+    counts = ", ".join(f"{n} {label}" for label, _, n in groups)
+    return TimelinePanel(f"{title}: {rec.broken} broken" + (f"\n{counts}" if counts else ""), rows, t, groups, marks)
 
 
 def write_recovery_timelines(out: Path, plots_dir: Path, steps: Sequence[Any],

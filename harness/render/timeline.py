@@ -55,9 +55,15 @@ def draw_timelines(panels: Sequence[TimelinePanel], names: Sequence[str], colour
             ax.pcolormesh(_edges(np.asarray(p.t, dtype=float)), rows, p.states, cmap=cmap, norm=norm,
                           shading="flat")
             present |= set(np.unique(p.states).tolist())
+        if len(p.t):
+            edges = _edges(np.asarray(p.t, dtype=float))
+            ax.set_xlim(edges[0], edges[-1])
+        rows_n = max(1, p.states.shape[0])
         for label, first, n in p.groups:
             ax.axhline(first, color="#333333", linewidth=0.6)
-            ax.text(1.01, (first + n / 2) / max(1, p.states.shape[0]), f"{label}\n({n})", fontsize=7,
+            if n < 0.04 * rows_n:   # too thin a band for its label: the title counts it
+                continue
+            ax.text(1.01, (first + n / 2) / rows_n, f"{label}\n({n})", fontsize=7,
                     transform=ax.transAxes, va="center")
         for t, label in p.marks:
             ax.axvline(t, color="#000000", linewidth=0.6, linestyle=":")
