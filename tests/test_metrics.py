@@ -92,7 +92,18 @@ def _sampled_keys() -> set[tuple[str, str]]:
                               capture_output=True, text=True, check=True).stdout
         return f"{text}{mark}\nsmall 1\nhuge 2\norder 9\n"
 
-    return set(read_host(os.getpid(), lambda: 1024.0)) | set(read_guest(run)) | _workload_keys() | _frame_keys()
+    return (set(read_host(os.getpid(), lambda: 1024.0)) | set(read_guest(run)) | _workload_keys() | _frame_keys()
+            | _after_balloon_keys())
+
+
+def _after_balloon_keys() -> set[tuple[str, str]]:
+    """What the after-the-balloon steps add to their after-reading (harness.experiment.runner):
+    an observe step's recovery figures, a retouch's time and size."""
+    import numpy as np
+
+    from harness.results.recovery import classify
+    rec = classify(np.array([2]), np.array([[1]]), np.array([[10]]), np.array([0.0]))
+    return {("recovery", k) for k in rec.figures()} | {metrics.RETOUCH_SECONDS_KEY, metrics.RETOUCH_MIB_KEY}
 
 
 def _frame_keys() -> set[tuple[str, str]]:

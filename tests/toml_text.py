@@ -112,3 +112,10 @@ def small_stock_run(name: str, arms: tuple[str, str]) -> str:
     guest, usemem punching holes in 200 MiB, a balloon to 400 MiB, two stock arms."""
     return (preamble(name) + step("run", "usemem", command="usemem --punch-holes 200m")
             + step("balloon", "balloon 400", target_mib=400) + stock_arms(*arms))
+
+
+def after_balloon_steps(observe_seconds: float = 120, sample_hz: float = 1.0, **retouch: Any) -> str:
+    """After a balloon step (docs/recovery.md): deflate back to full, retouch (usemem over
+    what the deflate gave back, unless ``retouch`` says otherwise), observe."""
+    return (step("deflate", "deflate") + step("retouch", "retouch", **retouch)
+            + step("observe", "observe", seconds=observe_seconds, sample_hz=sample_hz))

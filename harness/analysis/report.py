@@ -35,6 +35,8 @@ from harness.analysis.groups import (
     summary_stats,
     write_summary_stats,
 )
+from harness.analysis.recovery_table import recovery_text
+from harness.analysis.recovery_timeline import write_recovery_timelines
 from harness.analysis.report_plots import plot_all
 from harness.render.text import text_table
 from harness.results import layout
@@ -212,6 +214,8 @@ def write_report(out: Path | ResultsFolder) -> ReportFiles:
     stats = write_summary_stats(folder.path, folder.summary, info.arms, info.steps)
     plots = plot_all(folder.samples, folder.summary, folder.path / layout.PLOTS, info.arms, info.steps)
     plots += write_frame_maps(folder.path, folder.path / layout.PLOTS, info.arms)
+    plots += write_recovery_timelines(folder.path, folder.path / layout.PLOTS,
+                                      info.record.steps if info.record is not None else (), info.arms)
     return ReportFiles(list(stats), plots)
 
 
@@ -228,6 +232,9 @@ def report_text(out: Path | ResultsFolder, wide: bool = False, explain: bool = F
     info = folder.scenario
     table = headline_table(folder.summary, info.arms, info.steps, info.reference, wide=wide)
     lines = [format_table(table) if table.rows else format_table(table) + "\n(no finished runs)"]
+    after_balloon = recovery_text(folder.summary, info.arms, info.steps)
+    if after_balloon:
+        lines.append(after_balloon)
     lines += list(decided)
     s = folder.summary
     jobs = folder.metadata.get("jobs") if isinstance(folder.metadata, dict) else None

@@ -17,6 +17,7 @@ written stops the scenario, since nothing after it could be kept either.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shlex
 import shutil
@@ -52,7 +53,7 @@ from harness.guest import Guest
 from harness.mechanisms import Mechanism
 from harness.probes import framemap
 from harness.probes.sampler import Sampler
-from harness.results import ResultsStore, layout, metrics
+from harness.results import ResultsStore, layout, metrics, recovery
 from harness.vm.follow import MoveResult
 from harness.vm.machine import stop_all_live
 
@@ -100,6 +101,11 @@ class RunContext:
     moves: dict[str, dict] = field(default_factory=dict)   # step label -> MoveResult.as_dict(), for run.json
     summary: list[dict[str, Any]] = field(default_factory=list)  # one row per finished step
     holds_mib: Optional[int] = None            # declared by a run/background step, checked after each step
+    # after the balloon (deflate, retouch, observe): the frame map, the sampler's clock origin,
+    # and the MiB the last deflate gave back (a retouch's default size)
+    frames: Optional[framemap.FrameMap] = None
+    t0: float = 0.0
+    given_back_mib: Optional[float] = None
 
     def say(self, message: str, throttle: float = 0.0) -> None:
         self.progress.say(self.run, self.index, message, throttle)
@@ -213,10 +219,108 @@ def _step_measure(ctx: RunContext, step: Step) -> None:
     return None
 
 
+# ---- after the balloon: deflate, retouch, observe (docs/recovery.md) ----------------------
+
+@dataclass(frozen=True)
+class StepFigures:
+    """Figures a step measured itself, added to its after-reading (a source of their own:
+    ``retouch``, ``recovery``) for the summary's metrics to read."""
+
+    reading: metrics.Reading
+
+
+RETOUCH_MARK = "bh-retouch-uptime"
+
+
+def deflate_target(ctx: RunContext, step: Step) -> int:
+    """A deflate's target: its own target_mib, else the guest's full size."""
+    return step.target_mib if step.target_mib is not None else ctx.mechanism.memory_mib
+
+
+def _step_deflate(ctx: RunContext, step: Step) -> MoveResult:
+    """Give the memory back: a resize to the guest's full size (or target_mib), timed like any."""
+    result = _step_resize(ctx, step.model_copy(update={"target_mib": deflate_target(ctx, step)}))
+    ctx.given_back_mib = result.actual_mib - result.start_mib
+    return result
+
+
+def retouch_command(ctx: RunContext, step: Step) -> tuple[str, Optional[int]]:
+    """The retouch's command and the MiB it touches: the step's command (MiB unknown), or
+    ``usemem <N>m`` over touch_mib, else over what the last deflate gave back."""
+    if step.command is not None:
+        return step.command, None
+    mib = step.touch_mib if step.touch_mib is not None else (
+        int(ctx.given_back_mib) if ctx.given_back_mib is not None and ctx.given_back_mib >= 1 else None)
+    if mib is None:
+        raise GuestStateError(f"step {step.label!r}: a retouch without command or touch_mib touches what the last "
+                              f"deflate gave back, but no deflate before it gave anything back")
+    return f"usemem {mib}m", mib
+
+
+def _step_retouch(ctx: RunContext, step: Step) -> StepFigures:
+    """The guest touches memory again (by default ``usemem`` over what the deflate gave back):
+    a run step whose command is timed in the guest (its uptime before and after, so the SSH
+    round trips are not in it)."""
+    command, mib = retouch_command(ctx, step)
+    # /proc/uptime (10 ms steps): the guest's busybox `date` has no sub-second format
+    timed = (f"read bh_t0 bh_rest < /proc/uptime; {command}; bh_rc=$?; read bh_t1 bh_rest < /proc/uptime; "
+             f"echo \"{RETOUCH_MARK} $bh_t0 $bh_t1\"; exit $bh_rc")
+    _step_run(ctx, step.model_copy(update={"command": timed}))
+    found = re.findall(rf"^{RETOUCH_MARK} ([0-9.]+) ([0-9.]+)$", ctx.commands[-1].read_log(), re.MULTILINE)
+    if not found:
+        raise GuestStateError(f"step {step.label!r}: the retouch's output has no {RETOUCH_MARK} line")
+    seconds = float(found[-1][1]) - float(found[-1][0])
+    ctx.say(f"{step.label}: touched {f'{mib} MiB' if mib else 'its memory'} in {seconds:.2f}s "
+            f"(accel={ctx.guest.accel})")
+    return StepFigures({metrics.RETOUCH_SECONDS_KEY: seconds,
+                        metrics.RETOUCH_MIB_KEY: float(mib) if mib else math.nan})
+
+
+def breaking_step(ctx: RunContext, step: Step) -> Optional[str]:
+    """The label of the last resize (not deflate) before ``step``: the one whose broken huge
+    pages an observe step follows."""
+    before = ctx.scenario.steps[:ctx.scenario.steps.index(step)]
+    moves = [s.label for s in before if s.kind in ("resize", "balloon")]
+    return moves[-1] if moves else None
+
+
+def _step_observe(ctx: RunContext, step: Step) -> StepFigures:
+    """Act on nothing for ``seconds``: the sampler keeps reading the host figures at its rate,
+    and the host side of the frame map is read here at ``sample_hz`` (fixed times from the
+    step's start, not drifting with the read's own time). Returns what became of the huge
+    pages the last resize broke (harness.results.recovery), from the map so far."""
+    period, start = 1.0 / step.sample_hz, time.monotonic()
+    n = 0
+    while True:
+        due = start + n * period
+        if due - start > step.seconds + 1e-9:
+            break
+        time.sleep(max(0.0, due - time.monotonic()))
+        if ctx.frames is not None:
+            ctx.frames.sample_observed(step.label, time.monotonic() - ctx.t0)
+        n += 1
+        ctx.say(f"{step.label}: {time.monotonic() - start:.0f}s of {step.seconds:g}s", throttle=15.0)
+    time.sleep(max(0.0, start + step.seconds - time.monotonic()))
+    broke = breaking_step(ctx, step)
+    if ctx.frames is None or broke is None:
+        return StepFigures({})
+    frames = ctx.frames.frame()
+    # this step's end reading is taken after the handler: the recovery so far ends at its last observed reading
+    try:
+        rec = recovery.broken_by(frames, broke)
+    except ValueError as e:
+        log.warning("step %r: no recovery figures: %s", step.label, e)
+        return StepFigures({})
+    ctx.say(f"{step.label}: of {rec.broken} huge pages {broke!r} broke, "
+            + ", ".join(f"{rec.count(f)} {f.replace('_', ' ')}" for f in recovery.FATES))
+    return StepFigures({("recovery", k): v for k, v in rec.figures().items()})
+
+
 # One handler per step kind; a handler that moves guest memory returns a MoveResult.
 STEP_HANDLERS: dict[str, Callable[[RunContext, Step], Any]] = {
     "run": _step_run, "background": _step_background, "resize": _step_resize, "balloon": _step_resize,
     "stop": _step_stop, "sleep": _step_sleep, "measure": _step_measure,
+    "deflate": _step_deflate, "retouch": _step_retouch, "observe": _step_observe,
 }
 
 
@@ -291,13 +395,16 @@ def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, 
         states, watched_after = watch_workloads(ctx, f"after step {step.label!r}")
         sampler.record(watched_after)
         after.update(watched_after)
+        if isinstance(result, StepFigures):
+            after.update(result.reading)
         if step.holds_mib is not None:
             ctx.holds_mib = step.holds_mib
         check_guest_state(ctx, step, after, states)
         identity = {"run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": step.label,
                     "mechanism": ctx.mechanism.name}
         summary.append(metrics.summary_row(
-            identity, step.kind, step.target_mib, before, after, ctx.guest.accel or "", time.monotonic() - ts,
+            identity, step.kind, deflate_target(ctx, step) if step.kind == "deflate" else step.target_mib,
+            before, after, ctx.guest.accel or "", time.monotonic() - ts,
             result if isinstance(result, MoveResult) else None, series=sampler.series(step.label),
             start_t=ts - t0, workload_mb_s=result.mb_s if isinstance(result, Throughput) else float("nan")))
     return summary
@@ -337,6 +444,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, store: ResultsS
                                                         scenario.steps))
             guest.ssh.run(f"printf 'BH_ARM=%s\\nBH_REP=%s\\nBH_RUN_ID=%s\\n' {shlex.quote(run.arm.name)} "
                           f"{run.rep} {shlex.quote(run.run_id)} > {RUN_ENV}", timeout=30)
+            ctx.frames, ctx.t0 = sampler.frames, t0
             sampler.phase = "idle"
             sampler.snapshot()
             try:

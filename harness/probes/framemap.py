@@ -129,6 +129,11 @@ class FrameMap:
         if inside and self.moving(phase):
             self._keep(_Capture(0, t, phase, "during", self.read_host(), None))
 
+    def sample_observed(self, phase: str, t: float) -> None:
+        """A host-only reading now, whatever the step (an observe step's fixed-rate readings,
+        docs/recovery.md), kept as one of step ``phase``'s "during" readings."""
+        self._keep(_Capture(0, t, phase, "during", self.read_host(), None))
+
     def _keep(self, c: _Capture) -> None:
         with self._lock:
             c.sample = len(self.captures)

@@ -49,8 +49,9 @@ FRAME_FIGURES = (
 REACHED_TOLERANCE_NOTE = "within 1/256 MiB of the target (2 MiB for a balloon moving 2 MiB pages)"
 # Steps that move guest memory ("balloon" is the older name of "resize"), and the kinds
 # tables and comparisons show.
-MOVE_KINDS = ("resize", "balloon")
-TABLE_KINDS = (*MOVE_KINDS, "measure")
+# "deflate" (docs/recovery.md) moves it back: a resize to the guest's full size.
+MOVE_KINDS = ("resize", "balloon", "deflate")
+TABLE_KINDS = (*MOVE_KINDS, "measure", "observe")
 # The sampled reading of the guest's size, whatever the mechanism: balloon `actual`, or boot
 # memory + virtio-mem `size`. Its source keeps the name "balloon" of the results already stored.
 SIZE_KEY = ("balloon", "actual_mib")
@@ -273,6 +274,49 @@ def _returned_gib_per_s(s: StepReadings) -> float:
     return ratio((freed if freed >= RISE_MIN_KIB else math.nan) / KIB_PER_GIB, s.move.seconds)
 
 
+# After the balloon (docs/recovery.md): an observe step's figures on the huge pages the last
+# resize before it broke (harness.results.recovery; source "recovery" of its after-reading),
+# and a retouch step's time (source "retouch"). Times count from the break's end reading.
+RETOUCH_SECONDS_KEY, RETOUCH_MIB_KEY = ("retouch", "seconds"), ("retouch", "mib")
+RECOVERY_NOTE = "(observe steps; 2 MiB frame map, harness.results.recovery; NaN elsewhere)"
+RECOVERY_METRICS = [
+    Metric("recovery_broken_frames", "frames", f"huge pages the last resize broke: host-huge at its start, split "
+                                               f"at its end {RECOVERY_NOTE}", compute=_after("recovery", "broken")),
+    Metric("recovery_recollapsed_frames", "frames", f"of those, one huge page again at the step's end {RECOVERY_NOTE}",
+           "higher", compute=_after("recovery", "recollapsed")),
+    Metric("recovery_freed_frames", "frames", f"of those, nothing present at the step's end {RECOVERY_NOTE}",
+           compute=_after("recovery", "freed")),
+    Metric("recovery_split_thinned_frames", "frames", "of those, still split with fewer 4 KiB pages present than "
+                                                      f"after the break (split for good) {RECOVERY_NOTE}",
+           compute=_after("recovery", "split_thinned")),
+    Metric("recovery_still_split_frames", "frames", f"of those, still split, not thinned (PTE-mapped) {RECOVERY_NOTE}",
+           "lower", compute=_after("recovery", "still_split")),
+    Metric("recovery_recollapsed_fraction", "ratio", f"recovery_recollapsed_frames / recovery_broken_frames "
+                                                     f"{RECOVERY_NOTE}", "higher", header="recollapsed",
+           resolution=0.02, compute=_after("recovery", "recollapsed_fraction")),
+    Metric("recovery_half_seconds", "s", "seconds from the break until half the broken huge pages were huge "
+                                         f"again at once; NaN if never {RECOVERY_NOTE}", "lower",
+           header="half back s", compute=_after("recovery", "half_seconds")),
+    Metric("recovery_back_60s_frames", "frames", "broken huge pages huge again 60 s after the break; NaN when "
+                                                 f"the readings stop sooner {RECOVERY_NOTE}", "higher",
+           header="back at 60 s", resolution=2.0, compute=_after("recovery", "back_after")),
+    Metric("recovery_recollapsed_median_seconds", "s", "median seconds from the break until a recollapsed huge "
+                                                       f"page was huge for good {RECOVERY_NOTE}", "lower",
+           compute=_after("recovery", "recollapsed_median_seconds")),
+    Metric("recovery_freed_median_seconds", "s", "median seconds from the break until a freed one was gone for "
+                                                 f"good {RECOVERY_NOTE}",
+           compute=_after("recovery", "freed_median_seconds")),
+]
+RETOUCH_METRICS = [
+    Metric("retouch_seconds", "s", "retouch steps: the command's time measured in the guest (its uptime before "
+                                   "and after): what touching the given-back memory again costs the guest; "
+                                   "under TCG a relative figure (read it with accel)", "lower",
+           header="retouch s", compute=_after(*RETOUCH_SECONDS_KEY)),
+    Metric("retouch_mib", "MiB", "retouch steps: MiB the default command touched (usemem <N>m; NaN for "
+                                 "a command of the scenario's own)", compute=_after(*RETOUCH_MIB_KEY)),
+]
+
+
 # The figures, in the summary's column order (one declaration each; the resolution floors:
 # one run in five at the default 5 repetitions, two samples at 5/s, one or two huge pages,
 # two 2 MiB frames: what a difference below is below the measurement's grain).
@@ -281,7 +325,8 @@ _ID = [
     Metric("arm", "", "the scenario's arm", compute=_identity("arm")),
     Metric("rep", "", "repetition, from 1", compute=_identity("rep")),
     Metric("step", "", "the step's label", compute=_identity("step")),
-    Metric("kind", "", "resize (balloon), run, background, stop, sleep or measure", compute=lambda s: s.kind),
+    Metric("kind", "", "resize (balloon), run, background, stop, sleep, measure, deflate, retouch "
+                                    "or observe", compute=lambda s: s.kind),
     Metric("mechanism", "", "what resizes the guest: balloon, free-page-reporting, virtio-mem (harness.mechanisms)",
            compute=_identity("mechanism")),
 ]
@@ -433,6 +478,8 @@ _VALUES = [
              resolution=2.0,                     # two 2 MiB frames
              compute=_after("frames", k))
       for k, text, better in FRAME_FIGURES],
+    *RECOVERY_METRICS,
+    *RETOUCH_METRICS,
     Metric("frames_huge_vs_smaps_kib", "kB",
            "the frame map's huge host ranges x 2048 kB minus the kernel's AnonHugePages of the guest-RAM "
            "mappings (smaps), after the step: the map's cross-check, 0 within one huge page (2048)",

@@ -46,10 +46,26 @@ from harness.results.significance import ALPHA_MAX, DEFAULT_ALPHA, alpha_problem
 # ---------------------------------------------------------------------------------------------
 # names and bounds
 
+# After the balloon (docs/recovery.md): "deflate" gives the memory back (a resize to the
+# guest's full size unless target_mib says otherwise), "retouch" has the guest touch memory
+# again and times it in the guest, "observe" samples the host and the 2 MiB frame map for
+# `seconds` at `sample_hz` without acting. Their own block, so other kinds merge beside it.
+AFTER_KINDS = ("deflate", "retouch", "observe")
+AFTER_STEP_KEYS: dict[str, tuple[str, ...]] = {
+    "deflate": ("target_mib",),
+    "retouch": ("command", "touch_mib", "timeout"),
+    "observe": ("seconds", "sample_hz"),
+}
+AFTER_STEP_REQUIRED: dict[str, tuple[str, ...]] = {"deflate": (), "retouch": (), "observe": ("seconds",)}
+DEFAULT_OBSERVE_HZ = 1.0          # frame-map readings per second of an observe step
+OBSERVE_HZ_MAX = 10.0             # the bound against a typo: a 1 GiB host map read takes 0.6 ms (median, ioctl)
+
 # "resize" brings the guest to target_mib with the arm's mechanism; "balloon" is its older
 # name (same meaning, kept for existing scenario files and results).
-STEP_KINDS = ("run", "background", *MOVE_KINDS, "stop", "sleep", "measure")
-StepKind = Literal["run", "background", "resize", "balloon", "stop", "sleep", "measure"]
+STEP_KINDS = ("run", "background", *MOVE_KINDS, "stop", "sleep", "measure",
+              *(k for k in AFTER_KINDS if k not in MOVE_KINDS))
+StepKind = Literal["run", "background", "resize", "balloon", "stop", "sleep", "measure", "deflate", "retouch",
+                   "observe"]
 # The keys a step of each kind may hold besides kind and label, and those it must hold.
 STEP_KEYS: dict[str, tuple[str, ...]] = {
     "run": ("command", "timeout", "holds_mib", "throughput", "anon_drop_fraction"),
@@ -58,10 +74,12 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "stop": ("workload",),
     "sleep": ("seconds",),
     "measure": (),
+    **AFTER_STEP_KEYS,
 }
 STEP_REQUIRED: dict[str, tuple[str, ...]] = {
     "run": ("command",), "background": ("command",), **{k: ("target_mib",) for k in MOVE_KINDS},
     "stop": ("workload",), "sleep": ("seconds",), "measure": (),
+    **AFTER_STEP_REQUIRED,
 }
 # Scenario and arm names end up in folder names (results/<scenario>-<time>, runs/<arm>-r<rep>),
 # run ids and plot titles: plain names only, so no name can lead a write out of its folder.
@@ -138,6 +156,8 @@ def default_step_label(i: int, step: dict[str, Any]) -> str:
     """The label of the ``i``-th step (from 0) of a scenario when it has none: the one
     definition, used when a scenario is loaded and when a results folder's is read back."""
     kind = step.get("kind")
+    if kind in AFTER_KINDS:
+        return default_after_label(i, kind, step)
     if kind in ("run", "background"):
         command = str(step.get("command") or "")
         return f"{i + 1}:{kind} {command.split()[0] if command.split() else ''}"
@@ -149,6 +169,15 @@ def default_step_label(i: int, step: dict[str, Any]) -> str:
         seconds = step.get("seconds", 0)
         return f"{i + 1}:sleep {float(seconds) if isinstance(seconds, (int, float)) else 0:g}s"
     return f"{i + 1}:measure"
+
+
+def default_after_label(i: int, kind: str, step: dict[str, Any]) -> str:
+    """Default labels of the after-the-balloon steps: "3:deflate", "4:retouch", "5:observe 120s"."""
+    if kind == "observe":
+        seconds = step.get("seconds", 0)
+        return f"{i + 1}:observe {float(seconds) if isinstance(seconds, (int, float)) else 0:g}s"
+    target = step.get("target_mib")
+    return f"{i + 1}:{kind}" + (f" {target}" if kind == "deflate" and target is not None else "")
 
 
 def plain_name(name: str) -> bool:
@@ -276,18 +305,20 @@ class GuestSettings(_Model):
 class Step(_Model):
     """One step of every run. ``kind`` says which of the other keys it may hold (STEP_KEYS)."""
 
-    kind: StepKind = F(kind="string", meaning="run, background, resize (its older name: balloon), stop, sleep "
-                                              "or measure")
+    kind: StepKind = F(kind="string", meaning="run, background, resize (its older name: balloon), stop, sleep, "
+                                              "measure, deflate, retouch or observe")
     label: str = F(kind="string", shown="\"<n>:<kind> <command's first word or target>\"",
                    meaning="the step's name in results and tables; unique, one line, no '/'")
     command: Optional[str] = F(None, kind="string", shown="required for run, background",
-                               meaning="the shell command, run in a cgroup of its own")
+                               meaning="the shell command, run in a cgroup of its own (retouch: instead of "
+                                       "`usemem <touch_mib>m`)")
     timeout: float = F(600.0, kind="number >= 1", ge=1, le=SECONDS_MAX,
-                       meaning="run: the command's limit; background: the wait for `ready`")
+                       meaning="run, retouch: the command's limit; background: the wait for `ready`")
     target_mib: Optional[int] = F(None, kind="integer >= 1", shown="required for resize", ge=1, le=MEMORY_MIB_MAX,
-                                  meaning="resize: the guest's size to reach, MiB")
-    seconds: float = F(0.0, kind="number >= 0", shown="required for sleep", ge=0, le=SECONDS_MAX,
-                       meaning="sleep: how long")
+                                  meaning="resize: the guest's size to reach, MiB; deflate: the same, by default "
+                                          "the guest's full size")
+    seconds: float = F(0.0, kind="number >= 0", shown="required for sleep, observe", ge=0, le=SECONDS_MAX,
+                       meaning="sleep, observe: how long")
     ready: Optional[str] = F(None, kind="regular expression",
                              meaning="background: the step ends when the output matches it")
     holds_mib: Optional[int] = F(None, kind="integer >= 1", ge=1, le=MEMORY_MIB_MAX,
@@ -296,6 +327,11 @@ class Step(_Model):
                                 meaning="stop: the label of the run or background step whose workload ends here")
     throughput: bool = F(False, kind="boolean",
                          meaning="run: the output has usemem throughput lines, recorded as workload_mb_s")
+    touch_mib: Optional[int] = F(None, kind="integer >= 1", shown="what the last deflate gave back", ge=1,
+                                 le=MEMORY_MIB_MAX,
+                                 meaning="retouch: MiB the default command (`usemem <N>m`) touches")
+    sample_hz: float = F(DEFAULT_OBSERVE_HZ, kind="number > 0", gt=0, le=OBSERVE_HZ_MAX,
+                         meaning="observe: host frame-map readings per second")
     anon_drop_fraction: float = F(DEFAULT_ANON_DROP_FRACTION, kind="number 0..1", ge=0,
                                   meaning="run, background: the share of its highest anonymous memory the "
                                           "watched workload may lose (1: no check)")
