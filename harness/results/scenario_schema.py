@@ -1175,6 +1175,8 @@ def json_schema(stacks: Sequence[str] = ()) -> dict[str, Any]:
                        **thp_table}
     host = defs["HostSettings"]["properties"]
     host["thp"] = {**{k: v for k, v in host["thp"].items() if k not in ("type", "items", "anyOf")}, **thp_table}
+    arm["host_thp"]["default"] = host["thp"]["default"] = {}      # tables in a file, pairs in the model
+    schema["properties"]["host"]["default"] = {}
     if stacks:
         arm["stack"]["enum"] = list(stacks)
         schema["properties"]["stack"] = {**{k: v for k, v in schema["properties"]["stack"].items()
