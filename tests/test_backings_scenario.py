@@ -110,3 +110,32 @@ def test_arms_with_the_same_knobs_may_overlap(tmp_path):
     p = plan(load_scenario(path))
     assert not knobs_differ(p)
     check_host_room(p, jobs=2)
+
+
+def _prepared(tmp_path, backing: str, accel: str, memory_mib: int = 1024):
+    """A plan of one run whose machine is resolved (as Plan.prepared leaves it), without a build."""
+    import dataclasses
+
+    from harness.experiment.plan import Machine
+    from harness.vm import MachineSpec
+    from harness.vm.backing import Backing
+    p = plan(load_scenario(scenario(tmp_path, vm=f'backing = "{backing}"')))
+    spec = MachineSpec(kernel=tmp_path / "k", initrd=tmp_path / "i", host_key="ssh-ed25519 AAAA",
+                       memory_mib=memory_mib, accel=accel, backing=Backing.parse(backing))
+    run = dataclasses.replace(p.runs[0], machine=Machine(spec, None))  # type: ignore[arg-type]
+    return dataclasses.replace(p, runs=(run,))
+
+
+def test_guest_memfd_is_refused_before_boot_once_the_accelerator_is_tcg(tmp_path):
+    with pytest.raises(ConfigError, match="arm a: backing guest_memfd: needs KVM"):
+        check_host_room(_prepared(tmp_path, "guest_memfd", "tcg"))
+    check_host_room(_prepared(tmp_path, "guest_memfd", "kvm"))
+
+
+def test_hugetlb_pages_beyond_the_host_are_refused_with_the_numbers(tmp_path):
+    from harness.host import hugepages
+    pages = hugepages.available_pages(2048)
+    too_big = (pages + 16) * 2   # MiB of 2 MiB pages: more than MemAvailable holds
+    with pytest.raises(ConfigError, match=rf"need {too_big // 2} pages of 2048 kB \({too_big} MiB\), the host has"):
+        check_host_room(_prepared(tmp_path, "hugetlbfs-2M", "tcg", memory_mib=too_big))
+    check_host_room(_prepared(tmp_path, "hugetlbfs-2M", "tcg", memory_mib=512))

@@ -273,11 +273,8 @@ def _with_accel(run: PlannedRun, accels: dict) -> PlannedRun:
         return run
     key = (m.spec.qemu, m.spec.kernel, m.spec.firmware_dirs)
     accel = accels.get(key, m.spec.accel)
-    try:
-        spec = dataclasses.replace(m.spec, accel=accel)   # MachineSpec checks the backing (guest_memfd: KVM)
-        unconfigured = dataclasses.replace(m.unconfigured, accel=accel) if m.unconfigured else None
-    except ConfigError as e:
-        raise ConfigError(f"arm {run.arm.name}: {e}") from None
+    spec = dataclasses.replace(m.spec, accel=accel)
+    unconfigured = dataclasses.replace(m.unconfigured, accel=accel) if m.unconfigured else None
     return dataclasses.replace(run, machine=dataclasses.replace(m, spec=spec, unconfigured=unconfigured))
 
 
@@ -312,8 +309,8 @@ def check_host_room(plan: Plan, jobs: int = 1) -> None:
     """Refuse, before the first boot, what the host cannot give the plan's runs: arms with
     different THP knobs at once (``--jobs > 1``: knobs are host-wide, so each run would
     change the knobs under the others), or the hugetlb pages of the largest hugetlb guest
-    (``jobs`` of them at once) beyond what ``MemAvailable`` holds. One line each, with the
-    numbers."""
+    (``jobs`` of them at once) beyond what ``MemAvailable`` holds, and a backing the decided
+    accelerator cannot hold (guest_memfd under TCG). One line each, with the numbers."""
     if jobs > 1 and knobs_differ(plan):
         sets = sorted({", ".join(f"{k}={v}" for k, v in plan.scenario.arm_thp(a).items()) or "the host's own"
                        for a in plan.arms})
@@ -322,7 +319,13 @@ def check_host_room(plan: Plan, jobs: int = 1) -> None:
     need: dict[int, int] = {}
     for r in plan.todo:
         b = getattr(r.machine.spec, "backing", None) if r.machine is not None else None
-        if r.machine is None or b is None or not b.hugetlb:
+        if r.machine is None or b is None:
+            continue
+        try:    # guest_memfd needs KVM: refused once the accelerator is decided
+            b.check_guest(r.machine.spec.memory_mib, r.machine.spec.accel)
+        except ConfigError as e:
+            raise ConfigError(f"arm {r.arm.name}: {e}") from None
+        if not b.hugetlb:
             continue
         need[b.page_kib] = max(need.get(b.page_kib, 0), hugepages.pages_for(b, r.machine.ram_mib))
     for page_kib, pages in sorted(need.items()):
