@@ -130,6 +130,9 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
                     v = reference.get(arm, {}).get(col[4:], math.nan) if step == last_step[arm] else math.nan
                     cells.append(fmt_metric(col[4:], v))
                     continue
+                if col == "freed_nothing" and col in rows.columns:   # issue 29: a count, flagged
+                    cells.append(_freed_nothing_cell(rows[col]))
+                    continue
                 m = st[st["metric"] == col]
                 if m.empty:
                     cells.append("-")
@@ -158,6 +161,15 @@ def _with_backing_columns(columns: list[tuple[str, str]], summary: Optional[pd.D
     if not any(c[0] in BACKING_COLUMNS for c in columns):
         columns = columns + [(c, METRICS[c].short) for c in ("host_returned_kib", "freed_nothing")]
     return columns
+
+
+def _freed_nothing_cell(values: pd.Series) -> str:
+    """``k/n`` runs whose discards freed nothing, ``NOTHING k/n`` when any did (seen, not averaged)."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return "-"
+    k = int((v >= 0.5).sum())
+    return f"NOTHING {k}/{len(v)}" if k else f"0/{len(v)}"
 
 
 def _arm_cell(arm: str, rows: pd.DataFrame) -> str:
