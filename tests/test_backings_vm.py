@@ -120,9 +120,12 @@ def test_hugetlb_2m_returns_nothing_to_the_host(stock_image, journal_dir, label)
     pool = hugepages.pool_state(backing.page_kib).total
     m = measure(stock_image, backing)
     before, after = m["before"], m["after"]
-    assert abs(m["returned"]) < 2 * MIB_KIB, "QEMU freed host huge pages from 4 KiB balloon pages"
+    # nothing comes back; the guest's footprint may even grow: a balloon page the fill left
+    # unbacked is faulted in whole by QEMU's discard (docs/backings.md: -74 to -88 MiB in
+    # scenarios/backings.toml)
+    assert m["returned"] < 2 * MIB_KIB, "QEMU freed host huge pages from 4 KiB balloon pages"
     assert backing_usage.freed_nothing(m["returned"], BALLOON_MIB * MIB_KIB)
-    assert before.pool_used_pages == after.pool_used_pages
+    assert after.pool_used_pages >= before.pool_used_pages
     assert after.hugetlb_kib == after.huge_kib == after.held_kib
     # the frame map: the ioctl sees hugetlb pages as huge; /proc/kpageflags marks them
     # KPF_HUGE, not KPF_THP, so the pagemap reader cannot (docs/backings.md)
@@ -148,7 +151,7 @@ def test_hugetlbfs_1g_where_the_host_can_reserve_it(stock_image, journal_dir):
 
 KILLED = """
 import time
-from harness.artifacts import build_all
+from harness.artifacts.build import build_all
 from harness.guest import Guest
 from harness.host import hugepages
 from harness.vm import MachineSpec
