@@ -120,11 +120,12 @@ def test_hugetlb_2m_returns_nothing_to_the_host(stock_image, journal_dir, label)
     pool = hugepages.pool_state(backing.page_kib).total
     m = measure(stock_image, backing)
     before, after = m["before"], m["after"]
-    # nothing freed: not one huge page back (the guest may fault one more in while it
-    # inflates, so the pool can grow; seen: returned -2 MiB)
+    # nothing comes back; the guest's footprint may even grow: a balloon page the fill left
+    # unbacked is faulted in whole by QEMU's discard (docs/backings.md: -74 to -88 MiB in
+    # scenarios/backings.toml)
     assert m["returned"] < 2 * MIB_KIB, "QEMU freed host huge pages from 4 KiB balloon pages"
     assert backing_usage.freed_nothing(m["returned"], BALLOON_MIB * MIB_KIB)
-    assert after.pool_used_pages >= before.pool_used_pages, "the pool got huge pages back"
+    assert after.pool_used_pages >= before.pool_used_pages
     assert after.hugetlb_kib == after.huge_kib == after.held_kib
     # the frame map: the ioctl sees hugetlb pages as huge; /proc/kpageflags marks them
     # KPF_HUGE, not KPF_THP, so the pagemap reader cannot (docs/backings.md)
@@ -143,7 +144,7 @@ def test_hugetlbfs_1g_where_the_host_can_reserve_it(stock_image, journal_dir):
         pytest.skip(f"this host cannot reserve a 1 GiB page now: {e}")
     pool = hugepages.pool_state(backing.page_kib).total
     m = measure(stock_image, backing, guest_mib=1024)
-    assert m["returned"] < 2 * MIB_KIB
+    assert abs(m["returned"]) < 2 * MIB_KIB
     assert m["after"].hugetlb_kib == 1 << 20
     assert hugepages.pool_state(backing.page_kib).total == pool
 
@@ -193,3 +194,52 @@ def test_the_pool_comes_back_after_a_killed_run(journal_dir, tmp_path, stock_ima
         if qemu:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(qemu, signal.SIGKILL)
+
+
+# ---- issue 29: a scenario with a backing and a knob, through the command line ---------------
+
+def test_a_hugetlbfs_scenario_with_a_knob_runs_records_and_restores(tmp_path, journal_dir):
+    """``balloon-harness run`` of a tiny scenario on a hugetlbfs-2M guest with a khugepaged knob
+    set: the run completes, run.json and the summary record the backing and the knobs, what
+    the host got back is measured (0 on hugetlb under the 4 KiB balloon: flagged), and the
+    pools, the knobs and the mounts are as they were afterwards, with no QEMU left."""
+    import pandas as pd
+    from conftest import run_scenario_cli
+    from toml_text import preamble, step
+
+    knob = "khugepaged.pages_to_scan"
+    before_knobs, before_pools = knobs.snapshot(), {k: v["total"] for k, v in room_pools().items()}
+    value = int(before_knobs[knob]) + 8
+    text = (preamble("tiny-hugetlb", memory_mib=512, vm={"backing": "hugetlbfs-2M"})
+            + f"[host.thp.khugepaged]\npages_to_scan = {value}\n"
+            + step("run", "fill", command="usemem -d -s -1 150m && usemem 150m", timeout=600)
+            + step("balloon", "balloon 384", target_mib=384)
+            + '[[arms]]\nname = "stock"\nqemu = "stock"\nmodule = "stock"\n')
+    proc, out = run_scenario_cli(tmp_path, text)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+    run = json.loads((out / "runs" / "stock-r1" / "run.json").read_text())
+    assert run["backing"] == "hugetlbfs-2M"
+    assert run["host"]["thp_requested"] == {knob: value}
+    assert run["host"]["thp_knobs"][knob] == str(value)          # what the run saw
+    assert run["host"]["thp_knobs_before"][knob] == before_knobs[knob]
+    assert run["host"]["hugepage_pools"]["2048kB"]["total"] >= 256   # the guest's pages, reserved
+    summary = pd.read_csv(out / "runs" / "stock-r1" / "summary.csv")
+    row = summary[summary["step"] == "balloon 384"].iloc[0]
+    assert row["backing"] == "hugetlbfs-2M" and row["ballooned_mib"] > 100
+    assert abs(row["host_returned_kib"]) < 4096 and row["freed_nothing"] == 1.0, row.to_dict()
+    assert row["backing_huge_after_kib"] >= 400 * MIB_KIB          # every hugetlb page kept
+    meta = json.loads((out / "metadata.json").read_text())
+    assert knob in meta["host"]["thp_knobs"] and "2048kB" in meta["host"]["hugepage_pools"]
+    # the host as it was
+    assert knobs.snapshot() == before_knobs
+    assert {k: v["total"] for k, v in room_pools().items()} == before_pools
+    assert not any(p.name.startswith("hugetlbfs-") for p in hugepages.MOUNT_ROOT.glob("*")
+                   if os.path.ismount(p)), "a hugetlbfs mount was left"
+    left = [json.loads(f.read_text()).get("entries") for f in journal_dir.glob("*.json")]
+    assert not any(left), f"the journal still lists changes: {left}"
+
+
+def room_pools():
+    from harness.host import room
+    return room.pools()

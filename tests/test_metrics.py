@@ -27,7 +27,7 @@ def reading(actual_mib: float, qemu_ahp_kib: float, rss_kib: float, host_ahp_kib
             ("host", "thp_split_pmd"): split_pmd, ("guest", "anon_kib"): guest_anon_kib}
 
 
-IDENT = {"run_id": "a-r1", "arm": "a", "rep": 1, "step": "balloon 624"}
+IDENT = {"run_id": "a-r1", "arm": "a", "rep": 1, "step": "balloon 624", "backing": "anonymous"}
 
 
 def test_balloon_step_arithmetic_and_units():
@@ -136,6 +136,9 @@ def test_every_column_is_computed_when_every_reading_is_there():
     after: metrics.Reading = {k: 150.0 for k in keys}
     before.update(reading(1024, 1_000_000, 1_100_000, host_ahp_kib=1_010_000, split_pmd=10))
     after.update(reading(624, 600_000, 700_000, host_ahp_kib=610_000, split_pmd=210))
+    # the backing's readings (runner.backing_reading: harness.probes.backing_usage), issue 29
+    before.update({metrics.BACKING_HELD_KEY: 1_100_000.0, metrics.BACKING_HUGE_KEY: 1_000_000.0})
+    after.update({metrics.BACKING_HELD_KEY: 700_000.0, metrics.BACKING_HUGE_KEY: 600_000.0})
     events = [{"event": "BALLOON_CHANGE", "timestamp": {"seconds": 1001, "microseconds": 0}}]
     series = {metrics.RSS_KEY: [(0.0, 1_100_000.0), (3.0, 700_000.0)],
               metrics.AHP_KEY: [(0.0, 600_000.0), (1.0, 700_000.0), (3.0, 900_000.0)]}

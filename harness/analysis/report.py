@@ -42,6 +42,7 @@ from harness.render.text import text_table
 from harness.results import layout
 from harness.results.folder import ResultsFolder, open_folder, ordered
 from harness.results.metrics import (
+    BACKING_COLUMNS,
     METRICS,
     NARROW_TABLE,
     REACHED_TOLERANCE_NOTE,
@@ -101,6 +102,7 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
             ] + columns[5:]
     else:
         columns = list(NARROW_TABLE) + ([("rfc_host_ahp_after_kib", "RFC kB")] if reference else [])
+    columns = _with_backing_columns(columns, summary)   # issue 29
     header = ["arm", "step", "n", "reached"] + [h for _, h in columns]
     table = HeadlineTable(header, [], [c for c, _ in columns], reference=bool(reference))
     if summary is None or summary.empty:
@@ -123,12 +125,15 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
             short = stopped_short(st) if not st.empty else bool(len(reached) and reached.sum() < len(reached))
             if short:
                 table.flagged.append((arm, step))
-            cells = [arm, step, str(len(rows)),
+            cells = [_arm_cell(arm, rows), step, str(len(rows)),
                      f"{int(reached.sum())}/{len(reached)}" if len(reached) else "-"]
             for col, _ in columns:
                 if col.startswith("rfc_"):
                     v = reference.get(arm, {}).get(col[4:], math.nan) if step == last_step[arm] else math.nan
                     cells.append(fmt_metric(col[4:], v))
+                    continue
+                if col == "freed_nothing" and col in rows.columns:   # issue 29: a count, flagged
+                    cells.append(_freed_nothing_cell(rows[col]))
                     continue
                 m = st[st["metric"] == col]
                 if m.empty:
@@ -141,6 +146,40 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
                 cells.append(cell)
             table.rows.append(cells)
     return table
+
+
+# ---- issue 29: the backing in the table -------------------------------------------------------
+def _has_backing(summary: Optional[pd.DataFrame]) -> bool:
+    """Whether the folder's runs recorded their backing's readings (folders from before did not)."""
+    return summary is not None and "backing_held_after_kib" in summary.columns \
+        and bool(summary["backing_held_after_kib"].notna().any())
+
+
+def _with_backing_columns(columns: list[tuple[str, str]], summary: Optional[pd.DataFrame]) -> list[tuple[str, str]]:
+    """The backing's columns only where the folder has them (old folders report as they did);
+    the narrow table gets what the host got back and the freed-nothing flag."""
+    if not _has_backing(summary):
+        return [c for c in columns if c[0] not in BACKING_COLUMNS]
+    if not any(c[0] in BACKING_COLUMNS for c in columns):
+        columns = columns + [(c, METRICS[c].short) for c in ("host_returned_kib", "freed_nothing")]
+    return columns
+
+
+def _freed_nothing_cell(values: pd.Series) -> str:
+    """``k/n`` runs whose discards freed nothing, ``NOTHING k/n`` when any did (seen, not averaged)."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return "-"
+    k = int((v >= 0.5).sum())
+    return f"NOTHING {k}/{len(v)}" if k else f"0/{len(v)}"
+
+
+def _arm_cell(arm: str, rows: pd.DataFrame) -> str:
+    """The arm, with its backing when that is not today's default (anonymous)."""
+    if "backing" not in rows.columns:
+        return arm
+    kinds = sorted({str(b) for b in rows["backing"].dropna() if str(b) and str(b) != "anonymous"})
+    return f"{arm} [{','.join(kinds)}]" if kinds else arm
 
 
 def format_table(table: HeadlineTable) -> str:

@@ -113,7 +113,7 @@ def execute(req: RunRequest) -> int:
     from harness.artifacts.needs import needs_of
     from harness.experiment import metadata
     from harness.experiment.capacity import check_room
-    from harness.experiment.plan import Shard, plan
+    from harness.experiment.plan import Shard, check_host_room, plan
     from harness.experiment.runner import run_plan
     from harness.experiment.scenario import load_scenario, with_order, with_repetitions
     from harness.results import ResultsStore
@@ -139,6 +139,7 @@ def execute(req: RunRequest) -> int:
     if shard and not the_plan.runs:
         raise HarnessError(f"--shard {shard}: this share of the {the_plan.total} planned runs is empty")
     check_room(scenario.vm.memory_mib, scenario.vm.vcpus, jobs, len(the_plan.runs))  # before any build
+    check_host_room(the_plan, jobs)   # issue 29: knobs that differ under --jobs > 1, before any build
     archive = archive_from_environment()
     artifacts = build_all(scenario.stacks, needs=needs_of(scenario.arms), archive=archive)  # what its arms name
     the_plan = the_plan.prepared(artifacts)   # the rest of the build: images with the guest files, accelerators

@@ -20,6 +20,7 @@ from harness.artifacts.build import Artifacts
 from harness.artifacts.cache import file_sha256
 from harness.artifacts.qemu import qemu_version
 from harness.experiment.scenario import Scenario
+from harness.host.room import host_metadata
 from harness.probes.host import thp_settings
 from harness.resources import CHECKOUT
 
@@ -62,6 +63,7 @@ def collect(scenario: Scenario, artifacts: Artifacts) -> dict[str, Any]:
             "cpu": cpu_model(),
             "cpus": len([l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("processor")]),
             "thp": thp_settings(),
+            **host_metadata(),       # issue 29: every THP knob and huge-page pool, set or not
         },
         "qemu": {name: {"path": str(path), "version": qemu_version(path)} for name, path in artifacts.qemus.items()},
         "stacks": {name: {"pins": a.pins.__dict__ if a.pins else None, "qemu": {k: str(v) for k, v in a.qemus.items()}}

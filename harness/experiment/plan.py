@@ -23,16 +23,18 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from harness.artifacts.build import Artifacts
 from harness.artifacts.initramfs import GuestImage, build_image
 from harness.errors import ConfigError
 from harness.experiment.scenario import Arm, Scenario
+from harness.host import hugepages
 from harness.mechanisms import Mechanism
 from harness.results import layout
 from harness.vm import BalloonDevice, MachineSpec
 from harness.vm.accel import decide_accelerators
+from harness.vm.backing import MOUNTED_KINDS, Backing
 
 log = logging.getLogger("harness.run")
 
@@ -67,6 +69,22 @@ class Machine:
     spec: MachineSpec
     mechanism: Mechanism
     module_sha256: Optional[str] = None
+    # issue 29: the machine before its mechanism configured it, and the host THP knobs the
+    # run sets: the runner mounts a tmpfs/hugetlbfs backing's folder just before boot and
+    # configures the mechanism again with it (a virtio-mem device's memory takes the backing).
+    unconfigured: Optional[MachineSpec] = None
+    thp: tuple[tuple[str, Any], ...] = ()
+
+    def with_backing(self, backing: Backing) -> MachineSpec:
+        """The spec to boot once the host room made ``backing`` ready (its mount filled in)."""
+        if self.unconfigured is None or backing == self.spec.backing:
+            return self.spec
+        return self.mechanism.configure(dataclasses.replace(self.unconfigured, backing=backing))
+
+    @property
+    def ram_mib(self) -> int:
+        """All the guest RAM the backing holds: boot memory and any virtio-mem region."""
+        return self.spec.maxmem_mib or self.spec.memory_mib
 
 
 @dataclass(frozen=True)
@@ -119,7 +137,9 @@ class Plan:
         if probe:
             accels = decide_accelerators(probe)
             runs = {k: _with_accel(r, accels) for k, r in runs.items()}
-        return dataclasses.replace(self, runs=tuple(runs.get(r.run_id, r) for r in self.runs))
+        ready = dataclasses.replace(self, runs=tuple(runs.get(r.run_id, r) for r in self.runs))
+        check_host_room(ready, jobs=1)   # issue 29: hugetlb pages and knobs, before any boot
+        return ready
 
 
 def order_seed(scenario: Scenario) -> int:
@@ -241,8 +261,10 @@ def _machine(scenario: Scenario, run: PlannedRun, qemu: Path, image: GuestImage,
     # the matching Debian kernel, so such a kernel needs virtio built in (=y).
     if arm.kernel:
         spec = dataclasses.replace(spec, kernel=Path(arm.kernel))
+    spec = dataclasses.replace(spec, backing=planned_backing(scenario, arm))    # issue 29
     mechanism = arm.make_mechanism(vm.memory_mib)   # the one of this run: it will hold its guest
-    return Machine(mechanism.configure(spec), mechanism, module_sha256)
+    return Machine(mechanism.configure(spec), mechanism, module_sha256, unconfigured=spec,
+                   thp=tuple(sorted(scenario.arm_thp(arm).items())))
 
 
 def _with_accel(run: PlannedRun, accels: dict) -> PlannedRun:
@@ -250,5 +272,68 @@ def _with_accel(run: PlannedRun, accels: dict) -> PlannedRun:
     if m is None or m.spec.accel != "auto":
         return run
     key = (m.spec.qemu, m.spec.kernel, m.spec.firmware_dirs)
-    spec = dataclasses.replace(m.spec, accel=accels.get(key, m.spec.accel))
-    return dataclasses.replace(run, machine=dataclasses.replace(m, spec=spec))
+    accel = accels.get(key, m.spec.accel)
+    spec = dataclasses.replace(m.spec, accel=accel)
+    unconfigured = dataclasses.replace(m.unconfigured, accel=accel) if m.unconfigured else None
+    return dataclasses.replace(run, machine=dataclasses.replace(m, spec=spec, unconfigured=unconfigured))
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 29: each arm's backing and host knobs, and the host's room for them
+
+# Where a tmpfs/hugetlbfs backing's file will be: the runner mounts the real folder just
+# before boot (harness.host.room.prepared) and configures the machine again with it.
+UNMOUNTED = Path("/run/balloon-harness/mounted-at-boot")
+
+
+def arm_backing(scenario: Scenario, arm: Arm) -> Backing:
+    """The arm's backing (its own, else the scenario's ``[vm] backing``)."""
+    return Backing.parse(scenario.arm_backing(arm), f"arm {arm.name}: backing")
+
+
+def planned_backing(scenario: Scenario, arm: Arm) -> Backing:
+    """The backing as planned: a mounted kind's folder stands in until the runner mounts it."""
+    backing = arm_backing(scenario, arm)
+    if backing.kind in MOUNTED_KINDS and backing.mem_path is None:
+        backing = dataclasses.replace(backing, mem_path=UNMOUNTED)
+    return backing
+
+
+def knobs_differ(plan: Plan) -> bool:
+    """Whether the runs to do set different host THP knobs (knobs are host-wide)."""
+    return len({r.machine.thp if r.machine else tuple(sorted(plan.scenario.arm_thp(r.arm).items()))
+                for r in plan.todo}) > 1
+
+
+def check_host_room(plan: Plan, jobs: int = 1) -> None:
+    """Refuse, before the first boot, what the host cannot give the plan's runs: arms with
+    different THP knobs at once (``--jobs > 1``: knobs are host-wide, so each run would
+    change the knobs under the others), or the hugetlb pages of the largest hugetlb guest
+    (``jobs`` of them at once) beyond what ``MemAvailable`` holds, and a backing the decided
+    accelerator cannot hold (guest_memfd under TCG). One line each, with the numbers."""
+    if jobs > 1 and knobs_differ(plan):
+        sets = sorted({", ".join(f"{k}={v}" for k, v in plan.scenario.arm_thp(a).items()) or "the host's own"
+                       for a in plan.arms})
+        raise ConfigError(f"--jobs {jobs}: the arms set different host THP knobs ({'; '.join(sets)}), and "
+                          "knobs are host-wide: runs with different knobs cannot overlap; use --jobs 1")
+    need: dict[int, int] = {}
+    for r in plan.todo:
+        b = getattr(r.machine.spec, "backing", None) if r.machine is not None else None
+        if r.machine is None or b is None:
+            continue
+        try:    # guest_memfd needs KVM: refused once the accelerator is decided
+            b.check_guest(r.machine.spec.memory_mib, r.machine.spec.accel)
+        except ConfigError as e:
+            raise ConfigError(f"arm {r.arm.name}: {e}") from None
+        if not b.hugetlb:
+            continue
+        need[b.page_kib] = max(need.get(b.page_kib, 0), hugepages.pages_for(b, r.machine.ram_mib))
+    for page_kib, pages in sorted(need.items()):
+        pages *= max(jobs, 1)
+        hugepages.pool_state(page_kib)    # refuses a page size the host has no pool of
+        available = hugepages.available_pages(page_kib)
+        if pages > available:
+            raise ConfigError(f"host huge pages: the plan's hugetlb guests need {pages} pages of {page_kib} kB "
+                              f"({pages * page_kib // 1024} MiB{f', {jobs} at once' if jobs > 1 else ''}), the "
+                              f"host has {available * page_kib // 1024} MiB available (MemAvailable): refused "
+                              "before the first boot")

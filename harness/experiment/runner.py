@@ -16,6 +16,8 @@ written stops the scenario, since nothing after it could be kept either.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import re
@@ -39,7 +41,7 @@ from harness.errors import (
     ResultsWriteError,
     WorkloadDied,
 )
-from harness.experiment.plan import Plan, PlannedRun
+from harness.experiment.plan import UNMOUNTED, Plan, PlannedRun, check_host_room
 from harness.experiment.scenario import Scenario, Step
 from harness.experiment.watch import WatchedWorkload, workload_reading
 from harness.experiment.workload import (
@@ -50,10 +52,13 @@ from harness.experiment.workload import (
     usemem_throughput_mb_s,
 )
 from harness.guest import Guest
+from harness.host import knobs, room
 from harness.mechanisms import Mechanism
-from harness.probes import framemap
+from harness.probes import backing_usage, framemap
+from harness.probes.ramlayout import qmp_hmp, read_layout
 from harness.probes.sampler import Sampler
 from harness.results import ResultsStore, layout, metrics, recovery
+from harness.vm import MachineSpec
 from harness.vm.follow import MoveResult
 from harness.vm.machine import stop_all_live
 
@@ -106,6 +111,7 @@ class RunContext:
     frames: Optional[framemap.FrameMap] = None
     t0: float = 0.0
     given_back_mib: Optional[float] = None
+    ram_mappings: list[int] = field(default_factory=list)   # issue 29: host addresses of guest-RAM mappings
 
     def say(self, message: str, throttle: float = 0.0) -> None:
         self.progress.say(self.run, self.index, message, throttle)
@@ -384,6 +390,7 @@ def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, 
         sampler.phase = step.label
         ctx.say(f"step {step.label}")
         before = sampler.snapshot()
+        before.update(backing_reading(ctx))      # issue 29
         sampler.record(watched_before)
         before.update(watched_before)
         ts = time.monotonic()
@@ -392,6 +399,7 @@ def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, 
         seconds[step.kind] = seconds.get(step.kind, 0.0) + time.monotonic() - ts
         time.sleep(timing.step_pause_seconds)
         after = sampler.snapshot()
+        after.update(backing_reading(ctx))       # issue 29
         states, watched_after = watch_workloads(ctx, f"after step {step.label!r}")
         sampler.record(watched_after)
         after.update(watched_after)
@@ -401,7 +409,7 @@ def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, 
             ctx.holds_mib = step.holds_mib
         check_guest_state(ctx, step, after, states)
         identity = {"run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": step.label,
-                    "mechanism": ctx.mechanism.name}
+                    "mechanism": ctx.mechanism.name, "backing": ctx.guest.spec.backing.label}
         summary.append(metrics.summary_row(
             identity, step.kind, deflate_target(ctx, step) if step.kind == "deflate" else step.target_mib,
             before, after, ctx.guest.accel or "", time.monotonic() - ts,
@@ -411,13 +419,31 @@ def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, 
 
 
 def execute_run(scenario: Scenario, run: PlannedRun, index: int, store: ResultsStore,
-                progress: Progress) -> dict[str, Any]:
-    """Boot the run's planned machine (:meth:`harness.experiment.plan.Plan.prepared`), run
-    every step with sampling, write the run's frames. Returns the run info."""
+                progress: Progress, set_knobs: bool = True) -> dict[str, Any]:
+    """The run inside the host room its backing and knobs need (issue 29:
+    :func:`harness.host.room.prepared` reserves hugetlb pages, mounts, sets the THP knobs
+    and gives everything back however the run ends). ``set_knobs``: False when the caller
+    set the knobs for every run at once (``--jobs > 1``)."""
     if run.machine is None:
         raise ValueError(f"run {run.run_id} was not prepared: Plan.prepared() resolves its machine")
     machine = run.machine
-    spec, mechanism = machine.spec, machine.mechanism
+    thp = dict(machine.thp)
+    with room.prepared(machine.spec.backing if machine.spec.backing.mem_path != UNMOUNTED
+                       else dataclasses.replace(machine.spec.backing, mem_path=None),
+                       machine.ram_mib, thp if set_knobs else None) as host:
+        record = {**host.metadata(), "thp_requested": thp}
+        progress.say(run, index, f"host: backing {host.backing.label}"
+                                 + (f", knobs {', '.join(f'{k}={v}' for k, v in thp.items())}" if thp else ""))
+        return _execute_booted(scenario, run, index, store, progress, machine.with_backing(host.backing), record)
+
+
+def _execute_booted(scenario: Scenario, run: PlannedRun, index: int, store: ResultsStore,
+                    progress: Progress, spec: MachineSpec, host_record: dict[str, Any]) -> dict[str, Any]:
+    """Boot the run's planned machine (:meth:`harness.experiment.plan.Plan.prepared`), run
+    every step with sampling, write the run's frames. Returns the run info."""
+    assert run.machine is not None
+    machine = run.machine
+    mechanism = machine.mechanism
     run_dir = store.run_dir(run.run_id)
     if run_dir.exists():  # a partial run from an interrupted attempt
         shutil.rmtree(run_dir)
@@ -435,6 +461,7 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, store: ResultsS
             ctx.say(f"booted in {seconds['boot']:.1f}s (accel={guest.accel})")
             require_memory_cgroup(guest.ssh)  # every step command runs in a memory cgroup of its own
             mechanism.attach(guest)
+            ctx.ram_mappings = ram_mappings(guest)    # issue 29: after virtio-mem plugged its memory
             probe_ssh = guest.open_ssh()  # the steps keep guest.ssh; dropbear wants one channel at a time
             sampler = Sampler(guest.pid, mechanism.size_mib,
                               lambda cmd: probe_ssh.run(cmd, timeout=60).stdout,
@@ -496,12 +523,45 @@ def execute_run(scenario: Scenario, run: PlannedRun, index: int, store: ResultsS
         "workloads": [w.info() for w in ctx.workloads],
         "sampler_errors": sampler.errors[:10],
         "frame_map": sampler.frames.info() if sampler.frames else None,
+        "backing": spec.backing.label,           # issue 29: the backing, the host's knobs and pools
+        "host": host_record,
     }
     if sampler.frames:
         sampler.frames.write(run_dir)
     store.write_run(run.run_id, samples, summary_df, info)
     progress.say(run, index, f"done in {total:.1f}s -> {run_dir}")
     return info
+
+
+# ---- issue 29: the guest RAM's host memory, read the backing's way ------------------------------
+
+def ram_mappings(guest: Guest) -> list[int]:
+    """The start address of each QEMU mapping holding guest RAM (boot RAM, a virtio-mem
+    device's memory), from QEMU's flat view of the guest's memory."""
+    starts: dict[int, None] = {}
+    for span in read_layout(qmp_hmp(guest.qmp)):
+        try:
+            starts[backing_usage.mapping_at(guest.pid, span.hva).start] = None
+        except LookupError:
+            continue
+    return list(starts)
+
+
+def backing_reading(ctx: RunContext) -> metrics.Reading:
+    """Host memory held by guest RAM and the host huge pages under it, summed over the RAM
+    mappings (:func:`harness.probes.backing_usage.read_usage`); {} when it cannot be read."""
+    backing = ctx.guest.spec.backing
+    held = huge = 0
+    try:
+        for start in ctx.ram_mappings:
+            u = backing_usage.read_usage(ctx.guest.pid, start, backing.kind, backing.page_kib)
+            held, huge = held + u.held_kib, huge + u.huge_kib
+    except (OSError, LookupError) as e:
+        log.warning("backing usage of %s: %s", ctx.run.run_id, e)
+        return {}
+    if not ctx.ram_mappings:
+        return {}
+    return {metrics.BACKING_HELD_KEY: float(held), metrics.BACKING_HUGE_KEY: float(huge)}
 
 
 def _keep_partial(ctx: RunContext, sampler: Sampler) -> None:
@@ -545,13 +605,20 @@ def run_plan(planned: Plan, store: ResultsStore, jobs: int = 1,
     if not planned.is_prepared:
         raise ValueError("the plan was not prepared: Plan.prepared(artifacts) resolves its machines")
     scenario, runs = planned.scenario, planned.todo
+    check_host_room(planned, jobs)     # issue 29: refused before the first boot
     progress = Progress(len(runs))
     failed: list[str] = []
+    # issue 29: under --jobs > 1 every run sets the same knobs (check_host_room): set once for
+    # all, since runs that overlap would each restore the knobs under the others.
+    shared_knobs = dict(runs[0].machine.thp) if jobs > 1 and runs and runs[0].machine else {}
 
     def one(i: int, r: PlannedRun) -> None:
         ok = False
         try:
-            execute_run(scenario, r, i, store, progress)
+            if shared_knobs:     # set once around the pool below
+                execute_run(scenario, r, i, store, progress, set_knobs=False)
+            else:
+                execute_run(scenario, r, i, store, progress)
             ok = True
         except ResultsWriteError:
             raise
@@ -566,7 +633,9 @@ def run_plan(planned: Plan, store: ResultsStore, jobs: int = 1,
     if jobs <= 1:
         for i, r in enumerate(runs, 1):
             one(i, r)
-    else:
+        store.combine()
+        return failed
+    with knobs.apply(shared_knobs) if shared_knobs else contextlib.nullcontext():
         pool = ThreadPoolExecutor(max_workers=jobs)
         try:
             futures = [pool.submit(one, i, r) for i, r in enumerate(runs, 1)]

@@ -26,6 +26,7 @@ from harness.artifacts.patches import design_names
 from harness.artifacts.stacks import DEFAULT_STACK, STACKS
 from harness.artifacts.trees import require_tree
 from harness.errors import ConfigError
+from harness.host import knobs
 from harness.results import scenario_schema as schema
 from harness.results.scenario_schema import (  # noqa: F401  (the names the runner and CLI use)
     ARM_ORDERS,
@@ -50,6 +51,7 @@ from harness.results.scenario_schema import (  # noqa: F401  (the names the runn
     plain_name,
     printable,
 )
+from harness.vm.backing import Backing
 
 # Every key a scenario file may hold, by table: (type, default, meaning), from the schema's
 # fields. The docs' key reference (docs/reference/scenario-keys.md) is generated from this.
@@ -67,7 +69,8 @@ def context(path: Path) -> schema.Context:
     def tree(p: Path, _what: str, marker: str, kind: str) -> Path:
         return require_tree(p, "", marker, kind)
 
-    return schema.Context(base=path.parent, stacks=stacks, default_stack=DEFAULT_STACK, tree=tree)
+    return schema.Context(base=path.parent, stacks=stacks, default_stack=DEFAULT_STACK, tree=tree,
+                          backing=Backing.parse, thp=knobs.check)   # issue 29
 
 
 def with_repetitions(scenario: Scenario, repetitions: int) -> Scenario:

@@ -169,9 +169,11 @@ def mounted(fstype: str, options: str, name: str, journal: Optional[Journal] = N
     """A filesystem of this process's own (``/run/balloon-harness/<name>-<pid>``), mounted
     for a guest's backing file (QEMU creates and unlinks it there), unmounted on leaving."""
     journal = journal or Journal()
-    path = MOUNT_ROOT / f"{name}-{os.getpid()}"
-    entry = {"type": "mount", "path": str(path)}
     with host_lock(journal.directory):
+        path, n = MOUNT_ROOT / f"{name}-{os.getpid()}", 1
+        while os.path.ismount(path):    # another run of this harness at once (--jobs > 1)
+            path, n = MOUNT_ROOT / f"{name}-{os.getpid()}-{n}", n + 1
+        entry = {"type": "mount", "path": str(path)}
         path.mkdir(parents=True, exist_ok=True)
         journal.record(entry)
         proc = subprocess.run(["mount", "-t", fstype, "-o", options, "none", str(path)],

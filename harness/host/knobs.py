@@ -189,7 +189,8 @@ def apply(settings: Mapping[str, Any], root: Optional[Path] = None, journal: Opt
                 _undo_partial(applied)
                 raise ConfigError(f"host THP knob {name}: could not set {word!r} in {path} ({why})")
         applied.after = snapshot(base)
-    log.info("host THP knobs set: %s", ", ".join(f"{n}={w}" for n, _, w in plan))
+    if plan:
+        log.info("host THP knobs set: %s", ", ".join(f"{n}={w}" for n, _, w in plan))
     return applied
 
 

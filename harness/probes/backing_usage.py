@@ -40,6 +40,7 @@ class MappingFields:
     path: str
     inode: int
     fields: dict[str, int]
+    device: tuple[int, int] = (0, 0)     # (major, minor) of the file's filesystem
 
 
 def mapping_at(pid: int, address: int) -> MappingFields:
@@ -54,8 +55,9 @@ def mapping_at(pid: int, address: int) -> MappingFields:
                 lo, hi = (int(x, 16) for x in head.split("-"))
                 if lo <= address < hi:
                     parts = line.split(None, 5)
+                    major, minor = (int(x, 16) for x in parts[3].split(":"))
                     current = MappingFields(lo, (hi - lo) // 1024, parts[5].strip() if len(parts) > 5 else "",
-                                            int(parts[4]), {})
+                                            int(parts[4]), {}, (major, minor))
             elif current is not None:
                 words = line.split()
                 if len(words) >= 2 and words[0].endswith(":") and words[1].isdigit():
@@ -65,16 +67,18 @@ def mapping_at(pid: int, address: int) -> MappingFields:
     return current
 
 
-def file_allocated_kib(pid: int, inode: int) -> Optional[int]:
-    """Allocated size (``st_blocks``) of the file behind inode ``inode`` among QEMU's open
-    fds (QEMU keeps a memfd's and a hugetlbfs file's fd open; the file is unlinked)."""
+def file_allocated_kib(pid: int, inode: int, device: Optional[tuple[int, int]] = None) -> Optional[int]:
+    """Allocated size (``st_blocks``) of the file behind inode ``inode`` (on ``device``,
+    major and minor: inode numbers repeat across filesystems, and QEMU holds fds of several)
+    among QEMU's open fds (QEMU keeps a memfd's and a hugetlbfs file's fd open; the file is
+    unlinked)."""
     fd_dir = Path(f"/proc/{pid}/fd")
     for fd in fd_dir.iterdir():
         try:
             st = os.stat(fd)
         except OSError:
             continue
-        if st.st_ino == inode:
+        if st.st_ino == inode and (device is None or (os.major(st.st_dev), os.minor(st.st_dev)) == device):
             return st.st_blocks * 512 // 1024
     return None
 
@@ -110,7 +114,7 @@ def read_usage(pid: int, address: int, kind: str, page_kib: int = 4) -> BackingU
     f = m.fields
     host = parse_meminfo(Path("/proc/meminfo").read_text())
     hugetlb = f.get("Private_Hugetlb", 0) + f.get("Shared_Hugetlb", 0)
-    allocated = file_allocated_kib(pid, m.inode) if m.inode else None
+    allocated = file_allocated_kib(pid, m.inode, m.device) if m.inode else None
     pool_used = pool_free = None
     if kind in HUGETLB_KINDS:
         d = Path(f"/sys/kernel/mm/hugepages/hugepages-{page_kib}kB")
@@ -133,7 +137,7 @@ def returned_kib(before: BackingUsage, after: BackingUsage) -> int:
     return before.held_kib - after.held_kib
 
 
-FREED_NOTHING_SHARE = 0.05     # returned below 5 % of what the guest gave up: the discard freed nothing
+from harness.results.metrics import FREED_NOTHING_SHARE  # noqa: E402  (one threshold, the table's)
 
 
 def freed_nothing(returned: int, given_up_kib: int) -> bool:

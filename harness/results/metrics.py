@@ -486,6 +486,68 @@ _VALUES = [
            compute=_after("frames", "huge_vs_smaps_kib")),
     Metric("accel", "", "kvm or tcg", compute=lambda s: s.accel),
 ]
+
+
+# --- issue 29: the backing of guest RAM, and what the host got back, read its way ----------
+# The runner reads harness.probes.backing_usage around every step (source "backing": the
+# guest-RAM mappings of the QEMU process summed, per backing: Rss/AnonHugePages for anonymous
+# memory, the file's allocated size and its PMD-mapped pages for shmem, the hugetlb pages for
+# hugetlb). "Returned" is then the host's own figure on every backing: a discard that frees
+# nothing (QEMU on hugetlb under a 4 KiB balloon) reads 0 and is flagged, not hidden in a ratio.
+BACKING_HELD_KEY = ("backing", "held_kib")
+BACKING_HUGE_KEY = ("backing", "huge_kib")
+FREED_NOTHING_SHARE = 0.05     # returned below 5 % of what the guest gave up: the discard freed nothing
+
+
+def freed_nothing(returned_kib: float, given_up_kib: float) -> float:
+    """1.0 when the guest gave up memory (``given_up_kib`` >= one huge page) and the host got
+    (almost) none of it back, 0.0 when it got some, NaN when the guest gave up nothing or a
+    figure is missing (a number, so the share of runs that freed nothing is its mean)."""
+    if math.isnan(returned_kib) or math.isnan(given_up_kib) or given_up_kib < RISE_MIN_KIB:
+        return math.nan
+    return float(returned_kib < FREED_NOTHING_SHARE * given_up_kib)
+
+
+_BACKING = [
+    Metric("backing", "", "what the host puts behind guest RAM (harness.vm.backing): anonymous, memfd, tmpfs, "
+                          "hugetlbfs-2M, ...; empty in folders written before backings existed",
+           compute=_identity("backing")),
+    Metric("backing_held_before_kib", "kB", "host memory held by guest RAM before the step, read the backing's "
+                                            "way (anonymous: Rss of the RAM mappings; shmem and hugetlb: the "
+                                            "file's allocated size)", compute=_before(*BACKING_HELD_KEY)),
+    Metric("backing_held_after_kib", "kB", "the same after the step", compute=_after(*BACKING_HELD_KEY)),
+    Metric("host_returned_kib", "kB", "backing_held_before - backing_held_after: memory the host got back, "
+                                      "measured on the host for every backing", "higher",
+           header="host returned kB", wide=10, compute=lambda s: s.row["backing_held_before_kib"]
+           - s.row["backing_held_after_kib"]),
+    Metric("freed_nothing", "bool", f"the guest gave up memory (ballooned, unplugged) but the host got back "
+                                    f"less than {FREED_NOTHING_SHARE:.0%} of it: the backing's discard freed "
+                                    "nothing (hugetlb under a 4 KiB balloon)", "lower",
+           header="freed nothing", wide=11,
+           compute=lambda s: freed_nothing(s.row["host_returned_kib"], s.row["ballooned_mib"] * 1024)
+           if s.move is not None and not s.targetless else math.nan),
+    Metric("backing_huge_before_kib", "kB", "host huge pages under guest RAM before the step (anonymous: "
+                                            "AnonHugePages; shmem: ShmemPmdMapped + FilePmdMapped; hugetlb: "
+                                            "its hugetlb pages)", compute=_before(*BACKING_HUGE_KEY)),
+    Metric("backing_huge_after_kib", "kB", "the same after the step", "higher", header="host huge kB",
+           wide=12, compute=_after(*BACKING_HUGE_KEY)),
+    Metric("backing_huge_lost_per_returned_mib", "ratio",
+           "(backing_huge_before - backing_huge_after) / host_returned_kib: host huge pages lost per MiB the "
+           "host got back, on any backing; NaN when less than a huge page came back", "lower",
+           header="huge lost/ret MiB", wide=13,
+           compute=lambda s: thp_lost_per_returned_mib(s.row["backing_huge_before_kib"]
+                                                       - s.row["backing_huge_after_kib"], s.row["host_returned_kib"])),
+    Metric("backing_huge_kept_per_returned_mib", "ratio",
+           "backing_huge_after / host_returned_kib: host huge pages the guest still holds per MiB the host got "
+           "back; NaN when less than a huge page came back (hugetlb under a 4 KiB balloon: every page kept, "
+           "nothing returned)", "higher",
+           compute=lambda s: thp_lost_per_returned_mib(s.row["backing_huge_after_kib"], s.row["host_returned_kib"])),
+]
+# The backing's columns are shown in the wide table only when a folder has them (folders
+# written before backings existed report as they did).
+BACKING_COLUMNS = tuple(m.name for m in _BACKING)
+_VALUES = [*_VALUES, *_BACKING]
+
 METRICS: dict[str, Metric] = {m.name: m for m in (*_ID, *_VALUES)}
 
 # --- views of the declarations above (nothing is declared below this line) -----------------

@@ -32,7 +32,9 @@ from typing import Annotated, Any, Callable, ClassVar, Literal, Optional, Union
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -132,6 +134,10 @@ class Context:
     default_stack: Optional[str] = None
     tree: Optional[Callable[[Path, str, str, str], Path]] = None
     record: bool = False
+    # issue 29: how this machine checks a backing (harness.vm.backing.Backing.parse) and host
+    # THP settings (harness.host.knobs.check); both raise a ConfigError naming what is wrong.
+    backing: Optional[Callable[[Any], Any]] = None
+    thp: Optional[Callable[[Any], Any]] = None
 
     @property
     def strict(self) -> bool:
@@ -234,6 +240,92 @@ LAX = Field(strict=False)
 # the machine, the pacing, the guest's files
 
 
+# ---------------------------------------------------------------------------------------------
+# issue 29: the guest RAM's backing and the host's THP knobs (checked through the Context:
+# harness.vm.backing and harness.host.knobs live above this layer)
+
+BACKING_KINDS_TEXT = "anonymous, memfd, tmpfs, memfd-hugetlb-2M/-1G, hugetlbfs-2M/-1G, guest_memfd"
+
+
+class BackingTable(_Model):
+    """A backing written as a table (``{kind = "hugetlbfs", page_size = "2M"}``)."""
+
+    kind: str = F(kind="string", meaning="anonymous, memfd, tmpfs, memfd-hugetlb, hugetlbfs or guest_memfd")
+    page_size: Optional[str] = F(None, kind="2M or 1G", shown="none", meaning="hugetlb kinds: the host page size")
+    share: Optional[bool] = F(None, kind="boolean", shown="off for anonymous, else on",
+                              meaning="QEMU's share= (shared memory is discarded by punching holes)")
+    prealloc: bool = F(False, kind="boolean", meaning="QEMU's prealloc=")
+    mem_path: Optional[str] = F(None, kind="string", shown="a mount of the harness's own",
+                                meaning="tmpfs/hugetlbfs: a mounted folder to use instead")
+
+
+# A string or a table, told apart by type (so a table's error is the table's, not "must be str").
+_BACKING_TAGS = ("backing-name", "backing-table")
+BackingValue = Annotated[Union[Annotated[str, Tag("backing-name")], Annotated[BackingTable, Tag("backing-table")]],
+                         Discriminator(lambda v: "backing-name" if isinstance(v, str) else "backing-table")]
+
+
+def _check_backing(value: Any, info: ValidationInfo) -> Any:
+    """A backing checked by this machine's rules (Backing.parse), when the Context has them."""
+    check = _context(info).backing
+    if check is None or value is None:
+        return value
+    plain = value.model_dump(exclude_none=True) if isinstance(value, BaseModel) else value
+    try:
+        check(plain)
+    except Exception as e:   # ConfigError: "backing: <reason>"
+        raise _fail("", str(e).removeprefix("backing: ")) from None
+    return value
+
+
+def flatten_thp(settings: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"khugepaged": {"max_ptes_none": 0}}`` -> ``{"khugepaged.max_ptes_none": 0}`` (as
+    harness.host.knobs.flatten: a TOML sub-table and a dotted name are the same knob)."""
+    out: dict[str, Any] = {}
+    for key, value in dict(settings).items():
+        if isinstance(value, dict):
+            out.update(flatten_thp(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _thp_pairs(value: Any, info: ValidationInfo) -> Any:
+    """A THP settings table as sorted (knob, value) pairs, checked against this host."""
+    ctx = _context(info)
+    if ctx.record:
+        return tuple(tuple(p) if isinstance(p, list) else p for p in value) if isinstance(value, (list, tuple)) \
+            else value
+    if not isinstance(value, dict):
+        raise _fail("", f"must be a table of THP knobs, got {type(value).__name__} {value!r}")
+    flat = flatten_thp(value)
+    for name, v in flat.items():
+        if not isinstance(v, (str, int, bool)):
+            raise _fail(name, f"must be a string or a whole number, got {type(v).__name__} {v!r}")
+    if ctx.thp is not None:
+        try:
+            ctx.thp(flat)
+        except Exception as e:   # ConfigError: "host.thp: host THP knob <name>: <reason>"
+            raise _fail("", str(e).removeprefix("host.thp: ")) from None
+    return tuple(sorted(flat.items()))
+
+
+ThpPairs = Annotated[tuple[tuple[str, Any], ...], LAX]
+
+
+class HostSettings(_Model):
+    """What the harness sets on the host for the scenario's runs (restored after each)."""
+
+    thp: ThpPairs = F((), kind="table", shown="{} (the host's own)",
+                      meaning="THP knobs under /sys/kernel/mm/transparent_hugepage for every arm, e.g. "
+                              "{ defrag = \"never\", khugepaged = { max_ptes_none = 0 } }")
+
+    @field_validator("thp", mode="before")
+    @classmethod
+    def _thp(cls, value: Any, info: ValidationInfo) -> Any:
+        return _thp_pairs(value, info)
+
+
 class VMSettings(_Model):
     memory_mib: int = F(1024, kind="integer >= 128", meaning="guest memory at boot, MiB", ge=128, le=MEMORY_MIB_MAX)
     vcpus: int = F(1, kind="integer >= 1", meaning="guest vCPUs", ge=1, le=VCPUS_MAX)
@@ -243,6 +335,14 @@ class VMSettings(_Model):
         "always", kind="always, madvise or never", meaning="the guest's transparent huge page mode, set at boot")
     boot_timeout: float = F(DEFAULT_BOOT_TIMEOUT, kind="number >= 1", ge=1, le=SECONDS_MAX,
                             meaning="seconds the guest has to answer SSH after QEMU starts")
+    backing: BackingValue = F("anonymous", kind="string or table",
+                              meaning="what the host puts behind guest RAM: " + BACKING_KINDS_TEXT +
+                                      " (docs/backings.md)")
+
+    @field_validator("backing")
+    @classmethod
+    def _backing(cls, value: Any, info: ValidationInfo) -> Any:
+        return _check_backing(value, info)
 
 
 class Timing(_Model):
@@ -608,6 +708,22 @@ class Arm(_Model):
                                                            meaning="the mechanism's options")
     kernel_tree: Optional[KernelTree] = Field(None, exclude=False, json_schema_extra={"x-hidden": True})
     qemu_tree: Optional[QemuTree] = Field(None, json_schema_extra={"x-hidden": True})
+    # issue 29: this arm's backing and host THP knobs (over the scenario's)
+    backing: Optional[BackingValue] = F(None, kind="string or table", shown="[vm] backing",
+                                        meaning="this arm's guest RAM backing")
+    host_thp: ThpPairs = F((), kind="table", shown="{}",
+                           meaning="this arm's host THP knobs, over [host.thp] (arms with different knobs "
+                                   "never run at once)")
+
+    @field_validator("backing")
+    @classmethod
+    def _arm_backing(cls, value: Any, info: ValidationInfo) -> Any:
+        return _check_backing(value, info)
+
+    @field_validator("host_thp", mode="before")
+    @classmethod
+    def _arm_thp(cls, value: Any, info: ValidationInfo) -> Any:
+        return _thp_pairs(value, info)
 
     @model_validator(mode="before")
     @classmethod
@@ -810,6 +926,8 @@ class Scenario(_Model):
     repetitions: int = F(1, kind="integer >= 1", ge=1, le=REPETITIONS_MAX,
                          meaning="runs of every arm (`--reps` overrides it)")
     vm: VMSettings = F(VMSettings(), kind="table", shown="", meaning="the guest machine, below")
+    host: HostSettings = F(HostSettings(), kind="table", shown="", meaning="the host's THP knobs for the runs, "
+                                                                             "below (issue 29)")
     timing: Timing = F(Timing(), kind="table", shown="", meaning="how runs are paced and sampled, below")
     kernel: Optional[KernelTree] = F(None, kind="table", shown="none",
                                      meaning="a Linux tree every arm naming neither `kernel` nor `module` boots "
@@ -948,6 +1066,16 @@ class Scenario(_Model):
         """The guest stacks the arms use, in arm order (what a run must build)."""
         return list(dict.fromkeys(a.stack for a in self.arms))
 
+    # ---- issue 29: each arm's backing and host knobs ----------------------------------------
+    def arm_backing(self, arm: Arm) -> Any:
+        """The arm's backing as written (its own, else ``[vm] backing``), for Backing.parse."""
+        value = arm.backing if arm.backing is not None else self.vm.backing
+        return value.model_dump(exclude_none=True) if isinstance(value, BaseModel) else value
+
+    def arm_thp(self, arm: Arm) -> dict[str, Any]:
+        """The host THP knobs the arm's runs set: ``[host.thp]`` with the arm's over it."""
+        return {**dict(self.host.thp), **dict(arm.host_thp)}
+
     def arm(self, name: str) -> Arm:
         for a in self.arms:
             if a.name == name:
@@ -976,6 +1104,8 @@ def _key(loc: Sequence[Union[int, str]], extra: str = "") -> str:
     for part in loc:
         if isinstance(part, int):
             key += f"[{part}]"
+        elif part in _BACKING_TAGS:
+            continue
         elif part not in ("function-after", "function-before", "function-wrap") and not part.startswith("function-"):
             key += ("." if key else "") + _RENAMED.get(part, part)
     if extra:
@@ -1079,6 +1209,15 @@ def json_schema(stacks: Sequence[str] = ()) -> dict[str, Any]:
                       "type": "object",
                       "anyOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in MECHANISM_OPTIONS.values()]}
     arm["mechanism"]["enum"] = list(MECHANISM_OPTIONS)
+    thp_table = {"type": "object", "additionalProperties": {
+        "anyOf": [{"type": ["string", "integer", "boolean"]},
+                  {"type": "object", "additionalProperties": {"type": ["string", "integer", "boolean"]}}]}}
+    arm["host_thp"] = {**{k: v for k, v in arm["host_thp"].items() if k not in ("type", "items", "anyOf")},
+                       **thp_table}
+    host = defs["HostSettings"]["properties"]
+    host["thp"] = {**{k: v for k, v in host["thp"].items() if k not in ("type", "items", "anyOf")}, **thp_table}
+    arm["host_thp"]["default"] = host["thp"]["default"] = {}      # tables in a file, pairs in the model
+    schema["properties"]["host"]["default"] = {}
     if stacks:
         arm["stack"]["enum"] = list(stacks)
         schema["properties"]["stack"] = {**{k: v for k, v in schema["properties"]["stack"].items()
@@ -1117,7 +1256,8 @@ def keys_table() -> dict[str, dict[str, tuple[str, str, str]]]:
     fields, and an arm's ``options`` by mechanism (docs/reference/scenario-keys.md is generated
     from this)."""
     tables: dict[str, type[BaseModel]] = {
-        "": Scenario, "vm": VMSettings, "timing": Timing, "steps": Step, "arms": Arm, "kernel": KernelTree,
+        "": Scenario, "vm": VMSettings, "host": HostSettings, "vm.backing (a table)": BackingTable,
+        "timing": Timing, "steps": Step, "arms": Arm, "kernel": KernelTree,
         "qemu": QemuTree, "guest": GuestSettings, "expect": Expectation,
         **{f"options of {name}": m for name, m in MECHANISM_OPTIONS.items() if m.model_fields}}
     out: dict[str, dict[str, tuple[str, str, str]]] = {}
@@ -1132,5 +1272,6 @@ def keys_table() -> dict[str, dict[str, tuple[str, str, str]]]:
     return out
 
 
-__all__ = ["Arm", "Context", "Expectation", "GuestSettings", "KernelTree", "MechanismOptions", "QemuTree",
+__all__ = ["Arm", "BackingTable", "Context", "HostSettings", "Expectation", "GuestSettings",
+            "KernelTree", "MechanismOptions", "QemuTree",
            "Scenario", "Step", "Timing", "VMSettings"]
