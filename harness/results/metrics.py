@@ -509,8 +509,8 @@ def freed_nothing(returned_kib: float, given_up_kib: float) -> float:
 
 
 _BACKING = [
-    Metric("backing", "", "what the host puts behind guest RAM (harness.vm.backing): anonymous, memfd, tmpfs, "
-                          "hugetlbfs-2M, ...; empty in folders written before backings existed",
+    Metric("backing", "", "what the host puts behind guest RAM (harness.vm.backing: the scenario key "
+                          "`backing`); empty in folders written before backings existed",
            compute=_identity("backing")),
     Metric("backing_held_before_kib", "kB", "host memory held by guest RAM before the step, read the backing's "
                                             "way (anonymous: Rss of the RAM mappings; shmem and hugetlb: the "

@@ -244,13 +244,17 @@ LAX = Field(strict=False)
 # issue 29: the guest RAM's backing and the host's THP knobs (checked through the Context:
 # harness.vm.backing and harness.host.knobs live above this layer)
 
-BACKING_KINDS_TEXT = "anonymous, memfd, tmpfs, memfd-hugetlb-2M/-1G, hugetlbfs-2M/-1G, guest_memfd"
+# The kinds, declared here (the lowest layer) for the schema's texts; harness.vm.backing maps
+# each to QEMU's options and refuses the impossible ones.
+BACKING_KINDS = ("anonymous", "memfd", "tmpfs", "memfd-hugetlb", "hugetlbfs", "guest_memfd")
+HUGETLB_BACKING_KINDS = ("memfd-hugetlb", "hugetlbfs")
+BACKING_KINDS_TEXT = ", ".join(k + ("-2M/-1G" if k in HUGETLB_BACKING_KINDS else "") for k in BACKING_KINDS)
 
 
 class BackingTable(_Model):
     """A backing written as a table (``{kind = "hugetlbfs", page_size = "2M"}``)."""
 
-    kind: str = F(kind="string", meaning="anonymous, memfd, tmpfs, memfd-hugetlb, hugetlbfs or guest_memfd")
+    kind: str = F(kind="string", meaning=", ".join(BACKING_KINDS))
     page_size: Optional[str] = F(None, kind="2M or 1G", shown="none", meaning="hugetlb kinds: the host page size")
     share: Optional[bool] = F(None, kind="boolean", shown="off for anonymous, else on",
                               meaning="QEMU's share= (shared memory is discarded by punching holes)")

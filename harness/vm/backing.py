@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.errors import ConfigError
+from harness.results.scenario_schema import BACKING_KINDS, HUGETLB_BACKING_KINDS
 
-KINDS = ("anonymous", "memfd", "tmpfs", "memfd-hugetlb", "hugetlbfs", "guest_memfd")
+KINDS = BACKING_KINDS                  # declared once, in the scenario schema
 MOUNTED_KINDS = ("tmpfs", "hugetlbfs")       # a file in a folder the host room mounts
-HUGETLB_KINDS = ("memfd-hugetlb", "hugetlbfs")
+HUGETLB_KINDS = HUGETLB_BACKING_KINDS
 PAGE_SIZES_KIB = {"2M": 2048, "1G": 1048576}
 RAM_ID = "pc.ram"        # q35's default_ram_id: the RAM region's name either way
 
