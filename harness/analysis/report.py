@@ -160,9 +160,18 @@ def _with_backing_columns(columns: list[tuple[str, str]], summary: Optional[pd.D
     the narrow table gets what the host got back and the freed-nothing flag."""
     if not _has_backing(summary):
         return [c for c in columns if c[0] not in BACKING_COLUMNS]
-    if not any(c[0] in BACKING_COLUMNS for c in columns):
+    if not any(c[0] in BACKING_COLUMNS for c in columns) and _backing_matters(summary):
         columns = columns + [(c, METRICS[c].short) for c in ("host_returned_kib", "freed_nothing")]
     return columns
+
+
+def _backing_matters(summary: pd.DataFrame) -> bool:
+    """Whether the narrow table needs the backing's two columns: a run on another backing than
+    private anonymous memory (where the process's RSS is not what the host got back), or a
+    run whose discards freed nothing. The RFC's own table stays as it was, inside 100 columns."""
+    kinds = {str(k) for k in summary.get("backing", pd.Series(dtype=object)).dropna() if str(k)}
+    freed = pd.to_numeric(summary.get("freed_nothing", pd.Series(dtype=float)), errors="coerce")
+    return bool(kinds - {"anonymous"}) or bool((freed > 0).any())
 
 
 def _freed_nothing_cell(values: pd.Series) -> str:
