@@ -42,6 +42,7 @@ from harness.render.text import text_table
 from harness.results import layout
 from harness.results.folder import ResultsFolder, open_folder, ordered
 from harness.results.metrics import (
+    HOST_WIDE,
     METRICS,
     NARROW_TABLE,
     REACHED_TOLERANCE_NOTE,
@@ -101,7 +102,8 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
             ] + columns[5:]
     else:
         columns = list(NARROW_TABLE) + ([("rfc_host_ahp_after_kib", "RFC kB")] if reference else [])
-    header = ["arm", "step", "n", "reached"] + [h for _, h in columns]
+    columns += fleet_columns(summary)   # issue 30: a fleet's figures, when the summary has a fleet
+    header = ["arm", "step", "n", "reached"] + [h + (HOST_WIDE_MARK if c in HOST_WIDE else "") for c, h in columns]
     table = HeadlineTable(header, [], [c for c, _ in columns], reference=bool(reference))
     if summary is None or summary.empty:
         return table
@@ -143,6 +145,22 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
     return table
 
 
+# ---- issue 30: fleets (docs/fleet.md) ----
+# Host-wide figures are marked in the table's header and named in its legend: read from the
+# whole host (/proc/meminfo, vmstat) or summed over a fleet's guests, not one QEMU process.
+HOST_WIDE_MARK = "*"
+FLEET_TABLE = ("fleet_returned_mib", "fleet_thp_kept_kib", "fleet_more_guests_fit")
+
+
+def fleet_columns(summary: Optional[pd.DataFrame]) -> list[tuple[str, str]]:
+    """The fleet's columns (FLEET_TABLE) when the summary has a fleet's rows, else none."""
+    if summary is None or "fleet_guests" not in summary.columns:
+        return []
+    if pd.to_numeric(summary["fleet_guests"], errors="coerce").isna().all():
+        return []
+    return [(c, METRICS[c].short) for c in FLEET_TABLE]
+
+
 def format_table(table: HeadlineTable) -> str:
     """A plain-text table for the terminal (arm and step left-aligned, figures right)."""
     return text_table(table.header, table.rows, left=2)
@@ -153,6 +171,13 @@ def legend(table: HeadlineTable, width: int = 100) -> str:
     out = ["n: runs of the arm with this step. reached k/n: runs whose balloon got "
            f"{REACHED_TOLERANCE_NOTE}.",
            "Figures: median over the runs; (a..b): min..max of 2-4 runs; [a..b]: IQR (q1..q3) of 5 or more."]
+    marked = [c for c in table.columns if c in HOST_WIDE]
+    if marked:
+        out.append(f"{HOST_WIDE_MARK}: host-wide: read from the whole host (/proc/meminfo, /proc/vmstat), or "
+                   f"a fleet's guests summed ('[fleet]' rows), not one QEMU process.")
+    if any(c in FLEET_TABLE for c in table.columns):
+        out.append("A fleet run (guests = N) has one row per guest of each step (n counts guests x runs) and a "
+                   "'<step> [fleet]' row of all its guests together (docs/fleet.md).")
     for col, head in zip(table.columns, table.header[4:]):
         if col.startswith("rfc_"):
             continue
