@@ -562,6 +562,7 @@ def run_plan(planned: Plan, store: ResultsStore, jobs: int = 1,
         ok = False
         try:
             if scenario.guests_of(r.arm) > 1:   # issue 30: a fleet (docs/fleet.md)
+                # fleet.py builds on this module's step handlers: imported here, so imports stay one-way
                 from harness.experiment.fleet import execute_fleet_run
                 execute_fleet_run(scenario, r, i, store, progress)
             else:
