@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from harness.errors import HarnessError
+from harness.errors import GuestDied, HarnessError
 from harness.experiment import runner
 from harness.experiment.plan import PlannedRun
 from harness.experiment.scenario import Scenario, Step
@@ -146,7 +146,7 @@ def _together(members: list[Member], what: Callable[[Member], Any], when: str,
         if e is None:
             out[m.number] = result
             continue
-        if m.guest.machine.wait_exit(2.0):   # its QEMU died under the step: say so, with its console
+        if not isinstance(e, GuestDied) and m.guest.machine.wait_exit(2.0):   # its QEMU died under the step
             e = m.guest.machine.died(f"the guest died {when} ({type(e).__name__}: "
                                      f"{str(e).splitlines()[0] if str(e) else ''})")
         m.fail(e, when)
