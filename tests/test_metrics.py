@@ -93,7 +93,12 @@ def _sampled_keys() -> set[tuple[str, str]]:
         return f"{text}{mark}\nsmall 1\nhuge 2\norder 9\n"
 
     return (set(read_host(os.getpid(), lambda: 1024.0)) | set(read_guest(run)) | _workload_keys() | _frame_keys()
-            | _after_balloon_keys())
+            | _after_balloon_keys() | _fleet_keys())
+
+
+def _fleet_keys() -> set[tuple[str, str]]:
+    """What a fleet's row adds to its after-reading (issue 30, harness.results.fleet.fleet_row)."""
+    return {metrics.FLEET_GUESTS_KEY, metrics.FLEET_GUEST_MIB_KEY}
 
 
 def _after_balloon_keys() -> set[tuple[str, str]]:
@@ -142,7 +147,7 @@ def test_every_column_is_computed_when_every_reading_is_there():
     events = [{"event": "BALLOON_CHANGE", "timestamp": {"seconds": 1001, "microseconds": 0}}]
     series = {metrics.RSS_KEY: [(0.0, 1_100_000.0), (3.0, 700_000.0)],
               metrics.AHP_KEY: [(0.0, 600_000.0), (1.0, 700_000.0), (3.0, 900_000.0)]}
-    row = summary_row({**IDENT, "mechanism": "balloon"}, "resize", 624, before, after, "tcg", 12.5,
+    row = summary_row({**IDENT, "mechanism": "balloon", "guest": "fleet"}, "resize", 624, before, after, "tcg", 12.5,
                       Move(True, "reached", 3.0, events, 1000.0), series=series, start_t=0.0, workload_mb_s=321.0)
     empty = [c for c, v in row.items() if v is None or (isinstance(v, float) and math.isnan(v))]
     assert empty == [], f"summary_row leaves these columns empty with every reading there: {empty}"

@@ -62,18 +62,16 @@ def draw(runs: list[tuple[str, pd.DataFrame]], path: Path) -> Path:
 def write_frame_maps(out: Path, plots_dir: Path, arm_order: Optional[list[str]] = None) -> list[Path]:
     """``plots/frames-<run>.png`` for every run with a frame map, and
     ``plots/frames_by_arm.png``: each arm's first such run side by side."""
-    found = sorted(layout.runs_dir(out).glob(f"*/{layout.FRAMES}"))
     paths = []
     firsts: dict[str, tuple[str, pd.DataFrame]] = {}
-    for f in found:
-        run_id = f.parent.name
+    for name, run_id, f in layout.frame_map_files(out):   # a fleet's guests each have their own
         try:
             df = pd.read_parquet(f)
         except (OSError, ValueError) as e:
             log.warning("%s: unreadable (%s)", f, e)
             continue
-        paths.append(draw([(run_id, df)], plots_dir / f"frames-{run_id}.png"))
-        firsts.setdefault((layout.parse_run_id(run_id) or (run_id,))[0], (run_id, df))
+        paths.append(draw([(name, df)], plots_dir / f"frames-{name}.png"))
+        firsts.setdefault((layout.parse_run_id(run_id) or (run_id,))[0], (name, df))
     if firsts:
         order = [a for a in (arm_order or []) if a in firsts] + [a for a in firsts if a not in (arm_order or [])]
         paths.append(draw([firsts[a] for a in order], plots_dir / "frames_by_arm.png"))

@@ -74,14 +74,13 @@ def write_recovery_timelines(out: Path, plots_dir: Path, steps: Sequence[Any],
     paths: list[Path] = []
     firsts: dict[str, TimelinePanel] = {}
     names, colours = list(HOST_STATES), [COLOURS[s] for s in HOST_STATES]
-    for f in sorted(layout.runs_dir(out).glob(f"*/{layout.FRAMES}")):
-        run_id = f.parent.name
+    for name, run_id, f in layout.frame_map_files(out):   # a fleet's guests each have their own
         try:
-            p = panel(pd.read_parquet(f), step, run_id)
+            p = panel(pd.read_parquet(f), step, name)
         except (OSError, ValueError, KeyError) as e:
             log.warning("%s: no recovery timeline (%s)", f, e)
             continue
-        paths.append(draw_timelines([p], names, colours, plots_dir / f"recovery-{run_id}.png", TITLE,
+        paths.append(draw_timelines([p], names, colours, plots_dir / f"recovery-{name}.png", TITLE,
                                     "broken huge pages (2 MiB frames)", f"seconds after {step!r} ended"))
         firsts.setdefault((layout.parse_run_id(run_id) or (run_id,))[0], p)
     if firsts:

@@ -43,6 +43,7 @@ from harness.results import layout
 from harness.results.folder import ResultsFolder, open_folder, ordered
 from harness.results.metrics import (
     BACKING_COLUMNS,
+    HOST_WIDE,
     METRICS,
     NARROW_TABLE,
     REACHED_TOLERANCE_NOTE,
@@ -103,7 +104,11 @@ def headline_table(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
     else:
         columns = list(NARROW_TABLE) + ([("rfc_host_ahp_after_kib", "RFC kB")] if reference else [])
     columns = _with_backing_columns(columns, summary)   # issue 29
-    header = ["arm", "step", "n", "reached"] + [h for _, h in columns]
+    fleet = fleet_columns(summary)   # issue 30: a fleet's figures, when the summary has a fleet
+    columns += fleet
+    # a fleet's guests share the host: its host-wide figures are marked (one guest alone is its host's)
+    header = ["arm", "step", "n", "reached"] + [h + (HOST_WIDE_MARK if fleet and c in HOST_WIDE else "")
+                                                for c, h in columns]
     table = HeadlineTable(header, [], [c for c, _ in columns], reference=bool(reference))
     if summary is None or summary.empty:
         return table
@@ -191,6 +196,22 @@ def _arm_cell(arm: str, rows: pd.DataFrame) -> str:
     return f"{arm} [{','.join(kinds)}]" if kinds else arm
 
 
+# ---- issue 30: fleets (docs/fleet.md) ----
+# Host-wide figures are marked in the table's header and named in its legend: read from the
+# whole host (/proc/meminfo, vmstat) or summed over a fleet's guests, not one QEMU process.
+HOST_WIDE_MARK = "*"
+FLEET_TABLE = ("fleet_returned_mib", "fleet_thp_kept_kib", "fleet_more_guests_fit")
+
+
+def fleet_columns(summary: Optional[pd.DataFrame]) -> list[tuple[str, str]]:
+    """The fleet's columns (FLEET_TABLE) when the summary has a fleet's rows, else none."""
+    if summary is None or "fleet_guests" not in summary.columns:
+        return []
+    if pd.to_numeric(summary["fleet_guests"], errors="coerce").isna().all():
+        return []
+    return [(c, METRICS[c].short) for c in FLEET_TABLE]
+
+
 def format_table(table: HeadlineTable) -> str:
     """A plain-text table for the terminal (arm and step left-aligned, figures right)."""
     return text_table(table.header, table.rows, left=2)
@@ -201,6 +222,13 @@ def legend(table: HeadlineTable, width: int = 100) -> str:
     out = ["n: runs of the arm with this step. reached k/n: runs whose balloon got "
            f"{REACHED_TOLERANCE_NOTE}.",
            "Figures: median over the runs; (a..b): min..max of 2-4 runs; [a..b]: IQR (q1..q3) of 5 or more."]
+    marked = [h for h in table.header if h.endswith(HOST_WIDE_MARK)]   # only a fleet's table marks them
+    if marked:
+        out.append(f"{HOST_WIDE_MARK}: host-wide: read from the whole host (/proc/meminfo, /proc/vmstat), or "
+                   f"a fleet's guests summed ('[fleet]' rows), not one QEMU process.")
+    if any(c in FLEET_TABLE for c in table.columns):
+        out.append("A fleet run (guests = N) has one row per guest of each step (n counts guests x runs) and a "
+                   "'<step> [fleet]' row of all its guests together (docs/fleet.md).")
     for col, head in zip(table.columns, table.header[4:]):
         if col.startswith("rfc_"):
             continue

@@ -138,7 +138,8 @@ def execute(req: RunRequest) -> int:
     the_plan = plan(scenario, shard, complete=store.is_complete if req.resume else None)
     if shard and not the_plan.runs:
         raise HarnessError(f"--shard {shard}: this share of the {the_plan.total} planned runs is empty")
-    check_room(scenario.vm.memory_mib, scenario.vm.vcpus, jobs, len(the_plan.runs))  # before any build
+    check_room(scenario.vm.memory_mib, scenario.vm.vcpus, jobs, len(the_plan.runs),
+               guests=scenario.fleet_size)  # before any build; issue 30: a fleet's guests
     check_host_room(the_plan, jobs)   # issue 29: knobs that differ under --jobs > 1, before any build
     archive = archive_from_environment()
     artifacts = build_all(scenario.stacks, needs=needs_of(scenario.arms), archive=archive)  # what its arms name

@@ -112,8 +112,11 @@ class RunContext:
     t0: float = 0.0
     given_back_mib: Optional[float] = None
     ram_mappings: list[int] = field(default_factory=list)   # issue 29: host addresses of guest-RAM mappings
+    identity: dict[str, Any] = field(default_factory=dict)   # issue 30: a fleet guest's {"guest": i}
 
     def say(self, message: str, throttle: float = 0.0) -> None:
+        if self.identity:   # issue 30: which guest of a fleet
+            message = f"guest {self.identity.get('guest')}: {message}"
         self.progress.say(self.run, self.index, message, throttle)
 
     @property
@@ -383,39 +386,47 @@ def console_problems(text: str, limit: int = 10) -> list[str]:
 
 
 def _run_steps(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, float]) -> list[dict]:
-    run, timing = ctx.run, ctx.scenario.timing
-    summary = ctx.summary
     for step in ctx.scenario.steps:
-        _, watched_before = watch_workloads(ctx, f"before step {step.label!r}")
-        sampler.phase = step.label
-        ctx.say(f"step {step.label}")
-        before = sampler.snapshot()
-        before.update(backing_reading(ctx))      # issue 29
-        sampler.record(watched_before)
-        before.update(watched_before)
-        ts = time.monotonic()
-        result = STEP_HANDLERS[step.kind](ctx, step)
-        ctx.guest.check_alive()
-        seconds[step.kind] = seconds.get(step.kind, 0.0) + time.monotonic() - ts
-        time.sleep(timing.step_pause_seconds)
-        after = sampler.snapshot()
-        after.update(backing_reading(ctx))       # issue 29
-        states, watched_after = watch_workloads(ctx, f"after step {step.label!r}")
-        sampler.record(watched_after)
-        after.update(watched_after)
-        if isinstance(result, StepFigures):
-            after.update(result.reading)
-        if step.holds_mib is not None:
-            ctx.holds_mib = step.holds_mib
-        check_guest_state(ctx, step, after, states)
-        identity = {"run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": step.label,
-                    "mechanism": ctx.mechanism.name, "backing": ctx.guest.spec.backing.label}
-        summary.append(metrics.summary_row(
-            identity, step.kind, deflate_target(ctx, step) if step.kind == "deflate" else step.target_mib,
-            before, after, ctx.guest.accel or "", time.monotonic() - ts,
-            result if isinstance(result, MoveResult) else None, series=sampler.series(step.label),
-            start_t=ts - t0, workload_mb_s=result.mb_s if isinstance(result, Throughput) else float("nan")))
-    return summary
+        run_step(ctx, sampler, t0, seconds, step)
+    return ctx.summary
+
+
+def run_step(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, float],
+             step: Step) -> tuple[metrics.Reading, metrics.Reading]:
+    """One step on one guest, with its readings just before and after; its summary row goes to
+    ``ctx.summary``. Returns the two readings (a fleet sums its guests', harness.experiment.fleet)."""
+    run, timing = ctx.run, ctx.scenario.timing
+    _, watched_before = watch_workloads(ctx, f"before step {step.label!r}")
+    sampler.phase = step.label
+    ctx.say(f"step {step.label}")
+    before = sampler.snapshot()
+    before.update(backing_reading(ctx))      # issue 29
+    sampler.record(watched_before)
+    before.update(watched_before)
+    ts = time.monotonic()
+    result = STEP_HANDLERS[step.kind](ctx, step)
+    ctx.guest.check_alive()
+    seconds[step.kind] = seconds.get(step.kind, 0.0) + time.monotonic() - ts
+    time.sleep(timing.step_pause_seconds)
+    after = sampler.snapshot()
+    after.update(backing_reading(ctx))       # issue 29
+    states, watched_after = watch_workloads(ctx, f"after step {step.label!r}")
+    sampler.record(watched_after)
+    after.update(watched_after)
+    if isinstance(result, StepFigures):
+        after.update(result.reading)
+    if step.holds_mib is not None:
+        ctx.holds_mib = step.holds_mib
+    check_guest_state(ctx, step, after, states)
+    identity = {"run_id": run.run_id, "arm": run.arm.name, "rep": run.rep, "step": step.label,
+                "mechanism": ctx.mechanism.name, "backing": ctx.guest.spec.backing.label,
+                **ctx.identity}
+    ctx.summary.append(metrics.summary_row(
+        identity, step.kind, deflate_target(ctx, step) if step.kind == "deflate" else step.target_mib,
+        before, after, ctx.guest.accel or "", time.monotonic() - ts,
+        result if isinstance(result, MoveResult) else None, series=sampler.series(step.label),
+        start_t=ts - t0, workload_mb_s=result.mb_s if isinstance(result, Throughput) else float("nan")))
+    return before, after
 
 
 def execute_run(scenario: Scenario, run: PlannedRun, index: int, store: ResultsStore,
@@ -615,7 +626,11 @@ def run_plan(planned: Plan, store: ResultsStore, jobs: int = 1,
     def one(i: int, r: PlannedRun) -> None:
         ok = False
         try:
-            if shared_knobs:     # set once around the pool below
+            if scenario.guests_of(r.arm) > 1:   # issue 30: a fleet (docs/fleet.md)
+                # fleet.py builds on this module's step handlers: imported here, so imports stay one-way
+                from harness.experiment.fleet import execute_fleet_run
+                execute_fleet_run(scenario, r, i, store, progress)
+            elif shared_knobs:     # set once around the pool below
                 execute_run(scenario, r, i, store, progress, set_knobs=False)
             else:
                 execute_run(scenario, r, i, store, progress)

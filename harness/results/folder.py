@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from harness.errors import ConfigError, HarnessError
 from harness.results import layout
+from harness.results.fleet import fleet_step_label
 from harness.results.layout import RUN_DONE
 from harness.results.metrics import DEFAULT_PRIMARY, SUMMARY_COLUMNS
 from harness.results.scenario_schema import (
@@ -64,6 +65,8 @@ def ordered(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
     present_steps = list(dict.fromkeys(summary["step"])) if not summary.empty else []
     pos = step_positions(summary)
     steps = [s for s in (step_order or []) if s in set(present_steps)]
+    # issue 30: a fleet's '<step> [fleet]' row right after its step (harness.results.fleet)
+    steps = [x for s in steps for x in (s, fleet_step_label(s)) if x in set(present_steps)]
     rest = [s for s in present_steps if s not in steps]
     steps += sorted(rest, key=lambda s: (pos.get(s, math.inf), present_steps.index(s)))
     return arms, steps

@@ -13,6 +13,8 @@
     <folder>/runs/<run_id>/error.txt         the run failed (why, console tail)
     <folder>/runs/<run_id>/partial-{summary,samples}.csv, partial-moves.json
                                              the steps a failed run finished
+    <folder>/runs/<run_id>/guest-<i>/        a fleet's guest (docs/fleet.md): its own summary,
+                                             samples, frames.parquet, guest.json, or error.txt
 """
 
 from __future__ import annotations
@@ -83,3 +85,17 @@ def failed_run_dirs(folder: Path) -> list[Path]:
     if not d.is_dir():
         return []
     return sorted(p for p in d.iterdir() if (p / ERROR).exists() and not (p / RUN_DONE).exists())
+
+
+# ---- issue 30: fleets (docs/fleet.md) ----
+FLEET_GUEST_GLOB = "guest-*"
+
+
+def frame_map_files(folder: Path) -> list[tuple[str, str, Path]]:
+    """Every frame map of a folder's runs as (name, run id, path), in name order: a run's own
+    ``runs/<run>/frames.parquet`` (name: the run id) and each fleet guest's
+    ``runs/<run>/guest-<i>/frames.parquet`` (name: ``<run>-guest-<i>``)."""
+    found = [(p.parent.name, p.parent.name, p) for p in runs_dir(folder).glob(f"*/{FRAMES}")]
+    found += [(f"{p.parent.parent.name}-{p.parent.name}", p.parent.parent.name, p)
+              for p in runs_dir(folder).glob(f"*/{FLEET_GUEST_GLOB}/{FRAMES}")]
+    return sorted(found)

@@ -317,6 +317,45 @@ RETOUCH_METRICS = [
 ]
 
 
+# ---- issue 30: fleets (docs/fleet.md) ----
+# A fleet run's '<step> [fleet]' row is its guests' readings summed (harness.results.fleet):
+# its per-process columns (qemu_*, rss_freed_kib, frames_*) are the fleet's totals; these
+# figures say what the fleet means for the host. Source "fleet" of that row's after-reading.
+FLEET_NOTE = "(a fleet's '[fleet]' row, all its guests together; NaN elsewhere; docs/fleet.md)"
+FLEET_GUESTS_KEY, FLEET_GUEST_MIB_KEY = ("fleet", "guests"), ("fleet", "guest_mib")
+
+
+def _fleet_returned_mib(s: StepReadings) -> float:
+    return s.row["rss_freed_kib"] / 1024 if FLEET_GUESTS_KEY in s.after else math.nan
+
+
+def more_guests_fit(returned_mib: float, guest_mib: float) -> float:
+    """floor(memory returned / one guest's memory): whole guests of that size the returned
+    memory would hold (0 when nothing came back; NaN when either is unknown)."""
+    if math.isnan(returned_mib) or math.isnan(guest_mib) or guest_mib <= 0:
+        return math.nan
+    return float(math.floor(max(0.0, returned_mib) / guest_mib))
+
+
+FLEET_METRICS = [
+    Metric("fleet_guests", "count", f"guests whose readings the row sums (those still running) {FLEET_NOTE}",
+           host_wide=True, compute=_after(*FLEET_GUESTS_KEY)),
+    Metric("fleet_returned_mib", "MiB", "memory the fleet returned to the host over the step: the sum of its "
+                                        f"guests' rss_freed_kib / 1024 {FLEET_NOTE}", "higher",
+           header="fleet returned MiB", host_wide=True, compute=_fleet_returned_mib),
+    Metric("fleet_thp_kept_kib", "kB", "host huge pages kept over all the fleet's guest RAM after the step: the "
+                                       f"sum of its QEMU processes' AnonHugePages (smaps_rollup) {FLEET_NOTE}",
+           "higher", header="fleet THP kept kB", host_wide=True,
+           compute=lambda s: s.row["qemu_ahp_after_kib"] if FLEET_GUESTS_KEY in s.after else math.nan),
+    Metric("fleet_more_guests_fit", "count",
+           "more guests fit = floor(fleet_returned_mib / one guest's memory_mib): how many more guests of "
+           "this size the memory the fleet gave back over the step would hold (a derived figure: it counts "
+           "memory only, not cores, and assumes a new guest needs all its memory) " + FLEET_NOTE, "higher",
+           header="more guests fit", host_wide=True,
+           compute=lambda s: more_guests_fit(s.row["fleet_returned_mib"], _get(s.after, *FLEET_GUEST_MIB_KEY))),
+]
+
+
 # The figures, in the summary's column order (one declaration each; the resolution floors:
 # one run in five at the default 5 repetitions, two samples at 5/s, one or two huge pages,
 # two 2 MiB frames: what a difference below is below the measurement's grain).
@@ -329,6 +368,9 @@ _ID = [
                                     "or observe", compute=lambda s: s.kind),
     Metric("mechanism", "", "what resizes the guest: balloon, free-page-reporting, virtio-mem (harness.mechanisms)",
            compute=_identity("mechanism")),
+    # issue 30: fleets (docs/fleet.md)
+    Metric("guest", "", "a fleet run's guest (1..N; 'fleet': the row of all its guests together, its step "
+                        "labelled '<step> [fleet]'); empty for a run of one guest", compute=_identity("guest")),
 ]
 _VALUES = [
     Metric("target_mib", "MiB", "guest memory asked for (balloon target; boot + virtio-mem requested-size)",
@@ -480,6 +522,7 @@ _VALUES = [
       for k, text, better in FRAME_FIGURES],
     *RECOVERY_METRICS,
     *RETOUCH_METRICS,
+    *FLEET_METRICS,
     Metric("frames_huge_vs_smaps_kib", "kB",
            "the frame map's huge host ranges x 2048 kB minus the kernel's AnonHugePages of the guest-RAM "
            "mappings (smaps), after the step: the map's cross-check, 0 within one huge page (2048)",

@@ -97,6 +97,10 @@ VCPUS_MAX = 255                   # q35's limit in QEMU 7.2
 SECONDS_MAX = 7 * 86400.0         # a week: any timeout, pause or sleep
 SAMPLE_HZ_MAX = 100.0
 REPETITIONS_MAX = 10_000
+# ---- issue 30: fleets (many guests in one run; docs/fleet.md) ----
+# A fleet run boots `guests` guests of [vm] at once; more than this is no experiment a
+# 2-core lab host (or a CI runner) can hold, and a typo (300 for 3) is refused here.
+FLEET_GUESTS_MAX = 16
 BUILD_CHOICES = ("stock", "patched")
 # The arms' order within each round of repetitions (harness.experiment.runner.plan): "random"
 # (seeded shuffle per round, the default), "balanced" (each arm in each position equally
@@ -710,6 +714,10 @@ class Arm(_Model):
                        meaning="what resizes the guest: " + ", ".join(MECHANISM_OPTIONS))
     options: Annotated[tuple[tuple[str, Any], ...], LAX] = F((), kind="table", shown="{}",
                                                            meaning="the mechanism's options")
+    # issue 30: fleets (docs/fleet.md)
+    guests: Optional[int] = F(None, kind=f"integer 1-{FLEET_GUESTS_MAX}", shown="the top level's", ge=1,
+                              le=FLEET_GUESTS_MAX,
+                              meaning="guests this arm's runs boot together (a fleet; docs/fleet.md)")
     kernel_tree: Optional[KernelTree] = Field(None, exclude=False, json_schema_extra={"x-hidden": True})
     qemu_tree: Optional[QemuTree] = Field(None, json_schema_extra={"x-hidden": True})
     # issue 29: this arm's backing and host THP knobs (over the scenario's)
@@ -929,6 +937,10 @@ class Scenario(_Model):
                              meaning="the guest stack of every arm that names none")
     repetitions: int = F(1, kind="integer >= 1", ge=1, le=REPETITIONS_MAX,
                          meaning="runs of every arm (`--reps` overrides it)")
+    # issue 30: fleets (docs/fleet.md)
+    guests: int = F(1, kind=f"integer 1-{FLEET_GUESTS_MAX}", ge=1, le=FLEET_GUESTS_MAX,
+                    meaning="guests every run boots together, each its own QEMU, doing the steps in lockstep "
+                            "(a fleet; an arm's `guests` overrides it; docs/fleet.md)")
     vm: VMSettings = F(VMSettings(), kind="table", shown="", meaning="the guest machine, below")
     host: HostSettings = F(HostSettings(), kind="table", shown="", meaning="the host's THP knobs for the runs, "
                                                                              "below (issue 29)")
@@ -1085,6 +1097,16 @@ class Scenario(_Model):
             if a.name == name:
                 return a
         raise KeyError(name)
+
+    # ---- issue 30: fleets (docs/fleet.md) ----
+    def guests_of(self, arm: Arm) -> int:
+        """The guests one run of ``arm`` boots together: the arm's ``guests``, else the top level's."""
+        return arm.guests if arm.guests is not None else self.guests
+
+    @property
+    def fleet_size(self) -> int:
+        """The most guests any run boots at once (1: no fleet)."""
+        return max((self.guests_of(a) for a in self.arms), default=self.guests)
 
 
 # ---------------------------------------------------------------------------------------------
