@@ -181,7 +181,11 @@ def test_after_steps_refuse_what_does_not_belong(tmp_path, step, refusal):
 def test_recovery_scenario_loads():
     s = load_scenario("scenarios/recovery.toml")
     assert [st.kind for st in s.steps] == ["background", "balloon", "deflate", "retouch", "observe"]
-    assert [a.name for a in s.arms] == ["baseline", "thp-order", "stock"]
+    # every RFC arm twice: khugepaged fast and off, set per arm (host_thp), never the host's as it is
+    assert [a.name for a in s.arms] == [f"{arm}-{k}" for arm in ("baseline", "thp-order", "stock")
+                                        for k in ("fast", "off")]
+    fast, off = (dict(s.arm_thp(a)) for a in s.arms[:2])
+    assert fast["khugepaged.scan_sleep_millisecs"] < off["khugepaged.scan_sleep_millisecs"]
 
 
 # ---- the timeline picture --------------------------------------------------------------------

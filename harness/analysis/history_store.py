@@ -125,9 +125,10 @@ def history_frame(summary: pd.DataFrame, extra: dict[str, str]) -> pd.DataFrame:
                               else str(v)).astype(object)
         else:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-    for c in EXTRA_COLUMNS:
-        df[c] = extra.get(c)
-    return df
+    # the night's columns joined at once (one insert per column fragments the frame: with the
+    # fleet's and the backings' columns pandas warned on every append)
+    return pd.concat([df, pd.DataFrame({c: [extra.get(c)] * len(df) for c in EXTRA_COLUMNS}, index=df.index)],
+                     axis=1)
 
 @dataclass
 class Appended:

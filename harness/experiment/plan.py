@@ -317,9 +317,10 @@ def check_host_room(plan: Plan, jobs: int = 1) -> None:
         raise ConfigError(f"--jobs {jobs}: the arms set different host THP knobs ({'; '.join(sets)}), and "
                           "knobs are host-wide: runs with different knobs cannot overlap; use --jobs 1")
     for a in plan.arms:     # a fleet's guests share one room: not built yet (docs/fleet.md)
-        if plan.scenario.guests_of(a) > 1 and (plan.scenario.arm_thp(a) or not arm_backing(plan.scenario, a).is_default):
-            raise ConfigError(f"arm {a.name}: a fleet ({plan.scenario.guests_of(a)} guests) runs on anonymous memory "
-                              "under the host's own THP knobs for now: drop its backing and host_thp, or run one guest")
+        n = plan.scenario.guests_of(a)
+        if n > 1 and (plan.scenario.arm_thp(a) or not arm_backing(plan.scenario, a).is_default):
+            raise ConfigError(f"arm {a.name}: a fleet ({n} guests) runs on anonymous memory under the host's "
+                              "own THP knobs for now: drop its backing and host_thp, or run one guest")
     need: dict[int, int] = {}
     for r in plan.todo:
         b = getattr(r.machine.spec, "backing", None) if r.machine is not None else None
