@@ -70,7 +70,13 @@ def scenarios(draw) -> dict[str, Any]:
         elif kind == "run":
             step["command"] = "x" + draw(st.text(max_size=20))
         steps.append(step)
-    labels = draw(st.lists(LABEL, min_size=len(steps), max_size=len(steps), unique=True))
+    # distinct labels, made so rather than drawn so: lists(unique=True) gave up on one table in
+    # twenty (a repeated draw), a whole generated example thrown away
+    labels: list[str] = []
+    for label in draw(st.lists(LABEL, min_size=len(steps), max_size=len(steps))):
+        while label in labels:
+            label += "+"
+        labels.append(label)
     for step, label in zip(steps, labels):
         if draw(st.booleans()):
             step["label"] = label
