@@ -3,6 +3,7 @@ whose comparisons are open, one per round, until decided or the limit; what it s
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,20 @@ from synthetic import BALLOON_STEP, ArmSpec, _run_frames, make_results
 from harness.analysis.adaptive import attempted_reps, questions, until_decided
 from harness.analysis.sequential import best_p, exact_p, family_share, pocock_boundary
 from harness.errors import HarnessError
-from harness.results import ResultsStore
+from harness.results import ResultsStore, layout
 from harness.results.folder import open_folder
+from harness.results.store import write_frame, write_text
 
 RATIO = "thp_lost_per_ballooned_mib"
 
 
 def _grower(out: Path, arms: dict[str, ArmSpec], seed: int = 7):
-    """run_more for the loop: writes the asked repetitions as a real run would (ResultsStore)."""
+    """run_more for the loop: writes the asked repetitions as a real run would (ResultsStore).
+
+    The files ResultsStore.write_run writes, in its order (frames, then the completion mark),
+    with the combined frames rebuilt once at the end of the round rather than after each run:
+    the loop reads the folder only when run_more returns, so it sees the same folder, and the
+    round's n re-reads of every run (n^2 Parquet reads over a loop) were most of these tests' CPU."""
     rng = np.random.default_rng(seed)
     asked: list[dict[str, int]] = []
 
@@ -27,8 +34,15 @@ def _grower(out: Path, arms: dict[str, ArmSpec], seed: int = 7):
         asked.append(dict(more))
         store = ResultsStore(out)
         for arm, rep in more.items():
-            samples, summary = _run_frames(f"{arm}-r{rep}", arm, rep, arms[arm], rng, "kvm")
-            store.write_run(f"{arm}-r{rep}", samples, summary, {"run_id": f"{arm}-r{rep}", "arm": arm, "rep": rep})
+            run_id = f"{arm}-r{rep}"
+            samples, summary = _run_frames(run_id, arm, rep, arms[arm], rng, "kvm")
+            d = store.run_dir(run_id)
+            d.mkdir(parents=True, exist_ok=True)
+            for name, frame in ((layout.SAMPLES, samples), (layout.SUMMARY, summary)):
+                write_frame(frame, d / name)
+            write_text(d / layout.RUN_DONE, json.dumps({"run_id": run_id, "arm": arm, "rep": rep}, indent=2,
+                                                       sort_keys=True) + "\n")
+        store.combine()
     return run_more, asked
 
 

@@ -70,7 +70,13 @@ def scenarios(draw) -> dict[str, Any]:
         elif kind == "run":
             step["command"] = "x" + draw(st.text(max_size=20))
         steps.append(step)
-    labels = draw(st.lists(LABEL, min_size=len(steps), max_size=len(steps), unique=True))
+    # distinct labels, made so rather than drawn so: lists(unique=True) gave up on one table in
+    # twenty (a repeated draw), a whole generated example thrown away
+    labels: list[str] = []
+    for label in draw(st.lists(LABEL, min_size=len(steps), max_size=len(steps))):
+        while label in labels:
+            label += "+"
+        labels.append(label)
     for step, label in zip(steps, labels):
         if draw(st.booleans()):
             step["label"] = label
@@ -142,22 +148,29 @@ def _places(table: dict[str, Any]) -> list[tuple[Any, ...]]:
     return places
 
 
+# The generated tables are judged from their text (sc.load_scenario_text, the step load_scenario
+# takes after reading the file), as if read from this path: a file written and read back per
+# example cost more than the judgement. dumps() escapes every control character, so the text is
+# the same the file would give (read_text's newline translation has no bare CR to change).
+# test_any_text_is_loaded_or_refused_in_one_line and the hand-made tests read real files.
+AS_IF_FROM = _DIR / "generated.toml"
+
+
 @given(scenarios(), st.data())
 def test_a_scenario_with_one_key_changed_to_anything_is_loaded_or_refused_in_one_line(table, data):
     """One in five is left as generated: it must load and say what it was written with."""
     change = data.draw(st.integers(0, 9))
     if change < 2:
-        path = _write(dumps(table))
-        _says_what_it_was_written_with(sc.load_scenario(path), table)
+        _says_what_it_was_written_with(sc.load_scenario_text(dumps(table), AS_IF_FROM), table)
         return
     container, key = data.draw(st.sampled_from(_places(table)))
     if change == 2:
         container.pop(key, None)
     else:
         container[key] = data.draw(TOML_VALUE)
-    path = _write(dumps(table))
+    path = AS_IF_FROM
     try:
-        s = sc.load_scenario(path)
+        s = sc.load_scenario_text(dumps(table), path)
     except ConfigError as e:
         _refused_in_one_line(path, e)
     else:

@@ -96,13 +96,23 @@ def load_scenario(path: str | Path) -> Scenario:
     """Parse and validate a scenario file; raises :class:`ConfigError` naming file, key, reason."""
     path = Path(path)
     try:
-        raw: Any = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: scenario file not found") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not a text file (UTF-8): {e.reason} at byte {e.start}") from None
     except OSError as e:   # a folder, no permission
         raise ConfigError(f"{path}: cannot read the scenario file: {e.strerror or e}") from None
+    return load_scenario_text(text, path)
+
+
+def load_scenario_text(text: str, path: str | Path) -> Scenario:
+    """:func:`load_scenario` of ``text`` as if read from ``path`` (refusals name ``path``; its
+    folder is where relative paths start): the one parse-and-validate step behind it, apart
+    so that generated scenarios are judged without a file written per example."""
+    path = Path(path)
+    try:
+        raw: Any = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     if "name" not in raw and not plain_name(path.stem):
