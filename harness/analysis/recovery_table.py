@@ -18,7 +18,7 @@ from harness.results.metrics import METRICS
 COLUMNS = ("recovery_broken_frames", "recovery_recollapsed_frames", "recovery_freed_frames",
            "recovery_split_thinned_frames", "recovery_still_split_frames", "recovery_half_seconds",
            "recovery_back_60s_frames")
-HEADERS = ("broken", "recollapsed", "freed", "thinned", "still split", "half back s", "back at 60 s")
+HEADERS = tuple(METRICS[c].short for c in COLUMNS)   # each metric's short header (fits 100 columns)
 
 
 def recovery_text(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
@@ -42,7 +42,8 @@ def recovery_text(summary: pd.DataFrame, arm_order: Optional[list[str]] = None,
                 continue
             rows.append([arm, step, str(len(r)), *[fmt_metric(c, float(r[c].median())) for c in COLUMNS],
                          f"{fmt_metric('retouch_seconds', t)} ({accel})" if accel else "-"])
-    header = ["arm", "step", "n", *HEADERS, "retouch s (accel)"]
-    return ("after the balloon: what became of the huge pages it broke (medians; docs/recovery.md; times from "
-            "the break's end)\n" + text_table(header, rows, left=2)
-            + f"\n{METRICS['recovery_half_seconds'].header}: until half were huge at once; thinned: split for good")
+    header = ["arm", "step", "n", *HEADERS, "retouch s"]
+    return ("after the balloon: what became of the huge pages it broke (medians, docs/recovery.md)\n"
+            + text_table(header, rows, left=2)
+            + "\nhuge again: recollapsed; thinned: split for good; half s: from the break's end until half were "
+              "huge\n    at once; at 60 s: huge again 60 s after it; retouch s: timed in the guest (accelerator)")

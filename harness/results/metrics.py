@@ -281,25 +281,26 @@ RETOUCH_SECONDS_KEY, RETOUCH_MIB_KEY = ("retouch", "seconds"), ("retouch", "mib"
 RECOVERY_NOTE = "(observe steps; 2 MiB frame map, harness.results.recovery; NaN elsewhere)"
 RECOVERY_METRICS = [
     Metric("recovery_broken_frames", "frames", f"huge pages the last resize broke: host-huge at its start, split "
-                                               f"at its end {RECOVERY_NOTE}", compute=_after("recovery", "broken")),
+                                               f"at its end {RECOVERY_NOTE}",
+           short="broken", compute=_after("recovery", "broken")),
     Metric("recovery_recollapsed_frames", "frames", f"of those, one huge page again at the step's end {RECOVERY_NOTE}",
-           "higher", compute=_after("recovery", "recollapsed")),
+           "higher", short="huge again", compute=_after("recovery", "recollapsed")),
     Metric("recovery_freed_frames", "frames", f"of those, nothing present at the step's end {RECOVERY_NOTE}",
-           compute=_after("recovery", "freed")),
+           short="freed", compute=_after("recovery", "freed")),
     Metric("recovery_split_thinned_frames", "frames", "of those, still split with fewer 4 KiB pages present than "
                                                       f"after the break (split for good) {RECOVERY_NOTE}",
-           compute=_after("recovery", "split_thinned")),
+           short="thinned", compute=_after("recovery", "split_thinned")),
     Metric("recovery_still_split_frames", "frames", f"of those, still split, not thinned (PTE-mapped) {RECOVERY_NOTE}",
-           "lower", compute=_after("recovery", "still_split")),
+           "lower", short="split", compute=_after("recovery", "still_split")),
     Metric("recovery_recollapsed_fraction", "ratio", f"recovery_recollapsed_frames / recovery_broken_frames "
                                                      f"{RECOVERY_NOTE}", "higher", header="recollapsed",
            resolution=0.02, compute=_after("recovery", "recollapsed_fraction")),
     Metric("recovery_half_seconds", "s", "seconds from the break until half the broken huge pages were huge "
                                          f"again at once; NaN if never {RECOVERY_NOTE}", "lower",
-           header="half back s", compute=_after("recovery", "half_seconds")),
+           header="half back s", short="half s", compute=_after("recovery", "half_seconds")),
     Metric("recovery_back_60s_frames", "frames", "broken huge pages huge again 60 s after the break; NaN when "
                                                  f"the readings stop sooner {RECOVERY_NOTE}", "higher",
-           header="back at 60 s", resolution=2.0, compute=_after("recovery", "back_after")),
+           header="back at 60 s", short="at 60 s", resolution=2.0, compute=_after("recovery", "back_after")),
     Metric("recovery_recollapsed_median_seconds", "s", "median seconds from the break until a recollapsed huge "
                                                        f"page was huge for good {RECOVERY_NOTE}", "lower",
            compute=_after("recovery", "recollapsed_median_seconds")),
@@ -561,12 +562,12 @@ _BACKING = [
     Metric("backing_held_after_kib", "kB", "the same after the step", compute=_after(*BACKING_HELD_KEY)),
     Metric("host_returned_kib", "kB", "backing_held_before - backing_held_after: memory the host got back, "
                                       "measured on the host for every backing", "higher",
-           header="host returned kB", wide=10, compute=lambda s: s.row["backing_held_before_kib"]
+           header="host returned kB", short="host ret kB", wide=10, compute=lambda s: s.row["backing_held_before_kib"]
            - s.row["backing_held_after_kib"]),
     Metric("freed_nothing", "bool", f"the guest gave up memory (ballooned, unplugged) but the host got back "
                                     f"less than {FREED_NOTHING_SHARE:.0%} of it: the backing's discard freed "
                                     "nothing (hugetlb under a 4 KiB balloon)", "lower",
-           header="freed nothing", wide=11,
+           header="freed nothing", short="freed 0", wide=11,
            compute=lambda s: freed_nothing(s.row["host_returned_kib"], s.row["ballooned_mib"] * 1024)
            if s.move is not None and not s.targetless else math.nan),
     Metric("backing_huge_before_kib", "kB", "host huge pages under guest RAM before the step (anonymous: "
