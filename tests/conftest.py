@@ -169,3 +169,16 @@ else:
     settings.register_profile("nightly", max_examples=10_000, **_common)
     settings.register_profile("dev", max_examples=100, **_common)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def journal_dir(tmp_path, monkeypatch):
+    """A test's own host-change journal folder (harness.host.journal), so no other harness on
+    the host recovers a test child's changes before the test's own "next start" does; whatever
+    a failed test left in it is undone at teardown: a test never leaves host knobs or pools
+    changed."""
+    from harness.host import journal
+    d = tmp_path / "journal"
+    monkeypatch.setenv(journal.ENV_DIR, str(d))
+    yield d
+    journal.recover_leftovers(d)

@@ -36,7 +36,7 @@ from conftest import pid_alive
 
 from harness.errors import ConfigError
 from harness.guest import Guest
-from harness.host import hugepages, journal, knobs
+from harness.host import hugepages, knobs
 from harness.probes import backing_usage, hostmap
 from harness.probes.ramlayout import qmp_hmp, read_layout
 from harness.vm import MachineSpec
@@ -48,13 +48,6 @@ pytestmark = [pytest.mark.vm,
 GUEST_MIB = 768
 BALLOON_MIB = 128
 MIB_KIB = 1024
-
-
-@pytest.fixture
-def journal_dir(tmp_path, monkeypatch):
-    d = tmp_path / "journal"
-    monkeypatch.setenv(journal.ENV_DIR, str(d))
-    return d
 
 
 def measure(stock_image, backing: Backing, guest_mib: int = GUEST_MIB) -> dict:
