@@ -94,9 +94,10 @@ def undo_if_killed(proc: subprocess.Popen) -> None:
     """A child the test had to kill (a timeout on a loaded host) left its journal in the test's
     own folder, where no later harness looks: undo it here, so a failing test never leaves the
     host's knobs or pools changed (seen: max_ptes_shared 252 and alloc_sleep 60001 left behind)."""
-    proc.kill()
-    proc.wait()
-    journal.recover_leftovers()
+    if proc.poll() is None:      # still running: the test did not get to end it
+        proc.kill()
+        proc.wait()
+        journal.recover_leftovers()
 
 
 def start_child(tmp_path: Path, name: str, val: str, pages: int) -> subprocess.Popen:
