@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shlex
 import shutil
 import time
 import traceback
@@ -37,7 +36,6 @@ from harness.experiment.plan import PlannedRun
 from harness.experiment.scenario import Scenario, Step
 from harness.experiment.workload import require_memory_cgroup
 from harness.guest import Guest
-from harness.probes import framemap
 from harness.probes.sampler import Sampler
 from harness.results import ResultsStore, fleet, layout, metrics
 from harness.results.store import write_frame, write_text
@@ -98,24 +96,13 @@ class Member:
 
 def _boot(member: Member, t0: float) -> None:
     """Boot one guest and start its sampler (runner.execute_run's opening, per guest)."""
-    ctx, guest, scenario, run = member.ctx, member.guest, member.ctx.scenario, member.ctx.run
+    ctx, guest = member.ctx, member.guest
     guest.__enter__()
     member.seconds["boot"] = guest.boot_seconds or 0.0
     ctx.say(f"booted in {member.seconds['boot']:.1f}s (accel={guest.accel}, pid {guest.pid})")
     require_memory_cgroup(guest.ssh)
     ctx.mechanism.attach(guest)
-    ctx.ram_mappings = runner.ram_mappings(guest)    # issue 29: each guest's RAM, read its backing's way
-    probe_ssh = guest.open_ssh()
-    member.sampler = Sampler(guest.pid, ctx.mechanism.size_mib, lambda cmd: probe_ssh.run(cmd, timeout=60).stdout,
-                             host_hz=scenario.timing.host_sample_hz,
-                             guest_seconds=scenario.timing.guest_sample_seconds, t0=t0,
-                             frames=framemap.for_guest(guest, lambda cmd: probe_ssh.run(cmd, timeout=180).stdout,
-                                                       scenario.steps))
-    guest.ssh.run(f"printf 'BH_ARM=%s\\nBH_REP=%s\\nBH_RUN_ID=%s\\nBH_GUEST=%s\\n' {shlex.quote(run.arm.name)} "
-                  f"{run.rep} {shlex.quote(run.run_id)} {member.number} > {runner.RUN_ENV}", timeout=30)
-    ctx.frames, ctx.t0 = member.sampler.frames, t0
-    member.sampler.phase = "idle"
-    member.sampler.snapshot()
+    member.sampler = runner.start_sampler(ctx, t0, BH_GUEST=member.number)
     member.sampler.__enter__()
     member.sampling = True
 

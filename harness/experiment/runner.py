@@ -472,19 +472,7 @@ def _execute_booted(scenario: Scenario, run: PlannedRun, index: int, store: Resu
             ctx.say(f"booted in {seconds['boot']:.1f}s (accel={guest.accel})")
             require_memory_cgroup(guest.ssh)  # every step command runs in a memory cgroup of its own
             mechanism.attach(guest)
-            ctx.ram_mappings = ram_mappings(guest)    # issue 29: after virtio-mem plugged its memory
-            probe_ssh = guest.open_ssh()  # the steps keep guest.ssh; dropbear wants one channel at a time
-            sampler = Sampler(guest.pid, mechanism.size_mib,
-                              lambda cmd: probe_ssh.run(cmd, timeout=60).stdout,
-                              host_hz=scenario.timing.host_sample_hz,
-                              guest_seconds=scenario.timing.guest_sample_seconds, t0=t0,
-                              frames=framemap.for_guest(guest, lambda cmd: probe_ssh.run(cmd, timeout=180).stdout,
-                                                        scenario.steps))
-            guest.ssh.run(f"printf 'BH_ARM=%s\\nBH_REP=%s\\nBH_RUN_ID=%s\\n' {shlex.quote(run.arm.name)} "
-                          f"{run.rep} {shlex.quote(run.run_id)} > {RUN_ENV}", timeout=30)
-            ctx.frames, ctx.t0 = sampler.frames, t0
-            sampler.phase = "idle"
-            sampler.snapshot()
+            sampler = start_sampler(ctx, t0)
             try:
                 with sampler:
                     summary = _run_steps(ctx, sampler, t0, seconds)
@@ -545,6 +533,29 @@ def _execute_booted(scenario: Scenario, run: PlannedRun, index: int, store: Resu
 
 
 # ---- issue 29: the guest RAM's host memory, read the backing's way ------------------------------
+
+def start_sampler(ctx: RunContext, t0: float, **env: object) -> Sampler:
+    """A booted guest's sampler, its first reading taken (phase "idle"), and the run's identity
+    in the guest's RUN_ENV file (``BH_ARM``, ``BH_REP``, ``BH_RUN_ID`` and ``env``, e.g. a fleet's
+    ``BH_GUEST``); the guest-RAM mappings read after the mechanism attached (virtio-mem has
+    plugged its memory by then). One opening for a run's guest and each guest of a fleet."""
+    guest, scenario, run = ctx.guest, ctx.scenario, ctx.run
+    ctx.ram_mappings = ram_mappings(guest)    # issue 29: each guest's RAM, read its backing's way
+    probe_ssh = guest.open_ssh()  # the steps keep guest.ssh; dropbear wants one channel at a time
+    sampler = Sampler(guest.pid, ctx.mechanism.size_mib, lambda cmd: probe_ssh.run(cmd, timeout=60).stdout,
+                      host_hz=scenario.timing.host_sample_hz,
+                      guest_seconds=scenario.timing.guest_sample_seconds, t0=t0,
+                      frames=framemap.for_guest(guest, lambda cmd: probe_ssh.run(cmd, timeout=180).stdout,
+                                                scenario.steps))
+    values = {"BH_ARM": run.arm.name, "BH_REP": run.rep, "BH_RUN_ID": run.run_id, **env}
+    form = "".join(f"{name}=%s\\n" for name in values)
+    guest.ssh.run(f"printf '{form}' {' '.join(shlex.quote(str(v)) for v in values.values())} > {RUN_ENV}",
+                  timeout=30)
+    ctx.frames, ctx.t0 = sampler.frames, t0
+    sampler.phase = "idle"
+    sampler.snapshot()
+    return sampler
+
 
 def ram_mappings(guest: Guest) -> list[int]:
     """The start address of each QEMU mapping holding guest RAM (boot RAM, a virtio-mem

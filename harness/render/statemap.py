@@ -33,7 +33,6 @@ def draw_state_maps(panels: Sequence[StatePanel], names: Sequence[str], colours:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.patches import Patch
 
     cmap = ListedColormap(list(colours))
     norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
@@ -48,10 +47,19 @@ def draw_state_maps(panels: Sequence[StatePanel], names: Sequence[str], colours:
         ax.set_ylabel(ylabel, fontsize=8)
         ax.set_title(p.title, fontsize=9)
         present |= set(np.unique(p.states).tolist())
+    return save_with_state_legend(fig, title, names, colours, present, path, bottom=0.09)
+
+
+def save_with_state_legend(fig, title: str, names: Sequence[str], colours: Sequence[str], present: set,
+                           path: Path, bottom: float) -> Path:
+    """Title, a legend of the states that occur (one swatch each, below the panels), and the PNG
+    at ``path``; the figure is closed. Shared by the state maps and the timelines."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
     handles = [Patch(facecolor=colours[i], edgecolor="#999999", label=name)
                for i, name in enumerate(names) if i in present]
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.09, 1, 0.97))
+    fig.tight_layout(rect=(0, bottom, 1, 0.97))
     fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)) or 1, fontsize=7, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.render.statemap import save_with_state_legend
+
 
 @dataclass
 class TimelinePanel:
@@ -42,7 +44,6 @@ def draw_timelines(panels: Sequence[TimelinePanel], names: Sequence[str], colour
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.patches import Patch
 
     cmap = ListedColormap(list(colours))
     norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
@@ -73,12 +74,4 @@ def draw_timelines(panels: Sequence[TimelinePanel], names: Sequence[str], colour
         ax.set_ylabel(ylabel, fontsize=8)
         ax.set_title(p.title, fontsize=9, pad=28)
         ax.tick_params(labelsize=7)
-    handles = [Patch(facecolor=colours[i], edgecolor="#999999", label=name)
-               for i, name in enumerate(names) if i in present]
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
-    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)) or 1, fontsize=7, frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_with_state_legend(fig, title, names, colours, present, path, bottom=0.07)
