@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import ConfigError
@@ -24,21 +25,20 @@ from harness.results.frames import HOST_ABSENT, HOST_HUGE, HOST_SPLIT
 from harness.results.recovery import FATES, broken_by, classify
 from tests.toml_text import value
 
+STATES = st.sampled_from([HOST_ABSENT, HOST_SPLIT, HOST_HUGE])
+
 
 @st.composite
 def sequences(draw):
-    """before (frames), host and present (readings x frames), increasing times."""
+    """before (frames), host and present (readings x frames), increasing times. Drawn as numpy
+    arrays (hypothesis.extra.numpy): a list per row cost most of these targets' time."""
     n_frames = draw(st.integers(1, 12))
     n_read = draw(st.integers(1, 10))
-    before = np.array(draw(st.lists(st.sampled_from([HOST_ABSENT, HOST_SPLIT, HOST_HUGE]),
-                                    min_size=n_frames, max_size=n_frames)), dtype=np.uint8)
-    host = np.array(draw(st.lists(st.lists(st.sampled_from([HOST_ABSENT, HOST_SPLIT, HOST_HUGE]),
-                                           min_size=n_frames, max_size=n_frames),
-                                  min_size=n_read, max_size=n_read)), dtype=np.uint8)
-    pages = np.array(draw(st.lists(st.lists(st.integers(1, 511), min_size=n_frames, max_size=n_frames),
-                                   min_size=n_read, max_size=n_read)), dtype=np.int16)
+    before = draw(hnp.arrays(np.uint8, n_frames, elements=STATES))
+    host = draw(hnp.arrays(np.uint8, (n_read, n_frames), elements=STATES))
+    pages = draw(hnp.arrays(np.int16, (n_read, n_frames), elements=st.integers(1, 511)))
     present = np.where(host == HOST_HUGE, 512, np.where(host == HOST_ABSENT, 0, pages)).astype(np.int16)
-    gaps = draw(st.lists(st.floats(0.1, 30.0), min_size=n_read, max_size=n_read))
+    gaps = draw(hnp.arrays(np.float64, n_read, elements=st.floats(0.1, 30.0)))
     t = 100.0 + np.cumsum(gaps)
     return before, host, present, t
 
@@ -99,22 +99,25 @@ def test_half_and_back_after_read_the_counts(seq):
         assert figures["back_after"] == rec.huge_back[np.flatnonzero(rel <= 60)[-1]]
 
 
+# A fifth of the profile's examples: this target checks that the stored-table path agrees with
+# classify (checked at the full count above), and each example runs pandas' group-bys (~8 ms).
+@settings(max_examples=max(100, settings.default.max_examples // 5))
 @given(sequences())
 def test_the_stored_map_reads_back_as_the_arrays(seq):
     """broken_by on a frames.parquet-shaped table (a balloon step's start and end, then
     observe readings) agrees with classify on the arrays."""
     before, host, present, t = seq
-    rows = []
     n = len(before)
     frames_no = np.arange(n) * 3 + 7          # frame numbers need not start at 0 nor be dense
     readings = [("balloon 624", "start", before, np.where(before == HOST_HUGE, 512, 0), t[0] - 5.0)]
     readings += [("balloon 624" if j == 0 else "observe", "end" if j == 0 else "during", host[j], present[j], t[j])
                  for j in range(len(t))]
-    for sample, (phase, at, h, p, tt) in enumerate(readings):
-        rows += [{"sample": sample, "t": tt, "phase": phase, "at": at, "frame": int(frames_no[f]),
-                  "host": int(h[f]), "host_present": int(p[f])} for f in range(n)]
-    df = pd.DataFrame(rows)
-    df["phase"] = df["phase"].astype("category")
+    k = len(readings)      # the table built column-wise (a dict per row cost most of the example)
+    df = pd.DataFrame({"sample": np.repeat(np.arange(k), n), "t": np.repeat([r[4] for r in readings], n),
+                       "phase": pd.Categorical(np.repeat([r[0] for r in readings], n)),
+                       "at": np.repeat([r[1] for r in readings], n), "frame": np.tile(frames_no, k),
+                       "host": np.concatenate([r[2] for r in readings]).astype(int),
+                       "host_present": np.concatenate([r[3] for r in readings]).astype(int)})
     got = broken_by(df, "balloon 624")
     want = classify(before, host, present, t)
     assert got.frames.tolist() == frames_no[want.frames].tolist()
