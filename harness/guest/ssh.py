@@ -154,8 +154,10 @@ class GuestSSH:
                 raise GuestCommandError(f"not connected: cannot run `{command}`", command)
             chan = transport.open_session(timeout=timeout)
             chan.exec_command(command)
-        except (paramiko.SSHException, OSError, AttributeError) as e:
-            raise GuestCommandError(f"could not start `{command}` in the guest: {e}", command) from e
+        except (paramiko.SSHException, OSError, EOFError, AttributeError) as e:
+            # EOFError: the guest's sshd went away while the session opened (paramiko's
+            # transport thread raises it into open_session; seen when dropbear was killed)
+            raise GuestCommandError(f"could not start `{command}` in the guest: {e!r}", command) from e
         out, err = bytearray(), bytearray()
         try:
             while True:
