@@ -19,6 +19,9 @@ CONFIDENCE = 0.95        # level of the shift's confidence interval
 RATIO = "thp_lost_per_ballooned_mib"
 SHORT_SHRINK = 0.9       # below this median shrink_fraction, a good THP ratio was earned by stopping short
 SHORT_RETURNED = 0.5     # below this median returned_fraction, by not returning the ballooned memory
+# The cover letter's columns (`cover-letter --width`): a mail's lines, quoted once or twice,
+# stay within 80.
+COVER_WIDTH = 72
 # Exit codes of `check` (and `run --check`): 2 wins over 1, see harness.analysis.check.
 EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 2
 

@@ -1,4 +1,4 @@
-"""The analysis subcommands: ``compare``, ``check``, ``history``, ``merge``, and the options
+"""The analysis subcommands: ``compare``, ``check``, ``history``, ``merge``, ``cover-letter``, and the options
 ``run``/``reproduce`` take to check and record a run as soon as it ends (``--check``,
 ``--junit``, ``--markdown``, ``--history``).
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from harness.analysis.defaults import ALPHA_MAX, DEFAULT_ALPHA, DEFAULT_LAST, EXIT_INFRA
+from harness.analysis.defaults import ALPHA_MAX, COVER_WIDTH, DEFAULT_ALPHA, DEFAULT_LAST, EXIT_INFRA
 from harness.errors import HarnessError
 
 # The analysis modules import pandas and scipy: imported inside the commands (deferred
@@ -111,8 +111,21 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cover_letter(args: argparse.Namespace) -> int:
+    """The text is the library's (harness.analysis.cover_letter); here it is only written."""
+    from harness.analysis.cover_letter import cover_letter
+    from harness.files import atomic_write
+    text = cover_letter(args.dirs, baselines=args.baseline or (), width=args.width, alpha=args.alpha)
+    if args.out:
+        atomic_write(Path(args.out), lambda p: p.write_text(text, encoding="ascii"))
+        print(f"cover letter: {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def register(subparsers) -> None:
-    """Add compare, check, history and merge to the ``balloon-harness`` subcommands."""
+    """Add compare, check, history, merge and cover-letter to the ``balloon-harness`` subcommands."""
     c = subparsers.add_parser(
         "compare", help="compare two results folders, or two arms (DIR:arm), figure by figure",
         description="Median of A and B, change, shift with its interval, p-value and its adjustment for "
@@ -161,6 +174,24 @@ def register(subparsers) -> None:
     m.add_argument("dirs", nargs="+", metavar="DIR", help="shard results folders")
     m.add_argument("--force", action="store_true", help="merge even different scenarios or builds")
     m.set_defaults(func=_cmd_merge)
+
+    cl = subparsers.add_parser(
+        "cover-letter", help="the results section of a patch series' cover letter, from results folders",
+        description="Plain ASCII within --width columns: per folder the scenario, its arms and the commands that "
+                    "repeat it at the recorded harness commit; per stack a table of the headline figures (median "
+                    "and spread, n, reached k/n, stalls, failed runs and OOM kills); each arm against its baseline "
+                    "as `compare` decides; the scenario's claims as `check` judges them; stacks, host, and how "
+                    "to reproduce. Several folders (one per stack, say) make one section.")
+    cl.add_argument("dirs", nargs="+", metavar="RESULTS", help="results folders")
+    cl.add_argument("--baseline", action="append", metavar="ARM",
+                    help="the arm the others on its stack are decided against (repeat: one per stack; "
+                         "default: each folder's first arm on each stack)")
+    cl.add_argument("--out", metavar="FILE", help="write the text to FILE (default: standard output)")
+    cl.add_argument("--width", type=int, default=COVER_WIDTH, metavar="N",
+                    help=f"columns the text fits in (default {COVER_WIDTH}: a mail's quoted lines stay within 80)")
+    cl.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                    help=f"significance level of the decisions, in (0, {ALPHA_MAX:g}] (default {DEFAULT_ALPHA:g})")
+    cl.set_defaults(func=_cmd_cover_letter)
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -28,6 +28,7 @@ COMMAND_DOCS = {
     "check": "nightly-ci.md",
     "history": "nightly-ci.md",
     "merge": "nightly-ci.md",
+    "cover-letter": "results.md",
     "review": "mechanisms.md",
     "kernel-config": "own-trees.md",
     "calibrate": "decisions-over-time.md",
