@@ -41,6 +41,7 @@ class ArmSpec:
     noise: float = 0.05
     qemu: str = "patched"
     module: str = "patched"
+    stack: str = ""             # the arm's guest stack ("": the scenario's default)
 
 
 DEFAULT_ARMS = {"baseline": ArmSpec(ratio=2.0), "thp-order": ArmSpec(ratio=1.1)}
@@ -55,7 +56,8 @@ def scenario_text(name: str, arms: dict[str, ArmSpec], reps: int, expect: list[d
              "[[steps]]", 'kind = "balloon"', f'label = "{BALLOON_STEP}"', f"target_mib = {TARGET_MIB}", "",
              "[[steps]]", 'kind = "measure"', 'label = "after"', ""]
     for arm, spec in arms.items():
-        lines += ["[[arms]]", f'name = "{arm}"', f'qemu = "{spec.qemu}"', f'module = "{spec.module}"', ""]
+        lines += ["[[arms]]", f'name = "{arm}"', f'qemu = "{spec.qemu}"', f'module = "{spec.module}"',
+                  *([f'stack = "{spec.stack}"'] if spec.stack else []), ""]
     for e in expect:
         lines += ["[[expect]]", *[f"{k} = {val(v)}" for k, v in e.items()], ""]
     for arm, cols in (reference or {}).items():

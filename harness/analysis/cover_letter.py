@@ -105,9 +105,16 @@ def wrap(text: str, width: int, indent: str = "", subsequent: Optional[str] = No
 
 
 def shell_lines(words: Sequence[str], width: int, indent: str = "  $ ") -> list[str]:
-    """A command as shell lines within ``width``: continued with `` \\`` where it must break."""
-    lines, current = [], indent + words[0]
-    for w in words[1:]:
+    """A command as shell lines within ``width``: continued with `` \\`` where it must break,
+    never between an option and its value."""
+    tokens: list[str] = []
+    for w in words:
+        if tokens and tokens[-1].startswith("--") and " " not in tokens[-1] and not w.startswith("-"):
+            tokens[-1] += " " + w
+        else:
+            tokens.append(w)
+    lines, current = [], indent + tokens[0]
+    for w in tokens[1:]:
         if len(current) + 1 + len(w) + 2 > width:
             lines.append(current + " \\")
             current = " " * (len(indent) + 4) + w
