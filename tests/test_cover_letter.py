@@ -232,3 +232,19 @@ def test_cli_writes_the_text_it_prints(old_folder, tmp_path, capsys):
     assert main(["cover-letter", str(old_folder), "--out", str(target)]) == 0
     assert target.read_text(encoding="ascii") == printed == cover_letter([old_folder])
     assert str(target) in capsys.readouterr().err
+
+
+def test_one_folder_of_two_stacks_is_decided_per_stack(tmp_path):
+    """floor-stacks' shape: the arms of both stacks in one folder; without --baseline each
+    stack's first arm is its baseline, and no arm is decided against another stack's."""
+    out = make_results(tmp_path / "floor", reps=4, seed=7, name="floor-stacks", arms={
+        "4k-6.12": ArmSpec(ratio=2.0, stack="trixie"), "contig-6.12": ArmSpec(ratio=1.05, stack="trixie"),
+        "4k-7.2": ArmSpec(ratio=2.1, stack="sid"), "contig-7.2": ArmSpec(ratio=1.1, stack="sid")})
+    text = cover_letter([out])
+    _fits(text)
+    assert_decisions_are_compares(text, out, "4k-6.12", out, "contig-6.12", base_label="4k-6.12 (trixie)")
+    assert_decisions_are_compares(text, out, "4k-7.2", out, "contig-7.2", base_label="4k-7.2 (sid)")
+    assert len(re.findall(r"^\S+ against ", text, re.M)) == 2
+    assert_table_is_summary_stats(text, out, {a: a for a in ("4k-6.12", "contig-6.12", "4k-7.2", "contig-7.2")})
+    named = cover_letter([out], baselines=["4k-6.12", "4k-7.2"])
+    assert named.split("To reproduce")[0] == text.split("To reproduce")[0]
