@@ -11,6 +11,7 @@ this machine knows (the stacks and their designs, which paths and trees exist).
 from __future__ import annotations
 
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -61,10 +62,17 @@ SCENARIO_KEYS[""]["stack"] = ("string", DEFAULT_STACK, "the guest stack of every
 SCENARIO_KEYS["arms"]["stack"] = ("string", "the top level's", "this arm's guest stack: " + ", ".join(STACKS))
 
 
+@cache
+def _designs(folder: Path) -> tuple[str, ...]:
+    """:func:`design_names` of a patch folder shipped with the harness, listed once a process:
+    listing the stacks' six folders again for every scenario read was half of a load's time
+    (a comparison or a review loads one per results folder)."""
+    return tuple(design_names(folder))
+
+
 def context(path: Path) -> schema.Context:
     """What the schema cannot know by itself: this machine's stacks, their designs, its files."""
-    stacks = {name: (tuple(design_names(s.qemu_patch_dir)), tuple(design_names(s.guest_patch_dir)))
-              for name, s in STACKS.items()}
+    stacks = {name: (_designs(s.qemu_patch_dir), _designs(s.guest_patch_dir)) for name, s in STACKS.items()}
 
     def tree(p: Path, _what: str, marker: str, kind: str) -> Path:
         return require_tree(p, "", marker, kind)
