@@ -111,3 +111,21 @@ def qemu_tree() -> Path:
 
 def git(tree: Path, *args: str) -> str:
     return subprocess.run([*GIT, "-C", str(tree), *args], capture_output=True, text=True, check=True).stdout
+
+
+def cached_linux_tree(stack_name: str) -> Path | None:
+    """:func:`linux_tree` of ``stack_name`` if the cache has it already, else None (nothing is
+    downloaded or built): for tests that only read the tree and may skip without it."""
+    stack = get_stack(stack_name)
+    pins, _apt = pins_for(stack)
+    inputs = {"package": stack.linux_source, "version": pins.linux_source_version,
+              "patches": [cache.file_sha256(p) for p in _patches(stack.guest_patch_dir)], "layout": 2}
+    art = cache.lookup("test-trees", {"linux": inputs})
+    return art.path / "linux" if art else None
+
+
+def cached_qemu_source(stack_name: str) -> Path | None:
+    """The stack's QEMU source tree (Debian's patches applied) if the cache has it, else None."""
+    pins, _apt = pins_for(get_stack(stack_name))
+    art = cache.lookup("qemu-source", {"package": "qemu", "version": pins.qemu_source_version})
+    return source_tree(art) if art else None

@@ -54,8 +54,9 @@ def read_host(pid: int, size_mib: Callable[[], float] | None) -> Reading:
 
 
 # The review designs' balloon drivers count their pages in debugfs (`small N`, `huge M`,
-# `order K`); the stock driver has no such file, and then nothing is recorded.
-BALLOON_PAGES = "/sys/kernel/debug/virtio_balloon/pages"
+# `order K`); the upstream series (guest-kernel-patches/upstream/) keeps the same lines in a
+# directory per device; the stock driver has no such file, and then nothing is recorded.
+BALLOON_PAGES = "/sys/kernel/debug/virtio_balloon/pages /sys/kernel/debug/virtio_balloon/*/pages"
 _MARK = "--bh-balloon-pages--"
 
 
