@@ -1,5 +1,5 @@
 """Guest knobs: sysctl and sysfs values an arm writes in its guest before the first step
-(issue 32; docs/guest-knobs.md).
+(issue 32; docs/guest-probes.md).
 
 ``[guest] knobs`` and an arm's ``guest_knobs`` map a guest path (under ``/proc/sys``,
 ``/sys/kernel/mm`` or ``/sys/module/<m>/parameters``; the schema checks the path) to the text

@@ -515,7 +515,9 @@ class GuestSettings(_Model):
     def _files(cls, value: Any, info: ValidationInfo) -> Any:
         ctx = _context(info)
         if isinstance(value, (list, tuple)) and ctx.record:
-            return tuple((g, Path(h)) if isinstance(h, str) else (g, h) for g, h in value)
+            # as read: a record is read in JSON mode, where a path field takes the string (a
+            # Path object here was refused, so no record with guest files could be read back)
+            return tuple((g, h) for g, h in value)
         if not isinstance(value, dict):
             raise _fail("", f"must be dict, got {type(value).__name__} {value!r}")
         pairs = []
