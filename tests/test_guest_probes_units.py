@@ -97,12 +97,14 @@ def test_events_wanted_expands_subsystems_and_names_the_absent():
 
 
 def test_a_sample_parses_counters_and_hits():
-    probe = GuestEvents(vmstat=("compact_stall",), events=("compaction:mm_compaction_begin", "migrate:mm_migrate_pages"))
+    probe = GuestEvents(vmstat=("compact_stall",),
+                        events=("compaction:mm_compaction_begin", "migrate:mm_migrate_pages"))
     cmd = probe.command()
     assert "compaction/mm_compaction_begin" in cmd and EVENT_MARK in cmd
     text = f"small 3\n{EVENT_MARK}\n@@compaction/mm_compaction_begin     Hits: 17\n@@migrate/mm_migrate_pages \n"
     r = probe.parse(text, {"compact_stall": 5, "other": 1})
-    assert r == {(GUEST_VMSTAT_SOURCE, "compact_stall"): 5.0, (GUEST_TRACE_SOURCE, "compaction:mm_compaction_begin"): 17.0}
+    assert r == {(GUEST_VMSTAT_SOURCE, "compact_stall"): 5.0,
+                 (GUEST_TRACE_SOURCE, "compaction:mm_compaction_begin"): 17.0}
 
 
 def test_the_probe_command_runs_in_a_real_shell(tmp_path):
