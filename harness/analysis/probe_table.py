@@ -57,13 +57,19 @@ def probe_text(folder: ResultsFolder, deltas: Optional[pd.DataFrame] = None) -> 
         table = per_arm(deltas, folder.scenario.steps)
         arms, _ = folder.order()
         arms = [a for a in arms if a in set(table["arm"])] or list(dict.fromkeys(table["arm"]))
-        rows = []
+        rows, still = [], 0
         for (step, name), g in table.groupby(["step", "name"], sort=False):
+            if not g["max"].abs().gt(0).any() and not g["min"].abs().gt(0).any():
+                still += 1      # no arm's run saw it change in this step
+                continue
             cells = {r["arm"]: _cell(r) for _, r in g.iterrows()}
             rows.append([step, name, *[cells.get(a, "-") for a in arms]])
         lines.append("guest probes: change over each step, median [min-max] over runs ([probes]; per run: "
                      f"{layout.PROBE_DELTAS}.csv after `report`)")
-        lines.append(text_table(["step", "counter", *arms], rows, left=2))
+        if rows:
+            lines.append(text_table(["step", "counter", *arms], rows, left=2))
+        if still:
+            lines.append(f"({still} step and counter pairs did not change in any run: left out)")
     if not absent.empty:
         seen = absent.drop_duplicates(["kernel", "name"])
         lines.append("absent (the guest kernel lacks them): " + "; ".join(
