@@ -70,7 +70,7 @@ def _check(design: str, stack: str, tmp_path: Path) -> None:
     error = run / "error.txt"
     assert not error.exists(), error.read_text()[:3000]
     summary = pd.read_parquet(run / "summary.parquet")
-    inflate = summary[summary["step"] == "balloon 640"].iloc[0]
+    inflate = summary[summary["step"] == "balloon 512"].iloc[0]
     log = (run / "steps" / "neighbours.log").read_text()
     ops = neighbour_lines(log)
     problems = []
@@ -92,7 +92,7 @@ def _check(design: str, stack: str, tmp_path: Path) -> None:
                             f"ended with: not while it inflated")
     info = json.loads((run / "run.json").read_text())
     deltas = probe_deltas(pd.read_parquet(run / "samples.parquet"))
-    migrated = deltas[(deltas["step"] == "balloon 640") & (deltas["name"] == "pgmigrate_success")]
+    migrated = deltas[(deltas["step"] == "balloon 512") & (deltas["name"] == "pgmigrate_success")]
     assert info["probes"]["vmstat"], info["probes"]
     assert not migrated.empty, "the guest probes recorded no pgmigrate_success during the balloon step"
     assert not problems, f"{design} on {stack}: neighbours failed while the balloon inflated " \
