@@ -15,7 +15,7 @@ import pytest
 from harness.errors import GuestStateError
 from harness.experiment import guest_knobs
 from harness.experiment.scenario import load_scenario, load_scenario_text
-from harness.probes.guest_events import EVENT_MARK, GuestEvents, _events_wanted
+from harness.probes.guest_events import EVENT_MARK, GuestEvents, _events_wanted, trigger
 from harness.results.metrics import GUEST_TRACE_SOURCE, GUEST_VMSTAT_SOURCE, SAMPLE_COLUMNS
 from harness.results.probes import absent_table, per_arm, probe_deltas
 
@@ -61,6 +61,7 @@ def test_probes_and_knobs_load(tmp_path):
     ('[probes]\nguest_vmstat = ["Compact Stall"]', "probes.guest_vmstat[0]"),
     ('[probes]\nguest_trace = ["mm_compaction_begin"]', "probes.guest_trace[0]"),
     ('[probes]\nguest_trace = ["a:b", "a:b"]', "probes.guest_trace"),
+    ('[probes]\nguest_trace = ["a:b:x", "a:b:y"]', "probes.guest_trace"),
     ('[guest]\nknobs = { "/etc/passwd" = "x" }', "guest.knobs"),
     ('[guest]\nknobs = { "/proc/sys/../../etc/x" = "1" }', "guest.knobs"),
     ('[guest]\nknobs = { "/sys/module/virtio_balloon/parameters/x" = true }', "guest.knobs"),
@@ -96,27 +97,47 @@ def test_events_wanted_expands_subsystems_and_names_the_absent():
     assert set(absent) == {"huge_memory:nope", "cma:*"}
 
 
-def test_a_sample_parses_counters_and_hits():
+def test_a_sample_parses_counters_totals_and_values_per_field():
     probe = GuestEvents(vmstat=("compact_stall",),
-                        events=("compaction:mm_compaction_begin", "migrate:mm_migrate_pages"))
+                        events=("compaction:mm_compaction_begin", "compaction:mm_compaction_end:status",
+                                "migrate:mm_migrate_pages"))
     cmd = probe.command()
-    assert "compaction/mm_compaction_begin" in cmd and EVENT_MARK in cmd
-    text = f"small 3\n{EVENT_MARK}\n@@compaction/mm_compaction_begin     Hits: 17\n@@migrate/mm_migrate_pages \n"
+    assert "compaction:mm_compaction_begin@compaction/mm_compaction_begin" in cmd and EVENT_MARK in cmd
+    text = (f"small 3\n{EVENT_MARK}\n@@compaction:mm_compaction_begin\n    Hits: 17\n"
+            "@@compaction:mm_compaction_end:status\n{ status:          1 } hitcount:          5\n"
+            "{ status:          4 } hitcount:          7\n    Hits: 12\n@@migrate:mm_migrate_pages\n")
     r = probe.parse(text, {"compact_stall": 5, "other": 1})
     assert r == {(GUEST_VMSTAT_SOURCE, "compact_stall"): 5.0,
-                 (GUEST_TRACE_SOURCE, "compaction:mm_compaction_begin"): 17.0}
+                 (GUEST_TRACE_SOURCE, "compaction:mm_compaction_begin"): 17.0,
+                 (GUEST_TRACE_SOURCE, "compaction:mm_compaction_end"): 12.0,
+                 (GUEST_TRACE_SOURCE, "compaction:mm_compaction_end:status=1"): 5.0,
+                 (GUEST_TRACE_SOURCE, "compaction:mm_compaction_end:status=4"): 7.0}
+
+
+def test_a_field_replaces_the_plain_trigger_of_its_event():
+    wanted, absent = _events_wanted(("compaction:*", "compaction:mm_compaction_end:status"),
+                                    {"compaction": ["mm_compaction_begin", "mm_compaction_end"]})
+    assert wanted == ["compaction:mm_compaction_begin", "compaction:mm_compaction_end:status"] and not absent
+    assert trigger("compaction:mm_compaction_end:status") == "hist:keys=status"
+    assert trigger("compaction:mm_compaction_begin") == "hist:keys=common_pid"
 
 
 def test_the_probe_command_runs_in_a_real_shell(tmp_path):
-    """The per-sample text, run by sh over a tracefs-like folder: one line per event."""
-    events = tmp_path / "events" / "compaction" / "mm_compaction_begin"
-    events.mkdir(parents=True)
-    (events / "hist").write_text("# event histogram\n{ common_pid: 1 } hitcount: 4\n\nTotals:\n    Hits: 4\n"
-                                 "    Entries: 1\n    Dropped: 0\n")
-    probe = GuestEvents(events=("compaction:mm_compaction_begin",))
+    """The per-sample text, run by sh over a tracefs-like folder: totals and values per field."""
+    begin = tmp_path / "events" / "compaction" / "mm_compaction_begin"
+    end = tmp_path / "events" / "compaction" / "mm_compaction_end"
+    begin.mkdir(parents=True)
+    end.mkdir(parents=True)
+    (begin / "hist").write_text("# event histogram\n{ common_pid: 1 } hitcount: 4\n\nTotals:\n    Hits: 4\n"
+                                "    Entries: 1\n    Dropped: 0\n")
+    (end / "hist").write_text("# event histogram\n#\n{ status:          2 } hitcount:          3\n\nTotals:\n"
+                              "    Hits: 3\n    Entries: 1\n    Dropped: 0\n")
+    probe = GuestEvents(events=("compaction:mm_compaction_begin", "compaction:mm_compaction_end:status"))
     cmd = probe.command().replace("/sys/kernel/tracing", str(tmp_path))
     out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=True).stdout
-    assert probe.parse(out, {}) == {(GUEST_TRACE_SOURCE, "compaction:mm_compaction_begin"): 4.0}
+    assert probe.parse(out, {}) == {(GUEST_TRACE_SOURCE, "compaction:mm_compaction_begin"): 4.0,
+                                    (GUEST_TRACE_SOURCE, "compaction:mm_compaction_end"): 3.0,
+                                    (GUEST_TRACE_SOURCE, "compaction:mm_compaction_end:status=2"): 3.0}
 
 
 def test_probe_deltas_are_last_minus_first_per_run_and_step():

@@ -28,9 +28,21 @@ from harness.results.metrics import GUEST_TRACE_SOURCE, GUEST_VMSTAT_SOURCE, Rea
 log = logging.getLogger(__name__)
 
 TRACEFS = "/sys/kernel/tracing"
-TRIGGER = "hist:keys=common_pid"
+TRIGGER = "hist:keys=common_pid"      # a total: every hit, whatever process
 EVENT_MARK = "--bh-trace--"
-_HITS = re.compile(r"^@@(\S+)\s+(?:Hits:\s*(\d+))?\s*$", re.MULTILINE)
+_TOTAL = re.compile(r"^Hits:\s*(\d+)$")
+_PER_VALUE = re.compile(r"^\{\s*(\w+):\s*([^\s}]+)\s*\}\s*hitcount:\s*(\d+)$")
+
+
+def _path(name: str) -> str:
+    """``sub:event[:field]`` -> the event's folder under tracefs' events/."""
+    return "/".join(name.split(":")[:2])
+
+
+def trigger(name: str) -> str:
+    """The hist trigger of ``sub:event`` (a total) or ``sub:event:field`` (hits per value)."""
+    parts = name.split(":")
+    return f"hist:keys={parts[2]}" if len(parts) == 3 else TRIGGER
 
 
 @dataclass
@@ -38,32 +50,49 @@ class GuestEvents:
     """The counters and tracepoints armed in one guest: what each sample reads, and what is absent."""
 
     vmstat: tuple[str, ...] = ()
-    events: tuple[str, ...] = ()          # "subsystem:event", each with its trigger in place
+    events: tuple[str, ...] = ()          # "subsystem:event[:field]", each with its trigger in place
     absent: dict[str, str] = field(default_factory=dict)   # name -> why it is not recorded
     kernel: str = ""
+    formats: dict[str, str] = field(default_factory=dict)  # sub:event:field -> the event's print format
 
     def command(self) -> str:
-        """The shell text the sampler appends to its round trip: one ``@@sub/event Hits: N``
-        line per armed tracepoint (the vmstat counters come from the sampler's /proc/vmstat)."""
+        """The shell text the sampler appends to its round trip: per armed tracepoint an
+        ``@@name`` line, its ``Hits:`` total and, for ``sub:event:field``, its per-value lines
+        (the vmstat counters come from the sampler's /proc/vmstat)."""
         if not self.events:
             return ""
-        paths = " ".join(e.replace(":", "/") for e in self.events)
-        return (f"echo {EVENT_MARK}; cd {TRACEFS}/events && for e in {paths}; do "
-                f"printf '@@%s ' $e; grep -m1 'Hits:' $e/hist || echo; done; cd /")
+        parts = " ".join(f"{e}@{_path(e)}" for e in self.events)
+        return (f"echo {EVENT_MARK}; cd {TRACEFS}/events && for e in {parts}; do "
+                "echo \"@@${e%%@*}\"; grep -E '^[{]|Hits:' ${e#*@}/hist; done; cd /")
 
     def parse(self, text: str, vmstat: dict[str, int]) -> Reading:
-        """One sample's values (``text``: the round trip's output; ``vmstat``: its /proc/vmstat)."""
+        """One sample's values (``text``: the round trip's output; ``vmstat``: its /proc/vmstat):
+        ``sub:event`` its hits so far, ``sub:event:field=value`` the hits per value."""
         r: Reading = {(GUEST_VMSTAT_SOURCE, name): float(vmstat[name]) for name in self.vmstat if name in vmstat}
         _, _, traced = text.partition(EVENT_MARK)
-        for path, hits in _HITS.findall(traced):
+        current = None
+        for line in traced.splitlines():
+            line = line.strip()
+            if line.startswith("@@"):
+                current = line[2:].strip()
+                continue
+            if current is None:
+                continue
+            event = ":".join(current.split(":")[:2])
+            hits = _TOTAL.match(line)
             if hits:
-                r[(GUEST_TRACE_SOURCE, path.replace("/", ":", 1))] = float(hits)
+                r[(GUEST_TRACE_SOURCE, event)] = float(hits.group(1))
+                continue
+            value = _PER_VALUE.match(line)
+            if value and current.count(":") == 2:
+                r[(GUEST_TRACE_SOURCE, f"{current}={value.group(2)}")] = float(value.group(3))
         return r
 
     def info(self) -> dict[str, Any]:
         """What run.json records under ``probes``."""
         return {"kernel": self.kernel, "vmstat": list(self.vmstat), "trace": list(self.events),
-                "trigger": TRIGGER, "absent": dict(self.absent)}
+                "triggers": {e: trigger(e) for e in self.events}, "absent": dict(self.absent),
+                "formats": dict(self.formats)}
 
 
 def _events_wanted(trace: tuple[str, ...], listing: dict[str, list[str]]) -> tuple[list[str], dict[str, str]]:
@@ -72,7 +101,7 @@ def _events_wanted(trace: tuple[str, ...], listing: dict[str, list[str]]) -> tup
     wanted: list[str] = []
     absent: dict[str, str] = {}
     for name in trace:
-        sub, event = name.split(":", 1)
+        sub, event = name.split(":")[:2]
         present = listing.get(sub)
         if present is None:
             absent[name] = f"no tracepoint subsystem {sub!r} in this kernel's tracefs"
@@ -84,6 +113,9 @@ def _events_wanted(trace: tuple[str, ...], listing: dict[str, list[str]]) -> tup
             absent[name] = f"no tracepoint {sub}/{event} in this kernel's tracefs"
         elif name not in wanted:
             wanted.append(name)
+    # one trigger per event: a per-field one counts the total too, so a plain entry beside it goes
+    fielded = {":".join(w.split(":")[:2]) for w in wanted if w.count(":") == 2}
+    wanted = [w for w in wanted if not (w.count(":") == 1 and w in fielded)]
     return wanted, absent
 
 
@@ -127,11 +159,20 @@ def arm_probes(run: Callable[[str], str], vmstat: tuple[str, ...], trace: tuple[
     probes.absent.update(absent)
     if wanted:
         set_out = run("cd " + TRACEFS + "/events && " + "; ".join(
-            f"echo '{TRIGGER}' >> {e.replace(':', '/')}/trigger 2>/dev/null || echo '@@fail {e}'" for e in wanted)
+            f"echo '{trigger(e)}' >> {_path(e)}/trigger 2>/dev/null || echo '@@fail {e}'" for e in wanted)
             + "; true")
         failed = set(re.findall(r"^@@fail (\S+)$", set_out, re.MULTILINE))
+        # a field's values are numbers in the hist; the event's print format names them
+        # (e.g. __print_symbolic(REC->status, { 1, "skipped" }, ...)): kept in run.json
+        fielded = [e for e in wanted if e.count(":") == 2 and e not in failed]
+        if fielded:
+            fmt = run(f"cd {TRACEFS}/events && " + "; ".join(
+                f"echo '@@{e}'; grep '^print fmt' {_path(e)}/format" for e in fielded) + "; true")
+            for e, text in re.findall(r"^@@(\S+)\n(print fmt:.*)$", fmt, re.MULTILINE):
+                probes.formats[e] = text[:2000]
         for e in failed:
-            probes.absent[e] = "the hist trigger could not be set (a kernel without CONFIG_HIST_TRIGGERS?)"
+            probes.absent[e] = (f"the hist trigger {trigger(e)!r} could not be set (no such field of the event, or "
+                                f"a kernel without CONFIG_HIST_TRIGGERS)")
         probes.events = tuple(e for e in wanted if e not in failed)
     if probes.absent:
         log.info("guest probes absent on Linux %s: %s", kernel,

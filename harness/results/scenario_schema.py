@@ -341,7 +341,7 @@ class HostSettings(_Model):
 # A vmstat counter's name as /proc/vmstat prints it; a tracepoint as tracefs names it
 # ("compaction:mm_compaction_begin", or "huge_memory:*" for every event of a subsystem).
 VMSTAT_NAME = re.compile(r"[a-z0-9_]+")
-TRACE_EVENT = re.compile(r"[a-z0-9_]+:([a-z0-9_]+|\*)")
+TRACE_EVENT = re.compile(r"[a-z0-9_]+:(\*|[a-z0-9_]+(:[a-z0-9_]+)?)")
 PROBE_NAMES_MAX = 64              # per list: each traced event costs a hist trigger in the guest
 # Where a guest knob may live: sysctls, the mm sysfs knobs (THP, hugepages) and module
 # parameters; nothing else (no device, no cgroup, no /proc/sysrq-trigger by accident).
@@ -364,8 +364,8 @@ class ProbeSettings(_Model):
     guest_trace: Annotated[tuple[str, ...], LAX] = F(
         (), kind="array of strings", shown="[]",
         meaning="guest tracepoints counted every guest sample (a tracefs hist trigger each), as "
-                "\"subsystem:event\" or \"subsystem:*\", e.g. [\"compaction:mm_compaction_begin\", "
-                "\"migrate:mm_migrate_pages\"]")
+                "\"subsystem:event\", \"subsystem:*\", or \"subsystem:event:field\" (hits per value of the "
+                "field too), e.g. [\"compaction:mm_compaction_begin\", \"compaction:mm_compaction_end:status\"]")
 
     @field_validator("guest_vmstat", "guest_trace", mode="before")
     @classmethod
@@ -374,7 +374,7 @@ class ProbeSettings(_Model):
             raise _fail("", f"must be a list of names, got {type(value).__name__} {value!r}")
         pattern = VMSTAT_NAME if info.field_name == "guest_vmstat" else TRACE_EVENT
         what = "a /proc/vmstat counter name" if info.field_name == "guest_vmstat" else \
-            "subsystem:event or subsystem:* (tracefs names)"
+            "subsystem:event, subsystem:event:field or subsystem:* (tracefs names)"
         if len(value) > PROBE_NAMES_MAX:
             raise _fail("", f"at most {PROBE_NAMES_MAX} names, got {len(value)}")
         for i, name in enumerate(value):
@@ -382,6 +382,10 @@ class ProbeSettings(_Model):
                 raise _fail(f"[{i}]", f"must be {what}, got {name!r}")
         if len(set(value)) != len(value):
             raise _fail("", f"names a counter twice: {sorted({n for n in value if list(value).count(n) > 1})}")
+        events = [":".join(n.split(":")[:2]) for n in value if n.count(":") == 2]
+        if len(set(events)) != len(events):
+            raise _fail("", f"one field per tracepoint (one hist trigger each), got two for "
+                            f"{sorted({e for e in events if events.count(e) > 1})[0]}")
         return tuple(value)
 
     @property
