@@ -147,12 +147,16 @@ def test_probe_deltas_are_last_minus_first_per_run_and_step():
             ("r1", "a", 1, "inflate", 2.0, "guest", "compact_stall", 100.0),
             ("r2", "a", 2, "inflate", 1.0, GUEST_TRACE_SOURCE, "x:y", 1.0),
             ("r2", "a", 2, "inflate", 3.0, GUEST_TRACE_SOURCE, "x:y", 5.0)]
+    rows += [("r2", "a", 2, "idle", 0.0, GUEST_TRACE_SOURCE, "x:y:f=1", 2.0),
+             ("r2", "a", 2, "inflate", 1.0, GUEST_TRACE_SOURCE, "x:y:f=1", 3.0),
+             ("r2", "a", 2, "inflate", 3.0, GUEST_TRACE_SOURCE, "x:y:f=2", 7.0)]   # value 2 first hit in the step
     d = probe_deltas(pd.DataFrame(rows, columns=SAMPLE_COLUMNS))
     got = {(r.run_id, r.step, r.name): r.delta for r in d.itertuples()}
     assert got == {("r1", "idle", "compact_stall"): 0.0, ("r1", "inflate", "compact_stall"): 6.0,
-                   ("r2", "inflate", "x:y"): 4.0}
+                   ("r2", "inflate", "x:y"): 4.0, ("r2", "idle", "x:y:f=1"): 2.0,
+                   ("r2", "inflate", "x:y:f=1"): 1.0, ("r2", "inflate", "x:y:f=2"): 7.0}
     table = per_arm(d, ["idle", "inflate"])
-    assert list(table["step"]) == ["idle", "inflate", "inflate"]
+    assert list(table["step"]) == ["idle", "idle", "inflate", "inflate", "inflate", "inflate"]
     assert probe_deltas(pd.DataFrame(columns=SAMPLE_COLUMNS)).empty
 
 

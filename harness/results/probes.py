@@ -6,7 +6,8 @@ they are rows of the samples (sources ``guest_vmstat`` and ``guest_trace``), and
 turns them into one row per run, step and counter: the value at the step's last reading
 minus the value at its first (the runner reads the guest just before and just after every
 step, under the step's label, so the two ends are the step's own). A counter the guest's
-kernel lacks is absent from the samples; run.json's ``probes.absent`` says why, and
+kernel lacks is absent from the samples (a tracepoint's count per value of a field, which
+appears with its first hit, counts from 0); run.json's ``probes.absent`` says why, and
 :func:`absent_table` carries that reason into the report.
 """
 
@@ -34,9 +35,23 @@ def probe_deltas(samples: pd.DataFrame) -> pd.DataFrame:
     rows = rows.sort_values("t", kind="stable")
     grouped = rows.groupby(["run_id", "arm", "rep", "phase", "source", "metric"], sort=False)["value"]
     out = pd.DataFrame({"first": grouped.first(), "last": grouped.last(), "samples": grouped.size()}).reset_index()
+    # a tracepoint's hits per value of a field ("sub:event:field=value") appear the first time
+    # that value is hit: before that the count was 0, not missing. Their first reading is
+    # the last one before the step, else 0.
+    per_value = (out["source"] == GUEST_TRACE_SOURCE) & out["metric"].str.contains("=", regex=False)
+    if per_value.any():
+        out.loc[per_value, "first"] = [_before(rows, r) for r in out[per_value].itertuples()]
     out["delta"] = out["last"] - out["first"]
     out = out.rename(columns={"phase": "step", "metric": "name"})
     return out[DELTA_COLUMNS]
+
+
+def _before(rows: pd.DataFrame, r: Any) -> float:
+    """The last reading of ``r``'s counter before its step began, else 0."""
+    same = rows[(rows["run_id"] == r.run_id) & (rows["metric"] == r.metric) & (rows["source"] == r.source)]
+    start = rows[(rows["run_id"] == r.run_id) & (rows["phase"] == r.phase)]["t"].min()
+    earlier = same[same["t"] < start]
+    return float(earlier["value"].iloc[-1]) if len(earlier) else 0.0
 
 
 def absent_table(runs: Iterable[dict[str, Any]]) -> pd.DataFrame:
