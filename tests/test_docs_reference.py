@@ -40,7 +40,7 @@ def test_every_key_of_the_schema_is_described():
     from harness.results import scenario_schema as schema
     tables = {"": schema.Scenario, "vm": schema.VMSettings, "timing": schema.Timing, "steps": schema.Step,
               "arms": schema.Arm, "kernel": schema.KernelTree, "qemu": schema.QemuTree,
-              "guest": schema.GuestSettings, "expect": schema.Expectation,
+              "guest": schema.GuestSettings, "probes": schema.ProbeSettings, "expect": schema.Expectation,
               "host": schema.HostSettings, "vm.backing (a table)": schema.BackingTable,   # issue 29
               **{f"options of {name}": m for name, m in schema.MECHANISM_OPTIONS.items() if m.model_fields}}
     assert "options of virtio-mem" in tables

@@ -144,6 +144,9 @@ def test_every_column_is_computed_when_every_reading_is_there():
     # the backing's readings (runner.backing_reading: harness.probes.backing_usage), issue 29
     before.update({metrics.BACKING_HELD_KEY: 1_100_000.0, metrics.BACKING_HUGE_KEY: 1_000_000.0})
     after.update({metrics.BACKING_HELD_KEY: 700_000.0, metrics.BACKING_HUGE_KEY: 600_000.0})
+    # a resize's neighbour virtio-mem move (runner._step_resize with neighbour_mib), issue 32
+    after.update({metrics.NEIGHBOUR_REACHED_KEY: 1.0, metrics.NEIGHBOUR_SECONDS_KEY: 4.0,
+                  metrics.NEIGHBOUR_MOVED_KEY: 128.0})
     events = [{"event": "BALLOON_CHANGE", "timestamp": {"seconds": 1001, "microseconds": 0}}]
     series = {metrics.RSS_KEY: [(0.0, 1_100_000.0), (3.0, 700_000.0)],
               metrics.AHP_KEY: [(0.0, 600_000.0), (1.0, 700_000.0), (3.0, 900_000.0)]}

@@ -51,6 +51,7 @@ SECTION_TITLES = {
     "kernel": "`kernel = { ... }`: a Linux tree (top level or an arm)",
     "qemu": "`qemu = { ... }`: a QEMU tree (an arm)",
     "guest": "`[guest]`",
+    "probes": "`[probes]`: guest counters and tracepoints per sample (docs/guest-probes.md)",
     "expect": "`[[expect]]`",
 }
 

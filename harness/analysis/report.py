@@ -35,6 +35,7 @@ from harness.analysis.groups import (
     summary_stats,
     write_summary_stats,
 )
+from harness.analysis.probe_table import probe_text, write_probe_deltas
 from harness.analysis.recovery_table import recovery_text
 from harness.analysis.recovery_timeline import write_recovery_timelines
 from harness.analysis.report_plots import plot_all
@@ -292,7 +293,8 @@ def write_report(out: Path | ResultsFolder) -> ReportFiles:
     plots += write_frame_maps(folder.path, folder.path / layout.PLOTS, info.arms)
     plots += write_recovery_timelines(folder.path, folder.path / layout.PLOTS,
                                       info.record.steps if info.record is not None else (), info.arms)
-    return ReportFiles(list(stats), plots)
+    probes = write_probe_deltas(folder)      # issue 32: the guest probes per run and step
+    return ReportFiles([*stats, *([probes] if probes else [])], plots)
 
 
 def report_text(out: Path | ResultsFolder, wide: bool = False, explain: bool = False,
@@ -311,6 +313,9 @@ def report_text(out: Path | ResultsFolder, wide: bool = False, explain: bool = F
     after_balloon = recovery_text(folder.summary, info.arms, info.steps)
     if after_balloon:
         lines.append(after_balloon)
+    probes = probe_text(folder)
+    if probes:
+        lines.append(probes)
     lines += list(decided)
     s = folder.summary
     jobs = folder.metadata.get("jobs") if isinstance(folder.metadata, dict) else None

@@ -290,6 +290,8 @@ def execute_fleet_run(scenario: Scenario, run: PlannedRun, index: int, store: Re
         "device": run.machine.spec.balloon.arg() if run.machine.spec.balloon else None,
         "mechanism": run.machine.mechanism.info(), "started": started, "wall_seconds": total,
         "fleet": {"guests": n, "guest_memory_mib": scenario.vm.memory_mib, "members": guests_info},
+        # issue 32: the first guest's knobs and probes (every guest of a fleet boots the same kernel)
+        "guest_knobs": members[0].ctx.guest_knobs, "probes": members[0].ctx.probes,
     }
     store.write_run(run.run_id, _run_samples(parts), summary_df, info)
     progress.say(run, index, f"fleet done in {total:.1f}s -> {run_dir}")

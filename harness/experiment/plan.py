@@ -31,6 +31,7 @@ from harness.errors import ConfigError
 from harness.experiment.scenario import Arm, Scenario
 from harness.host import hugepages
 from harness.mechanisms import Mechanism
+from harness.mechanisms.virtio_mem import with_neighbour
 from harness.results import layout
 from harness.vm import BalloonDevice, MachineSpec
 from harness.vm.accel import decide_accelerators
@@ -74,12 +75,14 @@ class Machine:
     # configures the mechanism again with it (a virtio-mem device's memory takes the backing).
     unconfigured: Optional[MachineSpec] = None
     thp: tuple[tuple[str, Any], ...] = ()
+    neighbour_mib: int = 0     # issue 32: a virtio-mem device beside the mechanism (docs/neighbours.md)
 
     def with_backing(self, backing: Backing) -> MachineSpec:
         """The spec to boot once the host room made ``backing`` ready (its mount filled in)."""
         if self.unconfigured is None or backing == self.spec.backing:
             return self.spec
-        return self.mechanism.configure(dataclasses.replace(self.unconfigured, backing=backing))
+        return with_neighbour(self.mechanism.configure(dataclasses.replace(self.unconfigured, backing=backing)),
+                              self.neighbour_mib)
 
     @property
     def ram_mib(self) -> int:
@@ -256,15 +259,16 @@ def _machine(scenario: Scenario, run: PlannedRun, qemu: Path, image: GuestImage,
     spec = MachineSpec.for_image(
         image, qemu=qemu, memory_mib=vm.memory_mib, vcpus=vm.vcpus, accel=vm.accel,
         guest_thp=vm.guest_thp, boot_timeout=vm.boot_timeout, name=f"bh-{run.run_id}",
-        balloon=BalloonDevice(properties=arm.device))
+        balloon=BalloonDevice(properties=arm.device), append=vm.append)
     # A kernel of the user's own boots with our initramfs; its Debian modules only load into
     # the matching Debian kernel, so such a kernel needs virtio built in (=y).
     if arm.kernel:
         spec = dataclasses.replace(spec, kernel=Path(arm.kernel))
     spec = dataclasses.replace(spec, backing=planned_backing(scenario, arm))    # issue 29
     mechanism = arm.make_mechanism(vm.memory_mib)   # the one of this run: it will hold its guest
-    return Machine(mechanism.configure(spec), mechanism, module_sha256, unconfigured=spec,
-                   thp=tuple(sorted(scenario.arm_thp(arm).items())))
+    return Machine(with_neighbour(mechanism.configure(spec), vm.neighbour_virtio_mem_mib), mechanism, module_sha256,
+                   unconfigured=spec, thp=tuple(sorted(scenario.arm_thp(arm).items())),
+                   neighbour_mib=vm.neighbour_virtio_mem_mib)
 
 
 def _with_accel(run: PlannedRun, accels: dict) -> PlannedRun:

@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 import uuid
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -41,6 +41,7 @@ from harness.errors import (
     ResultsWriteError,
     WorkloadDied,
 )
+from harness.experiment import guest_knobs
 from harness.experiment.plan import UNMOUNTED, Plan, PlannedRun, check_host_room
 from harness.experiment.scenario import Scenario, Step
 from harness.experiment.watch import WatchedWorkload, workload_reading
@@ -54,7 +55,9 @@ from harness.experiment.workload import (
 from harness.guest import Guest
 from harness.host import knobs, room
 from harness.mechanisms import Mechanism
+from harness.mechanisms.virtio_mem import move_neighbour, wait_neighbour_plugged
 from harness.probes import backing_usage, framemap
+from harness.probes.guest_events import arm_probes
 from harness.probes.ramlayout import qmp_hmp, read_layout
 from harness.probes.sampler import Sampler
 from harness.results import ResultsStore, layout, metrics, recovery
@@ -113,6 +116,11 @@ class RunContext:
     given_back_mib: Optional[float] = None
     ram_mappings: list[int] = field(default_factory=list)   # issue 29: host addresses of guest-RAM mappings
     identity: dict[str, Any] = field(default_factory=dict)   # issue 30: a fleet guest's {"guest": i}
+    # issue 32: the guest knobs written (path -> requested, read back), the guest probes armed
+    # (harness.probes.guest_events' info), and figures a handler measured beside its result
+    guest_knobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    probes: Optional[dict[str, Any]] = None
+    extra_figures: metrics.Reading = field(default_factory=dict)
 
     def say(self, message: str, throttle: float = 0.0) -> None:
         if self.identity:   # issue 30: which guest of a fleet
@@ -199,12 +207,36 @@ def _step_resize(ctx: RunContext, step: Step) -> MoveResult:
     """Bring the guest to the target with the arm's mechanism (harness.mechanisms)."""
     assert step.target_mib is not None
     what = ctx.mechanism.follows
-    result = ctx.mechanism.resize(
-        step.target_mib, ctx.scenario.timing,
-        on_sample=lambda t, a: ctx.say(f"{step.label}: {what} {a:.0f} MiB after {t:.1f}s", throttle=5.0))
+    neighbour = _start_neighbour(ctx, step)
+    try:
+        result = ctx.mechanism.resize(
+            step.target_mib, ctx.scenario.timing,
+            on_sample=lambda t, a: ctx.say(f"{step.label}: {what} {a:.0f} MiB after {t:.1f}s", throttle=5.0))
+    finally:
+        moved = neighbour.result() if neighbour is not None else None
     ctx.say(f"{step.label}: {result.outcome} at {result.actual_mib:.0f} MiB in {result.seconds:.1f}s")
     ctx.moves[step.label] = result.as_dict()
+    if moved is not None:
+        ctx.say(f"{step.label}: neighbour virtio-mem {moved.outcome} at {moved.actual_mib:.0f} MiB "
+                f"(asked {step.neighbour_mib}) in {moved.seconds:.1f}s")
+        ctx.moves[step.label]["neighbour"] = {**moved.as_dict(), "start_mib": moved.start_mib,
+                                              "actual_mib": moved.actual_mib}
+        ctx.extra_figures.update({
+            metrics.NEIGHBOUR_REACHED_KEY: float(bool(moved.reached)),
+            metrics.NEIGHBOUR_SECONDS_KEY: moved.seconds,
+            metrics.NEIGHBOUR_MOVED_KEY: moved.start_mib - moved.actual_mib})
     return result
+
+
+def _start_neighbour(ctx: RunContext, step: Step) -> Optional[Future]:
+    """issue 32: the neighbour virtio-mem device's move, started beside the step's resize
+    (a future; None when the step asks for none)."""
+    if step.neighbour_mib is None:
+        return None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"neighbour-{ctx.run.run_id}")
+    future = pool.submit(move_neighbour, ctx.guest, step.neighbour_mib, ctx.scenario.timing)
+    pool.shutdown(wait=False)
+    return future
 
 
 def _step_stop(ctx: RunContext, step: Step) -> None:
@@ -415,6 +447,8 @@ def run_step(ctx: RunContext, sampler: Sampler, t0: float, seconds: dict[str, fl
     after.update(watched_after)
     if isinstance(result, StepFigures):
         after.update(result.reading)
+    after.update(ctx.extra_figures)          # issue 32: the neighbour's figures
+    ctx.extra_figures = {}
     if step.holds_mib is not None:
         ctx.holds_mib = step.holds_mib
     check_guest_state(ctx, step, after, states)
@@ -524,6 +558,9 @@ def _execute_booted(scenario: Scenario, run: PlannedRun, index: int, store: Resu
         "frame_map": sampler.frames.info() if sampler.frames else None,
         "backing": spec.backing.label,           # issue 29: the backing, the host's knobs and pools
         "host": host_record,
+        "guest_knobs": ctx.guest_knobs,          # issue 32: written and read back
+        "probes": ctx.probes,                    # issue 32: the guest probes armed, and those absent
+        "append": spec.append,
     }
     if sampler.frames:
         sampler.frames.write(run_dir)
@@ -540,13 +577,25 @@ def start_sampler(ctx: RunContext, t0: float, **env: object) -> Sampler:
     ``BH_GUEST``); the guest-RAM mappings read after the mechanism attached (virtio-mem has
     plugged its memory by then). One opening for a run's guest and each guest of a fleet."""
     guest, scenario, run = ctx.guest, ctx.scenario, ctx.run
+    if scenario.vm.neighbour_virtio_mem_mib:   # issue 32: plugged at boot, before any figure
+        wait_neighbour_plugged(guest, scenario.vm.neighbour_virtio_mem_mib)
     ctx.ram_mappings = ram_mappings(guest)    # issue 29: each guest's RAM, read its backing's way
+    # issue 32: the arm's guest knobs, written before the first reading; a refused write fails the run
+    ctx.guest_knobs = guest_knobs.apply(lambda cmd: guest.ssh.run(cmd, timeout=60).stdout,
+                                        scenario.arm_guest_knobs(run.arm))
+    if ctx.guest_knobs:
+        ctx.say("guest knobs: " + ", ".join(f"{k}={v['read_back']}" for k, v in ctx.guest_knobs.items()))
     probe_ssh = guest.open_ssh()  # the steps keep guest.ssh; dropbear wants one channel at a time
+    probe = None
+    if scenario.probes.active:   # issue 32: the scenario's counters and tracepoints, checked against this kernel
+        probe = arm_probes(lambda cmd: probe_ssh.run(cmd, timeout=60).stdout, scenario.probes.guest_vmstat,
+                           scenario.probes.guest_trace)
+        ctx.probes = probe.info()
     sampler = Sampler(guest.pid, ctx.mechanism.size_mib, lambda cmd: probe_ssh.run(cmd, timeout=60).stdout,
                       host_hz=scenario.timing.host_sample_hz,
                       guest_seconds=scenario.timing.guest_sample_seconds, t0=t0,
                       frames=framemap.for_guest(guest, lambda cmd: probe_ssh.run(cmd, timeout=180).stdout,
-                                                scenario.steps))
+                                                scenario.steps), probe=probe)
     values = {"BH_ARM": run.arm.name, "BH_REP": run.rep, "BH_RUN_ID": run.run_id, **env}
     form = "".join(f"{name}=%s\\n" for name in values)
     guest.ssh.run(f"printf '{form}' {' '.join(shlex.quote(str(v)) for v in values.values())} > {RUN_ENV}",

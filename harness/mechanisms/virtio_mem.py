@@ -109,3 +109,55 @@ class VirtioMem(Mechanism):
     def info(self) -> dict[str, Any]:
         return {**super().info(), "boot_mib": self.boot_mib, "device_mib": self.region_mib,
                 "plugged_at_boot_seconds": self.plug_seconds}
+
+
+# ---- issue 32: a virtio-mem device beside another mechanism (the neighbour test) -------------
+# ``[vm] neighbour_virtio_mem_mib`` adds a second memory device to a balloon arm's guest; a
+# resize step's ``neighbour_mib`` shrinks (or grows) it while the balloon moves, so the
+# guest's virtio-mem driver unplugs (alloc_contig_range or offlining, with migration) under
+# the balloon's allocations: docs/neighbours.md.
+NEIGHBOUR_ID = "vmem-neighbour"
+NEIGHBOUR_PATH = f"/machine/peripheral/{NEIGHBOUR_ID}"
+
+
+def with_neighbour(spec: MachineSpec, mib: int) -> MachineSpec:
+    """``spec`` with a virtio-mem device of ``mib`` MiB, all plugged at boot, onlined movable."""
+    if mib <= 0:
+        return spec
+    online = "" if "memhp_default_state=" in spec.append else "memhp_default_state=online_movable"
+    return dataclasses.replace(
+        spec, maxmem_mib=(spec.maxmem_mib or spec.memory_mib) + mib,
+        append=" ".join(filter(None, [spec.append, online])),
+        extra_args=(*spec.extra_args, "-object", spec.backing.qemu_object(f"{NEIGHBOUR_ID}-mem", mib),
+                    "-device", f"virtio-mem-pci,id={NEIGHBOUR_ID},memdev={NEIGHBOUR_ID}-mem,requested-size={mib}M"))
+
+
+def neighbour_plugged_mib(guest) -> float:
+    """What the neighbour device has plugged now (QMP ``size``), MiB."""
+    return int(guest.qmp.execute("qom-get", {"path": NEIGHBOUR_PATH, "property": "size"})) / MIB
+
+
+def wait_neighbour_plugged(guest, mib: int) -> float:
+    """Wait until the guest plugged the neighbour's ``mib`` at boot; its seconds."""
+    how = Follow(settle=PLUG_AT_BOOT_TIMEOUT, timeout=PLUG_AT_BOOT_TIMEOUT, poll=0.2)
+    outcome, seconds, size, _ = follow(lambda: neighbour_plugged_mib(guest), float(mib), how, time.monotonic(),
+                                       guest.is_running)
+    if outcome != "reached":
+        raise GuestStateError(f"neighbour virtio-mem: the guest plugged {size:.0f} of {mib} MiB within "
+                              f"{PLUG_AT_BOOT_TIMEOUT:.0f}s of boot (virtio_mem loaded? memory onlined?)")
+    return seconds
+
+
+def move_neighbour(guest, target_mib: int, timing: Timing) -> MoveResult:
+    """Set the neighbour's requested size and follow its ``size`` until it settles."""
+    first_event = len(guest.qmp.events())
+    start = neighbour_plugged_mib(guest)
+    t0, requested_at = time.monotonic(), time.time()
+    guest.qmp.execute("qom-set", {"path": NEIGHBOUR_PATH, "property": "requested-size", "value": target_mib * MIB})
+    how = Follow(settle=timing.settle_seconds, timeout=timing.balloon_timeout_seconds,
+                 poll=1.0 / timing.host_sample_hz)
+    outcome, seconds, size, trajectory = follow(lambda: neighbour_plugged_mib(guest), float(target_mib), how, t0,
+                                                guest.is_running)
+    events = late_events(guest.qmp.events, first_event, SIZE_EVENT)
+    return MoveResult(target_mib, outcome == "reached", size, seconds, outcome, start,
+                      [(0.0, start), *trajectory], events, requested_at)

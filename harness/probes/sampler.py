@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from harness.arch import THP_ORDER
 from harness.errors import HarnessError
 from harness.probes import host
+from harness.probes.guest_events import EVENT_MARK, GuestEvents
 from harness.procfs import free_blocks_at_least, kernel_cpu_seconds, parse_buddyinfo, parse_meminfo, parse_vmstat
 from harness.results.metrics import (
     AHP_KEY,
@@ -60,10 +61,12 @@ BALLOON_PAGES = "/sys/kernel/debug/virtio_balloon/pages /sys/kernel/debug/virtio
 _MARK = "--bh-balloon-pages--"
 
 
-def read_guest(run: Callable[[str], str]) -> Reading:
-    """One guest reading through ``run(command) -> stdout`` (one SSH round trip)."""
+def read_guest(run: Callable[[str], str], probe: Optional[GuestEvents] = None) -> Reading:
+    """One guest reading through ``run(command) -> stdout`` (one SSH round trip); with
+    ``probe`` (a scenario's ``[probes]``, issue 32) its counters and tracepoint counts too."""
+    extra = probe.command() if probe is not None else ""
     out = run(f"cat /proc/meminfo /proc/buddyinfo /proc/vmstat /proc/stat; echo {_MARK}; "
-              f"cat {BALLOON_PAGES} 2>/dev/null; true")
+              f"cat {BALLOON_PAGES} 2>/dev/null; {extra + '; ' if extra else ''}true")
     text, _, pages = out.partition(_MARK)
     mi = parse_meminfo(text)
     r: Reading = {("guest", metric): mi.get(key, 0) for key, metric in GUEST_MEMINFO.items()}
@@ -75,9 +78,11 @@ def read_guest(run: Callable[[str], str]) -> Reading:
     cpu = kernel_cpu_seconds(text)
     if cpu is not None:
         r[GUEST_CPU_KEY] = cpu
-    for key, value in parse_vmstat(pages).items():
+    for key, value in parse_vmstat(pages.split(EVENT_MARK)[0]).items():
         if key in ("small", "huge", "order"):
             r[("guest", f"balloon_{key}")] = value
+    if probe is not None:
+        r.update(probe.parse(pages, vm))
     return r
 
 
@@ -86,8 +91,9 @@ class Sampler:
 
     def __init__(self, pid: int, size_mib: Callable[[], float], guest_run: Callable[[str], str],
                  host_hz: float = 5.0, guest_seconds: float = 1.0, t0: float | None = None,
-                 frames: Optional[FrameMap] = None):
+                 frames: Optional[FrameMap] = None, probe: Optional[GuestEvents] = None):
         self.pid = pid
+        self.probe = probe       # issue 32: the scenario's guest counters and tracepoints
         self.frames = frames     # the 2 MiB frame map: at every snapshot, host-only during resizes
         self._size_mib = size_mib
         self._guest_run = guest_run
@@ -110,7 +116,7 @@ class Sampler:
     def snapshot(self) -> Reading:
         """A reading of everything now, recorded and returned (used at step boundaries)."""
         r = read_host(self.pid, self._size_mib)
-        r.update(read_guest(self._guest_run))
+        r.update(read_guest(self._guest_run, self.probe))
         if self.frames is not None:
             r.update(self.frames.capture(self.phase, time.monotonic() - self.t0))
         self.record(r)
@@ -141,7 +147,7 @@ class Sampler:
     def start(self) -> Sampler:
         for name, period, read in (
                 ("host", self.host_period, lambda: read_host(self.pid, self._size_mib)),
-                ("guest", self.guest_period, lambda: read_guest(self._guest_run))):
+                ("guest", self.guest_period, lambda: read_guest(self._guest_run, self.probe))):
             t = threading.Thread(target=self._loop, args=(period, read, name), daemon=True,
                                  name=f"sampler-{name}-{self.pid}")
             t.start()

@@ -31,6 +31,7 @@ SAMPLES = "samples"              # stem: .parquet and .csv
 SUMMARY = "summary"              # stem: .parquet and .csv
 SUMMARY_STATS = "summary_stats"  # stem: .csv and .parquet
 PLOTS = "plots"
+PROBE_DELTAS = "probe_deltas"    # stem: the guest probes' change per run and step (report, issue 32)
 RUNS = "runs"
 RUN_DONE = "run.json"
 ERROR = "error.txt"

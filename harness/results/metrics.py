@@ -30,6 +30,15 @@ GUEST_COUNTERS = ("thp_split_pmd", "thp_fault_alloc", "thp_fault_fallback", "thp
                   "compact_stall", "compact_fail", "balloon_inflate", "balloon_deflate",
                   "balloon_migrate", "compact_success", "compact_migrate_scanned",
                   "compact_free_scanned", "pgmigrate_success", "pgmigrate_fail")
+# issue 32: the scenario's own guest probes ([probes], harness.probes.guest_events): their
+# samples' sources; their change over each step is harness.results.probes' table, not a
+# summary column (each scenario names its own counters).
+GUEST_VMSTAT_SOURCE = "guest_vmstat"
+GUEST_TRACE_SOURCE = "guest_trace"
+# A resize step's neighbour virtio-mem move ([vm] neighbour_virtio_mem_mib, docs/neighbours.md).
+NEIGHBOUR_REACHED_KEY = ("neighbour", "reached")
+NEIGHBOUR_SECONDS_KEY = ("neighbour", "seconds")
+NEIGHBOUR_MOVED_KEY = ("neighbour", "unplugged_mib")
 # The guest's kernel CPU time (/proc/stat: system + irq + softirq, in seconds), sampled with
 # the counters: on an idle guest, what moving the balloon cost the guest's CPU.
 GUEST_CPU_KEY = ("guest", "cpu_kernel_seconds")
@@ -528,6 +537,13 @@ _VALUES = [
            "the frame map's huge host ranges x 2048 kB minus the kernel's AnonHugePages of the guest-RAM "
            "mappings (smaps), after the step: the map's cross-check, 0 within one huge page (2048)",
            compute=_after("frames", "huge_vs_smaps_kib")),
+    Metric("neighbour_reached", "bool", "the neighbour virtio-mem device reached the size a resize step's "
+                                        "neighbour_mib asked for while the balloon moved (1/0; NaN without one)",
+           "higher", compute=_after(*NEIGHBOUR_REACHED_KEY)),
+    Metric("neighbour_seconds", "s", "seconds the neighbour virtio-mem device took to reach its size, or until "
+                                     "it stopped moving", "lower", compute=_after(*NEIGHBOUR_SECONDS_KEY)),
+    Metric("neighbour_unplugged_mib", "MiB", "MiB the neighbour virtio-mem device unplugged during the step",
+           "higher", compute=_after(*NEIGHBOUR_MOVED_KEY)),
     Metric("accel", "", "kvm or tcg", compute=lambda s: s.accel),
 ]
 

@@ -72,7 +72,8 @@ StepKind = Literal["run", "background", "resize", "balloon", "stop", "sleep", "m
 STEP_KEYS: dict[str, tuple[str, ...]] = {
     "run": ("command", "timeout", "holds_mib", "throughput", "anon_drop_fraction"),
     "background": ("command", "timeout", "ready", "holds_mib", "anon_drop_fraction"),
-    **{k: ("target_mib",) for k in MOVE_KINDS},
+    **{k: ("target_mib", "neighbour_mib") for k in ("resize", "balloon")},
+    "deflate": ("target_mib",),
     "stop": ("workload",),
     "sleep": ("seconds",),
     "measure": (),
@@ -333,6 +334,105 @@ class HostSettings(_Model):
     def _thp(cls, value: Any, info: ValidationInfo) -> Any:
         return _thp_pairs(value, info)
 
+# ---------------------------------------------------------------------------------------------
+# issue 32: guest probes (vmstat counters and tracepoint counts per guest sample) and guest
+# knobs (sysctl/sysfs values an arm writes in the guest before its steps)
+
+# A vmstat counter's name as /proc/vmstat prints it; a tracepoint as tracefs names it
+# ("compaction:mm_compaction_begin", or "huge_memory:*" for every event of a subsystem).
+VMSTAT_NAME = re.compile(r"[a-z0-9_]+")
+TRACE_EVENT = re.compile(r"[a-z0-9_]+:(\*|[a-z0-9_]+(:[a-z0-9_]+)?)")
+PROBE_NAMES_MAX = 64              # per list: each traced event costs a hist trigger in the guest
+# Where a guest knob may live: sysctls, the mm sysfs knobs (THP, hugepages) and module
+# parameters; nothing else (no device, no cgroup, no /proc/sysrq-trigger by accident).
+GUEST_KNOB_ROOTS = ("/proc/sys/", "/sys/kernel/mm/")
+GUEST_MODULE_PARAMETER = re.compile(r"/sys/module/[A-Za-z0-9_-]+/parameters/[A-Za-z0-9_.-]+")
+GUEST_KNOB_VALUE_MAX = 200
+
+
+class ProbeSettings(_Model):
+    """``[probes]``: what the guest sampler records beside its fixed /proc readings
+    (harness.probes.guest_events): every guest sample, the chosen counters and event counts,
+    as rows of samples.parquet (sources ``guest_vmstat`` and ``guest_trace``); ``report``
+    shows their change over each step. A name this guest's kernel lacks is recorded as absent
+    (run.json ``probes``, with the reason), never a failure."""
+
+    guest_vmstat: Annotated[tuple[str, ...], LAX] = F(
+        (), kind="array of strings", shown="[]",
+        meaning="guest /proc/vmstat counters recorded every guest sample, e.g. [\"compact_stall\", "
+                "\"thp_deferred_split_page\", \"allocstall_movable\"]")
+    guest_trace: Annotated[tuple[str, ...], LAX] = F(
+        (), kind="array of strings", shown="[]",
+        meaning="guest tracepoints counted every guest sample (a tracefs hist trigger each), as "
+                "\"subsystem:event\", \"subsystem:*\", or \"subsystem:event:field\" (hits per value of the "
+                "field too), e.g. [\"compaction:mm_compaction_begin\", \"compaction:mm_compaction_end:status\"]")
+
+    @field_validator("guest_vmstat", "guest_trace", mode="before")
+    @classmethod
+    def _names(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise _fail("", f"must be a list of names, got {type(value).__name__} {value!r}")
+        pattern = VMSTAT_NAME if info.field_name == "guest_vmstat" else TRACE_EVENT
+        what = "a /proc/vmstat counter name" if info.field_name == "guest_vmstat" else \
+            "subsystem:event, subsystem:event:field or subsystem:* (tracefs names)"
+        if len(value) > PROBE_NAMES_MAX:
+            raise _fail("", f"at most {PROBE_NAMES_MAX} names, got {len(value)}")
+        for i, name in enumerate(value):
+            if not isinstance(name, str) or not pattern.fullmatch(name):
+                raise _fail(f"[{i}]", f"must be {what}, got {name!r}")
+        if len(set(value)) != len(value):
+            raise _fail("", f"names a counter twice: {sorted({n for n in value if list(value).count(n) > 1})}")
+        events = [":".join(n.split(":")[:2]) for n in value if n.count(":") == 2]
+        if len(set(events)) != len(events):
+            raise _fail("", f"one field per tracepoint (one hist trigger each), got two for "
+                            f"{sorted({e for e in events if events.count(e) > 1})[0]}")
+        return tuple(value)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.guest_vmstat or self.guest_trace)
+
+
+def guest_knob_problem(path: Any) -> Optional[str]:
+    """Why ``path`` may not be a guest knob (None: it may): absolute, normalised, under
+    GUEST_KNOB_ROOTS or a module's parameters."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return f"must be an absolute guest path, got {path!r}"
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts[1:]) or not path.isprintable() or any(c in path for c in " '\"\\$`"):
+        return f"must be a plain path (no '..', '//', spaces or quotes), got {path!r}"
+    if not (any(path.startswith(r) and len(path) > len(r) for r in GUEST_KNOB_ROOTS)
+            or GUEST_MODULE_PARAMETER.fullmatch(path)):
+        return (f"only knobs under {', '.join(GUEST_KNOB_ROOTS)} or /sys/module/<module>/parameters/ may be set, "
+                f"got {path!r}")
+    return None
+
+
+def _guest_knobs(value: Any, info: ValidationInfo) -> Any:
+    """A guest knob table as sorted (path, value) pairs, values as the text written."""
+    if _context(info).record and isinstance(value, (list, tuple)):
+        return tuple(tuple(p) for p in value)
+    if not isinstance(value, dict):
+        raise _fail("", f"must be a table of guest path = value, got {type(value).__name__} {value!r}")
+    pairs = []
+    for path, v in value.items():
+        problem = guest_knob_problem(path)
+        if problem:
+            raise _fail(repr(path), problem)
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise _fail(repr(path), f"must be a string or a whole number, got {type(v).__name__} {v!r}")
+        text = str(v)
+        if not text.strip() or not text.isprintable() or len(text) > GUEST_KNOB_VALUE_MAX or "'" in text:
+            raise _fail(repr(path), f"must be one printable line of at most {GUEST_KNOB_VALUE_MAX} characters "
+                                    f"without quotes, got {text!r}")
+        pairs.append((path, text))
+    return tuple(sorted(pairs))
+
+
+GuestKnobs = Annotated[tuple[tuple[str, str], ...], LAX]
+# Kernel command-line options the harness sets itself (bh.*), or that would hide the console.
+RESERVED_APPEND = re.compile(r"^(bh\.|console=|panic=|init=|rdinit=)")
+
 
 class VMSettings(_Model):
     memory_mib: int = F(1024, kind="integer >= 128", meaning="guest memory at boot, MiB", ge=128, le=MEMORY_MIB_MAX)
@@ -346,6 +446,31 @@ class VMSettings(_Model):
     backing: BackingValue = F("anonymous", kind="string or table",
                               meaning="what the host puts behind guest RAM: " + BACKING_KINDS_TEXT +
                                       " (docs/backings.md)")
+    # issue 32: the neighbour test (docs/neighbours.md)
+    append: str = F("", kind="string", shown='""',
+                    meaning="extra guest kernel command-line options, e.g. \"movablecore=256M\" (a ZONE_MOVABLE "
+                            "whose memory blocks can be offlined)")
+    neighbour_virtio_mem_mib: int = F(0, kind="integer >= 0", ge=0, le=MEMORY_MIB_MAX,
+                                      meaning="a virtio-mem device of this many MiB beside the arm's mechanism, "
+                                              "plugged and onlined movable at boot: a resize step's `neighbour_mib` "
+                                              "unplugs from it while the balloon moves (0: none)")
+
+    @field_validator("append")
+    @classmethod
+    def _append(cls, append: str) -> str:
+        if not append.isprintable() or any(c in append for c in "'\"\\$`"):
+            raise _fail("", f"must be one printable line without quotes, got {append!r}")
+        reserved = [w for w in append.split() if RESERVED_APPEND.match(w)]
+        if reserved:
+            raise _fail("", f"{reserved[0]!r} is set by the harness itself")
+        return append
+
+    @model_validator(mode="after")
+    def _neighbour(self) -> VMSettings:
+        n = self.neighbour_virtio_mem_mib
+        if n and (n < 128 or n % 128):
+            raise _fail("neighbour_virtio_mem_mib", f"a multiple of 128 MiB (the guest's memory block), got {n}")
+        return self
 
     @field_validator("backing")
     @classmethod
@@ -379,13 +504,24 @@ class GuestSettings(_Model):
     files: Annotated[tuple[tuple[str, Path], ...], LAX] = F(
         (), kind="table", shown="{}",
         meaning="guest path = host path (relative to the scenario file): files put in the image, over ours")
+    knobs: GuestKnobs = F((), kind="table", shown="{}",
+                          meaning="guest path = value written after boot, before the first step, for every arm "
+                                  "(an arm's `guest_knobs` over it): /proc/sys/..., /sys/kernel/mm/..., "
+                                  "/sys/module/<m>/parameters/...; each read back into run.json")
+
+    @field_validator("knobs", mode="before")
+    @classmethod
+    def _knobs(cls, value: Any, info: ValidationInfo) -> Any:
+        return _guest_knobs(value, info)
 
     @field_validator("files", mode="before")
     @classmethod
     def _files(cls, value: Any, info: ValidationInfo) -> Any:
         ctx = _context(info)
         if isinstance(value, (list, tuple)) and ctx.record:
-            return tuple((g, Path(h)) if isinstance(h, str) else (g, h) for g, h in value)
+            # as read: a record is read in JSON mode, where a path field takes the string (a
+            # Path object here was refused, so no record with guest files could be read back)
+            return tuple((g, h) for g, h in value)
         if not isinstance(value, dict):
             raise _fail("", f"must be dict, got {type(value).__name__} {value!r}")
         pairs = []
@@ -440,6 +576,11 @@ class Step(_Model):
                                  meaning="retouch: MiB the default command (`usemem <N>m`) touches")
     sample_hz: float = F(DEFAULT_OBSERVE_HZ, kind="number > 0", gt=0, le=OBSERVE_HZ_MAX,
                          meaning="observe: host frame-map readings per second")
+    neighbour_mib: Optional[int] = F(None, kind="integer >= 0", shown="none", ge=0, le=MEMORY_MIB_MAX,
+                                     meaning="resize: the neighbour virtio-mem device's ([vm] "
+                                             "neighbour_virtio_mem_mib) requested size, set as the move starts: "
+                                             "the guest unplugs (or plugs) while the balloon moves; recorded as "
+                                             "the neighbour_* columns")
     anon_drop_fraction: float = F(DEFAULT_ANON_DROP_FRACTION, kind="number 0..1", ge=0,
                                   meaning="run, background: the share of its highest anonymous memory the "
                                           "watched workload may lose (1: no check)")
@@ -727,6 +868,17 @@ class Arm(_Model):
                            meaning="this arm's host THP knobs, over [host.thp] (arms with different knobs "
                                    "never run at once)")
 
+    # issue 32: the guest's knobs for this arm (over [guest] knobs)
+    guest_knobs: GuestKnobs = F((), kind="table", shown="{}",
+                                meaning="guest path = value written in this arm's guests before the first step, "
+                                        "over [guest] knobs, e.g. { \"/proc/sys/vm/watermark_boost_factor\" = "
+                                        "\"0\" }")
+
+    @field_validator("guest_knobs", mode="before")
+    @classmethod
+    def _arm_guest_knobs(cls, value: Any, info: ValidationInfo) -> Any:
+        return _guest_knobs(value, info)
+
     @field_validator("backing")
     @classmethod
     def _arm_backing(cls, value: Any, info: ValidationInfo) -> Any:
@@ -953,7 +1105,9 @@ class Scenario(_Model):
     arms: Annotated[tuple[Arm, ...], LAX] = F(
         kind="array of tables", meaning="the configurations compared (`[[arms]]`), below")
     guest: GuestSettings = F(GuestSettings(), kind="table", shown="", meaning="files of your own in the guest "
-                                                                             "image, below")
+                                                                             "image and its knobs, below")
+    probes: ProbeSettings = F(ProbeSettings(), kind="table", shown="",
+                              meaning="guest vmstat counters and tracepoints recorded per sample, below (issue 32)")
     expect: Annotated[tuple[Expectation, ...], LAX] = F((), kind="array of tables", shown="none",
                                     meaning="what the results must show (`[[expect]]`), below")
     primary: Annotated[tuple[str, ...], LAX] = F(None, kind="array of strings",
@@ -1040,6 +1194,15 @@ class Scenario(_Model):
                 raise _fail(f"steps[{i}].target_mib", f"{st.target_mib} MiB is more than the guest's {memory} MiB")
             if st.holds_mib is not None and st.holds_mib >= memory:
                 raise _fail(f"steps[{i}].holds_mib", f"{st.holds_mib} MiB cannot fit in the guest's {memory} MiB")
+        for i, st in enumerate(self.steps):
+            if st.neighbour_mib is not None and st.neighbour_mib > self.vm.neighbour_virtio_mem_mib:
+                raise _fail(f"steps[{i}].neighbour_mib", f"{st.neighbour_mib} MiB is more than the neighbour device's "
+                                                         f"{self.vm.neighbour_virtio_mem_mib} MiB "
+                                                         f"([vm] neighbour_virtio_mem_mib)")
+        for i, arm in enumerate(self.arms):
+            if self.vm.neighbour_virtio_mem_mib and arm.mechanism == "virtio-mem":
+                raise _fail(f"arms[{i}].mechanism", "an arm resized by virtio-mem cannot have a neighbour virtio-mem "
+                                                    "device too ([vm] neighbour_virtio_mem_mib)")
         for i, arm in enumerate(self.arms):
             try:
                 arm.options_model().check(memory)
@@ -1091,6 +1254,10 @@ class Scenario(_Model):
     def arm_thp(self, arm: Arm) -> dict[str, Any]:
         """The host THP knobs the arm's runs set: ``[host.thp]`` with the arm's over it."""
         return {**dict(self.host.thp), **dict(arm.host_thp)}
+
+    def arm_guest_knobs(self, arm: Arm) -> dict[str, str]:
+        """The guest knobs the arm's runs write: ``[guest] knobs`` with the arm's over it (issue 32)."""
+        return {**dict(self.guest.knobs), **dict(arm.guest_knobs)}
 
     def arm(self, name: str) -> Arm:
         for a in self.arms:
@@ -1243,6 +1410,9 @@ def json_schema(stacks: Sequence[str] = ()) -> dict[str, Any]:
     host = defs["HostSettings"]["properties"]
     host["thp"] = {**{k: v for k, v in host["thp"].items() if k not in ("type", "items", "anyOf")}, **thp_table}
     arm["host_thp"]["default"] = host["thp"]["default"] = {}      # tables in a file, pairs in the model
+    knob_table = {"type": "object", "additionalProperties": {"type": ["string", "integer"]}, "default": {}}
+    arm["guest_knobs"] = {**{k: v for k, v in arm["guest_knobs"].items() if k not in ("type", "items", "default")},
+                          **knob_table}
     schema["properties"]["host"]["default"] = {}
     if stacks:
         arm["stack"]["enum"] = list(stacks)
@@ -1256,6 +1426,9 @@ def json_schema(stacks: Sequence[str] = ()) -> dict[str, Any]:
     for d in (defs["KernelTree"], defs["QemuTree"]):
         d["properties"]["source"] = {**d["properties"]["source"], "type": "string"}
         d["properties"]["source"].pop("format", None)
+    knobs = defs["GuestSettings"]["properties"]["knobs"]
+    defs["GuestSettings"]["properties"]["knobs"] = {
+        **{k: v for k, v in knobs.items() if k not in ("type", "items", "default")}, **knob_table}
     files = defs["GuestSettings"]["properties"]["files"]
     defs["GuestSettings"]["properties"]["files"] = {
         **{k: v for k, v in files.items() if k not in ("type", "items")},
@@ -1284,7 +1457,7 @@ def keys_table() -> dict[str, dict[str, tuple[str, str, str]]]:
     tables: dict[str, type[BaseModel]] = {
         "": Scenario, "vm": VMSettings, "host": HostSettings, "vm.backing (a table)": BackingTable,
         "timing": Timing, "steps": Step, "arms": Arm, "kernel": KernelTree,
-        "qemu": QemuTree, "guest": GuestSettings, "expect": Expectation,
+        "qemu": QemuTree, "guest": GuestSettings, "probes": ProbeSettings, "expect": Expectation,
         **{f"options of {name}": m for name, m in MECHANISM_OPTIONS.items() if m.model_fields}}
     out: dict[str, dict[str, tuple[str, str, str]]] = {}
     for section, model in tables.items():
@@ -1298,6 +1471,6 @@ def keys_table() -> dict[str, dict[str, tuple[str, str, str]]]:
     return out
 
 
-__all__ = ["Arm", "BackingTable", "Context", "HostSettings", "Expectation", "GuestSettings",
+__all__ = ["Arm", "BackingTable", "Context", "HostSettings", "Expectation", "GuestSettings", "ProbeSettings",
             "KernelTree", "MechanismOptions", "QemuTree",
            "Scenario", "Step", "Timing", "VMSettings"]
