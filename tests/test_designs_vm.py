@@ -45,19 +45,22 @@ GUARDED = {"compact", "contig"}
 
 def assert_stopped_at_the_guard(ssh, move) -> None:
     """A guarded design that stopped short says so (debugfs `shortfall` > 0) and left every
-    zone it takes from at or above its high watermark: the guard held."""
+    zone it takes from above its low watermark. The guard stops the balloon at the high
+    watermark plus one block; the guest's own allocations after that (khugepaged, the
+    workload, this SSH session) may take a zone a little under its high watermark (47 pages
+    on 6.12 once), but a balloon that ignored the guard would take it to the min watermark."""
     out = ssh.run("mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null; "
                   "cat /sys/kernel/debug/virtio_balloon/pages; cat /proc/zoneinfo").stdout
     assert move.actual_mib > move.target_mib, move
     shortfall = re.search(r"^shortfall (\d+)$", out, re.M)
     assert shortfall and int(shortfall.group(1)) > 0, out
-    zones = re.findall(r"zone +(\w+)\n +pages free +(\d+)\n(?: +boost +\d+\n)? +min +\d+\n +low +\d+\n"
-                       r" +high +(\d+)", out)
-    checked = [(name, int(free), int(high)) for name, free, high in zones if name in ("DMA32", "Normal")
-               and int(high) > 0]
+    zones = re.findall(r"zone +(\w+)\n +pages free +(\d+)\n(?: +boost +\d+\n)? +min +\d+\n +low +(\d+)\n",
+                       out)
+    checked = [(name, int(free), int(low)) for name, free, low in zones if name in ("DMA32", "Normal")
+               and int(low) > 0]
     assert checked, out
-    for name, free, high in checked:
-        assert free >= high, (name, free, high, out)
+    for name, free, low in checked:
+        assert free > low, (name, free, low, out)
 
 
 def start_holes(ssh) -> None:
