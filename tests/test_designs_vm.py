@@ -10,6 +10,7 @@ all have all six."""
 from __future__ import annotations
 
 import functools
+import re
 import time
 
 import pytest
@@ -36,6 +37,30 @@ DESIGNS = {
 }
 # A workload that leaves every 2 MiB block it touched half used (holds 80 MiB).
 HOLES = "usemem --punch-holes -s -1 160m"
+# Designs that keep the guest above its high watermark plus one block on every path that
+# takes memory (issue 32): over HOLES they may stop short of the target, since the holes stay
+# in THPs on the deferred-split queue that only reclaim splits, and they never reclaim.
+GUARDED = {"compact", "contig"}
+
+
+def assert_stopped_at_the_guard(ssh, move) -> None:
+    """A guarded design that stopped short says so (debugfs `shortfall` > 0) and left every
+    zone it takes from above its low watermark. The guard stops the balloon at the high
+    watermark plus one block; the guest's own allocations after that (khugepaged, the
+    workload, this SSH session) may take a zone a little under its high watermark (47 pages
+    on 6.12 once), but a balloon that ignored the guard would take it to the min watermark."""
+    out = ssh.run("mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null; "
+                  "cat /sys/kernel/debug/virtio_balloon/pages; cat /proc/zoneinfo").stdout
+    assert move.actual_mib > move.target_mib, move
+    shortfall = re.search(r"^shortfall (\d+)$", out, re.M)
+    assert shortfall and int(shortfall.group(1)) > 0, out
+    zones = re.findall(r"zone +(\w+)\n +pages free +(\d+)\n(?: +boost +\d+\n)? +min +\d+\n +low +(\d+)\n",
+                       out)
+    checked = [(name, int(free), int(low)) for name, free, low in zones if name in ("DMA32", "Normal")
+               and int(low) > 0]
+    assert checked, out
+    for name, free, low in checked:
+        assert free > low, (name, free, low, out)
 
 
 def start_holes(ssh) -> None:
@@ -72,7 +97,10 @@ def test_design_driver_survives_stress(stack, design):
             assert back.reached, back
         start_holes(ssh)
         full = g.balloon.move(256, settle=SETTLE, timeout=300)
-        assert full.reached, full
+        if design in GUARDED and not full.reached:
+            assert_stopped_at_the_guard(ssh, full)
+        else:
+            assert full.reached, full
         # compaction migrates the balloon's movable pages with the balloon full
         ssh.run("echo 1 > /proc/sys/vm/compact_memory", timeout=300)
         ssh.run("mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null; "

@@ -7,6 +7,8 @@ so a changed patch rebuilds only what it feeds.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +55,25 @@ class Series:
             run_step(f"revert {p.name}", ["patch", "-p1", "--batch", "-R", "-i", p], log, cwd=tree, quiet=True)
 
     def apply(self, tree: Path, log: Path, dry_run: bool = False) -> None:
-        """``patch -p1`` each patch in order; a failure names the patch and the log."""
+        """``patch -p1`` each patch in order; a failure names the patch and the log.
+
+        ``dry_run`` checks the series without touching ``tree``: it applies the series for
+        real to a scratch copy of the files it touches, so that a patch that builds on an
+        earlier one of the same series (``patch --dry-run`` of each alone on the pristine
+        tree would fail it) is checked against the tree as the earlier ones leave it."""
+        if dry_run:
+            with tempfile.TemporaryDirectory(prefix="series-check-") as scratch:
+                for name in self.touched_files():
+                    if (tree / name).exists():
+                        (Path(scratch) / name).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(tree / name, Path(scratch) / name)
+                self._apply(Path(scratch), log, "check")
+            return
+        self._apply(tree, log, "apply")
+
+    def _apply(self, tree: Path, log: Path, verb: str) -> None:
         for p in self.patches:
-            cmd: list[str | Path] = ["patch", "-p1", "--batch", "--forward", "-i", p]
-            if dry_run:
-                cmd.insert(1, "--dry-run")
-            run_step(f"{'check' if dry_run else 'apply'} {p.name}", cmd, log, cwd=tree, quiet=True)
+            run_step(f"{verb} {p.name}", ["patch", "-p1", "--batch", "--forward", "-i", p], log, cwd=tree, quiet=True)
 
 
 DESIGNS = "designs"

@@ -23,6 +23,7 @@ from balloon_qtest import (KiB, MiB, THP, PAGE, QMAX, QSIZE, Vm, Balloon, check,
 
 RAM = 513 * MiB             # not a 2 MiB multiple on purpose
 F_HOST_ORDER = 22
+F_HUGE_ONLY = 21            # 0002: huge-only=on, with balloon-order > 0
 F_NOTIFY_ON_EMPTY = 24      # transport bit: legacy only, as stock
 F_REPORTING = 5
 CFG_ORDER = 16              # config offset of balloon_order
@@ -208,6 +209,30 @@ def test_order4(qemu, use_strace):
               f"exactly one madvise(DONTNEED, 64 KiB): [{fmt_calls(dn)}]")
 
 
+def test_huge_only(qemu):
+    print("== huge-only: bit 21 offered only when asked, and only with balloon-order")
+    for opts, want in (("balloon-order=9", False), ("balloon-order=9,huge-only=off", False),
+                       ("balloon-order=9,huge-only=on", True)):
+        vm = Vm(qemu, opts, RAM, legacy_only=False)
+        modern = modern_device_features(vm.qt)
+        b = Balloon(vm, ack_bits=(F_HOST_ORDER, F_HUGE_ONLY), queues=(IVQ, DVQ))
+        legacy = bool(b.host_features & (1 << F_HUGE_ONLY))
+        check(legacy == want and modern is not None and bool(modern & (1 << F_HUGE_ONLY)) == want,
+              f"{opts}: bit 21 offered: legacy {legacy}, modern "
+              f"{None if modern is None else bool(modern & (1 << F_HUGE_ONLY))} (want {want})")
+        if want:
+            check(b.guest_features == (1 << F_HOST_ORDER) | (1 << F_HUGE_ONLY),
+                  f"{opts}: bits 22 and 21 both negotiated")
+        vm.close()
+    r = subprocess.run([qemu, "-machine", "pc", "-accel", "qtest", "-nodefaults", "-display", "none",
+                        "-L", "/usr/share/qemu", "-L", "/usr/share/seabios",
+                        "-device", "virtio-balloon-pci,huge-only=on"],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode != 0 and "huge-only" in r.stderr,
+          f"huge-only=on without balloon-order refused at realize: "
+          f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+
+
 def main():
     qemu = sys.argv[1]
     use_strace = "--strace" in sys.argv[2:]
@@ -215,6 +240,7 @@ def main():
         test_offer(qemu)
         test_huge(qemu, use_strace)
         test_order4(qemu, use_strace)
+        test_huge_only(qemu)
     except RuntimeError as e:       # e.g. a QEMU without balloon-order
         check(False, str(e))
     print(f"\n{'ALL PASSED' if not failures else f'{len(failures)} FAILED'}")
