@@ -79,9 +79,14 @@ def test_refusals_name_the_knob_and_change_nothing(journal_dir, tmp_path):
     assert not list(journal_dir.glob("*.json"))
 
 
+# The child stands for a harness in a terminal, where Ctrl-C reaches it: a shell that starts a
+# background job without job control (`cmd &` in a script, `nohup`) sets SIGINT to ignored, and
+# Python keeps an inherited SIG_IGN, so a test run launched that way would send a SIGINT the
+# child never sees (seen: both SIGINT tests timed out at 120 s in a backgrounded `.ci/run`).
 CHILD = """
-import sys, time
+import signal, sys, time
 from harness.host import hugepages, knobs
+signal.signal(signal.SIGINT, signal.default_int_handler)
 name, val, pages = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with knobs.apply({name: val}):
     res = hugepages.reserve(pages, "2M") if pages else None
