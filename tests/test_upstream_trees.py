@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness.artifacts.git_trees import GIT, cached_linux_tree, cached_qemu_source, patch_files
+from harness.artifacts import cache
+from harness.artifacts.git_trees import (
+    GIT,
+    _linux_inputs,
+    cached_linux_tree,
+    cached_qemu_source,
+    linux_source_tree,
+    patch_files,
+    root_commit,
+)
 from harness.artifacts.upstream_trees import (
     BRANCH,
     KERNEL,
@@ -126,6 +136,23 @@ def test_the_default_destination_is_where_the_scenario_looks():
     assert kernel == default_dest() / KERNEL.name
     assert qemus == {default_dest() / QEMU.name}
     assert NEXT_COMMAND.split()[2] == f"scenarios/{scenario_file.name}"
+
+
+def test_a_tree_of_the_same_debian_source_under_another_rfc_port_serves_as_the_base(tmp_path, monkeypatch):
+    # a cache with one sid Linux tree, made when sid's RFC port was another patch: its key is
+    # not the current one, its base (the root commit) is the same source
+    monkeypatch.setenv("BALLOON_HARNESS_CACHE", str(tmp_path / "cache"))
+    inputs = {"linux": {**_linux_inputs("sid"), "patches": ["an older port"]}}
+    entry = tmp_path / "cache" / "test-trees" / cache.input_key(inputs)
+    entry.mkdir(parents=True)
+    tree = small_repo(entry / "linux")
+    (tree / "a.c").write_text("int a; /* the port */\n")
+    git(tree, "commit", "-q", "-am", "the RFC port")
+    (entry / cache.INPUTS_FILE).write_text(json.dumps(inputs))
+    (entry / cache.COMPLETE_MARK).write_text(cache.MUTABLE)
+    assert cached_linux_tree("sid") is None                  # not the current key ...
+    assert linux_source_tree("sid") == tree                  # ... but found, nothing made
+    assert root_commit(tree) == git(tree, "rev-parse", "HEAD^")
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,12 @@
 that is the series applied with ``git am`` on Debian's source as the sid stack pins it.
 
 - Linux: the cache's git tree of Debian's ``linux-source-7.2``
-  (:func:`harness.artifacts.git_trees.linux_tree`; its ``main`` is the harness's RFC port,
-  ``main^`` Debian's source) is cloned, ``upstream`` is branched at ``main^`` and
-  ``guest-kernel-patches/upstream/0*.patch`` are applied.
+  (:func:`harness.artifacts.git_trees.linux_source_tree`: the tests' tree, the harness's RFC
+  port on top of the import) is cloned, ``upstream`` is branched at its root commit (the
+  import of Debian's source) and ``guest-kernel-patches/upstream/0*.patch`` are applied.
 - QEMU: the cache's git import of Debian's QEMU 10.2.2 source, debian/patches applied
-  (:func:`~harness.artifacts.git_trees.qemu_tree` with no series: ``main`` is the import), is
-  cloned, ``upstream`` is branched at ``main`` and ``qemu-patches/upstream/0*.patch`` are
-  applied.
+  (:func:`~harness.artifacts.git_trees.qemu_tree` with no series: one commit), is cloned,
+  ``upstream`` is branched at it and ``qemu-patches/upstream/0*.patch`` are applied.
 
 Whatever the cache lacks is made first (the Linux tree: a 150 MB download, a 1.4 GB unpack
 and a commit of 80,000 files, a few minutes; QEMU: the source package and an import).
@@ -52,7 +51,7 @@ from pathlib import Path
 from typing import Optional
 
 from harness.artifacts import cache
-from harness.artifacts.git_trees import GIT, linux_tree, patch_files, qemu_tree
+from harness.artifacts.git_trees import GIT, linux_source_tree, patch_files, qemu_tree, root_commit
 from harness.artifacts.steps import run_step
 from harness.errors import BuildError, ConfigError, HarnessError
 from harness.resources import CHECKOUT, data_dir
@@ -67,19 +66,19 @@ NEXT_COMMAND = f"balloon-harness run scenarios/{SCENARIO} --order fixed"
 
 @dataclass(frozen=True)
 class TreeSpec:
-    """One of the two trees: its folder name (the scenario's), its series, where in the
-    cache's tree Debian's source is, and whether the scenario builds its work tree (QEMU:
-    no ``ref``) or the branch (Linux: ``ref = "upstream"``)."""
+    """One of the two trees: its folder name (the scenario's), its series, and whether the
+    scenario builds its work tree (QEMU: no ``ref``) or the branch (Linux: ``ref =
+    "upstream"``). Its base is the root commit of the cache's tree: the import of Debian's
+    source."""
 
     name: str
     what: str
     series: Path
-    base_ref: str
     builds_work_tree: bool
 
 
-KERNEL = TreeSpec("linux-upstream", "Linux", data_dir("guest-kernel-patches") / "upstream", "main^", False)
-QEMU = TreeSpec("qemu-upstream", "QEMU", data_dir("qemu-patches") / "upstream", "main", True)
+KERNEL = TreeSpec("linux-upstream", "Linux", data_dir("guest-kernel-patches") / "upstream", False)
+QEMU = TreeSpec("qemu-upstream", "QEMU", data_dir("qemu-patches") / "upstream", True)
 SPECS = (KERNEL, QEMU)
 
 
@@ -207,7 +206,7 @@ def _occupied(target: Path) -> bool:
     return target.is_symlink() or target.exists() and not (target.is_dir() and not any(target.iterdir()))
 
 
-def _make(origin: Path, spec: TreeSpec, patches: list[Path], target: Path, log_file: Path) -> None:
+def _make(origin: Path, base: str, spec: TreeSpec, patches: list[Path], target: Path, log_file: Path) -> None:
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -217,7 +216,7 @@ def _make(origin: Path, spec: TreeSpec, patches: list[Path], target: Path, log_f
         run_step("remove the clone's origin remote", ["git", "-C", tmp, "remote", "remove", "origin"],
                  log_file, quiet=True)
         run_step(f"check out {spec.what}'s Debian source in {target} (branch {BRANCH})",
-                 ["git", "-C", tmp, "checkout", "-q", "-b", BRANCH, spec.base_ref], log_file)
+                 ["git", "-C", tmp, "checkout", "-q", "-b", BRANCH, base], log_file)
         log.info("git am %d patches of %s on %s", len(patches), spec.series, target.name)
         apply_series(tmp, patches, log_file, str(target))
         tmp.rename(target)
@@ -260,14 +259,14 @@ def make_upstream_trees(dest: Optional[Path] = None, stack: str = STACK) -> list
             if why:
                 raise HarnessError(f"{target} exists and {why}: remove it or pass --dest DIR; it is left as it is")
     # what the cache lacks is made here (downloads, unpacks: logged with progress)
-    origins = {KERNEL.name: linux_tree(stack), QEMU.name: qemu_tree(stack, None)}
+    origins = {KERNEL.name: linux_source_tree(stack), QEMU.name: qemu_tree(stack, None)}
     log_file = cache.log_path("upstream-trees", stack)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     dest.mkdir(parents=True, exist_ok=True)
     results = []
     for spec, target in targets:
         origin, patches = origins[spec.name], series[spec.name]
-        base = _out(origin, "rev-parse", spec.base_ref)
+        base = root_commit(origin)
         if _occupied(target):
             why = _difference(target, spec, _out(origin, "rev-parse", f"{base}^{{tree}}"), patches)
             if why:
@@ -277,7 +276,7 @@ def make_upstream_trees(dest: Optional[Path] = None, stack: str = STACK) -> list
             results.append(_result(target, spec, _out(target, "rev-parse", f"{BRANCH}~{len(patches)}"),
                                    patches, made=False))
             continue
-        _make(origin, spec, patches, target, log_file)
+        _make(origin, base, spec, patches, target, log_file)
         results.append(_result(target, spec, base, patches, made=True))
     return results
 
