@@ -183,6 +183,12 @@ def test_both_branches_carry_their_series_in_order_on_debians_source(made):
         assert git(path, "remote") == ""                                 # no way back into the cache
         assert not (path / ".git" / "objects" / "info" / "alternates").exists()
     kernel = trees[0]
+    # the clone hard-links the cache's objects (one filesystem here): no copy of the 290 MB pack
+    def packs(tree: Path) -> set[tuple[int, int]]:
+        return {(p.stat().st_dev, p.stat().st_ino) for p in (tree / ".git" / "objects" / "pack").glob("*.pack")}
+    cache_packs, clone_packs = packs(cache_linux), packs(dest / KERNEL.name)
+    if {dev for dev, _ in cache_packs} == {dev for dev, _ in clone_packs}:
+        assert cache_packs & clone_packs, "the clone copied the cache's pack instead of linking it"
     # the kernel series sits on Debian's source: the commit under the cache tree's RFC port
     assert kernel.base == git(cache_linux, "rev-parse", "HEAD^")
     assert git(dest / KERNEL.name, "log", "-1", "--format=%s", kernel.base).startswith("Linux 7.2.13-1 (Debian's")

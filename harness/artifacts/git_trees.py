@@ -166,6 +166,7 @@ def qemu_tree(stack_name: str = DEFAULT_STACK, patch_dir: Optional[Path] = QEMU_
     def build(out: Path, log: Path) -> None:
         src = source_tree(fetch_source(pins.qemu_source_version, apt.source))
         tree = out / "qemu"
+        log.info("QEMU %s: importing %s as a git tree into the cache (log: %s)", pins.qemu_source_version, src, log)
         shutil.copytree(src, tree, symlinks=True, ignore=shutil.ignore_patterns(".pc"))
         _git_repo(tree, f"QEMU {pins.qemu_source_version} (Debian's source)", patches, log)
 

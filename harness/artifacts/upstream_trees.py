@@ -219,7 +219,11 @@ def _make(origin: Path, base: str, spec: TreeSpec, patches: list[Path], target: 
                  ["git", "-C", tmp, "checkout", "-q", "-b", BRANCH, base], log_file)
         log.info("git am %d patches of %s on %s", len(patches), spec.series, target.name)
         apply_series(tmp, patches, log_file, str(target))
-        tmp.rename(target)
+        try:
+            tmp.rename(target)
+        except OSError as e:   # another run made it meanwhile (rename refuses a non-empty folder)
+            raise HarnessError(f"{target} appeared while this run made it ({e.strerror}): "
+                               f"run the command again to check it") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
