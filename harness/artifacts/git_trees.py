@@ -31,7 +31,7 @@ from harness.artifacts.stacks import DEFAULT_STACK, get_stack, pins_for
 from harness.artifacts.steps import run_step
 from harness.errors import BuildError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 GIT = ["git", "-c", "user.name=A Kernel Developer", "-c", "user.email=dev@example.org",
        "-c", "commit.gpgsign=false", "-c", "core.autocrlf=false"]
@@ -140,7 +140,7 @@ def linux_source_tree(stack_name: str) -> Path:
         if isinstance(linux, dict) and {k: v for k, v in linux.items() if k != "patches"} == wanted:
             art = cache.lookup("test-trees", inputs)
             if art is not None:
-                log.info("Debian's %s %s: from the cache's tree %s (another RFC port on top; the same base)",
+                logger.info("Debian's %s %s: from the cache's tree %s (another RFC port on top; the same base)",
                          wanted["package"], wanted["version"], art.path / "linux")
                 return art.path / "linux"
     return linux_tree(stack_name)
@@ -166,7 +166,7 @@ def qemu_tree(stack_name: str = DEFAULT_STACK, patch_dir: Optional[Path] = QEMU_
     def build(out: Path, log: Path) -> None:
         src = source_tree(fetch_source(pins.qemu_source_version, apt.source))
         tree = out / "qemu"
-        log.info("QEMU %s: importing %s as a git tree into the cache (log: %s)", pins.qemu_source_version, src, log)
+        logger.info("QEMU %s: importing %s as a git tree into the cache (log: %s)", pins.qemu_source_version, src, log)
         shutil.copytree(src, tree, symlinks=True, ignore=shutil.ignore_patterns(".pc"))
         _git_repo(tree, f"QEMU {pins.qemu_source_version} (Debian's source)", patches, log)
 
