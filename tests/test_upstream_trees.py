@@ -10,16 +10,19 @@ downloaded here)."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import json
 import re
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness.artifacts import cache
+from harness.artifacts import cache, upstream_trees
 from harness.artifacts.git_trees import (
     GIT,
     _linux_inputs,
@@ -156,12 +159,16 @@ def test_a_tree_of_the_same_debian_source_under_another_rfc_port_serves_as_the_b
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory) -> tuple[Path, list]:
-    """Both trees, made once by the command's library into a temporary directory."""
+def made(tmp_path_factory) -> Iterator[tuple[Path, list]]:
+    """Both trees, made once by the command's library into a temporary directory, removed
+    after the module (2 GB of work tree: not left for pytest's rotation of old tmp dirs)."""
     if cached_linux_tree("sid") is None or cached_qemu_source("sid") is None:
         pytest.skip(MAKE_TREES)
     dest = tmp_path_factory.mktemp("dest")
-    return dest, make_upstream_trees(dest)
+    try:
+        yield dest, make_upstream_trees(dest)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
 
 
 @pytest.mark.build
@@ -219,3 +226,29 @@ def test_a_tree_with_another_commit_on_the_branch_is_refused_and_left_alone(made
         assert git(qemu, "rev-parse", BRANCH) == mine
     finally:
         git(qemu, "reset", "-q", "--hard", f"{BRANCH}^")
+
+
+@pytest.mark.build
+def test_a_patch_that_does_not_apply_leaves_no_tree_and_is_named(made, tmp_path, monkeypatch):
+    # the QEMU series with the first context line of 0002's first hunk changed; the Linux tree
+    # is the one made above (a symbolic link to it: kept as it is)
+    dest, _trees = made
+    broken = tmp_path / "series"
+    broken.mkdir()
+    for patch in patch_files(QEMU.series):
+        (broken / patch.name).write_bytes(patch.read_bytes())
+    second = patch_files(broken)[1]
+    lines = second.read_text().split("\n")
+    hunk = next(i for i, line in enumerate(lines) if line.startswith("@@"))
+    context = next(i for i in range(hunk + 1, len(lines)) if lines[i].startswith(" "))
+    lines[context] += " /* not in QEMU's source */"
+    second.write_text("\n".join(lines))
+    monkeypatch.setattr(upstream_trees, "SPECS", (KERNEL, dataclasses.replace(QEMU, series=broken)))
+    elsewhere = tmp_path / "dest"
+    elsewhere.mkdir()
+    (elsewhere / KERNEL.name).symlink_to(dest / KERNEL.name)
+    with pytest.raises(BuildError) as refused:
+        make_upstream_trees(elsewhere)
+    message = str(refused.value)
+    assert "\n" not in message and second.name in message and "git am" in message, message
+    assert sorted(p.name for p in elsewhere.iterdir()) == [KERNEL.name]     # no half-made qemu-upstream

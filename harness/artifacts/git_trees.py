@@ -27,7 +27,7 @@ from typing import Optional
 from harness.artifacts import cache, debian
 from harness.artifacts.patches import QEMU_PATCHES
 from harness.artifacts.qemu import fetch_source, source_tree
-from harness.artifacts.stacks import DEFAULT_STACK, get_stack, pins_for
+from harness.artifacts.stacks import DEFAULT_STACK, Pins, get_stack, pins_for, read_lock
 from harness.artifacts.steps import run_step
 from harness.errors import BuildError
 
@@ -88,9 +88,17 @@ def git_tree_of_linux_source(deb: Path, out: Path, message: str, patches: list[P
     return tree
 
 
+def _pins(stack_name: str) -> Pins:
+    """The stack's pinned versions from ``stacks.lock``, without opening its private apt (an
+    empty cache's apt would update its lists from the archive first); resolved through the
+    archive only when the lock has no entry for the stack."""
+    lock = read_lock()
+    return lock[stack_name] if stack_name in lock else pins_for(get_stack(stack_name))[0]
+
+
 def _linux_inputs(stack_name: str) -> dict:
     stack = get_stack(stack_name)
-    pins, _apt = pins_for(stack)
+    pins = _pins(stack_name)
     return {"package": stack.linux_source, "version": pins.linux_source_version,
             "patches": [cache.file_sha256(p) for p in patch_files(stack.guest_patch_dir)], "layout": 2}
 
@@ -175,7 +183,7 @@ def qemu_tree(stack_name: str = DEFAULT_STACK, patch_dir: Optional[Path] = QEMU_
 
 def cached_qemu_source(stack_name: str) -> Optional[Path]:
     """The stack's QEMU source tree (Debian's patches applied) if the cache has it, else None."""
-    pins, _apt = pins_for(get_stack(stack_name))
+    pins = _pins(stack_name)
     art = cache.lookup("qemu-source", {"package": "qemu", "version": pins.qemu_source_version})
     return source_tree(art) if art else None
 
