@@ -5,6 +5,7 @@
 #   make lint        ruff, mypy and the import layers (import-linter)
 #   make reproduce   the RFC experiment, printed as a table
 #   make docs        the documentation site (docs/, mkdocs.yml) into site/, warnings as errors
+#   make upstream-trees  ../linux-upstream and ../qemu-upstream: the upstream series' trees (DEST=DIR: elsewhere)
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
@@ -12,7 +13,7 @@ PY := $(VENV)/bin/python
 HARNESS := $(VENV)/bin/balloon-harness
 STAMP := $(VENV)/.installed
 
-.PHONY: bootstrap system venv build test test-fast test-slow lint reproduce doctor docs clean
+.PHONY: bootstrap system venv build test test-fast test-slow lint reproduce doctor docs upstream-trees clean
 
 # `make test` and `make test-slow` also install what only the tests use (a headless browser for
 # the docs site): target-specific, so a prerequisite's `system` sees it too.
@@ -73,6 +74,14 @@ reproduce: bootstrap
 
 doctor: venv
 	$(HARNESS) doctor
+
+# The two git trees scenarios/upstream-series.toml builds (beside this checkout by default):
+# the upstream series applied with git am on Debian's Linux 7.2 and QEMU 10.2 sources, made
+# from the cache's trees (downloaded and unpacked first if missing). An existing tree is kept
+# if it already is exactly that, else refused.
+DEST ?=
+upstream-trees: venv
+	$(HARNESS) upstream-trees $(if $(DEST),--dest $(DEST))
 
 # The documentation site: MkDocs + mkdocs-material (the `docs` extra), its reference pages
 # generated from the code at build time (docs/hooks/reference.py); --strict turns every

@@ -1,131 +1,23 @@
 """Real "user's trees" for the tests and benchmarks of issues 19 and 27 (kernel and QEMU built
-from source).
+from source): Debian's Linux and QEMU sources as git trees, the stack's RFC port on top, in the
+shared cache.
 
-A kernel developer's tree: Debian's ``linux-source`` of a stack (bookworm's Linux 6.1, the
-default stack's guest kernel; trixie's 6.12; sid's 7.2) unpacked into a git repository, with
-that stack's RFC port (``guest-kernel-patches/``, ``trixie/``, ``sid/``) applied as a commit
-(``git am``). A QEMU developer's tree: the stack's QEMU source (Debian's 7.2, its patches
-applied) as a git repository with the RFC's QEMU half as a commit. All live in the shared
-cache (``test-trees/``), made once per input (package version, patches); the harness treats
-them exactly as a user's checkout (it never writes into them).
-
-Debian's linux-source tarball carries a top-level ``.gitignore`` that ignores everything at
-the top (``/*``, for Debian's packaging), so ``git init && git add -A`` in it adds nothing:
-:func:`git_tree_of_linux_source` cuts that part of the file and adds with ``git add -f``.
+The code lives in :mod:`harness.artifacts.git_trees` (``balloon-harness upstream-trees`` clones
+the same trees); this module keeps the names the tests and benchmarks import.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
-from harness.artifacts import cache, debian
-from harness.artifacts.patches import QEMU_PATCHES
-from harness.artifacts.qemu import fetch_source, source_tree
-from harness.artifacts.stacks import DEFAULT_STACK, get_stack, pins_for
-from harness.artifacts.steps import run_step
-
-GIT = ["git", "-c", "user.name=A Kernel Developer", "-c", "user.email=dev@example.org",
-       "-c", "commit.gpgsign=false", "-c", "core.autocrlf=false"]
-
-
-def _patches(folder: Path) -> list[Path]:
-    return sorted(folder.glob("0*.patch"))
-
-
-def _git_repo(tree: Path, message: str, patches: list[Path], log: Path) -> None:
-    run_step(f"git init {tree.name}", [*GIT, "init", "-q", "-b", "main", tree], log, quiet=True)
-    # -f: a tarball's files are the tracked files, whatever its .gitignore says (Debian's
-    # linux-source ignores its whole top level; upstream force-adds a few ignored files too)
-    run_step("git add", [*GIT, "-C", tree, "add", "-f", "-A"], log, quiet=True)
-    run_step("git commit", [*GIT, "-C", tree, "commit", "-q", "-m", message], log, quiet=True)
-    if patches:
-        run_step("git am the RFC port", [*GIT, "-C", tree, "am", "-q", *patches], log, quiet=True)
-
-
-DEBIAN_IGNORE = "#\n# Debian packaging"
-
-
-def cut_debian_ignore(tree: Path) -> None:
-    """Drop the Debian packaging part of a linux-source tree's top ``.gitignore`` (it ignores
-    everything at the top level: ``/*``), so the tree's git behaves like an upstream checkout
-    (a new top-level file shows as untracked). Whatever the file says, :func:`_git_repo` adds
-    with ``-f``."""
-    ignore = tree / ".gitignore"
-    if not ignore.is_file():
-        return
-    text = ignore.read_text()
-    if DEBIAN_IGNORE in text:
-        ignore.write_text(text[:text.index(DEBIAN_IGNORE)])
-
-
-def git_tree_of_linux_source(deb: Path, out: Path, message: str, patches: list[Path], log: Path) -> Path:
-    """``out/linux``: the tarball of a ``linux-source-*`` package as a git tree, ``patches``
-    committed on top with ``git am``."""
-    debian.extract(deb, out / "x", log)
-    tarball = next((out / "x" / "usr" / "src").glob("linux-source-*.tar.*"))
-    tree = out / "linux"
-    tree.mkdir()
-    run_step(f"unpack {tarball.name}", ["tar", "-xf", tarball, "-C", tree, "--strip-components=1"], log)
-    shutil.rmtree(out / "x")
-    cut_debian_ignore(tree)
-    _git_repo(tree, message, patches, log)
-    return tree
-
-
-def linux_tree(stack_name: str = DEFAULT_STACK) -> Path:
-    """A stack's Linux source (Debian's linux-source at the pinned version) as a git tree with
-    the stack's RFC port as its HEAD commit. Cold: a download of about 150 MB, an unpack of
-    about 1.4 GB and a commit of about 80,000 files (a minute or two each); warm: a lookup."""
-    stack = get_stack(stack_name)
-    pins, apt = pins_for(stack)
-    patches = _patches(stack.guest_patch_dir)
-    inputs = {"package": stack.linux_source, "version": pins.linux_source_version,
-              "patches": [cache.file_sha256(p) for p in patches], "layout": 2}
-
-    def build(out: Path, log: Path) -> None:
-        deb = apt.download(stack.linux_source, pins.linux_source_version, out / "deb")
-        git_tree_of_linux_source(deb, out, f"Linux {pins.linux_source_version} (Debian's {stack.linux_source})",
-                                 patches, log)
-        shutil.rmtree(out / "deb")
-
-    return cache.ensure("test-trees", {"linux": inputs}, build, mutable=True).path / "linux"
-
-
-def qemu_tree() -> Path:
-    """The default stack's QEMU source as a git tree with the RFC's QEMU half as its HEAD commit."""
-    stack = get_stack(DEFAULT_STACK)
-    pins, apt = pins_for(stack)
-    patches = _patches(QEMU_PATCHES)
-    inputs = {"source": pins.qemu_source_version, "patches": [cache.file_sha256(p) for p in patches], "layout": 1}
-
-    def build(out: Path, log: Path) -> None:
-        src = source_tree(fetch_source(pins.qemu_source_version, apt.source))
-        tree = out / "qemu"
-        shutil.copytree(src, tree, symlinks=True, ignore=shutil.ignore_patterns(".pc"))
-        _git_repo(tree, f"QEMU {pins.qemu_source_version} (Debian's source)", patches, log)
-
-    return cache.ensure("test-trees", {"qemu": inputs}, build, mutable=True).path / "qemu"
-
-
-def git(tree: Path, *args: str) -> str:
-    return subprocess.run([*GIT, "-C", str(tree), *args], capture_output=True, text=True, check=True).stdout
-
-
-def cached_linux_tree(stack_name: str) -> Path | None:
-    """:func:`linux_tree` of ``stack_name`` if the cache has it already, else None (nothing is
-    downloaded or built): for tests that only read the tree and may skip without it."""
-    stack = get_stack(stack_name)
-    pins, _apt = pins_for(stack)
-    inputs = {"package": stack.linux_source, "version": pins.linux_source_version,
-              "patches": [cache.file_sha256(p) for p in _patches(stack.guest_patch_dir)], "layout": 2}
-    art = cache.lookup("test-trees", {"linux": inputs})
-    return art.path / "linux" if art else None
-
-
-def cached_qemu_source(stack_name: str) -> Path | None:
-    """The stack's QEMU source tree (Debian's patches applied) if the cache has it, else None."""
-    pins, _apt = pins_for(get_stack(stack_name))
-    art = cache.lookup("qemu-source", {"package": "qemu", "version": pins.qemu_source_version})
-    return source_tree(art) if art else None
+from harness.artifacts.git_trees import (  # noqa: F401
+    DEBIAN_IGNORE,
+    GIT,
+    _git_repo,
+    _patches,
+    cached_linux_tree,
+    cached_qemu_source,
+    cut_debian_ignore,
+    git,
+    git_tree_of_linux_source,
+    linux_tree,
+    qemu_tree,
+)

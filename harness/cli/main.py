@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.cli import analysis, calibrate, doctor, kernel_config, output, review, runs, schema
+from harness.cli import analysis, calibrate, doctor, kernel_config, output, review, runs, schema, trees
 from harness.errors import HarnessError
 
 # Each adds its commands with register(subparsers): a new command is a function in one of
 # these (or a new module listed here), nothing else.
-COMMAND_MODULES = (runs, calibrate, doctor, analysis, review, kernel_config, schema)
+COMMAND_MODULES = (runs, calibrate, doctor, analysis, review, kernel_config, trees, schema)
 
 # The documentation page of each command, under docs/ (built by `make docs` into site/, the
 # same name with .html): its `--help` ends with it. tests/test_docs_reference.py fails on a
@@ -31,6 +31,7 @@ COMMAND_DOCS = {
     "cover-letter": "results.md",
     "review": "mechanisms.md",
     "kernel-config": "own-trees.md",
+    "upstream-trees": "own-trees.md",
     "calibrate": "decisions-over-time.md",
     "schema": "scenarios.md",
 }
