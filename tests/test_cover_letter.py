@@ -248,3 +248,30 @@ def test_one_folder_of_two_stacks_is_decided_per_stack(tmp_path):
     assert_table_is_summary_stats(text, out, {a: a for a in ("4k-6.12", "contig-6.12", "4k-7.2", "contig-7.2")})
     named = cover_letter([out], baselines=["4k-6.12", "4k-7.2"])
     assert named.split("To reproduce")[0] == text.split("To reproduce")[0]
+
+
+def test_a_stack_built_from_the_users_trees_is_named_by_its_trees(tmp_path):
+    """A guest kernel and QEMU built from the user's trees (metadata's ``own_trees``) are what
+    the letter names for that stack: the tree, its commit and its state, not the Debian
+    versions the stack pins (those never ran)."""
+    out = make_results(tmp_path / "series", reps=3, seed=3, name="upstream-series", arms={
+        "4k": ArmSpec(ratio=2.0, stack="sid"), "blocks": ArmSpec(ratio=1.0, stack="sid")})
+    meta_path = out / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    commit, qsha = "0123456789ab" + "c" * 28, "f" * 64
+    meta["own_trees"] = {
+        "sid: kernel /src/linux@upstream": {"release": "7.2.13", "tree": "/src/linux@upstream",
+                                            "identity": {"commit": commit, "dirty": True, "kind": "git"}},
+        "sid: qemu /src/qemu": {"identity": {"commit": "9" * 40, "dirty": False, "kind": "git"},
+                                "qemu_version": "QEMU emulator version 10.2.2", "sha256": qsha}}
+    meta_path.write_text(json.dumps(meta))
+    text = cover_letter([out])
+    _fits(text)
+    stacks = " ".join(" ".join(_section(text, "Stacks")).split())
+    assert "sid: guest Linux 7.2.13 built from the tree /src/linux@upstream at 0123456789ab, " \
+           "with uncommitted changes" in stacks, stacks
+    assert "QEMU built from the tree /src/qemu at 999999999999" in stacks, stacks
+    assert "QEMU source" not in stacks, stacks
+    debian = open_folder(out).metadata.get("guest_kernel", {}).get("version")
+    if debian:
+        assert debian not in stacks, stacks

@@ -405,7 +405,8 @@ def stacks_block(entries: Sequence[Entry], width: int) -> list[str]:
     for stack, group in by_stack(entries).items():
         build = group[0].prov.stacks.get(stack)
         kernel = build.kernel if build and build.kernel else UNRECORDED
-        qemu_src = f", QEMU source {build.qemu_source}" if build and build.qemu_source else ""
+        qemu_src = (f", QEMU {build.qemu_tree}" if build and build.qemu_tree
+                    else f", QEMU source {build.qemu_source}" if build and build.qemu_source else "")
         out += wrap(f"{stack}: guest Linux {kernel}{qemu_src}", width, "  ", "      ")
         seen: set[tuple[str, str]] = set()
         for e in group:

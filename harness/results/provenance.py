@@ -59,6 +59,7 @@ class StackBuild:
     name: str
     kernel: Optional[str] = None          # e.g. "6.1.192-2 (6.1.0-56-cloud-amd64)"
     qemu_source: Optional[str] = None     # the Debian source version QEMU was built from
+    qemu_tree: Optional[str] = None       # or the user's tree it was built from (then no Debian source)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,36 @@ def _stack_build(name: str, meta: Mapping[str, Any]) -> StackBuild:
     version = _str(kernel.get("version")) or _str(pins.get("kernel_version"))
     release = _str(kernel.get("release"))
     text = f"{version} ({release})" if version and release else version or release
+    own = _own_trees(name, meta)
+    if "kernel" in own:
+        text = own["kernel"]
+    if "qemu" in own:
+        return StackBuild(name, text, None, own["qemu"])
     return StackBuild(name, text, _str(pins.get("qemu_source_version")))
+
+
+def _own_trees(stack: str, meta: Mapping[str, Any]) -> dict[str, str]:
+    """``kernel``/``qemu`` -> how the folder names a build from a user's tree on ``stack``:
+    its release, the tree (path@ref), the commit and whether it had uncommitted changes.
+    A stack whose guest kernel was built from a tree did not run Debian's kernel of its
+    pins, so the stack's Debian versions must not stand for it (a cover letter would cite a
+    kernel that never ran). Labels are ``"<stack>: kernel <tree>"`` / ``"<stack>: qemu
+    <tree>"`` (harness.experiment.metadata.own_trees)."""
+    found: dict[str, str] = {}
+    for label, info in as_dict(meta.get("own_trees")).items():
+        where, _, what = str(label).partition(": ")
+        kind, _, tree = what.partition(" ")
+        if where != stack or kind not in ("kernel", "qemu"):
+            continue
+        rec = as_dict(info)
+        ident = as_dict(rec.get("identity"))
+        commit = _str(ident.get("commit"))
+        state = ", with uncommitted changes" if ident.get("dirty") else ""
+        at = f" at {commit[:12]}" if commit else ""
+        release = _str(rec.get("release"))
+        found[kind] = (f"{release} " if release and kind == "kernel" else "") + \
+            f"built from the tree {_str(rec.get('tree')) or tree}{at}{state}"
+    return found
 
 
 def _qemu_identity(stack: str, qemu: str, meta: Mapping[str, Any]) -> tuple[Optional[str], Optional[str]]:
@@ -173,6 +203,12 @@ def _qemu_identity(stack: str, qemu: str, meta: Mapping[str, Any]) -> tuple[Opti
     version = _str(as_dict(built.get("qemu_versions")).get(qemu)) \
         or _str(as_dict(as_dict(meta.get("qemu")).get(qemu)).get("version"))
     sha = _str(as_dict(built.get("qemu_sha256")).get(qemu)) or _str(as_dict(manifest.get("qemu_sha256")).get(qemu))
+    if not version and not sha:
+        # a QEMU built from the user's tree: its own record (harness.experiment.metadata.own_trees)
+        for label, info in as_dict(meta.get("own_trees")).items():
+            if str(label).startswith(f"{stack}: qemu "):
+                version = _str(as_dict(info).get("qemu_version"))
+                sha = _str(as_dict(info).get("sha256"))
     if version:
         version = re.sub(r"^QEMU emulator version\s+", "", version)
     return version, sha
