@@ -118,6 +118,30 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+@dataclass(frozen=True)
+class OwnTree:
+    """One build from a user's tree as metadata.json's ``own_trees`` records it, under the
+    label ``"<stack>: kernel <tree>"`` or ``"<stack>: qemu <tree>"``
+    (harness.experiment.metadata.own_trees); ``stack`` is empty for a label without one."""
+
+    stack: str
+    kind: str               # "kernel" or "qemu"
+    tree: str
+    info: dict[str, Any]    # its record: identity (commit, content, dirty), release, qemu_version, ...
+
+
+def own_trees_of(metadata: Any) -> list[OwnTree]:
+    """Every build from a user's tree that ``metadata`` records, in its order."""
+    found = []
+    for label, info in as_dict(as_dict(metadata).get("own_trees")).items():
+        stack, sep, what = str(label).partition(": ")
+        if not sep:
+            stack, what = "", str(label)
+        kind, _, tree = what.partition(" ")
+        found.append(OwnTree(stack, kind, tree, as_dict(info)))
+    return found
+
+
 def as_list(value: Any) -> list[Any]:
     """``value`` when it is a list, else an empty one."""
     return value if isinstance(value, list) else []

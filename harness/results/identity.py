@@ -19,7 +19,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.results.folder import ResultsFolder, as_dict
+from harness.results.folder import ResultsFolder, as_dict, own_trees_of
 
 
 class Incomparable(HarnessError):
@@ -75,10 +75,10 @@ def fingerprint(metadata: dict[str, Any], summary: Optional[pd.DataFrame] = None
     # Kernels and QEMUs built from users' trees: by content (tree, uncommitted changes), not
     # by path or binary (runners build them apart; the same tree is the same build).
     trees: dict[str, set[str]] = {}
-    for label, info in as_dict(meta.get("own_trees")).items():
-        ident = as_dict(as_dict(info).get("identity"))
+    for own in own_trees_of(meta):
+        ident = as_dict(own.info.get("identity"))
         if ident.get("content"):
-            kind = "qemu" if label.split(": ", 1)[-1].startswith("qemu ") else "kernel"
+            kind = "qemu" if own.kind == "qemu" else "kernel"
             trees.setdefault(kind, set()).add(str(ident["content"]) + (f"+{ident['changes']}"
                                                                        if ident.get("changes") else ""))
     for kind, contents in sorted(trees.items()):

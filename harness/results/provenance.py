@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.results import layout
-from harness.results.folder import ResultsFolder, as_dict, failure_reason
+from harness.results.folder import ResultsFolder, as_dict, failure_reason, own_trees_of
 
 UNRECORDED = "not recorded"
 OOM_MARK = "OOM killer acted"
@@ -176,22 +176,18 @@ def _own_trees(stack: str, meta: Mapping[str, Any]) -> dict[str, str]:
     its release, the tree (path@ref), the commit and whether it had uncommitted changes.
     A stack whose guest kernel was built from a tree did not run Debian's kernel of its
     pins, so the stack's Debian versions must not stand for it (a cover letter would cite a
-    kernel that never ran). Labels are ``"<stack>: kernel <tree>"`` / ``"<stack>: qemu
-    <tree>"`` (harness.experiment.metadata.own_trees)."""
+    kernel that never ran)."""
     found: dict[str, str] = {}
-    for label, info in as_dict(meta.get("own_trees")).items():
-        where, _, what = str(label).partition(": ")
-        kind, _, tree = what.partition(" ")
-        if where != stack or kind not in ("kernel", "qemu"):
+    for own in own_trees_of(meta):
+        if own.stack != stack or own.kind not in ("kernel", "qemu"):
             continue
-        rec = as_dict(info)
-        ident = as_dict(rec.get("identity"))
+        ident = as_dict(own.info.get("identity"))
         commit = _str(ident.get("commit"))
         state = ", with uncommitted changes" if ident.get("dirty") else ""
         at = f" at {commit[:12]}" if commit else ""
-        release = _str(rec.get("release"))
-        found[kind] = (f"{release} " if release and kind == "kernel" else "") + \
-            f"built from the tree {_str(rec.get('tree')) or tree}{at}{state}"
+        release = _str(own.info.get("release"))
+        found[own.kind] = (f"{release} " if release and own.kind == "kernel" else "") + \
+            f"built from the tree {_str(own.info.get('tree')) or own.tree}{at}{state}"
     return found
 
 
@@ -205,10 +201,10 @@ def _qemu_identity(stack: str, qemu: str, meta: Mapping[str, Any]) -> tuple[Opti
     sha = _str(as_dict(built.get("qemu_sha256")).get(qemu)) or _str(as_dict(manifest.get("qemu_sha256")).get(qemu))
     if not version and not sha:
         # a QEMU built from the user's tree: its own record (harness.experiment.metadata.own_trees)
-        for label, info in as_dict(meta.get("own_trees")).items():
-            if str(label).startswith(f"{stack}: qemu "):
-                version = _str(as_dict(info).get("qemu_version"))
-                sha = _str(as_dict(info).get("sha256"))
+        for own in own_trees_of(meta):
+            if own.stack == stack and own.kind == "qemu":
+                version = _str(own.info.get("qemu_version"))
+                sha = _str(own.info.get("sha256"))
     if version:
         version = re.sub(r"^QEMU emulator version\s+", "", version)
     return version, sha
