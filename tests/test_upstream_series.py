@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.artifacts.git_trees import patch_files
 from harness.resources import data_dir
 from tests.own_trees import GIT, cached_linux_tree, cached_qemu_source
 
@@ -25,10 +26,6 @@ KERNEL_SERIES = data_dir("guest-kernel-patches") / "upstream"
 QEMU_SERIES = data_dir("qemu-patches") / "upstream"
 MAKE_TREES = ("make it with `.venv/bin/python -m pytest tests/test_own_trees_stacks.py -k sid` "
               "(the sid stack's trees) or `balloon-harness build --stack sid`")
-
-
-def patches(folder: Path) -> list[Path]:
-    return sorted(folder.glob("0*.patch"))
 
 
 def touched_files(series: list[Path]) -> list[str]:
@@ -67,9 +64,9 @@ def linux_7_2() -> tuple[Path, str]:
 
 
 def test_kernel_series_has_no_sign_off_and_says_so() -> None:
-    series = patches(KERNEL_SERIES)
+    series = patch_files(KERNEL_SERIES)
     assert len(series) >= 4, f"no series in {KERNEL_SERIES}"
-    for patch in series + patches(QEMU_SERIES):
+    for patch in series + patch_files(QEMU_SERIES):
         assert "Signed-off-by:" not in patch.read_text(), f"{patch.name} carries a Signed-off-by"
     readme = (KERNEL_SERIES / "README.md").read_text()
     assert "No Signed-off-by" in readme and "adds their own" in readme
@@ -77,7 +74,7 @@ def test_kernel_series_has_no_sign_off_and_says_so() -> None:
 
 def test_kernel_series_applies_to_the_sid_source(linux_7_2, tmp_path) -> None:
     tree, base = linux_7_2
-    series = patches(KERNEL_SERIES)
+    series = patch_files(KERNEL_SERIES)
     files = {name: subprocess.run([*GIT, "-C", str(tree), "show", f"{base}:{name}"],
                                   capture_output=True, check=True).stdout
              for name in touched_files(series)}
@@ -90,7 +87,7 @@ def test_kernel_series_applies_to_the_sid_source(linux_7_2, tmp_path) -> None:
 
 def test_kernel_series_is_checkpatch_strict_clean(linux_7_2) -> None:
     tree, _base = linux_7_2
-    for patch in patches(KERNEL_SERIES):
+    for patch in patch_files(KERNEL_SERIES):
         out = subprocess.run(["perl", str(tree / "scripts" / "checkpatch.pl"), "--strict", "--no-signoff",
                               f"--root={tree}", str(patch)], capture_output=True, text=True)
         assert "total: 0 errors, 0 warnings, 0 checks" in out.stdout, f"{patch.name}:\n{out.stdout}"
@@ -100,7 +97,7 @@ def test_qemu_series_applies_to_the_sid_source(tmp_path) -> None:
     src = cached_qemu_source("sid")
     if src is None:
         pytest.skip(f"the sid stack's QEMU 10.2 source is not in the cache: {MAKE_TREES}")
-    series = patches(QEMU_SERIES)
+    series = patch_files(QEMU_SERIES)
     assert series, f"no series in {QEMU_SERIES}"
     files = {name: (src / name).read_bytes() for name in touched_files(series)}
     am = import_and_am(files, series, tmp_path / "qemu")

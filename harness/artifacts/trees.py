@@ -64,7 +64,7 @@ def _git(tree: Path, *args: str, binary: bool = False) -> subprocess.CompletedPr
                           stdin=subprocess.DEVNULL)
 
 
-def _is_git(tree: Path) -> bool:
+def is_git_top(tree: Path) -> bool:
     """Whether ``tree`` is the top of a git work tree (not a folder inside another repository)."""
     if not (tree / ".git").exists() or shutil.which("git") is None:
         return False
@@ -116,7 +116,7 @@ def require_tree(path: Path, what: str, marker: str, kind: str) -> Path:
 def identify(path: Path, ref: Optional[str] = None) -> TreeIdentity:
     """The identity of the tree at ``path`` (at ``ref`` when given: a git tree only)."""
     path = Path(path).resolve()
-    if _is_git(path):
+    if is_git_top(path):
         rev = ref or "HEAD"
         commit = _git(path, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
         if commit.returncode != 0:

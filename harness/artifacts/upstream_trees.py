@@ -53,6 +53,7 @@ from typing import Optional
 from harness.artifacts import cache
 from harness.artifacts.git_trees import GIT, linux_source_tree, patch_files, qemu_tree, root_commit
 from harness.artifacts.steps import run_step
+from harness.artifacts.trees import is_git_top
 from harness.errors import BuildError, ConfigError, HarnessError
 from harness.resources import CHECKOUT, data_dir
 
@@ -131,16 +132,11 @@ def _patch_ids(tree: Path, text: str) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-def _top_of_git(tree: Path) -> bool:
-    top = _git(tree, "rev-parse", "--show-toplevel")
-    return top.returncode == 0 and Path(top.stdout.strip()).resolve() == tree.resolve()
-
-
 def _obviously_not(target: Path, spec: TreeSpec) -> Optional[str]:
     """Why ``target`` cannot be the finished tree, from a look at it alone (None: maybe it is)."""
     if not target.is_dir():
         return "it is not a directory"
-    if not _top_of_git(target):
+    if not is_git_top(target):
         return "it is not a git tree"
     if _git(target, "rev-parse", "--verify", "-q", f"refs/heads/{BRANCH}").returncode != 0:
         return f"it has no branch {BRANCH}"
